@@ -1,0 +1,25 @@
+# netreach task runner. `make help` lists the targets.
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+test: ## Every check and test: formatting, clippy, the whole test suite (what CI runs).
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) test --workspace --locked
+
+build: ## Build the netreach binary (release).
+	$(CARGO) build --release --locked -p netreach
+
+bench: ## Run the policy-engine benchmarks (criterion).
+	$(CARGO) bench -p netreach --bench policy
+
+generate: ## Regenerate committed artefacts (the CRD YAML in the chart).
+	$(CARGO) run -q -p netreach -- crd > charts/netreach/crds/netreach.dev_crds.yaml
+
+example: ## Explain a blocked flow of the shipped example (the main job until `netreach demo`).
+	$(CARGO) run -q --release -p netreach -- explain -f examples/shop --from shop/frontend --to payments/gateway --port 8443
+
+.PHONY: help test build bench generate example

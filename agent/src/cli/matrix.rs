@@ -1,0 +1,153 @@
+//! `netreach matrix`: every ordered pod pair on the given ports.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::Format;
+use super::input::{PortArg, Sources, require_numeric};
+use crate::policy::{Engine, MatrixCell, MatrixPort, Reason};
+
+/// Print the allowed/denied verdict of every ordered pod pair (self included).
+///
+/// Without --port, each destination is checked on each of its own container ports.
+/// Example: netreach matrix -f cluster.yaml --port 80/TCP --format table
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    sources: Sources,
+    /// A port to check every pair on (`80`, `80/TCP`, `53/UDP`); repeatable.
+    #[arg(long = "port", value_name = "PORT[/PROTO]")]
+    ports: Vec<PortArg>,
+    /// Output format: table (a grid per port) or json (the contract's fields); text = table.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// One row of the JSON contract.
+#[derive(Debug, Serialize)]
+struct PairRow<'a> {
+    from: String,
+    to: String,
+    port: u16,
+    protocol: &'a str,
+    allowed: bool,
+    #[serde(rename = "self")]
+    self_traffic: bool,
+    rules_allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    policies: Vec<String>,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { sources, ports, format } = self;
+        let ports: Vec<MatrixPort> = ports
+            .iter()
+            .map(|p| require_numeric(p).map(|(port, protocol)| MatrixPort { port, protocol }))
+            .collect::<anyhow::Result<_>>()?;
+        let loaded = sources.load()?;
+        let engine = Engine::new(&loaded.index, sources.profile.clone());
+        let cells = engine.matrix(&ports);
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        match format {
+            Format::Json => write_json(&mut out, &engine, &cells)?,
+            Format::Table | Format::Text => write_tables(&mut out, &engine, &cells)?,
+        }
+        out.flush()?;
+        if !sources.quiet {
+            let denied = cells.iter().filter(|c| !c.allowed).count();
+            eprintln!("{} pairs, {} allowed, {} denied", cells.len(), cells.len() - denied, denied);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn write_json(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> anyhow::Result<()> {
+    let pods = engine.pods();
+    out.write_all(b"{\"pairs\":[")?;
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",\n")?;
+        } else {
+            out.write_all(b"\n")?;
+        }
+        let mut row = PairRow {
+            from: pods[cell.from].key().to_string(),
+            to: pods[cell.to].key().to_string(),
+            port: cell.port.port,
+            protocol: cell.port.protocol.as_str(),
+            allowed: cell.allowed,
+            self_traffic: cell.self_traffic,
+            rules_allowed: cell.rules_allowed,
+            reason: None,
+            direction: None,
+            policies: Vec::new(),
+        };
+        if !cell.rules_allowed {
+            let verdict = engine.evaluate_cell(cell);
+            row.reason = verdict.reason;
+            row.direction = verdict.direction.map(|d| d.as_str());
+            row.policies = verdict.policies;
+        }
+        serde_json::to_writer(&mut *out, &row)?;
+    }
+    out.write_all(b"\n]}\n")?;
+    Ok(())
+}
+
+fn write_tables(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> anyhow::Result<()> {
+    let pods = engine.pods();
+    let mut start = 0;
+    while start < cells.len() {
+        let port = cells[start].port;
+        let end = start + cells[start..].iter().take_while(|c| c.port == port).count();
+        let group = &cells[start..end];
+        start = end;
+
+        let mut sources: Vec<usize> = group.iter().map(|c| c.from).collect();
+        sources.dedup();
+        let mut destinations: Vec<usize> = group.iter().map(|c| c.to).collect();
+        destinations.sort_unstable();
+        destinations.dedup();
+        let allowed = group.iter().filter(|c| c.allowed && !c.self_traffic).count();
+        let denied = group.iter().filter(|c| !c.allowed).count();
+        writeln!(out, "{}/{}: {allowed} allowed, {denied} denied, {} self   (A allowed, . denied, S self)", port.port, port.protocol, group.len() - allowed - denied)?;
+
+        let width = sources.iter().chain(&destinations).map(|&i| pods[i].key().to_string().len()).max().unwrap_or(0);
+        let index_width = destinations.len().to_string().len().max(2);
+        write!(out, "{:>w$}  ", "from \\ to", w = width + 5)?;
+        for (j, _) in destinations.iter().enumerate() {
+            write!(out, "{:>iw$}", j, iw = index_width + 1)?;
+        }
+        writeln!(out)?;
+        for (row, chunk) in sources.iter().zip(group.chunks(destinations.len())) {
+            let marker = destinations.iter().position(|&d| d == *row).map_or("   ".to_string(), |j| format!("{j:>3}"));
+            write!(out, "{marker} {:<w$}  ", pods[*row].key().to_string(), w = width + 1)?;
+            for cell in chunk {
+                let symbol = if cell.self_traffic {
+                    "S"
+                } else if cell.allowed {
+                    "A"
+                } else {
+                    "."
+                };
+                write!(out, "{:>iw$}", symbol, iw = index_width + 1)?;
+            }
+            writeln!(out)?;
+        }
+        if sources.len() != destinations.len() || sources.iter().zip(&destinations).any(|(a, b)| a != b) {
+            writeln!(out, "  columns:")?;
+            for (j, d) in destinations.iter().enumerate() {
+                writeln!(out, "  {j:>3} {}", pods[*d].key())?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

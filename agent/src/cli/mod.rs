@@ -1,0 +1,71 @@
+//! Subcommands. Each parses its own flags (clap derive, every flag documented) and returns an
+//! exit status; `main` maps errors to exit code 2 (bad input) after printing them.
+//!
+//! Exit codes (contract): 0 success, 1 a flow is denied (`explain --exit-code`), 2 bad input.
+
+mod crd;
+mod explain;
+mod input;
+mod matrix;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// netreach: is this pod-to-pod path open, and if not, which NetworkPolicy rule blocks it?
+///
+/// Offline commands (explain, matrix) read Kubernetes objects from YAML/JSON files, for
+/// example the output of `kubectl get pods,namespaces,networkpolicies -A -o yaml`.
+#[derive(Debug, Parser)]
+#[command(name = "netreach", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Explain(explain::Args),
+    Matrix(matrix::Args),
+    Crd(crd::Args),
+}
+
+/// Exit code for a flow denied with `explain --exit-code`.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code for bad input: unreadable or invalid files (with --strict), unknown pods, bad flags.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Explain(args) => args.run(),
+        Command::Matrix(args) => args.run(),
+        Command::Crd(args) => args.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Output format of the offline commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// A compact grid per port (matrix only).
+    Table,
+    /// JSON, following the documented contract.
+    Json,
+}

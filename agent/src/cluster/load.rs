@@ -1,0 +1,828 @@
+//! Reading Kubernetes objects from files and folders: the snapshot source of the offline CLI
+//! (`matrix`, `explain`), the demo and the benchmarks.
+//!
+//! Data flow: paths -> files (folders walked recursively in sorted order, `*.yaml`, `*.yml`,
+//! `*.json`, hidden entries skipped) -> documents (YAML split on `---`, or a JSON value stream)
+//! -> `serde_json::Value` -> dispatch on `apiVersion`/`kind` (`List` and `*List` unwrapped,
+//! recursively) -> the `k8s_openapi` type via `serde_path_to_error`, so a type error names its
+//! field -> [`super::convert`] -> [`Index`] through [`Apply`].
+//!
+//! A problem never stops the load: it becomes an [`ObjectProblem`] naming the file, document,
+//! object and field, and every valid object still loads. Invalid NetworkPolicies whose
+//! podSelector is valid load in their fail-closed degraded form. Only an unreadable or missing
+//! path is a [`LoadError`]. When two documents define the same object, the last one wins.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1 as corev1;
+use k8s_openapi::api::networking::v1 as netv1;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::convert::{ConvertError, DEFAULT_NAMESPACE};
+use super::index::{Apply, Index};
+use super::model::{Namespace, NetworkPolicy, Node, Pod};
+
+pub type Result<T, E = LoadError> = std::result::Result<T, E>;
+
+/// `apiVersion` prefix of netreach's own resources (ProbeSpec, ...), kept raw for later.
+pub const CUSTOM_API_GROUP: &str = "netreach.dev/";
+/// The path that means standard input.
+pub const STDIN_PATH: &str = "-";
+/// `List`s nested deeper than this are reported, not followed.
+const MAX_LIST_DEPTH: usize = 16;
+/// Folders nested deeper than this are not walked.
+const MAX_DIR_DEPTH: usize = 64;
+
+// === Errors and results ===
+
+/// A path that cannot be read at all. Everything else is an [`ObjectProblem`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: no such file or directory", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LoadError {
+    fn from_io(path: &Path, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::NotFound {
+            LoadError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            LoadError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            LoadError::NotFound { path } | LoadError::Unreadable { path, .. } => path,
+        }
+    }
+
+    /// A bounded label for failure counters.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            LoadError::NotFound { .. } => "not_found",
+            LoadError::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
+/// Something wrong with one document or object; the load went on without it (or with its
+/// degraded form).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectProblem {
+    /// The file, plus the document number when the file has several and the item path inside
+    /// Lists: `policies.yaml (document 3, items[2])`.
+    pub source: String,
+    /// The absolute line in the file, when the parser reported one.
+    pub line: Option<usize>,
+    /// `NetworkPolicy shop/deny`, when the document got as far as naming an object.
+    pub object: Option<String>,
+    /// Path of the offending field from the object root, e.g. `spec.ingress[0].from[0]`.
+    pub field: Option<String>,
+    pub message: String,
+    /// The object was still loaded, with its invalid entries matching nothing (fail closed).
+    pub loaded_degraded: bool,
+}
+
+impl fmt::Display for ObjectProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.source)?;
+        if let Some(object) = &self.object {
+            write!(f, "{object}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Counts of what a load read and kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadSummary {
+    pub files: usize,
+    /// Non-empty documents (YAML documents or JSON values), before unwrapping Lists.
+    pub documents: usize,
+    /// Distinct objects loaded per kind (duplicates are counted in `duplicates`).
+    pub namespaces: usize,
+    pub pods: usize,
+    pub nodes: usize,
+    pub policies: usize,
+    /// Objects of other kinds, by kind (`Service`, `ProbeSpec`, `NetworkPolicy (extensions/v1beta1)`).
+    pub ignored_by_kind: BTreeMap<String, usize>,
+    pub problems: usize,
+    /// Objects that replaced an earlier definition of the same kind and name (last one wins).
+    pub duplicates: usize,
+}
+
+impl fmt::Display for LoadSummary {
+    /// One line: `2 files, 9 documents: 2 namespaces, 4 pods, 1 node, 3 policies; ignored 1 Service; 1 problem`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {}: {}, {}, {}, {}",
+            count(self.files, "file", "files"),
+            count(self.documents, "document", "documents"),
+            count(self.namespaces, "namespace", "namespaces"),
+            count(self.pods, "pod", "pods"),
+            count(self.nodes, "node", "nodes"),
+            count(self.policies, "policy", "policies"),
+        )?;
+        if !self.ignored_by_kind.is_empty() {
+            let ignored: Vec<String> = self
+                .ignored_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            write!(f, "; ignored {}", ignored.join(", "))?;
+        }
+        if self.problems > 0 {
+            write!(f, "; {}", count(self.problems, "problem", "problems"))?;
+        }
+        if self.duplicates > 0 {
+            write!(f, "; {}", count(self.duplicates, "duplicate", "duplicates"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything a load produced.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub index: Index,
+    pub problems: Vec<ObjectProblem>,
+    pub summary: LoadSummary,
+    /// Raw `netreach.dev/*` objects (ProbeSpecs, ...) with their source, for later stages.
+    pub custom_objects: Vec<(String, Value)>,
+}
+
+/// Loads every path (files, folders, `-` for stdin) into a fresh [`Loaded`].
+pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
+    let mut loaded = Loaded::default();
+    let mut files = Vec::new();
+    let mut visited_dirs = HashSet::new();
+    for path in paths {
+        collect_files(path, 0, &mut visited_dirs, &mut files)?;
+    }
+    for file in &files {
+        loaded.load_file(file)?;
+    }
+    Ok(loaded)
+}
+
+/// Loads one in-memory source (a file's text) into `into`; `source_name` labels problems and
+/// picks the format (`*.json` is JSON, anything else YAML unless it starts with `{`).
+pub fn load_str(source_name: &str, text: &str, into: &mut Loaded) {
+    into.load_str(source_name, text);
+}
+
+// === Files and folders ===
+
+/// Expands `path` into the files to read: a file as given, a folder walked recursively.
+fn collect_files(
+    path: &Path,
+    depth: usize,
+    visited_dirs: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<()> {
+    if path.as_os_str() == STDIN_PATH {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let meta = fs::metadata(path).map_err(|e| LoadError::from_io(path, e))?;
+    if !meta.is_dir() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    // Symlinked folders can form loops; walk each real folder once.
+    let real = fs::canonicalize(path).map_err(|e| LoadError::from_io(path, e))?;
+    if depth > MAX_DIR_DEPTH || !visited_dirs.insert(real) {
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(path).map_err(|e| LoadError::from_io(path, e))? {
+        let entry = entry.map_err(|e| LoadError::from_io(path, e))?;
+        if !entry.file_name().to_string_lossy().starts_with('.') {
+            entries.push(entry.path());
+        }
+    }
+    entries.sort();
+    for entry in entries {
+        let meta = fs::metadata(&entry).map_err(|e| LoadError::from_io(&entry, e))?;
+        if meta.is_dir() {
+            collect_files(&entry, depth + 1, visited_dirs, out)?;
+        } else if has_object_extension(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
+fn has_object_extension(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    matches!(ext.as_deref(), Some("yaml" | "yml" | "json"))
+}
+
+impl Loaded {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads one file (or stdin for `-`) whatever its extension.
+    pub fn load_file(&mut self, path: &Path) -> Result<()> {
+        let (name, bytes) = if path.as_os_str() == STDIN_PATH {
+            let mut bytes = Vec::new();
+            io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| LoadError::from_io(path, e))?;
+            ("<stdin>".to_string(), bytes)
+        } else {
+            (
+                path.display().to_string(),
+                fs::read(path).map_err(|e| LoadError::from_io(path, e))?,
+            )
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) => self.load_str(&name, &text),
+            Err(e) => {
+                self.summary.files += 1;
+                let message = format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                );
+                self.push_problem(problem(name, None, None, message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the documents of one source's text.
+    pub fn load_str(&mut self, source_name: &str, text: &str) {
+        self.summary.files += 1;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let documents = match detect_format(source_name, text) {
+            Format::Json => json_documents(text),
+            Format::Yaml => yaml_documents(text),
+            // Unnamed input that starts like JSON may still be YAML flow style.
+            Format::Sniffed => match json_documents(text) {
+                documents if matches!(documents.first(), Some(Document::Failed(_))) => {
+                    yaml_documents(text)
+                }
+                documents => documents,
+            },
+        };
+        let numbered = documents.len() > 1;
+        for (i, document) in documents.into_iter().enumerate() {
+            self.summary.documents += 1;
+            let origin = Origin {
+                file: source_name,
+                document: numbered.then_some(i + 1),
+                items: String::new(),
+            };
+            match document.parse() {
+                Ok(value) => self.load_origin(&origin, value, 0),
+                Err(ParseFailure { message, line }) => {
+                    let mut problem = problem(origin.to_string(), None, None, message);
+                    problem.line = line;
+                    self.push_problem(problem);
+                }
+            }
+        }
+    }
+
+    /// Loads one already-parsed object (or List), e.g. an entry of a scenario file.
+    pub fn load_value(&mut self, source: &str, value: Value) {
+        let origin = Origin {
+            file: source,
+            document: None,
+            items: String::new(),
+        };
+        self.load_origin(&origin, value, 0);
+    }
+
+    fn push_problem(&mut self, problem: ObjectProblem) {
+        tracing::debug!(%problem, "object problem");
+        self.summary.problems += 1;
+        self.problems.push(problem);
+    }
+}
+
+// === Documents ===
+
+/// Where an object came from, rendered as `file (document 2, items[3])`.
+struct Origin<'a> {
+    file: &'a str,
+    document: Option<usize>,
+    /// Path inside Lists: `items[3]`, `items[3].items[0]`.
+    items: String,
+}
+
+impl Origin<'_> {
+    fn item(&self, i: usize) -> Self {
+        let items = if self.items.is_empty() {
+            format!("items[{i}]")
+        } else {
+            format!("{}.items[{i}]", self.items)
+        };
+        Origin {
+            file: self.file,
+            document: self.document,
+            items,
+        }
+    }
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file)?;
+        match (self.document, self.items.is_empty()) {
+            (None, true) => Ok(()),
+            (Some(n), true) => write!(f, " (document {n})"),
+            (None, false) => write!(f, " ({})", self.items),
+            (Some(n), false) => write!(f, " (document {n}, {})", self.items),
+        }
+    }
+}
+
+/// One document of a source, parsed lazily so a large stream is not held twice.
+enum Document<'a> {
+    Yaml {
+        text: Cow<'a, str>,
+        first_line: usize,
+    },
+    Parsed(Value),
+    Failed(ParseFailure),
+}
+
+struct ParseFailure {
+    message: String,
+    line: Option<usize>,
+}
+
+impl Document<'_> {
+    fn parse(self) -> Result<Value, ParseFailure> {
+        match self {
+            Document::Parsed(value) => Ok(value),
+            Document::Failed(failure) => Err(failure),
+            Document::Yaml { text, first_line } => {
+                serde_yaml_ng::from_str::<Value>(&text).map_err(|e| {
+                    // Positions are relative to the document; make them relative to the file.
+                    let offset = first_line.saturating_sub(1);
+                    ParseFailure {
+                        message: format!(
+                            "invalid YAML: {}",
+                            shift_line_numbers(&e.to_string(), offset)
+                        ),
+                        line: e.location().map(|l| l.line() + offset),
+                    }
+                })
+            }
+        }
+    }
+}
+
+enum Format {
+    Json,
+    Yaml,
+    /// No telling extension, and the text starts with `{`: JSON, or YAML if that fails.
+    Sniffed,
+}
+
+fn detect_format(source_name: &str, text: &str) -> Format {
+    let lower = source_name.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        Format::Json
+    } else if lower.ends_with(".yaml")
+        || lower.ends_with(".yml")
+        || !text.trim_start().starts_with('{')
+    {
+        Format::Yaml
+    } else {
+        Format::Sniffed
+    }
+}
+
+/// A stream of JSON values; a syntax error ends it (JSON cannot resynchronise).
+fn json_documents(text: &str) -> Vec<Document<'static>> {
+    let mut documents = Vec::new();
+    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+        match value {
+            Ok(value) => documents.push(Document::Parsed(value)),
+            Err(e) => {
+                let message = format!("invalid JSON: {e}");
+                documents.push(Document::Failed(ParseFailure {
+                    message,
+                    line: Some(e.line()),
+                }));
+                break;
+            }
+        }
+    }
+    documents
+}
+
+/// Splits a YAML stream on `---` / `...` marker lines, so a malformed document does not hide
+/// the ones after it. Documents with nothing but comments and blank lines are dropped.
+fn yaml_documents(text: &str) -> Vec<Document<'_>> {
+    let mut documents = Vec::new();
+    // The current document: byte offset where its lines start, its 1-based first line, and
+    // content that followed a `---` on the marker line itself.
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut inline: Option<&str> = None;
+    let mut offset = 0;
+    let mut push = |start: usize, end: usize, first_line: usize, inline: Option<&str>| {
+        let body = text.get(start..end).unwrap_or_default();
+        let text = match inline {
+            None => Cow::Borrowed(body),
+            Some(head) => Cow::Owned(format!("{head}\n{body}")),
+        };
+        if !is_blank_yaml(&text) {
+            documents.push(Document::Yaml { text, first_line });
+        }
+    };
+    for (line_index, line) in text.split_inclusive('\n').enumerate() {
+        if let Some(marker) = marker(line) {
+            push(start, offset, first_line, inline);
+            start = offset + line.len();
+            (first_line, inline) = match marker {
+                Marker::Start(Some(head)) => (line_index + 1, Some(head)),
+                Marker::Start(None) | Marker::End => (line_index + 2, None),
+            };
+        }
+        offset += line.len();
+    }
+    push(start, text.len(), first_line, inline);
+    documents
+}
+
+enum Marker<'a> {
+    /// `---`, with the content that follows it on the same line.
+    Start(Option<&'a str>),
+    /// `...`
+    End,
+}
+
+fn marker(line: &str) -> Option<Marker<'_>> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let (is_start, rest) = match (line.strip_prefix("---"), line.strip_prefix("...")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return None,
+    };
+    if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        return None;
+    }
+    let rest = rest.trim();
+    Some(match (is_start, rest.is_empty() || rest.starts_with('#')) {
+        (true, true) => Marker::Start(None),
+        (true, false) => Marker::Start(Some(rest)),
+        (false, _) => Marker::End,
+    })
+}
+
+/// Only blank lines, comments and directives: no document at all.
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l.starts_with('%')
+    })
+}
+
+/// Adds `offset` to every `line N column M` in a parser message.
+fn shift_line_numbers(message: &str, offset: usize) -> String {
+    if offset == 0 {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut rest = message;
+    while let Some(pos) = rest.find("line ") {
+        let (before, after) = rest.split_at(pos + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, tail) = after.split_at(digits);
+        match number.parse::<usize>() {
+            Ok(n) if tail.starts_with(" column ") => {
+                out.push_str(&n.saturating_add(offset).to_string())
+            }
+            _ => out.push_str(number),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+// === Objects ===
+
+impl Loaded {
+    /// Dispatches one value on apiVersion/kind.
+    fn load_origin(&mut self, origin: &Origin<'_>, value: Value, depth: usize) {
+        let mut map = match value {
+            Value::Object(map) => map,
+            Value::Null => return, // an empty document or List item
+            other => {
+                let message = format!(
+                    "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                    type_name(&other)
+                );
+                self.push_problem(problem(origin.to_string(), None, None, message));
+                return;
+            }
+        };
+        let api_version = map
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = map
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if api_version.is_empty() || kind.is_empty() {
+            let missing = if kind.is_empty() {
+                "kind"
+            } else {
+                "apiVersion"
+            };
+            let object = (!kind.is_empty()).then(|| describe(&kind, true, &map));
+            let message = "is missing or not a string".to_string();
+            self.push_problem(problem(
+                origin.to_string(),
+                object,
+                Some(missing.to_string()),
+                message,
+            ));
+            return;
+        }
+        if kind == "List" || (kind.ends_with("List") && map.contains_key("items")) {
+            self.load_list(origin, &api_version, &kind, &mut map, depth);
+            return;
+        }
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Namespace") => self.load_object::<Namespace>(origin, map),
+            ("v1", "Node") => self.load_object::<Node>(origin, map),
+            ("v1", "Pod") => self.load_object::<Pod>(origin, map),
+            ("networking.k8s.io/v1", "NetworkPolicy") => {
+                self.load_object::<NetworkPolicy>(origin, map)
+            }
+            _ => {
+                let key = match kind.as_str() {
+                    // Same kind name, another API (e.g. Calico's NetworkPolicy): say which.
+                    "Namespace" | "Node" | "Pod" | "NetworkPolicy" => {
+                        format!("{kind} ({api_version})")
+                    }
+                    _ => kind,
+                };
+                *self.summary.ignored_by_kind.entry(key).or_default() += 1;
+                if api_version.starts_with(CUSTOM_API_GROUP) {
+                    self.custom_objects
+                        .push((origin.to_string(), Value::Object(map)));
+                }
+            }
+        }
+    }
+
+    /// `kind: List` (items carry their own kind) or `PodList`-style lists (items may omit
+    /// apiVersion/kind, as API list responses do).
+    fn load_list(
+        &mut self,
+        origin: &Origin<'_>,
+        api_version: &str,
+        kind: &str,
+        map: &mut Map<String, Value>,
+        depth: usize,
+    ) {
+        if depth >= MAX_LIST_DEPTH {
+            let message = format!("Lists nested more than {MAX_LIST_DEPTH} deep are not read");
+            self.push_problem(problem(
+                origin.to_string(),
+                Some(kind.to_string()),
+                None,
+                message,
+            ));
+            return;
+        }
+        let items = match map.remove("items") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                let message = format!("expected a list, found {}", type_name(&other));
+                self.push_problem(problem(
+                    origin.to_string(),
+                    Some(kind.to_string()),
+                    Some("items".into()),
+                    message,
+                ));
+                return;
+            }
+        };
+        let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
+        for (i, mut item) in items.into_iter().enumerate() {
+            if let (Some(item_kind), Value::Object(obj)) = (item_kind, &mut item) {
+                obj.entry("kind").or_insert_with(|| item_kind.into());
+                obj.entry("apiVersion")
+                    .or_insert_with(|| api_version.into());
+            }
+            self.load_origin(&origin.item(i), item, depth + 1);
+        }
+    }
+
+    fn load_object<T: LoadKind>(&mut self, origin: &Origin<'_>, mut map: Map<String, Value>)
+    where
+        Index: Apply<T>,
+    {
+        strip_unused_metadata(&mut map);
+        let object = describe(T::KIND, T::NAMESPACED, &map);
+        let api: T::Api = match serde_path_to_error::deserialize(Value::Object(map)) {
+            Ok(api) => api,
+            Err(e) => {
+                let field = Some(e.path().to_string()).filter(|p| p != ".");
+                let message = e.into_inner().to_string();
+                self.push_problem(problem(origin.to_string(), Some(object), field, message));
+                return;
+            }
+        };
+        let converted = match T::convert(&api) {
+            Ok(converted) => Some(converted),
+            Err(mut error) => {
+                let degraded = T::take_degraded(&mut error);
+                for p in error.problems {
+                    let mut problem = problem(
+                        origin.to_string(),
+                        Some(object.clone()),
+                        Some(p.field),
+                        p.message,
+                    );
+                    problem.loaded_degraded = degraded.is_some();
+                    self.push_problem(problem);
+                }
+                degraded
+            }
+        };
+        let Some(converted) = converted else { return };
+        if converted.is_in(&self.index) {
+            self.summary.duplicates += 1;
+        } else {
+            *T::counter(&mut self.summary) += 1;
+        }
+        self.index.apply(converted);
+    }
+}
+
+/// The kinds that go into the index.
+trait LoadKind: Sized {
+    const KIND: &'static str;
+    const NAMESPACED: bool;
+    type Api: DeserializeOwned;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError>;
+    /// The fail-closed form of an object that failed conversion, if it has one.
+    fn take_degraded(_error: &mut ConvertError) -> Option<Self> {
+        None
+    }
+    fn is_in(&self, index: &Index) -> bool;
+    fn counter(summary: &mut LoadSummary) -> &mut usize;
+}
+
+impl LoadKind for Namespace {
+    const KIND: &'static str = "Namespace";
+    const NAMESPACED: bool = false;
+    type Api = corev1::Namespace;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.namespace(&self.name).is_some()
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.namespaces
+    }
+}
+
+impl LoadKind for Node {
+    const KIND: &'static str = "Node";
+    const NAMESPACED: bool = false;
+    type Api = corev1::Node;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.node(&self.name).is_some()
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.nodes
+    }
+}
+
+impl LoadKind for Pod {
+    const KIND: &'static str = "Pod";
+    const NAMESPACED: bool = true;
+    type Api = corev1::Pod;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.pod(&self.key()).is_some()
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.pods
+    }
+}
+
+impl LoadKind for NetworkPolicy {
+    const KIND: &'static str = "NetworkPolicy";
+    const NAMESPACED: bool = true;
+    type Api = netv1::NetworkPolicy;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn take_degraded(error: &mut ConvertError) -> Option<Self> {
+        error.degraded.take().map(|policy| *policy)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.policy(&self.key()).is_some()
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.policies
+    }
+}
+
+/// Drops metadata nothing downstream reads (managedFields, annotations such as
+/// last-applied-configuration): less to deserialize and nothing to fail on.
+fn strip_unused_metadata(map: &mut Map<String, Value>) {
+    if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+        meta.remove("managedFields");
+        meta.remove("annotations");
+    }
+}
+
+/// `Pod shop/web` (`default` when the namespace is left out, E24), `Node node-1`.
+fn describe(kind: &str, namespaced: bool, map: &Map<String, Value>) -> String {
+    let meta = map.get("metadata");
+    let field = |name: &str| {
+        meta.and_then(|m| m.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let name = field("name").unwrap_or("<unnamed>");
+    if namespaced {
+        format!(
+            "{kind} {}/{name}",
+            field("namespace").unwrap_or(DEFAULT_NAMESPACE)
+        )
+    } else {
+        format!("{kind} {name}")
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn problem(
+    source: String,
+    object: Option<String>,
+    field: Option<String>,
+    message: String,
+) -> ObjectProblem {
+    ObjectProblem {
+        source,
+        line: None,
+        object,
+        field,
+        message,
+        loaded_degraded: false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

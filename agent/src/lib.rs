@@ -1,0 +1,10 @@
+//! netreach: in-cluster connectivity probes from inside pod network namespaces, compared with
+//! what the live NetworkPolicy set predicts and explained down to the policy, rule and selector.
+//!
+//! Layers (see DESIGN.md): `cluster` (objects -> validated types -> index) and `policy` (the
+//! pure engine) do no I/O; `cli` wires them to files and terminals.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod cluster;
+pub mod policy;

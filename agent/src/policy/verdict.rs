@@ -1,0 +1,280 @@
+//! The structured verdict of one flow: what each direction decided, which policies isolate,
+//! and for every rule the first requirement that failed, with wanted and actual values.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cluster::model::{ObjectRef, Protocol};
+
+/// A bounded reason code, used in JSON, metric labels and alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Isolated, and no policy has a rule for this direction at all.
+    DefaultDeny,
+    /// The closest rule's peer matched but its ports did not.
+    PortNotAllowed,
+    PodSelectorMismatch,
+    NamespaceSelectorMismatch,
+    IpBlockMismatch,
+    /// The closest rule names a port the destination pod does not declare.
+    NamedPortUnresolved,
+    /// The closest rule failed validation; netreach treats it as matching nothing.
+    InvalidRule,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::DefaultDeny => "default_deny",
+            Reason::PortNotAllowed => "port_not_allowed",
+            Reason::PodSelectorMismatch => "pod_selector_mismatch",
+            Reason::NamespaceSelectorMismatch => "namespace_selector_mismatch",
+            Reason::IpBlockMismatch => "ip_block_mismatch",
+            Reason::NamedPortUnresolved => "named_port_unresolved",
+            Reason::InvalidRule => "invalid_rule",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The policy tier that decided. Only NetworkPolicy exists today; AdminNetworkPolicy and
+/// BaselineAdminNetworkPolicy will be evaluated before and after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Tier {
+    NetworkPolicy,
+}
+
+/// A rule of a policy: `index` into its ingress or egress list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleRef {
+    pub policy: ObjectRef,
+    pub index: usize,
+}
+
+/// What one direction decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum DirectionVerdict {
+    /// No policy selects the pod for this direction: everything is allowed (E0).
+    NotIsolated,
+    /// The endpoint on this side is not a pod policies apply to (an external IP, a node, or a
+    /// hostNetwork pod in the default profile), so this direction does not restrict.
+    NotApplicable { why: String },
+    /// Traffic between a pod and its own node is always allowed (E21).
+    NodeLocal,
+    /// A rule allows it. `isolating` lists every policy that selects the pod (E25).
+    Allowed { by: RuleRef, tier: Tier, isolating: Vec<ObjectRef> },
+    /// Isolated and no rule matches: each isolating policy with each rule's miss.
+    Denied { policies: Vec<PolicyMisses> },
+}
+
+impl DirectionVerdict {
+    pub fn allows(&self) -> bool {
+        !matches!(self, DirectionVerdict::Denied { .. })
+    }
+}
+
+/// One isolating policy and why each of its rules missed. No rules: the policy allows
+/// nothing in this direction (default deny, E3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyMisses {
+    pub policy: ObjectRef,
+    pub rules: Vec<RuleMiss>,
+}
+
+/// Why one rule did not match. `port`/`peer` are `None` when that half matched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleMiss {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortMiss>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerMiss>,
+}
+
+impl RuleMiss {
+    /// How far the rule was from matching: 1 when only one half failed, 2 when both did.
+    pub fn distance(&self) -> u8 {
+        u8::from(self.port.is_some()) + u8::from(self.peer.is_some())
+    }
+
+    /// The reason code of this rule's first failing requirement.
+    pub fn reason(&self) -> Reason {
+        // The peer is checked first: a rule whose peer matched is closer to "the right rule".
+        match (&self.peer, &self.port) {
+            (Some(peer), _) => peer.reason(),
+            (None, Some(port)) => port.reason(),
+            (None, None) => Reason::InvalidRule,
+        }
+    }
+}
+
+/// Why a rule's `ports` did not match the flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PortMiss {
+    /// None of the rule's ports covers the flow's port and protocol.
+    NotListed { wanted: Vec<String>, port: u16, protocol: Protocol, notes: Vec<String> },
+    /// A named port the destination pod does not declare for this protocol (E17).
+    NamedPortUnresolved { name: String, protocol: Protocol, pod: Option<ObjectRef> },
+    /// Every port entry is invalid.
+    Invalid { reason: String },
+}
+
+impl PortMiss {
+    pub fn reason(&self) -> Reason {
+        match self {
+            PortMiss::NotListed { .. } => Reason::PortNotAllowed,
+            PortMiss::NamedPortUnresolved { .. } => Reason::NamedPortUnresolved,
+            PortMiss::Invalid { .. } => Reason::InvalidRule,
+        }
+    }
+}
+
+/// Why a rule's peers (`from`/`to`) did not match the other endpoint. With several peers the
+/// closest one is kept (a namespace match beats none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerMiss {
+    /// `namespaceSelector` does not match the other pod's namespace.
+    NamespaceSelector { peer: usize, selector: String, namespace: String, labels: String },
+    /// A `podSelector` without `namespaceSelector` only selects pods of the policy's namespace.
+    PolicyNamespaceOnly { peer: usize, policy_namespace: String, namespace: String },
+    /// The namespace matched but `podSelector` does not match the pod's labels.
+    PodSelector { peer: usize, selector: String, pod: ObjectRef, labels: String, unmet: String },
+    /// Selector peers select pods only; the other endpoint is not a pod policies select.
+    NotAPod { peer: usize, endpoint: String },
+    /// No ipBlock contains the address (or it is in an `except`).
+    IpBlock { peer: usize, blocks: Vec<String>, ip: String, excepted: bool, notes: Vec<String> },
+    /// Every peer is invalid.
+    Invalid { reason: String },
+}
+
+impl PeerMiss {
+    pub fn reason(&self) -> Reason {
+        match self {
+            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => Reason::NamespaceSelectorMismatch,
+            PeerMiss::PodSelector { .. } => Reason::PodSelectorMismatch,
+            PeerMiss::NotAPod { .. } => Reason::PodSelectorMismatch,
+            PeerMiss::IpBlock { .. } => Reason::IpBlockMismatch,
+            PeerMiss::Invalid { .. } => Reason::InvalidRule,
+        }
+    }
+
+    /// Closeness of a peer miss, lower is closer: a pod-selector miss (namespace matched) is
+    /// closer than a namespace miss.
+    pub(crate) fn rank(&self) -> u8 {
+        match self {
+            PeerMiss::PodSelector { .. } => 0,
+            PeerMiss::IpBlock { .. } => 1,
+            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => 2,
+            PeerMiss::NotAPod { .. } => 3,
+            PeerMiss::Invalid { .. } => 4,
+        }
+    }
+}
+
+/// The verdict of one flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The final answer: both directions allow, or it is traffic to self.
+    pub allowed: bool,
+    /// Source and destination are the same pod: always allowed (E20).
+    #[serde(rename = "self")]
+    pub self_traffic: bool,
+    /// What the rules alone say (differs from `allowed` only for self traffic).
+    pub rules_allowed: bool,
+    pub egress: DirectionVerdict,
+    pub ingress: DirectionVerdict,
+    /// When the rules deny: the reason code of the closest rule of the denying direction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The denying direction (ingress when both deny).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The isolating policies of the denying direction(s), `ns/name`.
+    pub policies: Vec<String>,
+    /// Implementation-defined behaviour the answer depends on, and policy warnings.
+    pub notes: Vec<String>,
+}
+
+impl Verdict {
+    pub(crate) fn new(self_traffic: bool, egress: DirectionVerdict, ingress: DirectionVerdict, notes: Vec<String>) -> Self {
+        let rules_allowed = egress.allows() && ingress.allows();
+        let (reason, direction) = match (&ingress, &egress) {
+            (DirectionVerdict::Denied { policies }, _) => (Some(closest_reason(policies)), Some(Direction::Ingress)),
+            (_, DirectionVerdict::Denied { policies }) => (Some(closest_reason(policies)), Some(Direction::Egress)),
+            _ => (None, None),
+        };
+        let mut policies = Vec::new();
+        for part in [&egress, &ingress] {
+            if let DirectionVerdict::Denied { policies: misses } = part {
+                policies.extend(misses.iter().map(|m| m.policy.to_string()));
+            }
+        }
+        Self {
+            allowed: self_traffic || rules_allowed,
+            self_traffic,
+            rules_allowed,
+            egress,
+            ingress,
+            reason,
+            direction,
+            policies,
+            notes,
+        }
+    }
+
+    /// The closest rule of the denying direction, if any rule exists.
+    pub fn closest_rule(&self) -> Option<(&ObjectRef, &RuleMiss)> {
+        let part = match self.direction? {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        };
+        match part {
+            DirectionVerdict::Denied { policies } => closest_rule(policies),
+            _ => None,
+        }
+    }
+}
+
+fn closest_rule(policies: &[PolicyMisses]) -> Option<(&ObjectRef, &RuleMiss)> {
+    policies
+        .iter()
+        .flat_map(|p| p.rules.iter().map(move |r| (&p.policy, r)))
+        .min_by_key(|(_, r)| (r.distance(), r.peer.as_ref().map_or(0, PeerMiss::rank)))
+}
+
+/// The reason of the closest rule; `default_deny` when no isolating policy has any rule.
+fn closest_reason(policies: &[PolicyMisses]) -> Reason {
+    closest_rule(policies).map_or(Reason::DefaultDeny, |(_, r)| r.reason())
+}

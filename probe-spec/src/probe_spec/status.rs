@@ -1,0 +1,98 @@
+//! What the agents write to a ProbeSpec's `status`: conditions, counts by verdict, and the
+//! last pairs that do not meet `expect`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::MAX_LAST_FAILING_PAIRS;
+use crate::{port::Protocol, verdict::PairVerdict};
+
+/// What the agents observed for a ProbeSpec.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSpecStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready: the agents probe this spec. Satisfied: every probed pair meets expect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// How many pairs currently have each verdict.
+    #[serde(default)]
+    pub counts: VerdictCounts,
+    /// The most recent pairs that do not meet expect, newest first (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LAST_FAILING_PAIRS))]
+    pub last_failing_pairs: Vec<FailingPair>,
+}
+
+/// Number of pairs per verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerdictCounts {
+    /// Reachable, and the policy set allows it.
+    #[serde(default)]
+    pub ok: u32,
+    /// Not reachable, and the policy set denies it.
+    #[serde(default)]
+    pub blocked_by_policy: u32,
+    /// Reachable, although the policy set denies it.
+    #[serde(default)]
+    pub policy_not_enforced: u32,
+    /// Not reachable, although the policy set allows it.
+    #[serde(default)]
+    pub unexpected_block: u32,
+}
+
+impl VerdictCounts {
+    /// The count for one verdict.
+    pub fn get(&self, verdict: PairVerdict) -> u32 {
+        match verdict {
+            PairVerdict::Ok => self.ok,
+            PairVerdict::BlockedByPolicy => self.blocked_by_policy,
+            PairVerdict::PolicyNotEnforced => self.policy_not_enforced,
+            PairVerdict::UnexpectedBlock => self.unexpected_block,
+        }
+    }
+
+    /// Counts one more pair with `verdict`.
+    pub fn add(&mut self, verdict: PairVerdict) {
+        let count = match verdict {
+            PairVerdict::Ok => &mut self.ok,
+            PairVerdict::BlockedByPolicy => &mut self.blocked_by_policy,
+            PairVerdict::PolicyNotEnforced => &mut self.policy_not_enforced,
+            PairVerdict::UnexpectedBlock => &mut self.unexpected_block,
+        };
+        *count = count.saturating_add(1);
+    }
+}
+
+/// A pair that does not meet the ProbeSpec's expect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailingPair {
+    /// The source pod, as namespace/name.
+    pub from: String,
+    /// The destination: a pod as namespace/name, an IP, or a host or DNS name.
+    pub to: String,
+    /// The destination port; absent for dns targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The protocol probed; absent for dns targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::optional_enum::<Protocol>")]
+    pub protocol: Option<Protocol>,
+    /// ok, blocked_by_policy, policy_not_enforced or unexpected_block.
+    pub verdict: PairVerdict,
+    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) or a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The NetworkPolicy that decides the pair, as namespace/name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// When the pair stopped meeting expect.
+    pub since: Time,
+}

@@ -1,0 +1,84 @@
+//! The bounded result vocabulary that status fields share with metrics, events and JSON output.
+//!
+//! A pair's verdict combines what the probe observed with what the live NetworkPolicy set
+//! predicts. The codes are snake_case because the same strings are metric label values.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed reachability crossed with the policy verdict for one (from, to, port, protocol) pair.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PairVerdict {
+    /// Reachable, and the policy set allows it.
+    Ok,
+    /// Not reachable, and the policy set denies it.
+    BlockedByPolicy,
+    /// Reachable, although the policy set denies it (the CNI does not enforce the policy).
+    PolicyNotEnforced,
+    /// Not reachable, although the policy set allows it (CNI, node, or destination fault).
+    UnexpectedBlock,
+}
+
+impl PairVerdict {
+    /// Every verdict, in a stable order.
+    pub const ALL: [PairVerdict; 4] = [
+        PairVerdict::Ok,
+        PairVerdict::BlockedByPolicy,
+        PairVerdict::PolicyNotEnforced,
+        PairVerdict::UnexpectedBlock,
+    ];
+
+    /// The code used in JSON, metric labels and alerts: `ok`, `blocked_by_policy`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairVerdict::Ok => "ok",
+            PairVerdict::BlockedByPolicy => "blocked_by_policy",
+            PairVerdict::PolicyNotEnforced => "policy_not_enforced",
+            PairVerdict::UnexpectedBlock => "unexpected_block",
+        }
+    }
+
+    /// Whether the probe reached the destination (`refused` counts as reachable).
+    pub fn reachable(self) -> bool {
+        matches!(self, PairVerdict::Ok | PairVerdict::PolicyNotEnforced)
+    }
+}
+
+impl fmt::Display for PairVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side of a flow a policy decision was made on.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The destination pod's ingress policies.
+    Ingress,
+    /// The source pod's egress policies.
+    Egress,
+}
+
+impl Direction {
+    /// The code used in JSON and metric labels: `ingress` or `egress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

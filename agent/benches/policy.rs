@@ -28,7 +28,12 @@ fn sample_flows(engine: &Engine, count: usize) -> Vec<Flow> {
         .map(|i| {
             let from = &pods[(i * 7919) % n];
             let to = &pods[(i * 104_729 + 13) % n];
-            Flow { from: Endpoint::Pod(from.key()), to: Endpoint::Pod(to.key()), port: 8080, protocol: Protocol::Tcp }
+            Flow {
+                from: Endpoint::Pod(from.key()),
+                to: Endpoint::Pod(to.key()),
+                port: 8080,
+                protocol: Protocol::Tcp,
+            }
         })
         .collect()
 }
@@ -36,19 +41,32 @@ fn sample_flows(engine: &Engine, count: usize) -> Vec<Flow> {
 fn benches(c: &mut Criterion) {
     let yaml = cluster_yaml(SyntheticSpec::BENCH);
     let loaded = load_cluster(&yaml);
-    assert!(loaded.problems.is_empty(), "synthetic cluster must load cleanly: {:?}", loaded.problems.first());
+    assert!(
+        loaded.problems.is_empty(),
+        "synthetic cluster must load cleanly: {:?}",
+        loaded.problems.first()
+    );
     assert_eq!(loaded.index.counts().pods, 1000);
     assert_eq!(loaded.index.counts().policies, 200);
     let engine = Engine::new(&loaded.index, Profile::UPSTREAM);
 
     let mut group = c.benchmark_group("load");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
-    group.bench_function("parse+convert 1000 pods/50 ns/200 policies", |b| b.iter(|| load_cluster(black_box(&yaml))));
-    group.bench_function("compile engine", |b| b.iter(|| Engine::new(black_box(&loaded.index), Profile::UPSTREAM)));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("parse+convert 1000 pods/50 ns/200 policies", |b| {
+        b.iter(|| load_cluster(black_box(&yaml)))
+    });
+    group.bench_function("compile engine", |b| {
+        b.iter(|| Engine::new(black_box(&loaded.index), Profile::UPSTREAM))
+    });
     group.finish();
 
     let flows = sample_flows(&engine, 1000);
-    let denied = flows.iter().filter(|f| !engine.evaluate(f).map(|v| v.allowed).unwrap_or(true)).count();
+    let denied = flows
+        .iter()
+        .filter(|f| !engine.evaluate(f).map(|v| v.allowed).unwrap_or(true))
+        .count();
     eprintln!("explain sample: {} flows, {denied} denied", flows.len());
     let mut group = c.benchmark_group("explain");
     group.throughput(Throughput::Elements(flows.len() as u64));
@@ -72,17 +90,28 @@ fn benches(c: &mut Criterion) {
         .cloned()
         .expect("flows");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("slowest flow of the sample", |b| b.iter(|| black_box(engine.evaluate(black_box(&worst)).ok())));
+    group.bench_function("slowest flow of the sample", |b| {
+        b.iter(|| black_box(engine.evaluate(black_box(&worst)).ok()))
+    });
     group.finish();
 
-    let port = [MatrixPort { port: 8080, protocol: Protocol::Tcp }];
+    let port = [MatrixPort {
+        port: 8080,
+        protocol: Protocol::Tcp,
+    }];
     let mut group = c.benchmark_group("matrix");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
-    group.throughput(Throughput::Elements((engine.endpoint_ids().len() * engine.endpoint_ids().len()) as u64));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(
+        (engine.endpoint_ids().len() * engine.endpoint_ids().len()) as u64,
+    ));
     group.bench_function("1000x1000 pods on 8080/TCP (1,000,000 flows)", |b| {
         b.iter(|| {
             let mut allowed = 0usize;
-            engine.for_each_cell(black_box(&port), |cell| allowed += usize::from(cell.allowed));
+            engine.for_each_cell(black_box(&port), |cell| {
+                allowed += usize::from(cell.allowed)
+            });
             allowed
         })
     });

@@ -40,28 +40,50 @@ fn every_conformance_row_matches() {
         .filter(|p| p.join("expect.yaml").exists())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 64, "expected the 64 upstream cases, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 64,
+        "expected the 64 upstream cases, found {}",
+        dirs.len()
+    );
 
     let (mut rows, mut matched, mut failures) = (0usize, 0usize, Vec::new());
     for dir in &dirs {
         let case = dir.file_name().unwrap().to_string_lossy().to_string();
         let loaded = load_paths(&[dir.join("objects.yaml")]).expect("load objects");
-        assert!(loaded.problems.is_empty(), "{case}: objects must load cleanly: {:?}", loaded.problems);
+        assert!(
+            loaded.problems.is_empty(),
+            "{case}: objects must load cleanly: {:?}",
+            loaded.problems
+        );
         let engine = Engine::new(&loaded.index, Profile::UPSTREAM);
-        let expect: Expect = serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("expect.yaml")).unwrap()).unwrap();
+        let expect: Expect =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("expect.yaml")).unwrap())
+                .unwrap();
 
         // The matrix of every port the case checks, keyed for lookup.
         let mut ports: Vec<MatrixPort> = expect
             .cases
             .iter()
-            .map(|r| MatrixPort { port: r.port, protocol: r.protocol.parse::<Protocol>().unwrap() })
+            .map(|r| MatrixPort {
+                port: r.port,
+                protocol: r.protocol.parse::<Protocol>().unwrap(),
+            })
             .collect();
         ports.sort();
         ports.dedup();
         let matrix: HashMap<(String, String, MatrixPort), bool> = engine
             .matrix(&ports)
             .into_iter()
-            .map(|c| ((engine.pods()[c.from].key().to_string(), engine.pods()[c.to].key().to_string(), c.port), c.allowed))
+            .map(|c| {
+                (
+                    (
+                        engine.pods()[c.from].key().to_string(),
+                        engine.pods()[c.to].key().to_string(),
+                        c.port,
+                    ),
+                    c.allowed,
+                )
+            })
             .collect();
 
         for row in &expect.cases {
@@ -74,8 +96,19 @@ fn every_conformance_row_matches() {
                 protocol,
             };
             let verdict = engine.evaluate(&flow).expect("flow resolves");
-            let from_matrix = matrix.get(&(row.from.clone(), row.to.clone(), MatrixPort { port: row.port, protocol })).copied();
-            let mut ok = verdict.allowed == row.allowed && verdict.self_traffic == row.self_pair && from_matrix == Some(row.allowed);
+            let from_matrix = matrix
+                .get(&(
+                    row.from.clone(),
+                    row.to.clone(),
+                    MatrixPort {
+                        port: row.port,
+                        protocol,
+                    },
+                ))
+                .copied();
+            let mut ok = verdict.allowed == row.allowed
+                && verdict.self_traffic == row.self_pair
+                && from_matrix == Some(row.allowed);
             if let Some(rules) = row.rules_verdict {
                 ok &= verdict.rules_allowed == rules;
             }
@@ -89,7 +122,15 @@ fn every_conformance_row_matches() {
             }
         }
     }
-    println!("conformance: {matched}/{rows} rows matched across {} cases", dirs.len());
-    assert!(failures.is_empty(), "{} rows did not match:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "conformance: {matched}/{rows} rows matched across {} cases",
+        dirs.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} rows did not match:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(matched, rows);
 }

@@ -13,7 +13,9 @@ pub struct Args {}
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let Self {} = self;
-        std::io::stdout().lock().write_all(probe_spec::crds_yaml().as_bytes())?;
+        std::io::stdout()
+            .lock()
+            .write_all(probe_spec::crds_yaml().as_bytes())?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -38,7 +38,14 @@ pub struct Args {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let Self { sources, from, to, port, format, exit_code } = self;
+        let Self {
+            sources,
+            from,
+            to,
+            port,
+            format,
+            exit_code,
+        } = self;
         if format == Format::Table {
             bail!("--format table is for matrix; explain prints text or json");
         }
@@ -48,8 +55,15 @@ impl Args {
             PortValue::Number(n) => *n,
             PortValue::Name(name) => resolve_port_name(&engine, &to, name, port.protocol)?,
         };
-        let flow = Flow { from, to, port: number, protocol: port.protocol };
-        let verdict = engine.evaluate(&flow).map_err(|e| anyhow::anyhow!("{e}{}", suggest(&engine, &e)))?;
+        let flow = Flow {
+            from,
+            to,
+            port: number,
+            protocol: port.protocol,
+        };
+        let verdict = engine
+            .evaluate(&flow)
+            .map_err(|e| anyhow::anyhow!("{e}{}", suggest(&engine, &e)))?;
 
         let mut stdout = std::io::stdout().lock();
         match format {
@@ -80,21 +94,46 @@ impl Args {
             _ => write!(stdout, "{}", explain::render(&flow, &verdict))?,
         }
         stdout.flush()?;
-        Ok(if exit_code && !verdict.allowed { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS })
+        Ok(if exit_code && !verdict.allowed {
+            ExitCode::from(EXIT_DENIED)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 }
 
 /// Resolves `--port NAME` on the destination pod's container ports.
-fn resolve_port_name(engine: &Engine, to: &Endpoint, name: &str, protocol: crate::cluster::Protocol) -> anyhow::Result<u16> {
+fn resolve_port_name(
+    engine: &Engine,
+    to: &Endpoint,
+    name: &str,
+    protocol: crate::cluster::Protocol,
+) -> anyhow::Result<u16> {
     let Endpoint::Pod(key) = to else {
         bail!("--port {name}: a port name needs a destination pod, not an IP address");
     };
-    let id = engine.pod_id(key).with_context(|| format!("pod {key} is not in the loaded objects"))?;
+    let id = engine
+        .pod_id(key)
+        .with_context(|| format!("pod {key} is not in the loaded objects"))?;
     let pod = &engine.pods()[id];
     pod.resolve_named_port(name, protocol).with_context(|| {
-        let declared: Vec<String> =
-            pod.ports.iter().filter_map(|p| p.name.as_ref().map(|n| format!("{n}={}/{}", p.port, p.protocol))).collect();
-        format!("pod {key} declares no {protocol} port named {name:?} (named ports: {})", if declared.is_empty() { "none".into() } else { declared.join(", ") })
+        let declared: Vec<String> = pod
+            .ports
+            .iter()
+            .filter_map(|p| {
+                p.name
+                    .as_ref()
+                    .map(|n| format!("{n}={}/{}", p.port, p.protocol))
+            })
+            .collect();
+        format!(
+            "pod {key} declares no {protocol} port named {name:?} (named ports: {})",
+            if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            }
+        )
     })
 }
 
@@ -103,13 +142,27 @@ fn suggest(engine: &Engine, error: &crate::policy::ResolveError) -> String {
     let crate::policy::ResolveError::UnknownPod(ObjectRef { namespace, name }) = error else {
         return String::new();
     };
-    let same_name: Vec<String> = engine.pods().iter().filter(|p| &p.name == name).map(|p| p.key().to_string()).collect();
+    let same_name: Vec<String> = engine
+        .pods()
+        .iter()
+        .filter(|p| &p.name == name)
+        .map(|p| p.key().to_string())
+        .collect();
     if !same_name.is_empty() {
         return format!(" (did you mean {}?)", same_name.join(" or "));
     }
-    let in_ns: Vec<String> = engine.pods().iter().filter(|p| &p.namespace == namespace).take(10).map(|p| p.name.clone()).collect();
+    let in_ns: Vec<String> = engine
+        .pods()
+        .iter()
+        .filter(|p| &p.namespace == namespace)
+        .take(10)
+        .map(|p| p.name.clone())
+        .collect();
     if in_ns.is_empty() {
-        format!(" (no pods loaded in namespace {namespace}; {} pods loaded in all)", engine.pods().len())
+        format!(
+            " (no pods loaded in namespace {namespace}; {} pods loaded in all)",
+            engine.pods().len()
+        )
     } else {
         format!(" (pods in {namespace}: {})", in_ns.join(", "))
     }

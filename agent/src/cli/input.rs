@@ -45,7 +45,10 @@ impl Sources {
             let _ = writeln!(stderr, "loaded {}", loaded.summary);
         }
         if self.strict && !loaded.problems.is_empty() {
-            bail!("{} invalid object(s) and --strict is set", loaded.problems.len());
+            bail!(
+                "{} invalid object(s) and --strict is set",
+                loaded.problems.len()
+            );
         }
         Ok(loaded)
     }
@@ -84,7 +87,8 @@ impl FromStr for PortArg {
 fn is_port_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 15
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.bytes().any(|b| b.is_ascii_lowercase())
         && !s.starts_with('-')
         && !s.ends_with('-')
@@ -93,7 +97,9 @@ fn is_port_name(s: &str) -> bool {
 pub fn require_numeric(arg: &PortArg) -> anyhow::Result<(u16, Protocol)> {
     match &arg.port {
         PortValue::Number(n) => Ok((*n, arg.protocol)),
-        PortValue::Name(name) => bail!("--port {name}: a port name is only allowed with explain (it resolves on the destination pod)"),
+        PortValue::Name(name) => bail!(
+            "--port {name}: a port name is only allowed with explain (it resolves on the destination pod)"
+        ),
     }
 }
 
@@ -104,11 +110,41 @@ mod tests {
     #[test]
     fn port_arg_table() {
         let cases: &[(&str, Option<PortArg>)] = &[
-            ("80", Some(PortArg { port: PortValue::Number(80), protocol: Protocol::Tcp })),
-            ("53/udp", Some(PortArg { port: PortValue::Number(53), protocol: Protocol::Udp })),
-            ("8443/TCP", Some(PortArg { port: PortValue::Number(8443), protocol: Protocol::Tcp })),
-            ("http", Some(PortArg { port: PortValue::Name("http".into()), protocol: Protocol::Tcp })),
-            ("serve-80-sctp/SCTP", Some(PortArg { port: PortValue::Name("serve-80-sctp".into()), protocol: Protocol::Sctp })),
+            (
+                "80",
+                Some(PortArg {
+                    port: PortValue::Number(80),
+                    protocol: Protocol::Tcp,
+                }),
+            ),
+            (
+                "53/udp",
+                Some(PortArg {
+                    port: PortValue::Number(53),
+                    protocol: Protocol::Udp,
+                }),
+            ),
+            (
+                "8443/TCP",
+                Some(PortArg {
+                    port: PortValue::Number(8443),
+                    protocol: Protocol::Tcp,
+                }),
+            ),
+            (
+                "http",
+                Some(PortArg {
+                    port: PortValue::Name("http".into()),
+                    protocol: Protocol::Tcp,
+                }),
+            ),
+            (
+                "serve-80-sctp/SCTP",
+                Some(PortArg {
+                    port: PortValue::Name("serve-80-sctp".into()),
+                    protocol: Protocol::Sctp,
+                }),
+            ),
             ("0", None),
             ("70000", None),
             ("80/ICMP", None),

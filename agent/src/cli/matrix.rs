@@ -46,7 +46,11 @@ struct PairRow<'a> {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let Self { sources, ports, format } = self;
+        let Self {
+            sources,
+            ports,
+            format,
+        } = self;
         let ports: Vec<MatrixPort> = ports
             .iter()
             .map(|p| require_numeric(p).map(|(port, protocol)| MatrixPort { port, protocol }))
@@ -62,7 +66,12 @@ impl Args {
         out.flush()?;
         if !sources.quiet {
             let denied = cells.iter().filter(|c| !c.allowed).count();
-            eprintln!("{} pairs, {} allowed, {} denied", cells.len(), cells.len() - denied, denied);
+            eprintln!(
+                "{} pairs, {} allowed, {} denied",
+                cells.len(),
+                cells.len() - denied,
+                denied
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -115,11 +124,25 @@ fn write_tables(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> 
         let mut destinations: Vec<usize> = group.iter().map(|c| c.to).collect();
         destinations.sort_unstable();
         destinations.dedup();
-        let allowed = group.iter().filter(|c| c.allowed && !c.self_traffic).count();
+        let allowed = group
+            .iter()
+            .filter(|c| c.allowed && !c.self_traffic)
+            .count();
         let denied = group.iter().filter(|c| !c.allowed).count();
-        writeln!(out, "{}/{}: {allowed} allowed, {denied} denied, {} self   (A allowed, . denied, S self)", port.port, port.protocol, group.len() - allowed - denied)?;
+        writeln!(
+            out,
+            "{}/{}: {allowed} allowed, {denied} denied, {} self   (A allowed, . denied, S self)",
+            port.port,
+            port.protocol,
+            group.len() - allowed - denied
+        )?;
 
-        let width = sources.iter().chain(&destinations).map(|&i| pods[i].key().to_string().len()).max().unwrap_or(0);
+        let width = sources
+            .iter()
+            .chain(&destinations)
+            .map(|&i| pods[i].key().to_string().len())
+            .max()
+            .unwrap_or(0);
         let index_width = destinations.len().to_string().len().max(2);
         write!(out, "{:>w$}  ", "from \\ to", w = width + 5)?;
         for (j, _) in destinations.iter().enumerate() {
@@ -127,8 +150,16 @@ fn write_tables(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> 
         }
         writeln!(out)?;
         for (row, chunk) in sources.iter().zip(group.chunks(destinations.len())) {
-            let marker = destinations.iter().position(|&d| d == *row).map_or("   ".to_string(), |j| format!("{j:>3}"));
-            write!(out, "{marker} {:<w$}  ", pods[*row].key().to_string(), w = width + 1)?;
+            let marker = destinations
+                .iter()
+                .position(|&d| d == *row)
+                .map_or("   ".to_string(), |j| format!("{j:>3}"));
+            write!(
+                out,
+                "{marker} {:<w$}  ",
+                pods[*row].key().to_string(),
+                w = width + 1
+            )?;
             for cell in chunk {
                 let symbol = if cell.self_traffic {
                     "S"
@@ -141,7 +172,9 @@ fn write_tables(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> 
             }
             writeln!(out)?;
         }
-        if sources.len() != destinations.len() || sources.iter().zip(&destinations).any(|(a, b)| a != b) {
+        if sources.len() != destinations.len()
+            || sources.iter().zip(&destinations).any(|(a, b)| a != b)
+        {
             writeln!(out, "  columns:")?;
             for (j, d) in destinations.iter().enumerate() {
                 writeln!(out, "  {j:>3} {}", pods[*d].key())?;

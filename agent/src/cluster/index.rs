@@ -16,6 +16,10 @@ pub struct Index {
     nodes: BTreeMap<String, Node>,
     pods: BTreeMap<ObjectRef, Pod>,
     policies: BTreeMap<ObjectRef, NetworkPolicy>,
+    /// Policies that exist but could not be converted even in fail-closed form (e.g. an
+    /// invalid podSelector): verdicts in their namespace carry a warning instead of silently
+    /// allowing what they might deny.
+    unloadable_policies: BTreeMap<ObjectRef, String>,
     /// Bumped on every change, so derived views know when to rebuild.
     revision: u64,
 }
@@ -53,7 +57,26 @@ macro_rules! impl_apply {
 impl_apply!(Namespace, namespaces, String, |o| o.name.clone());
 impl_apply!(Node, nodes, String, |o| o.name.clone());
 impl_apply!(Pod, pods, ObjectRef, |o| o.key());
-impl_apply!(NetworkPolicy, policies, ObjectRef, |o| o.key());
+impl Apply<NetworkPolicy> for Index {
+    type Key = ObjectRef;
+    fn apply(&mut self, policy: NetworkPolicy) {
+        self.revision += 1;
+        self.unloadable_policies.remove(&policy.key());
+        self.policies.insert(policy.key(), policy);
+    }
+    fn delete(&mut self, key: &ObjectRef) {
+        let removed =
+            self.policies.remove(key).is_some() | self.unloadable_policies.remove(key).is_some();
+        if removed {
+            self.revision += 1;
+        }
+    }
+    fn reset(&mut self, policies: Vec<NetworkPolicy>) {
+        self.revision += 1;
+        self.unloadable_policies.clear();
+        self.policies = policies.into_iter().map(|p| (p.key(), p)).collect();
+    }
+}
 
 impl Index {
     pub fn new() -> Self {
@@ -115,7 +138,9 @@ impl Index {
     /// The live pod (an endpoint, not hostNetwork) that holds `ip`, if any (E23: finished pods
     /// never match, so a reused IP does not inherit their labels).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
-        self.pods.values().find(|p| p.is_endpoint() && !p.host_network && p.ips.contains(&ip))
+        self.pods
+            .values()
+            .find(|p| p.is_endpoint() && !p.host_network && p.ips.contains(&ip))
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &NetworkPolicy> {
@@ -127,9 +152,32 @@ impl Index {
     }
 
     /// The policies of one namespace, in name order.
-    pub fn policies_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a NetworkPolicy> + 'a {
+    pub fn policies_in<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a NetworkPolicy> + 'a {
         let start = ObjectRef::new(namespace, "");
-        self.policies.range(start..).take_while(move |(k, _)| k.namespace == namespace).map(|(_, p)| p)
+        self.policies
+            .range(start..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+            .map(|(_, p)| p)
+    }
+
+    /// Records a policy that could not be loaded at all, with why.
+    pub fn mark_unloadable_policy(&mut self, key: ObjectRef, reason: String) {
+        self.revision += 1;
+        self.policies.remove(&key);
+        self.unloadable_policies.insert(key, reason);
+    }
+
+    /// Policies of a namespace that could not be loaded, with why.
+    pub fn unloadable_policies_in<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectRef, &'a String)> + 'a {
+        self.unloadable_policies
+            .iter()
+            .filter(move |(k, _)| k.namespace == namespace)
     }
 
     pub fn counts(&self) -> IndexCounts {
@@ -194,7 +242,7 @@ mod tests {
         index.apply(pod("a", "two"));
         index.apply(pod("b", "one"));
         assert_eq!(index.counts().pods, 3);
-        index.delete(&ObjectRef::new("a", "two"));
+        Apply::<Pod>::delete(&mut index, &ObjectRef::new("a", "two"));
         assert_eq!(index.counts().pods, 2);
         // A relist that no longer contains b/one removes it (deleted during a watch gap).
         index.reset(vec![pod("a", "one"), pod("c", "three")]);
@@ -216,6 +264,12 @@ mod tests {
     #[test]
     fn missing_namespace_gets_the_name_label() {
         let index = Index::new();
-        assert_eq!(index.namespace_labels("shop").get(NAMESPACE_NAME_LABEL).map(String::as_str), Some("shop"));
+        assert_eq!(
+            index
+                .namespace_labels("shop")
+                .get(NAMESPACE_NAME_LABEL)
+                .map(String::as_str),
+            Some("shop")
+        );
     }
 }

@@ -567,7 +567,8 @@ impl Loaded {
             } else {
                 "apiVersion"
             };
-            let object = (!kind.is_empty()).then(|| describe(&kind, true, &map));
+            let object = (!kind.is_empty())
+                .then(|| describe(&kind, !matches!(kind.as_str(), "Namespace" | "Node"), &map));
             let message = "is missing or not a string".to_string();
             self.push_problem(problem(
                 origin.to_string(),
@@ -656,11 +657,15 @@ impl Loaded {
     {
         strip_unused_metadata(&mut map);
         let object = describe(T::KIND, T::NAMESPACED, &map);
+        let policy_key = (T::KIND == "NetworkPolicy").then(|| policy_key_of(&map));
         let api: T::Api = match serde_path_to_error::deserialize(Value::Object(map)) {
             Ok(api) => api,
             Err(e) => {
                 let field = Some(e.path().to_string()).filter(|p| p != ".");
                 let message = e.into_inner().to_string();
+                if let Some(key) = policy_key {
+                    self.index.mark_unloadable_policy(key, message.clone());
+                }
                 self.push_problem(problem(origin.to_string(), Some(object), field, message));
                 return;
             }
@@ -669,6 +674,7 @@ impl Loaded {
             Ok(converted) => Some(converted),
             Err(mut error) => {
                 let degraded = T::take_degraded(&mut error);
+                let summary = error.to_string();
                 for p in error.problems {
                     let mut problem = problem(
                         origin.to_string(),
@@ -678,6 +684,9 @@ impl Loaded {
                     );
                     problem.loaded_degraded = degraded.is_some();
                     self.push_problem(problem);
+                }
+                if let (None, Some(key)) = (&degraded, policy_key) {
+                    self.index.mark_unloadable_policy(key, summary);
                 }
                 degraded
             }
@@ -690,6 +699,20 @@ impl Loaded {
         }
         self.index.apply(converted);
     }
+}
+
+/// `namespace/name` of a policy from its raw metadata (namespace defaults to `default`).
+fn policy_key_of(map: &serde_json::Map<String, Value>) -> crate::cluster::model::ObjectRef {
+    let meta = map.get("metadata");
+    let field = |name: &str| {
+        meta.and_then(|m| m.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    crate::cluster::model::ObjectRef::new(
+        field("namespace").unwrap_or("default"),
+        field("name").unwrap_or("<unnamed>"),
+    )
 }
 
 /// The kinds that go into the index.

@@ -29,7 +29,10 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -87,7 +90,9 @@ impl FromStr for Protocol {
             "TCP" => Ok(Protocol::Tcp),
             "UDP" => Ok(Protocol::Udp),
             "SCTP" => Ok(Protocol::Sctp),
-            _ => Err(format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)")),
+            _ => Err(format!(
+                "unknown protocol {s:?} (expected TCP, UDP or SCTP)"
+            )),
         }
     }
 }
@@ -227,7 +232,11 @@ pub struct Rule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicyPort {
     /// A valid port entry. `port: None` means every port of the protocol (E5).
-    Port { protocol: Protocol, port: Option<PortRef>, end_port: Option<u16> },
+    Port {
+        protocol: Protocol,
+        port: Option<PortRef>,
+        end_port: Option<u16>,
+    },
     /// An entry that failed validation; it matches nothing (fail closed) and says why.
     Invalid { reason: String },
 }
@@ -253,10 +262,15 @@ impl fmt::Display for PortRef {
 pub enum Peer {
     /// Pods chosen by selectors. Both present: AND (E9). Only `pod_selector`: pods of the
     /// policy's namespace (E7). Only `namespace_selector`: all pods of those namespaces (E8).
-    Pods { pod_selector: Option<Selector>, namespace_selector: Option<Selector> },
+    Pods {
+        pod_selector: Option<Selector>,
+        namespace_selector: Option<Selector>,
+    },
     IpBlock(IpBlock),
     /// A peer that failed validation; it matches nothing (fail closed) and says why.
-    Invalid { reason: String },
+    Invalid {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,7 +297,10 @@ impl Cidr {
     /// Builds a prefix, clearing host bits (legacy "interface address" form, E19).
     pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then(|| Self { addr: mask(addr, prefix), prefix })
+        (prefix <= max).then(|| Self {
+            addr: mask(addr, prefix),
+            prefix,
+        })
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -300,7 +317,9 @@ impl Cidr {
 
     /// `other` lies inside `self` and is smaller (what `except` requires).
     pub fn strictly_contains(&self, other: &Cidr) -> bool {
-        same_family(self.addr, other.addr) && other.prefix > self.prefix && self.contains(other.addr)
+        same_family(self.addr, other.addr)
+            && other.prefix > self.prefix
+            && self.contains(other.addr)
     }
 }
 
@@ -312,12 +331,20 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+            let m = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -334,10 +361,16 @@ impl FromStr for Cidr {
     /// Parses sloppily like the API server does for legacy fields (E19): host bits are
     /// masked and IPv4 octets may carry leading zeros (`010.001.0.0/16`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a CIDR (missing /prefix)"))?;
-        let prefix: u8 = prefix.parse().map_err(|_| format!("{s:?} has an invalid prefix length"))?;
-        let addr = parse_ip_lenient(ip).ok_or_else(|| format!("{s:?} has an invalid IP address"))?;
-        Cidr::new(addr, prefix).ok_or_else(|| format!("{s:?} has a prefix length too long for its address family"))
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (missing /prefix)"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("{s:?} has an invalid prefix length"))?;
+        let addr =
+            parse_ip_lenient(ip).ok_or_else(|| format!("{s:?} has an invalid IP address"))?;
+        Cidr::new(addr, prefix)
+            .ok_or_else(|| format!("{s:?} has a prefix length too long for its address family"))
     }
 }
 
@@ -392,14 +425,20 @@ mod tests {
         assert!(net.strictly_contains(&"10.244.1.0/24".parse().unwrap()));
         assert!(!net.strictly_contains(&"10.244.0.0/16".parse().unwrap()));
         assert!(!net.strictly_contains(&"10.0.0.0/8".parse().unwrap()));
-        let block = IpBlock { cidr: net, except: vec!["10.244.1.0/24".parse().unwrap()] };
+        let block = IpBlock {
+            cidr: net,
+            except: vec!["10.244.1.0/24".parse().unwrap()],
+        };
         assert!(block.contains("10.244.2.1".parse().unwrap()));
         assert!(!block.contains("10.244.1.1".parse().unwrap()));
     }
 
     #[test]
     fn object_ref_parsing() {
-        assert_eq!("shop/web".parse::<ObjectRef>(), Ok(ObjectRef::new("shop", "web")));
+        assert_eq!(
+            "shop/web".parse::<ObjectRef>(),
+            Ok(ObjectRef::new("shop", "web"))
+        );
         assert!("web".parse::<ObjectRef>().is_err());
         assert!("a/b/c".parse::<ObjectRef>().is_err());
         assert!("/b".parse::<ObjectRef>().is_err());

@@ -134,7 +134,10 @@ impl TryFrom<&LabelSelector> for Selector {
         let mut requirements = Vec::new();
         for (key, value) in sel.match_labels.iter().flatten() {
             let field = format!("matchLabels.{key}");
-            validate_key(key).map_err(|message| SelectorError { field: field.clone(), message })?;
+            validate_key(key).map_err(|message| SelectorError {
+                field: field.clone(),
+                message,
+            })?;
             validate_value(value).map_err(|message| SelectorError { field, message })?;
             requirements.push(Requirement {
                 key: key.clone(),
@@ -144,7 +147,10 @@ impl TryFrom<&LabelSelector> for Selector {
             });
         }
         for (i, expr) in sel.match_expressions.iter().flatten().enumerate() {
-            let err = |sub: &str, message: String| SelectorError { field: format!("matchExpressions[{i}]{sub}"), message };
+            let err = |sub: &str, message: String| SelectorError {
+                field: format!("matchExpressions[{i}]{sub}"),
+                message,
+            };
             validate_key(&expr.key).map_err(|m| err(".key", m))?;
             let operator = match expr.operator.as_str() {
                 "In" => Operator::In,
@@ -154,17 +160,25 @@ impl TryFrom<&LabelSelector> for Selector {
                 other => {
                     return Err(err(
                         ".operator",
-                        format!("{other:?} is not a valid operator (In, NotIn, Exists, DoesNotExist)"),
+                        format!(
+                            "{other:?} is not a valid operator (In, NotIn, Exists, DoesNotExist)"
+                        ),
                     ));
                 }
             };
             let mut values = expr.values.clone().unwrap_or_default();
             match operator {
                 Operator::In | Operator::NotIn if values.is_empty() => {
-                    return Err(err(".values", format!("must be non-empty for operator {}", expr.operator)));
+                    return Err(err(
+                        ".values",
+                        format!("must be non-empty for operator {}", expr.operator),
+                    ));
                 }
                 Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
-                    return Err(err(".values", format!("must be empty for operator {}", expr.operator)));
+                    return Err(err(
+                        ".values",
+                        format!("must be empty for operator {}", expr.operator),
+                    ));
                 }
                 _ => {}
             }
@@ -173,7 +187,12 @@ impl TryFrom<&LabelSelector> for Selector {
             }
             values.sort();
             values.dedup();
-            requirements.push(Requirement { key: expr.key.clone(), operator, values, from_match_labels: false });
+            requirements.push(Requirement {
+                key: expr.key.clone(),
+                operator,
+                values,
+                from_match_labels: false,
+            });
         }
         // Stable order: matchLabels by key first (BTreeMap order), then expressions as written.
         Ok(Self { requirements })
@@ -192,12 +211,16 @@ fn validate_key(key: &str) -> Result<(), String> {
             && prefix.split('.').all(|part| {
                 !part.is_empty()
                     && part.len() <= 63
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             });
         if !ok {
-            return Err(format!("label key {key:?} has an invalid prefix (must be a DNS subdomain)"));
+            return Err(format!(
+                "label key {key:?} has an invalid prefix (must be a DNS subdomain)"
+            ));
         }
     }
     if name.is_empty() {
@@ -223,7 +246,10 @@ fn validate_name_part(s: &str) -> Result<(), &'static str> {
     if !edge_ok(bytes[0]) || !edge_ok(bytes[bytes.len() - 1]) {
         return Err("must start and end with an alphanumeric character");
     }
-    if !bytes.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return Err("may contain only alphanumerics, '-', '_' and '.'");
     }
     Ok(())

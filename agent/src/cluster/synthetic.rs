@@ -17,7 +17,12 @@ pub struct SyntheticSpec {
 
 impl SyntheticSpec {
     /// The benchmark target: 1,000 pods in 50 namespaces with 200 policies.
-    pub const BENCH: SyntheticSpec = SyntheticSpec { namespaces: 50, pods: 1000, policies: 200, seed: 42 };
+    pub const BENCH: SyntheticSpec = SyntheticSpec {
+        namespaces: 50,
+        pods: 1000,
+        policies: 200,
+        seed: 42,
+    };
 }
 
 /// xorshift64*: small, deterministic, good enough for fixtures.
@@ -38,7 +43,9 @@ impl Rng {
     }
 }
 
-const APPS: [&str; 8] = ["web", "api", "db", "cache", "worker", "gateway", "auth", "search"];
+const APPS: [&str; 8] = [
+    "web", "api", "db", "cache", "worker", "gateway", "auth", "search",
+];
 const TIERS: [&str; 3] = ["frontend", "backend", "data"];
 const TEAMS: [&str; 5] = ["shop", "payments", "platform", "data", "ml"];
 
@@ -63,12 +70,19 @@ pub fn cluster_yaml(spec: SyntheticSpec) -> String {
         let _ = write!(
             out,
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {app}-{p}\n  namespace: ns-{ns}\n  uid: 00000000-0000-4000-8000-{p:012}\n  labels:\n    app: {app}\n    tier: {tier}\n{}spec:\n  nodeName: node-{node}\n  containers:\n  - name: main\n    ports:\n    - {{name: http, containerPort: 8080, protocol: TCP}}\n    - {{name: metrics, containerPort: 9090}}\n    - {{name: dns, containerPort: 53, protocol: UDP}}\n    - {{containerPort: 80}}\nstatus:\n  phase: Running\n  podIP: {ip}\n  podIPs:\n  - ip: {ip}\n  conditions:\n  - {{type: Ready, status: \"True\"}}\n",
-            if rng.chance(30) { "    canary: \"true\"\n" } else { "" }
+            if rng.chance(30) {
+                "    canary: \"true\"\n"
+            } else {
+                ""
+            }
         );
     }
     for i in 0..spec.policies {
         let ns = rng.below(spec.namespaces);
-        let _ = write!(out, "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: pol-{i}\n  namespace: ns-{ns}\nspec:\n");
+        let _ = write!(
+            out,
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: pol-{i}\n  namespace: ns-{ns}\nspec:\n"
+        );
         out.push_str(&policy_body(&mut rng, i, spec.namespaces));
     }
     out
@@ -76,15 +90,27 @@ pub fn cluster_yaml(spec: SyntheticSpec) -> String {
 
 fn selector(rng: &mut Rng, indent: &str) -> String {
     match rng.below(6) {
-        0 => format!("{indent}matchLabels: {{app: {}}}\n", APPS[rng.below(APPS.len())]),
-        1 => format!("{indent}matchLabels: {{app: {}, tier: {}}}\n", APPS[rng.below(APPS.len())], TIERS[rng.below(TIERS.len())]),
+        0 => format!(
+            "{indent}matchLabels: {{app: {}}}\n",
+            APPS[rng.below(APPS.len())]
+        ),
+        1 => format!(
+            "{indent}matchLabels: {{app: {}, tier: {}}}\n",
+            APPS[rng.below(APPS.len())],
+            TIERS[rng.below(TIERS.len())]
+        ),
         2 => format!(
             "{indent}matchExpressions:\n{indent}- {{key: app, operator: In, values: [{}, {}]}}\n",
             APPS[rng.below(APPS.len())],
             APPS[rng.below(APPS.len())]
         ),
-        3 => format!("{indent}matchExpressions:\n{indent}- {{key: tier, operator: NotIn, values: [{}]}}\n", TIERS[rng.below(TIERS.len())]),
-        4 => format!("{indent}matchExpressions:\n{indent}- {{key: canary, operator: DoesNotExist}}\n"),
+        3 => format!(
+            "{indent}matchExpressions:\n{indent}- {{key: tier, operator: NotIn, values: [{}]}}\n",
+            TIERS[rng.below(TIERS.len())]
+        ),
+        4 => format!(
+            "{indent}matchExpressions:\n{indent}- {{key: canary, operator: DoesNotExist}}\n"
+        ),
         _ => format!("{indent}matchExpressions:\n{indent}- {{key: canary, operator: Exists}}\n"),
     }
 }
@@ -92,14 +118,23 @@ fn selector(rng: &mut Rng, indent: &str) -> String {
 fn peer(rng: &mut Rng, namespaces: usize) -> String {
     match rng.below(6) {
         0 => format!("    - podSelector:\n{}", selector(rng, "        ")),
-        1 => format!("    - namespaceSelector:\n        matchLabels: {{team: {}}}\n", TEAMS[rng.below(TEAMS.len())]),
+        1 => format!(
+            "    - namespaceSelector:\n        matchLabels: {{team: {}}}\n",
+            TEAMS[rng.below(TEAMS.len())]
+        ),
         2 => format!(
             "    - namespaceSelector:\n        matchLabels: {{kubernetes.io/metadata.name: ns-{}}}\n      podSelector:\n{}",
             rng.below(namespaces),
             selector(rng, "        ")
         ),
-        3 => format!("    - namespaceSelector:\n        matchExpressions:\n        - {{key: env, operator: In, values: [prod]}}\n      podSelector:\n{}", selector(rng, "        ")),
-        4 => format!("    - ipBlock:\n        cidr: 10.244.{}.0/24\n        except: [10.244.{}.128/25]\n", rng.below(4), rng.below(4)),
+        3 => format!(
+            "    - namespaceSelector:\n        matchExpressions:\n        - {{key: env, operator: In, values: [prod]}}\n      podSelector:\n{}",
+            selector(rng, "        ")
+        ),
+        4 => format!(
+            "    - ipBlock:\n        cidr: 10.244.{o}.0/24\n        except: [10.244.{o}.128/25]\n",
+            o = rng.below(4)
+        ),
         _ => "    - namespaceSelector: {}\n".to_string(),
     }
 }
@@ -109,7 +144,9 @@ fn ports(rng: &mut Rng) -> String {
         0 => "    ports:\n    - {port: 8080, protocol: TCP}\n".into(),
         1 => "    ports:\n    - {port: http}\n".into(),
         2 => "    ports:\n    - {port: 8000, endPort: 8100}\n".into(),
-        3 => "    ports:\n    - {port: dns, protocol: UDP}\n    - {port: 53, protocol: TCP}\n".into(),
+        3 => {
+            "    ports:\n    - {port: dns, protocol: UDP}\n    - {port: 53, protocol: TCP}\n".into()
+        }
         4 => "    ports:\n    - {protocol: SCTP}\n".into(),
         5 => "    ports:\n    - {port: 80}\n    - {port: metrics}\n".into(),
         _ => String::new(),
@@ -123,7 +160,9 @@ fn rules(rng: &mut Rng, key: &str, namespaces: usize) -> String {
         let peer_key = if key == "ingress" { "from" } else { "to" };
         s.push_str("  - ");
         let body_ports = ports(rng);
-        let peers: String = (0..1 + rng.below(2)).map(|_| peer(rng, namespaces)).collect();
+        let peers: String = (0..1 + rng.below(2))
+            .map(|_| peer(rng, namespaces))
+            .collect();
         let _ = write!(s, "{peer_key}:\n{peers}");
         s.push_str(&body_ports);
     }
@@ -132,7 +171,7 @@ fn rules(rng: &mut Rng, key: &str, namespaces: usize) -> String {
 
 fn policy_body(rng: &mut Rng, i: usize, namespaces: usize) -> String {
     let mut s = String::new();
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         // Default deny of the namespace, both directions.
         s.push_str("  podSelector: {}\n  policyTypes: [Ingress, Egress]\n");
         return s;

@@ -8,7 +8,9 @@ pub(crate) struct BitSet {
 
 impl BitSet {
     pub(crate) fn empty(len: usize) -> Self {
-        Self { words: vec![0; len.div_ceil(64)] }
+        Self {
+            words: vec![0; len.div_ceil(64)],
+        }
     }
 
     pub(crate) fn full(len: usize) -> Self {
@@ -24,7 +26,9 @@ impl BitSet {
     }
 
     pub(crate) fn contains(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     pub(crate) fn union_with(&mut self, other: &BitSet) {
@@ -43,6 +47,7 @@ impl BitSet {
         self.words.iter_mut().for_each(|w| *w = 0);
     }
 
+    #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }

@@ -4,13 +4,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::cluster::model::{Labels, NetworkPolicy, Node, ObjectRef, Peer, PolicyPort, Pod, PortRef, Protocol, Rule};
-use crate::cluster::selector::{Selector, display_labels};
 use crate::cluster::Index;
+use crate::cluster::model::{
+    Labels, NetworkPolicy, Node, ObjectRef, Peer, Pod, PolicyPort, PortRef, Protocol, Rule,
+};
+use crate::cluster::selector::{Selector, display_labels};
 
 use super::bitset::BitSet;
 use super::profile::Profile;
-use super::verdict::{DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, RuleMiss, RuleRef, Tier, Verdict};
+use super::verdict::{
+    DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, RuleMiss, RuleRef, Tier, Verdict,
+};
 
 /// One end of a flow, as a user names it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -66,7 +70,10 @@ pub(crate) enum Side {
     Pod(usize),
     /// A hostNetwork pod: policies see its node's address (E22).
     HostPod(usize),
-    Node { name: String, ip: IpAddr },
+    Node {
+        name: String,
+        ip: IpAddr,
+    },
     External(IpAddr),
 }
 
@@ -79,7 +86,10 @@ pub(crate) struct CompiledPolicy {
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum CompiledPeer {
-    Pods { pod_selector: Option<usize>, namespace_selector: Option<usize> },
+    Pods {
+        pod_selector: Option<usize>,
+        namespace_selector: Option<usize>,
+    },
     IpBlock,
     Invalid,
 }
@@ -92,6 +102,8 @@ pub struct Engine {
     pod_ids: HashMap<ObjectRef, usize>,
     pub(crate) namespaces: Vec<String>,
     namespace_labels: Vec<Labels>,
+    /// Per namespace: policies that exist but could not be loaded (verdicts carry a warning).
+    namespace_warnings: Vec<Vec<String>>,
     nodes: Vec<Node>,
     pub(crate) policies: Vec<CompiledPolicy>,
     /// Interned pod selectors: which pods' labels each matches.
@@ -122,7 +134,10 @@ struct SelectorCache<'a> {
 
 impl<'a> SelectorCache<'a> {
     fn new() -> Self {
-        Self { ids: HashMap::new(), matches: Vec::new() }
+        Self {
+            ids: HashMap::new(),
+            matches: Vec::new(),
+        }
     }
 
     fn intern(&mut self, selector: &'a Selector, labels: &[&Labels]) -> usize {
@@ -155,9 +170,16 @@ fn compile_rules<'a>(
             rule.peers
                 .iter()
                 .map(|peer| match peer {
-                    Peer::Pods { pod_selector, namespace_selector } => CompiledPeer::Pods {
-                        pod_selector: pod_selector.as_ref().map(|s| pod_cache.intern(s, pod_labels)),
-                        namespace_selector: namespace_selector.as_ref().map(|s| ns_cache.intern(s, ns_labels)),
+                    Peer::Pods {
+                        pod_selector,
+                        namespace_selector,
+                    } => CompiledPeer::Pods {
+                        pod_selector: pod_selector
+                            .as_ref()
+                            .map(|s| pod_cache.intern(s, pod_labels)),
+                        namespace_selector: namespace_selector
+                            .as_ref()
+                            .map(|s| ns_cache.intern(s, ns_labels)),
                     },
                     Peer::IpBlock(_) => CompiledPeer::IpBlock,
                     Peer::Invalid { .. } => CompiledPeer::Invalid,
@@ -170,8 +192,15 @@ fn compile_rules<'a>(
 impl Engine {
     pub fn new(index: &Index, profile: Profile) -> Self {
         let namespaces = index.namespace_names();
-        let ns_ids: HashMap<String, usize> = namespaces.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-        let namespace_labels: Vec<Labels> = namespaces.iter().map(|n| index.namespace_labels(n)).collect();
+        let ns_ids: HashMap<String, usize> = namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let namespace_labels: Vec<Labels> = namespaces
+            .iter()
+            .map(|n| index.namespace_labels(n))
+            .collect();
         let pods: Vec<Pod> = index.pods().cloned().collect();
         let pod_ids = pods.iter().enumerate().map(|(i, p)| (p.key(), i)).collect();
         let pod_namespace: Vec<usize> = pods.iter().map(|p| ns_ids[&p.namespace]).collect();
@@ -185,8 +214,20 @@ impl Engine {
         let mut subject_selector = Vec::with_capacity(policies_src.len());
         for policy in &policies_src {
             subject_selector.push(pod_cache.intern(&policy.pod_selector, &pod_labels));
-            let ingress = compile_rules(&policy.ingress, &mut pod_cache, &mut ns_cache, &pod_labels, &ns_labels);
-            let egress = compile_rules(&policy.egress, &mut pod_cache, &mut ns_cache, &pod_labels, &ns_labels);
+            let ingress = compile_rules(
+                &policy.ingress,
+                &mut pod_cache,
+                &mut ns_cache,
+                &pod_labels,
+                &ns_labels,
+            );
+            let egress = compile_rules(
+                &policy.egress,
+                &mut pod_cache,
+                &mut ns_cache,
+                &pod_labels,
+                &ns_labels,
+            );
             policies.push(CompiledPolicy {
                 policy: (*policy).clone(),
                 namespace: ns_ids[&policy.namespace],
@@ -217,6 +258,17 @@ impl Engine {
             }
         }
 
+        let namespace_warnings = namespaces
+            .iter()
+            .map(|ns| {
+                index
+                    .unloadable_policies_in(ns)
+                    .map(|(key, why)| {
+                        format!("warning: policy {key} could not be loaded ({why}); it may select this pod, so this verdict may be wrong")
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             profile,
             pods,
@@ -224,6 +276,7 @@ impl Engine {
             pod_ids,
             namespaces,
             namespace_labels,
+            namespace_warnings,
             nodes: index.nodes().cloned().collect(),
             policies,
             pod_selector_matches: pod_cache.matches,
@@ -249,29 +302,48 @@ impl Engine {
     /// The policies that select a pod and isolate it, ingress then egress, by name.
     pub fn policies_selecting(&self, pod: usize) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
         let names = |ids: &[usize]| ids.iter().map(|&i| self.policies[i].policy.key()).collect();
-        (names(&self.ingress_policies[pod]), names(&self.egress_policies[pod]))
+        (
+            names(&self.ingress_policies[pod]),
+            names(&self.egress_policies[pod]),
+        )
     }
 
     pub(crate) fn resolve(&self, endpoint: &Endpoint) -> Result<Side, ResolveError> {
         match endpoint {
             Endpoint::Pod(key) => {
-                let id = self.pod_id(key).ok_or_else(|| ResolveError::UnknownPod(key.clone()))?;
+                let id = self
+                    .pod_id(key)
+                    .ok_or_else(|| ResolveError::UnknownPod(key.clone()))?;
                 let pod = &self.pods[id];
                 if !pod.is_endpoint() {
-                    return Err(ResolveError::NotAnEndpoint(key.clone(), format!("{:?}", pod.phase)));
+                    return Err(ResolveError::NotAnEndpoint(
+                        key.clone(),
+                        format!("{:?}", pod.phase),
+                    ));
                 }
                 Ok(self.side_of_pod(id))
             }
             Endpoint::Ip(ip) => {
-                if let Some(id) = self.pods.iter().position(|p| p.is_endpoint() && !p.host_network && p.ips.contains(ip)) {
+                if let Some(id) = self
+                    .pods
+                    .iter()
+                    .position(|p| p.is_endpoint() && !p.host_network && p.ips.contains(ip))
+                {
                     return Ok(Side::Pod(id));
                 }
                 if let Some(node) = self.nodes.iter().find(|n| n.addresses.contains(ip)) {
-                    return Ok(Side::Node { name: node.name.clone(), ip: *ip });
+                    return Ok(Side::Node {
+                        name: node.name.clone(),
+                        ip: *ip,
+                    });
                 }
                 // No Node object owns it (offline files often omit nodes): a hostNetwork pod's
                 // address is still its node's (E21, E22).
-                if let Some(id) = self.pods.iter().position(|p| p.is_endpoint() && p.host_network && p.ips.contains(ip)) {
+                if let Some(id) = self
+                    .pods
+                    .iter()
+                    .position(|p| p.is_endpoint() && p.host_network && p.ips.contains(ip))
+                {
                     return Ok(self.side_of_pod(id));
                 }
                 Ok(Side::External(*ip))
@@ -280,7 +352,11 @@ impl Engine {
     }
 
     pub(crate) fn side_of_pod(&self, id: usize) -> Side {
-        if self.pods[id].host_network && self.profile.host_network_as_node { Side::HostPod(id) } else { Side::Pod(id) }
+        if self.pods[id].host_network && self.profile.host_network_as_node {
+            Side::HostPod(id)
+        } else {
+            Side::Pod(id)
+        }
     }
 
     /// Evaluates one flow with a full explanation.
@@ -290,7 +366,13 @@ impl Engine {
         Ok(self.evaluate_sides(&src, &dst, flow.port, flow.protocol))
     }
 
-    pub(crate) fn evaluate_sides(&self, src: &Side, dst: &Side, port: u16, protocol: Protocol) -> Verdict {
+    pub(crate) fn evaluate_sides(
+        &self,
+        src: &Side,
+        dst: &Side,
+        port: u16,
+        protocol: Protocol,
+    ) -> Verdict {
         let self_traffic = match (src, dst) {
             (Side::Pod(a) | Side::HostPod(a), Side::Pod(b) | Side::HostPod(b)) => a == b,
             _ => self.ip_of(src, true) == self.ip_of(dst, true) && self.ip_of(src, true).is_some(),
@@ -299,16 +381,39 @@ impl Engine {
         let egress = self.egress(src, dst, port, protocol, &mut notes);
         let ingress = self.ingress(src, dst, port, protocol, &mut notes);
         if protocol == Protocol::Sctp && !self.profile.sctp {
-            notes.push(format!("implementation-defined: profile {} does not enforce SCTP", self.profile));
+            notes.push(format!(
+                "implementation-defined: profile {} does not enforce SCTP",
+                self.profile
+            ));
+        }
+        for side in [src, dst] {
+            if let Side::Pod(id) = side {
+                notes.extend(
+                    self.namespace_warnings[self.pod_namespace[*id]]
+                        .iter()
+                        .cloned(),
+                );
+            }
         }
         notes.dedup();
         Verdict::new(self_traffic, egress, ingress, notes)
     }
 
-    fn ingress(&self, src: &Side, dst: &Side, port: u16, protocol: Protocol, notes: &mut Vec<String>) -> DirectionVerdict {
+    fn ingress(
+        &self,
+        src: &Side,
+        dst: &Side,
+        port: u16,
+        protocol: Protocol,
+        notes: &mut Vec<String>,
+    ) -> DirectionVerdict {
         let d = match dst {
             Side::Pod(d) => *d,
-            other => return DirectionVerdict::NotApplicable { why: self.not_subject_why(other) },
+            other => {
+                return DirectionVerdict::NotApplicable {
+                    why: self.not_subject_why(other),
+                };
+            }
         };
         let isolating = &self.ingress_policies[d];
         if isolating.is_empty() {
@@ -317,13 +422,34 @@ impl Engine {
         if self.is_node_of(src, d) {
             return DirectionVerdict::NodeLocal;
         }
-        self.decide(isolating, |p| &p.policy.ingress, |p| &p.ingress, Some(d), src, dst, port, protocol, notes)
+        self.decide(
+            isolating,
+            |p| &p.policy.ingress,
+            |p| &p.ingress,
+            Some(d),
+            src,
+            dst,
+            port,
+            protocol,
+            notes,
+        )
     }
 
-    fn egress(&self, src: &Side, dst: &Side, port: u16, protocol: Protocol, notes: &mut Vec<String>) -> DirectionVerdict {
+    fn egress(
+        &self,
+        src: &Side,
+        dst: &Side,
+        port: u16,
+        protocol: Protocol,
+        notes: &mut Vec<String>,
+    ) -> DirectionVerdict {
         let s = match src {
             Side::Pod(s) => *s,
-            other => return DirectionVerdict::NotApplicable { why: self.not_subject_why(other) },
+            other => {
+                return DirectionVerdict::NotApplicable {
+                    why: self.not_subject_why(other),
+                };
+            }
         };
         let isolating = &self.egress_policies[s];
         if isolating.is_empty() {
@@ -337,7 +463,17 @@ impl Engine {
             Side::Pod(d) => Some(*d),
             _ => None,
         };
-        self.decide(isolating, |p| &p.policy.egress, |p| &p.egress, dst_pod, dst, src, port, protocol, notes)
+        self.decide(
+            isolating,
+            |p| &p.policy.egress,
+            |p| &p.egress,
+            dst_pod,
+            dst,
+            src,
+            port,
+            protocol,
+            notes,
+        )
     }
 
     /// Walks the isolating policies' rules of one direction. `port_pod` resolves named ports
@@ -359,33 +495,58 @@ impl Engine {
         let mut misses = Vec::with_capacity(isolating.len());
         for &pid in isolating {
             let compiled = &self.policies[pid];
-            notes.extend(compiled.policy.warnings.iter().map(|w| format!("{}: {w}", compiled.policy.key())));
+            notes.extend(
+                compiled
+                    .policy
+                    .warnings
+                    .iter()
+                    .map(|w| format!("{}: {w}", compiled.policy.key())),
+            );
             let mut rule_misses = Vec::new();
-            for (index, (rule, peers)) in rules_of(compiled).iter().zip(peers_of(compiled)).enumerate() {
+            for (index, (rule, peers)) in rules_of(compiled)
+                .iter()
+                .zip(peers_of(compiled))
+                .enumerate()
+            {
                 let port_check = self.check_ports(&rule.ports, port, protocol, port_pod);
                 let peer_check = self.check_peers(compiled, &rule.peers, peers, peer, family_v4);
                 match (port_check, peer_check) {
                     (Ok(mut port_notes), Ok(mut peer_notes)) => {
                         notes.append(&mut port_notes);
                         notes.append(&mut peer_notes);
-                        let isolating = isolating.iter().map(|&i| self.policies[i].policy.key()).collect();
+                        let isolating = isolating
+                            .iter()
+                            .map(|&i| self.policies[i].policy.key())
+                            .collect();
                         return DirectionVerdict::Allowed {
-                            by: RuleRef { policy: compiled.policy.key(), index },
+                            by: RuleRef {
+                                policy: compiled.policy.key(),
+                                index,
+                            },
                             tier: Tier::NetworkPolicy,
                             isolating,
                         };
                     }
-                    (port, peer) => rule_misses.push(RuleMiss { index, port: port.err(), peer: peer.err() }),
+                    (port, peer) => rule_misses.push(RuleMiss {
+                        index,
+                        port: port.err(),
+                        peer: peer.err(),
+                    }),
                 }
             }
-            misses.push(PolicyMisses { policy: compiled.policy.key(), rules: rule_misses });
+            misses.push(PolicyMisses {
+                policy: compiled.policy.key(),
+                rules: rule_misses,
+            });
         }
         DirectionVerdict::Denied { policies: misses }
     }
 
     /// Whether `side` is the node that pod `pod` runs on (E21).
     fn is_node_of(&self, side: &Side, pod: usize) -> bool {
-        let Some(node) = self.pods[pod].node_name.as_deref() else { return false };
+        let Some(node) = self.pods[pod].node_name.as_deref() else {
+            return false;
+        };
         match side {
             Side::Node { name, .. } => name == node,
             Side::HostPod(h) => self.pods[*h].node_name.as_deref() == Some(node),
@@ -423,7 +584,10 @@ impl Engine {
         match side {
             Side::Pod(id) | Side::HostPod(id) => {
                 let ips = &self.pods[*id].ips;
-                ips.iter().copied().find(|ip| ip.is_ipv4() == v4).or_else(|| ips.first().copied())
+                ips.iter()
+                    .copied()
+                    .find(|ip| ip.is_ipv4() == v4)
+                    .or_else(|| ips.first().copied())
             }
             Side::Node { ip, .. } | Side::External(ip) => Some(*ip),
         }
@@ -447,7 +611,12 @@ impl Engine {
         let mut any_valid = false;
         let mut notes = Vec::new();
         for entry in ports {
-            let PolicyPort::Port { protocol: p, port: want, end_port } = entry else {
+            let PolicyPort::Port {
+                protocol: p,
+                port: want,
+                end_port,
+            } = entry
+            else {
                 if let PolicyPort::Invalid { reason } = entry {
                     invalid.get_or_insert_with(|| reason.clone());
                 }
@@ -460,11 +629,10 @@ impl Engine {
             match want {
                 None => return Ok(notes),
                 Some(PortRef::Number(n)) => match end_port {
-                    Some(end) if self.profile.end_port => {
-                        if (*n..=*end).contains(&port) {
-                            return Ok(notes);
-                        }
+                    Some(end) if self.profile.end_port && (*n..=*end).contains(&port) => {
+                        return Ok(notes);
                     }
+                    Some(_) if self.profile.end_port => {}
                     Some(end) => {
                         if port == *n {
                             return Ok(notes);
@@ -479,43 +647,73 @@ impl Engine {
                     None if port == *n => return Ok(notes),
                     None => {}
                 },
-                Some(PortRef::Name(name)) => match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, protocol)) {
-                    Some(resolved) if resolved == port => return Ok(notes),
-                    Some(_) => {}
-                    None => {
-                        unresolved.get_or_insert_with(|| name.clone());
+                Some(PortRef::Name(name)) => {
+                    match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, protocol)) {
+                        Some(resolved) if resolved == port => return Ok(notes),
+                        Some(_) => {}
+                        None => {
+                            unresolved.get_or_insert_with(|| name.clone());
+                        }
                     }
-                },
+                }
             }
         }
         if !any_valid {
-            return Err(PortMiss::Invalid { reason: invalid.unwrap_or_default() });
+            return Err(PortMiss::Invalid {
+                reason: invalid.unwrap_or_default(),
+            });
         }
         if let Some(name) = unresolved {
-            return Err(PortMiss::NamedPortUnresolved { name, protocol, pod: dst_pod.map(|d| self.pods[d].key()) });
+            return Err(PortMiss::NamedPortUnresolved {
+                name,
+                protocol,
+                pod: dst_pod.map(|d| self.pods[d].key()),
+            });
         }
         let wanted = ports.iter().map(|p| self.render_port(p, dst_pod)).collect();
-        Err(PortMiss::NotListed { wanted, port, protocol, notes })
+        Err(PortMiss::NotListed {
+            wanted,
+            port,
+            protocol,
+            notes,
+        })
     }
 
     fn render_port(&self, entry: &PolicyPort, dst_pod: Option<usize>) -> String {
         match entry {
             PolicyPort::Invalid { reason } => format!("invalid ({reason})"),
-            PolicyPort::Port { protocol, port: None, .. } => format!("any {protocol} port"),
-            PolicyPort::Port { protocol, port: Some(PortRef::Number(n)), end_port: Some(e) } => format!("{n}-{e}/{protocol}"),
-            PolicyPort::Port { protocol, port: Some(PortRef::Number(n)), end_port: None } => format!("{n}/{protocol}"),
-            PolicyPort::Port { protocol, port: Some(PortRef::Name(name)), .. } => {
-                match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, *protocol)) {
-                    Some(n) => format!("{name}/{protocol} (= {n})"),
-                    None => format!("{name}/{protocol}"),
-                }
-            }
+            PolicyPort::Port {
+                protocol,
+                port: None,
+                ..
+            } => format!("any {protocol} port"),
+            PolicyPort::Port {
+                protocol,
+                port: Some(PortRef::Number(n)),
+                end_port: Some(e),
+            } => format!("{n}-{e}/{protocol}"),
+            PolicyPort::Port {
+                protocol,
+                port: Some(PortRef::Number(n)),
+                end_port: None,
+            } => format!("{n}/{protocol}"),
+            PolicyPort::Port {
+                protocol,
+                port: Some(PortRef::Name(name)),
+                ..
+            } => match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, *protocol)) {
+                Some(n) => format!("{name}/{protocol} (= {n})"),
+                None => format!("{name}/{protocol}"),
+            },
         }
     }
 
     // === Peers ===
 
     /// Checks a rule's peers against the other endpoint; on a miss keeps the closest peer.
+    // The error is the explanation itself (wanted vs actual, as strings), built once per rule
+    // miss; boxing it would only add an allocation.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn check_peers(
         &self,
         policy: &CompiledPolicy,
@@ -530,12 +728,31 @@ impl Engine {
         let mut best: Option<PeerMiss> = None;
         for (i, (peer, c)) in peers.iter().zip(compiled).enumerate() {
             let result = match (peer, c) {
-                (Peer::Pods { pod_selector, namespace_selector }, CompiledPeer::Pods { pod_selector: ps, namespace_selector: ns }) => {
-                    self.check_pod_peer(policy, i, pod_selector.as_ref(), namespace_selector.as_ref(), *ps, *ns, other)
-                }
+                (
+                    Peer::Pods {
+                        pod_selector,
+                        namespace_selector,
+                    },
+                    CompiledPeer::Pods {
+                        pod_selector: ps,
+                        namespace_selector: ns,
+                    },
+                ) => self.check_pod_peer(
+                    policy,
+                    i,
+                    pod_selector.as_ref(),
+                    namespace_selector.as_ref(),
+                    *ps,
+                    *ns,
+                    other,
+                ),
                 (Peer::IpBlock(block), _) => self.check_ip_block(i, block, other, family_v4),
-                (Peer::Invalid { reason }, _) => Err(PeerMiss::Invalid { reason: reason.clone() }),
-                _ => Err(PeerMiss::Invalid { reason: "internal: peer not compiled".into() }),
+                (Peer::Invalid { reason }, _) => Err(PeerMiss::Invalid {
+                    reason: reason.clone(),
+                }),
+                _ => Err(PeerMiss::Invalid {
+                    reason: "internal: peer not compiled".into(),
+                }),
             };
             match result {
                 Ok(notes) => return Ok(notes),
@@ -546,10 +763,12 @@ impl Engine {
                 }
             }
         }
-        Err(best.unwrap_or(PeerMiss::Invalid { reason: "no peers".into() }))
+        Err(best.unwrap_or(PeerMiss::Invalid {
+            reason: "no peers".into(),
+        }))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
     fn check_pod_peer(
         &self,
         policy: &CompiledPolicy,
@@ -585,6 +804,7 @@ impl Engine {
                         selector: sel.to_string(),
                         namespace: self.namespaces[ns].clone(),
                         labels: display_labels(&self.namespace_labels[ns]),
+                        pod_selector: pod_selector.map(ToString::to_string),
                     });
                 }
             }
@@ -598,21 +818,28 @@ impl Engine {
                 }
             }
         }
-        if let (Some(sel), Some(sid)) = (pod_selector, pod_sel_id) {
-            if !self.pod_selector_matches[sid].contains(id) {
-                let pod = &self.pods[id];
-                return Err(PeerMiss::PodSelector {
-                    peer,
-                    selector: sel.to_string(),
-                    pod: pod.key(),
-                    labels: display_labels(&pod.labels),
-                    unmet: sel.first_unmet(&pod.labels).map(|r| r.to_string()).unwrap_or_default(),
-                });
-            }
+        if let (Some(sel), Some(sid)) = (pod_selector, pod_sel_id)
+            && !self.pod_selector_matches[sid].contains(id)
+        {
+            let pod = &self.pods[id];
+            return Err(PeerMiss::PodSelector {
+                peer,
+                selector: sel.to_string(),
+                pod: pod.key(),
+                labels: display_labels(&pod.labels),
+                unmet: sel
+                    .first_unmet(&pod.labels)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                namespace_selector: namespace_selector.map(ToString::to_string),
+            });
         }
         Ok(Vec::new())
     }
 
+    // The error is the explanation itself (wanted vs actual, as strings), built once per rule
+    // miss; boxing it would only add an allocation.
+    #[allow(clippy::result_large_err)]
     fn check_ip_block(
         &self,
         peer: usize,
@@ -629,7 +856,13 @@ impl Engine {
             s
         };
         let Some(ip) = self.ip_of(other, family_v4) else {
-            return Err(PeerMiss::IpBlock { peer, blocks: vec![render()], ip: "none".into(), excepted: false, notes: vec![] });
+            return Err(PeerMiss::IpBlock {
+                peer,
+                blocks: vec![render()],
+                ip: "none".into(),
+                excepted: false,
+                notes: vec![],
+            });
         };
         let mut notes = Vec::new();
         if let Side::Pod(id) = other {
@@ -659,6 +892,12 @@ impl Engine {
             return Ok(notes);
         }
         let excepted = block.cidr.contains(ip);
-        Err(PeerMiss::IpBlock { peer, blocks: vec![render()], ip: ip.to_string(), excepted, notes })
+        Err(PeerMiss::IpBlock {
+            peer,
+            blocks: vec![render()],
+            ip: ip.to_string(),
+            excepted,
+            notes,
+        })
     }
 }

@@ -8,7 +8,10 @@ use super::verdict::{Direction, DirectionVerdict, PeerMiss, PortMiss, RuleMiss, 
 
 /// One line: the verdict and, for a denial, the closest rule's first failing requirement.
 pub fn summary(flow: &Flow, verdict: &Verdict) -> String {
-    let head = format!("{} -> {} {}/{}", flow.from, flow.to, flow.port, flow.protocol);
+    let head = format!(
+        "{} -> {} {}/{}",
+        flow.from, flow.to, flow.port, flow.protocol
+    );
     if verdict.self_traffic {
         return format!("{head}: allowed (traffic to itself)");
     }
@@ -19,9 +22,16 @@ pub fn summary(flow: &Flow, verdict: &Verdict) -> String {
     let reason = verdict.reason.map_or("", |r| r.as_str());
     match verdict.closest_rule() {
         Some((policy, miss)) => {
-            format!("{head}: denied ({direction}, {reason}) by {policy}: rule #{}: {}", miss.index, miss_text(miss))
+            format!(
+                "{head}: denied ({direction}, {reason}) by {policy}: rule #{}: {}",
+                miss.index,
+                miss_text(miss)
+            )
         }
-        None => format!("{head}: denied ({direction}, {reason}): {} selects the pod and allows no {direction} traffic", verdict.policies.join(", ")),
+        None => format!(
+            "{head}: denied ({direction}, {reason}): {} selects the pod and allows no {direction} traffic",
+            verdict.policies.join(", ")
+        ),
     }
 }
 
@@ -39,13 +49,31 @@ pub fn render(flow: &Flow, verdict: &Verdict) -> String {
             verdict.reason.map_or("", |r| r.as_str())
         )
     };
-    let _ = writeln!(out, "{} -> {} {}/{}: {status}", flow.from, flow.to, flow.port, flow.protocol);
+    let _ = writeln!(
+        out,
+        "{} -> {} {}/{}: {status}",
+        flow.from, flow.to, flow.port, flow.protocol
+    );
     if verdict.self_traffic && !verdict.rules_allowed {
         let _ = writeln!(out, "  the rules alone would deny it:");
     }
     let closest = verdict.closest_rule().map(|(p, r)| (p.clone(), r.index));
-    render_direction(&mut out, "egress ", &flow.from.to_string(), &verdict.egress, verdict.direction == Some(Direction::Egress), &closest);
-    render_direction(&mut out, "ingress", &flow.to.to_string(), &verdict.ingress, verdict.direction == Some(Direction::Ingress), &closest);
+    render_direction(
+        &mut out,
+        "egress ",
+        &flow.from.to_string(),
+        &verdict.egress,
+        verdict.direction == Some(Direction::Egress),
+        &closest,
+    );
+    render_direction(
+        &mut out,
+        "ingress",
+        &flow.to.to_string(),
+        &verdict.ingress,
+        verdict.direction == Some(Direction::Ingress),
+        &closest,
+    );
     for note in &verdict.notes {
         let _ = writeln!(out, "  note: {note}");
     }
@@ -63,13 +91,22 @@ fn render_direction(
     let direction = label.trim();
     match part {
         DirectionVerdict::NotIsolated => {
-            let _ = writeln!(out, "  {label} {subject}: allowed, not isolated (no policy selects it for {direction})");
+            let _ = writeln!(
+                out,
+                "  {label} {subject}: allowed, not isolated (no policy selects it for {direction})"
+            );
         }
         DirectionVerdict::NotApplicable { why } => {
-            let _ = writeln!(out, "  {label} {subject}: no {direction} policy applies ({why})");
+            let _ = writeln!(
+                out,
+                "  {label} {subject}: no {direction} policy applies ({why})"
+            );
         }
         DirectionVerdict::NodeLocal => {
-            let _ = writeln!(out, "  {label} {subject}: allowed, traffic between a pod and its own node is always allowed");
+            let _ = writeln!(
+                out,
+                "  {label} {subject}: allowed, traffic between a pod and its own node is always allowed"
+            );
         }
         DirectionVerdict::Allowed { by, isolating, .. } => {
             let others: Vec<String> = isolating.iter().map(ToString::to_string).collect();
@@ -90,16 +127,27 @@ fn render_direction(
             );
             for policy in policies {
                 if policy.rules.is_empty() {
-                    let _ = writeln!(out, "    {}: has no {direction} rules (default deny)", policy.policy);
+                    let _ = writeln!(
+                        out,
+                        "    {}: has no {direction} rules (default deny)",
+                        policy.policy
+                    );
                     continue;
                 }
                 let _ = writeln!(out, "    {}:", policy.policy);
                 for miss in &policy.rules {
                     let marker = match closest {
-                        Some((p, i)) if deciding && *p == policy.policy && *i == miss.index => "  <- closest",
+                        Some((p, i)) if deciding && *p == policy.policy && *i == miss.index => {
+                            "  <- closest"
+                        }
                         _ => "",
                     };
-                    let _ = writeln!(out, "      rule #{}: {}{marker}", miss.index, miss_text(miss));
+                    let _ = writeln!(
+                        out,
+                        "      rule #{}: {}{marker}",
+                        miss.index,
+                        miss_text(miss)
+                    );
                 }
             }
         }
@@ -126,44 +174,110 @@ pub fn miss_text(miss: &RuleMiss) -> String {
 
 fn port_text(miss: &PortMiss) -> String {
     match miss {
-        PortMiss::NotListed { wanted, port, protocol, notes } => {
+        PortMiss::NotListed {
+            wanted,
+            port,
+            protocol,
+            notes,
+        } => {
             let mut s = format!("port {port}/{protocol} is not in [{}]", wanted.join(", "));
             for n in notes {
                 let _ = write!(s, " ({n})");
             }
             s
         }
-        PortMiss::NamedPortUnresolved { name, protocol, pod } => match pod {
+        PortMiss::NamedPortUnresolved {
+            name,
+            protocol,
+            pod,
+        } => match pod {
             Some(pod) => format!("named port {name}/{protocol} is not declared by pod {pod}"),
-            None => format!("named port {name}/{protocol} cannot resolve: the destination is not a pod"),
+            None => {
+                format!("named port {name}/{protocol} cannot resolve: the destination is not a pod")
+            }
         },
-        PortMiss::Invalid { reason } => format!("its ports are invalid ({reason}) and match nothing"),
+        PortMiss::Invalid { reason } => {
+            format!("its ports are invalid ({reason}) and match nothing")
+        }
     }
 }
 
 fn peer_text(miss: &PeerMiss) -> String {
     match miss {
-        PeerMiss::NamespaceSelector { peer, selector, namespace, labels } => {
-            format!("peer #{peer}: namespaceSelector {selector} does not match namespace {namespace} {labels}")
+        PeerMiss::NamespaceSelector {
+            peer,
+            selector,
+            namespace,
+            labels,
+            pod_selector,
+        } => {
+            let head = and_peer_head(*peer, Some(selector), pod_selector.as_deref());
+            format!(
+                "{head}: namespaceSelector {selector} does not match namespace {namespace} {labels}"
+            )
         }
-        PeerMiss::PolicyNamespaceOnly { peer, policy_namespace, namespace } => format!(
+        PeerMiss::PolicyNamespaceOnly {
+            peer,
+            policy_namespace,
+            namespace,
+        } => format!(
             "peer #{peer}: podSelector without namespaceSelector selects only pods in namespace {policy_namespace}, not {namespace}"
         ),
-        PeerMiss::PodSelector { peer, selector, pod, labels, unmet } => {
-            format!("peer #{peer}: podSelector {selector} does not match pod {pod} {labels} (unmet: {unmet})")
+        PeerMiss::PodSelector {
+            peer,
+            selector,
+            pod,
+            labels,
+            unmet,
+            namespace_selector,
+        } => {
+            let head = and_peer_head(*peer, namespace_selector.as_deref(), Some(selector));
+            format!(
+                "{head}: podSelector {selector} does not match pod {pod} {labels} (unmet: {unmet})"
+            )
         }
-        PeerMiss::NotAPod { peer, endpoint } => format!("peer #{peer} selects pods, but the other end is {endpoint}"),
-        PeerMiss::IpBlock { peer, blocks, ip, excepted, notes } => {
+        PeerMiss::NotAPod { peer, endpoint } => {
+            format!("peer #{peer} selects pods, but the other end is {endpoint}")
+        }
+        PeerMiss::IpBlock {
+            peer,
+            blocks,
+            ip,
+            excepted,
+            notes,
+        } => {
             let mut s = if *excepted {
-                format!("peer #{peer}: {ip} is in an except range of ipBlock {}", blocks.join(", "))
+                format!(
+                    "peer #{peer}: {ip} is in an except range of ipBlock {}",
+                    blocks.join(", ")
+                )
             } else {
-                format!("peer #{peer}: ipBlock {} does not contain {ip}", blocks.join(", "))
+                format!(
+                    "peer #{peer}: ipBlock {} does not contain {ip}",
+                    blocks.join(", ")
+                )
             };
             for n in notes {
                 let _ = write!(s, " ({n})");
             }
             s
         }
-        PeerMiss::Invalid { reason } => format!("its peers are invalid ({reason}) and match nothing"),
+        PeerMiss::Invalid { reason } => {
+            format!("its peers are invalid ({reason}) and match nothing")
+        }
+    }
+}
+
+/// `peer #N`, spelling out that a peer with both selectors needs both to match (E9).
+fn and_peer_head(
+    peer: usize,
+    namespace_selector: Option<&str>,
+    pod_selector: Option<&str>,
+) -> String {
+    match (namespace_selector, pod_selector) {
+        (Some(ns), Some(pods)) => {
+            format!("peer #{peer} requires BOTH namespaceSelector {ns} AND podSelector {pods}")
+        }
+        _ => format!("peer #{peer}"),
     }
 }

@@ -39,7 +39,9 @@ struct PeerSets {
 impl Engine {
     /// Pods that can send or receive traffic (have an IP, not finished), in key order.
     pub fn endpoint_ids(&self) -> Vec<usize> {
-        (0..self.pods.len()).filter(|&i| self.pods[i].is_endpoint()).collect()
+        (0..self.pods.len())
+            .filter(|&i| self.pods[i].is_endpoint())
+            .collect()
     }
 
     /// Every distinct container port of the endpoint pods, sorted.
@@ -47,7 +49,12 @@ impl Engine {
         let set: BTreeSet<MatrixPort> = self
             .endpoint_ids()
             .into_iter()
-            .flat_map(|i| self.pods[i].ports.iter().map(|p| MatrixPort { port: p.port, protocol: p.protocol }))
+            .flat_map(|i| {
+                self.pods[i].ports.iter().map(|p| MatrixPort {
+                    port: p.port,
+                    protocol: p.protocol,
+                })
+            })
             .collect();
         set.into_iter().collect()
     }
@@ -65,20 +72,34 @@ impl Engine {
     pub fn for_each_cell(&self, ports: &[MatrixPort], mut f: impl FnMut(MatrixCell)) {
         let endpoints = self.endpoint_ids();
         let peer_sets = self.peer_sets();
-        let has_v4: Vec<bool> = (0..self.pods.len()).map(|i| self.has_v4(&Side::Pod(i))).collect();
+        let has_v4: Vec<bool> = (0..self.pods.len())
+            .map(|i| self.has_v4(&Side::Pod(i)))
+            .collect();
         let per_destination = ports.is_empty();
-        let ports = if per_destination { self.container_ports() } else { ports.to_vec() };
+        let ports = if per_destination {
+            self.container_ports()
+        } else {
+            ports.to_vec()
+        };
         for port in ports {
             let destinations: Vec<usize> = if per_destination {
                 endpoints
                     .iter()
                     .copied()
-                    .filter(|&d| self.pods[d].ports.iter().any(|p| p.port == port.port && p.protocol == port.protocol))
+                    .filter(|&d| {
+                        self.pods[d]
+                            .ports
+                            .iter()
+                            .any(|p| p.port == port.port && p.protocol == port.protocol)
+                    })
                     .collect()
             } else {
                 endpoints.clone()
             };
-            let ingress: Vec<BitSet> = destinations.iter().map(|&d| self.ingress_sources(d, port, &peer_sets)).collect();
+            let ingress: Vec<BitSet> = destinations
+                .iter()
+                .map(|&d| self.ingress_sources(d, port, &peer_sets))
+                .collect();
             for &s in &endpoints {
                 let egress = self.egress_destinations(s, port, &peer_sets);
                 for (&d, admitted) in destinations.iter().zip(&ingress) {
@@ -87,22 +108,46 @@ impl Engine {
                         // The peer sets match ipBlocks on each pod's IPv4 address when it has one,
                         // but this pair can only talk IPv6 (E19): evaluate it on its own.
                         let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));
-                        rules_allowed = self.evaluate_sides(&src, &dst, port.port, port.protocol).rules_allowed;
+                        rules_allowed = self
+                            .evaluate_sides(&src, &dst, port.port, port.protocol)
+                            .rules_allowed;
                     }
                     let self_traffic = s == d;
-                    f(MatrixCell { from: s, to: d, port, allowed: rules_allowed || self_traffic, self_traffic, rules_allowed });
+                    f(MatrixCell {
+                        from: s,
+                        to: d,
+                        port,
+                        allowed: rules_allowed || self_traffic,
+                        self_traffic,
+                        rules_allowed,
+                    });
                 }
             }
         }
     }
 
     fn peer_sets(&self) -> PeerSets {
-        let sets = |rules: &[crate::cluster::model::Rule], compiled: &[Vec<CompiledPeer>], ns: usize| -> Vec<BitSet> {
-            rules.iter().zip(compiled).map(|(rule, peers)| self.peer_set(&rule.peers, peers, ns)).collect()
+        let sets = |rules: &[crate::cluster::model::Rule],
+                    compiled: &[Vec<CompiledPeer>],
+                    ns: usize|
+         -> Vec<BitSet> {
+            rules
+                .iter()
+                .zip(compiled)
+                .map(|(rule, peers)| self.peer_set(&rule.peers, peers, ns))
+                .collect()
         };
         PeerSets {
-            ingress: self.policies.iter().map(|p| sets(&p.policy.ingress, &p.ingress, p.namespace)).collect(),
-            egress: self.policies.iter().map(|p| sets(&p.policy.egress, &p.egress, p.namespace)).collect(),
+            ingress: self
+                .policies
+                .iter()
+                .map(|p| sets(&p.policy.ingress, &p.ingress, p.namespace))
+                .collect(),
+            egress: self
+                .policies
+                .iter()
+                .map(|p| sets(&p.policy.egress, &p.egress, p.namespace))
+                .collect(),
         }
     }
 
@@ -115,7 +160,13 @@ impl Engine {
         let mut admitted = BitSet::empty(n);
         for (peer, c) in peers.iter().zip(compiled) {
             match (peer, c) {
-                (Peer::Pods { .. }, CompiledPeer::Pods { pod_selector, namespace_selector }) => {
+                (
+                    Peer::Pods { .. },
+                    CompiledPeer::Pods {
+                        pod_selector,
+                        namespace_selector,
+                    },
+                ) => {
                     for i in 0..n {
                         if !matches!(self.side_of_pod(i), Side::Pod(_)) {
                             continue;
@@ -125,7 +176,8 @@ impl Engine {
                             Some(sid) => self.namespace_selector_matches[*sid].contains(ns),
                             None => ns == policy_ns,
                         };
-                        let pod_ok = pod_selector.is_none_or(|sid| self.pod_selector_matches[sid].contains(i));
+                        let pod_ok = pod_selector
+                            .is_none_or(|sid| self.pod_selector_matches[sid].contains(i));
                         if ns_ok && pod_ok {
                             admitted.insert(i);
                         }
@@ -158,7 +210,10 @@ impl Engine {
         for &pid in isolating {
             let policy = &self.policies[pid].policy;
             for (r, rule) in policy.ingress.iter().enumerate() {
-                if self.check_ports(&rule.ports, port.port, port.protocol, Some(d)).is_ok() {
+                if self
+                    .check_ports(&rule.ports, port.port, port.protocol, Some(d))
+                    .is_ok()
+                {
                     admitted.union_with(&peer_sets.ingress[pid][r]);
                 }
             }
@@ -178,7 +233,13 @@ impl Engine {
             let policy = &self.policies[pid].policy;
             for (r, rule) in policy.egress.iter().enumerate() {
                 let named = rule.ports.iter().any(|p| {
-                    matches!(p, crate::cluster::model::PolicyPort::Port { port: Some(crate::cluster::model::PortRef::Name(_)), .. })
+                    matches!(
+                        p,
+                        crate::cluster::model::PolicyPort::Port {
+                            port: Some(crate::cluster::model::PortRef::Name(_)),
+                            ..
+                        }
+                    )
                 });
                 if named {
                     // Named ports resolve on each destination pod (E17).
@@ -186,14 +247,20 @@ impl Engine {
                     for d in 0..n {
                         // A hostNetwork destination counts as its node: no named ports (E22).
                         let dst_pod = matches!(self.side_of_pod(d), Side::Pod(_)).then_some(d);
-                        if self.check_ports(&rule.ports, port.port, port.protocol, dst_pod).is_ok() {
+                        if self
+                            .check_ports(&rule.ports, port.port, port.protocol, dst_pod)
+                            .is_ok()
+                        {
                             port_ok.insert(d);
                         }
                     }
                     let mut set = peer_sets.egress[pid][r].clone();
                     set.intersect_with(&port_ok);
                     admitted.union_with(&set);
-                } else if self.check_ports(&rule.ports, port.port, port.protocol, None).is_ok() {
+                } else if self
+                    .check_ports(&rule.ports, port.port, port.protocol, None)
+                    .is_ok()
+                {
                     admitted.union_with(&peer_sets.egress[pid][r]);
                 }
             }
@@ -204,9 +271,13 @@ impl Engine {
     /// hostNetwork pods on the same node as `pod`: traffic with them is node-local (E21).
     fn host_pods_on_node_of(&self, pod: usize) -> BitSet {
         let mut set = BitSet::empty(self.pods.len());
-        let Some(node) = self.pods[pod].node_name.as_deref() else { return set };
+        let Some(node) = self.pods[pod].node_name.as_deref() else {
+            return set;
+        };
         for (i, p) in self.pods.iter().enumerate() {
-            if matches!(self.side_of_pod(i), Side::HostPod(_)) && p.node_name.as_deref() == Some(node) {
+            if matches!(self.side_of_pod(i), Side::HostPod(_))
+                && p.node_name.as_deref() == Some(node)
+            {
                 set.insert(i);
             }
         }
@@ -217,6 +288,11 @@ impl Engine {
 impl Engine {
     /// The full verdict of a matrix cell (for the reason of a denied pair).
     pub fn evaluate_cell(&self, cell: &MatrixCell) -> super::verdict::Verdict {
-        self.evaluate_sides(&self.side_of_pod(cell.from), &self.side_of_pod(cell.to), cell.port.port, cell.port.protocol)
+        self.evaluate_sides(
+            &self.side_of_pod(cell.from),
+            &self.side_of_pod(cell.to),
+            cell.port.port,
+            cell.port.protocol,
+        )
     }
 }

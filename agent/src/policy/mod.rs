@@ -20,7 +20,10 @@ mod verdict;
 pub use engine::{Endpoint, Engine, Flow, ResolveError};
 pub use matrix::{MatrixCell, MatrixPort};
 pub use profile::Profile;
-pub use verdict::{Direction, DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, Reason, RuleMiss, RuleRef, Tier, Verdict};
+pub use verdict::{
+    Direction, DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, Reason, RuleMiss, RuleRef, Tier,
+    Verdict,
+};
 
 #[cfg(test)]
 mod tests;

@@ -21,14 +21,31 @@ pub struct Profile {
 
 impl Profile {
     /// The behaviour the upstream Kubernetes e2e suite checks (the default).
-    pub const UPSTREAM: Profile =
-        Profile { name: "upstream", ip_block_matches_pod_ips: true, end_port: true, host_network_as_node: true, sctp: true };
+    pub const UPSTREAM: Profile = Profile {
+        name: "upstream",
+        ip_block_matches_pod_ips: true,
+        end_port: true,
+        host_network_as_node: true,
+        sctp: true,
+    };
     /// A CNI that matches ipBlock only against addresses outside the cluster's pods.
-    pub const IPBLOCK_EXTERNAL_ONLY: Profile = Profile { name: "ipblock-external-only", ip_block_matches_pod_ips: false, ..Self::UPSTREAM };
+    pub const IPBLOCK_EXTERNAL_ONLY: Profile = Profile {
+        name: "ipblock-external-only",
+        ip_block_matches_pod_ips: false,
+        ..Self::UPSTREAM
+    };
     /// A CNI without endPort support: a range matches only its first port.
-    pub const NO_END_PORT: Profile = Profile { name: "no-endport", end_port: false, ..Self::UPSTREAM };
+    pub const NO_END_PORT: Profile = Profile {
+        name: "no-endport",
+        end_port: false,
+        ..Self::UPSTREAM
+    };
 
-    pub const ALL: [Profile; 3] = [Self::UPSTREAM, Self::IPBLOCK_EXTERNAL_ONLY, Self::NO_END_PORT];
+    pub const ALL: [Profile; 3] = [
+        Self::UPSTREAM,
+        Self::IPBLOCK_EXTERNAL_ONLY,
+        Self::NO_END_PORT,
+    ];
 }
 
 impl Default for Profile {

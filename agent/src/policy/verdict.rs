@@ -92,7 +92,11 @@ pub enum DirectionVerdict {
     /// Traffic between a pod and its own node is always allowed (E21).
     NodeLocal,
     /// A rule allows it. `isolating` lists every policy that selects the pod (E25).
-    Allowed { by: RuleRef, tier: Tier, isolating: Vec<ObjectRef> },
+    Allowed {
+        by: RuleRef,
+        tier: Tier,
+        isolating: Vec<ObjectRef>,
+    },
     /// Isolated and no rule matches: each isolating policy with each rule's miss.
     Denied { policies: Vec<PolicyMisses> },
 }
@@ -143,9 +147,18 @@ impl RuleMiss {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PortMiss {
     /// None of the rule's ports covers the flow's port and protocol.
-    NotListed { wanted: Vec<String>, port: u16, protocol: Protocol, notes: Vec<String> },
+    NotListed {
+        wanted: Vec<String>,
+        port: u16,
+        protocol: Protocol,
+        notes: Vec<String>,
+    },
     /// A named port the destination pod does not declare for this protocol (E17).
-    NamedPortUnresolved { name: String, protocol: Protocol, pod: Option<ObjectRef> },
+    NamedPortUnresolved {
+        name: String,
+        protocol: Protocol,
+        pod: Option<ObjectRef>,
+    },
     /// Every port entry is invalid.
     Invalid { reason: String },
 }
@@ -165,16 +178,43 @@ impl PortMiss {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PeerMiss {
-    /// `namespaceSelector` does not match the other pod's namespace.
-    NamespaceSelector { peer: usize, selector: String, namespace: String, labels: String },
+    /// `namespaceSelector` does not match the other pod's namespace. `pod_selector`: the
+    /// podSelector of the same peer, which the namespace must match AND-ed with (E9).
+    NamespaceSelector {
+        peer: usize,
+        selector: String,
+        namespace: String,
+        labels: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pod_selector: Option<String>,
+    },
     /// A `podSelector` without `namespaceSelector` only selects pods of the policy's namespace.
-    PolicyNamespaceOnly { peer: usize, policy_namespace: String, namespace: String },
+    PolicyNamespaceOnly {
+        peer: usize,
+        policy_namespace: String,
+        namespace: String,
+    },
     /// The namespace matched but `podSelector` does not match the pod's labels.
-    PodSelector { peer: usize, selector: String, pod: ObjectRef, labels: String, unmet: String },
+    /// `namespace_selector`: the namespaceSelector of the same peer (AND, E9), if any.
+    PodSelector {
+        peer: usize,
+        selector: String,
+        pod: ObjectRef,
+        labels: String,
+        unmet: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace_selector: Option<String>,
+    },
     /// Selector peers select pods only; the other endpoint is not a pod policies select.
     NotAPod { peer: usize, endpoint: String },
     /// No ipBlock contains the address (or it is in an `except`).
-    IpBlock { peer: usize, blocks: Vec<String>, ip: String, excepted: bool, notes: Vec<String> },
+    IpBlock {
+        peer: usize,
+        blocks: Vec<String>,
+        ip: String,
+        excepted: bool,
+        notes: Vec<String>,
+    },
     /// Every peer is invalid.
     Invalid { reason: String },
 }
@@ -182,7 +222,9 @@ pub enum PeerMiss {
 impl PeerMiss {
     pub fn reason(&self) -> Reason {
         match self {
-            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => Reason::NamespaceSelectorMismatch,
+            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => {
+                Reason::NamespaceSelectorMismatch
+            }
             PeerMiss::PodSelector { .. } => Reason::PodSelectorMismatch,
             PeerMiss::NotAPod { .. } => Reason::PodSelectorMismatch,
             PeerMiss::IpBlock { .. } => Reason::IpBlockMismatch,
@@ -228,11 +270,20 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub(crate) fn new(self_traffic: bool, egress: DirectionVerdict, ingress: DirectionVerdict, notes: Vec<String>) -> Self {
+    pub(crate) fn new(
+        self_traffic: bool,
+        egress: DirectionVerdict,
+        ingress: DirectionVerdict,
+        notes: Vec<String>,
+    ) -> Self {
         let rules_allowed = egress.allows() && ingress.allows();
         let (reason, direction) = match (&ingress, &egress) {
-            (DirectionVerdict::Denied { policies }, _) => (Some(closest_reason(policies)), Some(Direction::Ingress)),
-            (_, DirectionVerdict::Denied { policies }) => (Some(closest_reason(policies)), Some(Direction::Egress)),
+            (DirectionVerdict::Denied { policies }, _) => {
+                (Some(closest_reason(policies)), Some(Direction::Ingress))
+            }
+            (_, DirectionVerdict::Denied { policies }) => {
+                (Some(closest_reason(policies)), Some(Direction::Egress))
+            }
             _ => (None, None),
         };
         let mut policies = Vec::new();

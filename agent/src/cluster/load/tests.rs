@@ -444,6 +444,27 @@ fn several_paths_accumulate() {
 }
 
 #[test]
+fn explicit_files_are_read_whatever_their_extension() {
+    let loaded = load(&["folder/README.md", "latin1.yaml"]);
+    assert_eq!(
+        problem_keys(&loaded),
+        [
+            key("folder/README.md", None, None, false),
+            key("latin1.yaml", None, None, false)
+        ]
+    );
+    assert_eq!(
+        loaded.problems[0].message,
+        "expected a Kubernetes object (a mapping with apiVersion and kind), found a string"
+    );
+    assert_eq!(
+        loaded.problems[1].message,
+        "not UTF-8 text (invalid byte at offset 51)"
+    );
+    assert_eq!(loaded.summary.files, 2);
+}
+
+#[test]
 fn missing_path_is_an_error_naming_it() {
     let missing = data("no-such-file.yaml");
     let err = load_paths(&[data("list.yaml"), missing.clone()]).expect_err("missing");
@@ -730,7 +751,7 @@ fn pathological_inputs_never_panic() {
         let loaded = from_str(name, &text);
         check_invariants(&loaded, name);
     }
-    let nested = from_str("nested.json", &nested_json_lists);
+    let nested = from_str("nested.json", &nested_lists);
     assert_eq!(nested.problems.len(), 1);
     assert!(
         nested.problems[0]

@@ -1,0 +1,188 @@
+//! The system calls behind [`super::factory`]: `setns`, `socket` and `SIOCGSKNS`.
+//!
+//! This file is the crate's one documented exception to `deny(unsafe_code)` for namespaces
+//! (the other is `probe::errqueue`). Every `unsafe` block is a single FFI call on a file
+//! descriptor the caller borrows or that the call just returned; none dereferences memory.
+//!
+//! The namespace window lives in [`sockets_in_netns`]: `setns(target)`, `socket()` × n,
+//! `setns(home)`. Nothing inside the window allocates, formats, logs, awaits or can panic, and
+//! a drop guard returns the thread home even on unwind. If returning home fails, the process
+//! aborts: a thread stranded in a pod's network namespace would silently send the agent's own
+//! traffic (API calls, DNS) from that pod.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+/// What `socket(2)` is asked for, as raw `c_int`s (`SOCK_CLOEXEC` is always added).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct RawSocketKind {
+    pub domain: i32,
+    pub ty: i32,
+    pub protocol: i32,
+}
+
+/// Why a batch could not be (fully) created. The thread is home again in every case.
+#[derive(Debug)]
+pub(crate) enum WindowError {
+    /// `setns(target)` failed: the thread never left home.
+    Enter(io::Error),
+    /// `socket()` failed after `created` sockets; those were closed.
+    Socket { created: usize, source: io::Error },
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::fs::MetadataExt;
+
+    use super::{RawSocketKind, WindowError};
+
+    /// Returns the calling thread to `home` when dropped, including during unwinding.
+    struct ReturnHome<'a> {
+        home: BorrowedFd<'a>,
+    }
+
+    impl Drop for ReturnHome<'_> {
+        fn drop(&mut self) {
+            // SAFETY: FFI call with a live borrowed fd; only changes this thread's netns.
+            let rc = unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                // Cannot go home: every later socket or connection of this thread would
+                // originate in a pod. Abort rather than continue in the wrong namespace.
+                std::process::abort();
+            }
+        }
+    }
+
+    pub(crate) fn sockets_in_netns(
+        home: BorrowedFd<'_>,
+        target: BorrowedFd<'_>,
+        kind: RawSocketKind,
+        count: usize,
+    ) -> Result<Vec<OwnedFd>, WindowError> {
+        // Allocated before entering: the window itself does not allocate.
+        let mut raw: Vec<RawFd> = vec![-1; count];
+        let mut created = 0usize;
+        let mut failure: Option<io::Error> = None;
+        {
+            // SAFETY: FFI call with a live borrowed fd; only changes this thread's netns.
+            if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(WindowError::Enter(io::Error::last_os_error()));
+            }
+            let return_home = ReturnHome { home };
+            for slot in raw.iter_mut() {
+                // SAFETY: FFI call with plain integer arguments.
+                let fd = unsafe {
+                    libc::socket(kind.domain, kind.ty | libc::SOCK_CLOEXEC, kind.protocol)
+                };
+                if fd < 0 {
+                    failure = Some(io::Error::last_os_error());
+                    break;
+                }
+                *slot = fd;
+                created += 1;
+            }
+            drop(return_home);
+        }
+        // Home again: from here on anything may fail or panic without consequence for the
+        // thread's namespace.
+        let owned: Vec<OwnedFd> = raw
+            .into_iter()
+            .take(created)
+            // SAFETY: each fd was just returned by socket(2) and is owned by nobody else.
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        match failure {
+            None => Ok(owned),
+            Some(source) => Err(WindowError::Socket { created, source }),
+        }
+    }
+
+    pub(crate) fn socket_netns_inode(socket: BorrowedFd<'_>) -> io::Result<u64> {
+        // SAFETY: FFI call with a live borrowed fd; SIOCGSKNS takes no argument pointer and
+        // returns a new fd that we own.
+        let ns_fd = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGSKNS as _) };
+        if ns_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the ioctl returned a fresh fd owned by nobody else.
+        let ns_file = File::from(unsafe { OwnedFd::from_raw_fd(ns_fd) });
+        Ok(ns_file.metadata()?.ino())
+    }
+
+    /// Moves the calling thread into a new, empty network namespace. Tests only: the thread
+    /// must be a throwaway `std::thread` that exits right after.
+    #[cfg(test)]
+    pub(crate) fn unshare_netns_on_this_thread() -> io::Result<()> {
+        // SAFETY: FFI call with an integer flag; only changes this thread's netns.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Enters `target` on the calling thread and stays there. Tests only (to prove the
+    /// factory's own guard), on a throwaway thread.
+    #[cfg(test)]
+    pub(crate) fn enter_netns_on_this_thread(target: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: FFI call with a live borrowed fd; only changes this thread's netns.
+        if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The drop guard alone, for a test that panics inside a window on a throwaway thread.
+    #[cfg(test)]
+    pub(crate) fn with_return_home_guard<R>(home: BorrowedFd<'_>, body: impl FnOnce() -> R) -> R {
+        let _return_home = ReturnHome { home };
+        body()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::io;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+
+    use super::{RawSocketKind, WindowError};
+
+    fn unsupported() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "network namespaces need Linux")
+    }
+
+    pub(crate) fn sockets_in_netns(
+        _home: BorrowedFd<'_>,
+        _target: BorrowedFd<'_>,
+        _kind: RawSocketKind,
+        _count: usize,
+    ) -> Result<Vec<OwnedFd>, WindowError> {
+        Err(WindowError::Enter(unsupported()))
+    }
+
+    pub(crate) fn socket_netns_inode(_socket: BorrowedFd<'_>) -> io::Result<u64> {
+        Err(unsupported())
+    }
+}
+
+/// Enters `target`, creates `count` sockets of `kind`, returns to `home`. Aborts the process
+/// if it cannot return. On a socket failure the sockets already made are closed.
+pub(crate) fn sockets_in_netns(
+    home: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    kind: RawSocketKind,
+    count: usize,
+) -> Result<Vec<OwnedFd>, WindowError> {
+    imp::sockets_in_netns(home, target, kind, count)
+}
+
+/// The inode of the network namespace a socket belongs to (`SIOCGSKNS` + `fstat`).
+pub(crate) fn socket_netns_inode(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    imp::socket_netns_inode(socket)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) use imp::{enter_netns_on_this_thread, unshare_netns_on_this_thread, with_return_home_guard};

@@ -1,0 +1,316 @@
+//! The `netreach` binary's contracts: exit codes, JSON fields, table output, error messages.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn netreach(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netreach"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run netreach")
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SHOP: &str = "examples/shop";
+
+#[test]
+fn explain_denied_flow_names_policy_rule_and_selector() {
+    let out = netreach(&[
+        "explain",
+        "-f",
+        SHOP,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "payments/gateway",
+        "--port",
+        "8443",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("DENIED (ingress, reason: namespace_selector_mismatch)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("payments/default-deny: has no ingress rules (default deny)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("namespaceSelector {team: frontend} does not match namespace shop {"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_exit_code_flag() {
+    let denied = [
+        "explain",
+        "-f",
+        SHOP,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "payments/gateway",
+        "--port",
+        "8443",
+        "--exit-code",
+    ];
+    assert_eq!(netreach(&denied).status.code(), Some(1));
+    let allowed = [
+        "explain",
+        "-f",
+        SHOP,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/api",
+        "--port",
+        "http",
+        "--exit-code",
+    ];
+    let out = netreach(&allowed);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("8080/TCP: ALLOWED"));
+}
+
+#[test]
+fn explain_json_has_the_contract_fields() {
+    let out = netreach(&[
+        "explain",
+        "-f",
+        SHOP,
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/api",
+        "--port",
+        "9090",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["from"], "shop/frontend");
+    assert_eq!(v["to"], "shop/api");
+    assert_eq!(v["port"], 9090);
+    assert_eq!(v["protocol"], "TCP");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["reason"], "port_not_allowed");
+    assert_eq!(v["direction"], "ingress");
+    assert_eq!(v["policies"], serde_json::json!(["shop/api-from-frontend"]));
+    assert_eq!(v["verdict"]["ingress"]["decision"], "denied");
+    assert_eq!(v["verdict"]["egress"]["decision"], "not_isolated");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "explain",
+                "-f",
+                "does/not/exist.yaml",
+                "--from",
+                "a/b",
+                "--to",
+                "a/c",
+                "--port",
+                "80",
+            ],
+            "does/not/exist.yaml",
+        ),
+        (
+            &[
+                "explain",
+                "-f",
+                SHOP,
+                "--from",
+                "shop/frontnd",
+                "--to",
+                "shop/api",
+                "--port",
+                "80",
+            ],
+            "shop/frontnd is not in the loaded objects",
+        ),
+        (
+            &[
+                "explain",
+                "-f",
+                SHOP,
+                "--from",
+                "shop/frontend",
+                "--to",
+                "shop/api",
+                "--port",
+                "70000",
+            ],
+            "out of range",
+        ),
+        (
+            &[
+                "explain",
+                "-f",
+                SHOP,
+                "--from",
+                "shop/frontend",
+                "--to",
+                "shop/api",
+                "--port",
+                "grpc",
+            ],
+            "declares no TCP port named \"grpc\"",
+        ),
+        (
+            &["matrix", "-f", SHOP, "--port", "http"],
+            "only allowed with explain",
+        ),
+        (
+            &[
+                "explain",
+                "-f",
+                "agent/tests/data/cli/invalid-policy.yaml",
+                "--strict",
+                "--from",
+                "shop/client",
+                "--to",
+                "shop/web",
+                "--port",
+                "80",
+            ],
+            "matchExpressions[0].operator",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = netreach(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?}: stderr lacks {needle:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn invalid_policy_fails_closed_without_strict() {
+    let out = netreach(&[
+        "explain",
+        "-f",
+        "agent/tests/data/cli/invalid-policy.yaml",
+        "--from",
+        "shop/client",
+        "--to",
+        "shop/web",
+        "--port",
+        "80",
+        "--exit-code",
+    ]);
+    // The broken peer matches nothing: the flow is denied, and the problem is reported.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("shop/broken"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("invalid_rule"), "{}", stdout(&out));
+}
+
+#[test]
+fn matrix_json_lists_every_ordered_pair_including_self() {
+    let out = netreach(&[
+        "matrix", "-f", SHOP, "--port", "8080/TCP", "--format", "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let pairs = v["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 16, "4 pods x 4 pods");
+    let self_pairs = pairs.iter().filter(|p| p["self"] == true).count();
+    assert_eq!(self_pairs, 4);
+    assert!(
+        pairs
+            .iter()
+            .all(|p| p["port"] == 8080 && p["protocol"] == "TCP" && p["allowed"].is_boolean())
+    );
+    let denied = pairs
+        .iter()
+        .find(|p| p["from"] == "payments/gateway" && p["to"] == "shop/api")
+        .expect("pair");
+    assert_eq!(denied["allowed"], false);
+    assert_eq!(denied["reason"], "namespace_selector_mismatch");
+    let denied = pairs
+        .iter()
+        .find(|p| p["from"] == "kube-system/coredns" && p["to"] == "shop/api")
+        .expect("pair");
+    assert_eq!(denied["allowed"], false);
+}
+
+#[test]
+fn matrix_table_prints_a_grid_per_port() {
+    let out = netreach(&["matrix", "-f", SHOP, "--port", "8080", "--port", "8443/TCP"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("8080/TCP: "), "{text}");
+    assert!(text.contains("8443/TCP: "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("shop/frontend") && l.contains('S')),
+        "{text}"
+    );
+}
+
+#[test]
+fn crd_command_prints_the_committed_crds() {
+    let out = netreach(&["crd"]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed =
+        std::fs::read_to_string(repo_root().join("charts/netreach/crds/netreach.dev_crds.yaml"))
+            .unwrap();
+    assert_eq!(stdout(&out), committed);
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let out = netreach(&["--help"]);
+    let text = stdout(&out);
+    for sub in ["explain", "matrix", "crd"] {
+        assert!(text.contains(sub), "{text}");
+    }
+}
+
+#[test]
+fn unloadable_policy_warns_on_every_verdict_in_its_namespace() {
+    let out = netreach(&[
+        "explain",
+        "-f",
+        "agent/tests/data/cli/invalid-subject-selector.yaml",
+        "--from",
+        "shop/client",
+        "--to",
+        "shop/web",
+        "--port",
+        "80",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("policy shop/broken could not be loaded"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("this verdict may be wrong"),
+        "{}",
+        stdout(&out)
+    );
+}

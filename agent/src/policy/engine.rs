@@ -603,80 +603,116 @@ impl Engine {
         protocol: Protocol,
         dst_pod: Option<usize>,
     ) -> Result<Vec<String>, PortMiss> {
-        if ports.is_empty() {
-            return Ok(Vec::new());
+        if self.ports_match(ports, port, protocol, dst_pod) {
+            Ok(Vec::new())
+        } else {
+            Err(self.port_miss(ports, port, protocol, dst_pod))
         }
+    }
+
+    /// A named container port of a destination pod (E17).
+    fn named_port_of(&self, pod: usize, name: &str, protocol: Protocol) -> Option<u16> {
+        self.pods[pod].resolve_named_port(name, protocol)
+    }
+
+    /// Whether one of a rule's port entries covers the flow (E5, E14-E17). Allocation-free:
+    /// the matrix calls it for every rule and destination.
+    pub(crate) fn ports_match(
+        &self,
+        ports: &[PolicyPort],
+        port: u16,
+        protocol: Protocol,
+        dst_pod: Option<usize>,
+    ) -> bool {
+        ports.is_empty()
+            || ports.iter().any(|entry| match entry {
+                PolicyPort::Invalid { .. } => false,
+                PolicyPort::Port { protocol: p, .. } if *p != protocol => false,
+                PolicyPort::Port { port: None, .. } => true,
+                PolicyPort::Port {
+                    port: Some(PortRef::Number(n)),
+                    end_port: Some(end),
+                    ..
+                } if self.profile.end_port => (*n..=*end).contains(&port),
+                PolicyPort::Port {
+                    port: Some(PortRef::Number(n)),
+                    ..
+                } => port == *n,
+                PolicyPort::Port {
+                    port: Some(PortRef::Name(name)),
+                    ..
+                } => dst_pod
+                    .and_then(|d| self.named_port_of(d, name, protocol))
+                    .is_some_and(|resolved| resolved == port),
+            })
+    }
+
+    /// Why no port entry covers the flow; only called when `ports_match` is false.
+    fn port_miss(
+        &self,
+        ports: &[PolicyPort],
+        port: u16,
+        protocol: Protocol,
+        dst_pod: Option<usize>,
+    ) -> PortMiss {
         let mut unresolved = None;
         let mut invalid = None;
         let mut any_valid = false;
         let mut notes = Vec::new();
         for entry in ports {
-            let PolicyPort::Port {
-                protocol: p,
-                port: want,
-                end_port,
-            } = entry
-            else {
-                if let PolicyPort::Invalid { reason } = entry {
+            match entry {
+                PolicyPort::Invalid { reason } => {
                     invalid.get_or_insert_with(|| reason.clone());
                 }
-                continue;
-            };
-            any_valid = true;
-            if *p != protocol {
-                continue;
-            }
-            match want {
-                None => return Ok(notes),
-                Some(PortRef::Number(n)) => match end_port {
-                    Some(end) if self.profile.end_port && (*n..=*end).contains(&port) => {
-                        return Ok(notes);
+                PolicyPort::Port {
+                    protocol: p,
+                    port: want,
+                    end_port,
+                } => {
+                    any_valid = true;
+                    if *p != protocol {
+                        continue;
                     }
-                    Some(_) if self.profile.end_port => {}
-                    Some(end) => {
-                        if port == *n {
-                            return Ok(notes);
-                        }
-                        if (*n..=*end).contains(&port) {
+                    match (want, end_port) {
+                        (Some(PortRef::Number(n)), Some(end))
+                            if !self.profile.end_port && (*n..=*end).contains(&port) =>
+                        {
                             notes.push(format!(
                                 "implementation-defined: profile {} ignores endPort, so {n}-{end} matches only {n}",
                                 self.profile
                             ));
                         }
-                    }
-                    None if port == *n => return Ok(notes),
-                    None => {}
-                },
-                Some(PortRef::Name(name)) => {
-                    match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, protocol)) {
-                        Some(resolved) if resolved == port => return Ok(notes),
-                        Some(_) => {}
-                        None => {
+                        (Some(PortRef::Name(name)), _)
+                            if dst_pod
+                                .and_then(|d| self.named_port_of(d, name, protocol))
+                                .is_none() =>
+                        {
                             unresolved.get_or_insert_with(|| name.clone());
                         }
+                        _ => {}
                     }
                 }
             }
         }
         if !any_valid {
-            return Err(PortMiss::Invalid {
+            return PortMiss::Invalid {
                 reason: invalid.unwrap_or_default(),
-            });
+            };
         }
         if let Some(name) = unresolved {
-            return Err(PortMiss::NamedPortUnresolved {
+            return PortMiss::NamedPortUnresolved {
                 name,
                 protocol,
                 pod: dst_pod.map(|d| self.pods[d].key()),
-            });
+            };
         }
         let wanted = ports.iter().map(|p| self.render_port(p, dst_pod)).collect();
-        Err(PortMiss::NotListed {
+        PortMiss::NotListed {
             wanted,
             port,
             protocol,
             notes,
-        })
+        }
     }
 
     fn render_port(&self, entry: &PolicyPort, dst_pod: Option<usize>) -> String {
@@ -701,7 +737,7 @@ impl Engine {
                 protocol,
                 port: Some(PortRef::Name(name)),
                 ..
-            } => match dst_pod.and_then(|d| self.pods[d].resolve_named_port(name, *protocol)) {
+            } => match dst_pod.and_then(|d| self.named_port_of(d, name, *protocol)) {
                 Some(n) => format!("{name}/{protocol} (= {n})"),
                 None => format!("{name}/{protocol}"),
             },

@@ -210,10 +210,7 @@ impl Engine {
         for &pid in isolating {
             let policy = &self.policies[pid].policy;
             for (r, rule) in policy.ingress.iter().enumerate() {
-                if self
-                    .check_ports(&rule.ports, port.port, port.protocol, Some(d))
-                    .is_ok()
-                {
+                if self.ports_match(&rule.ports, port.port, port.protocol, Some(d)) {
                     admitted.union_with(&peer_sets.ingress[pid][r]);
                 }
             }
@@ -247,20 +244,14 @@ impl Engine {
                     for d in 0..n {
                         // A hostNetwork destination counts as its node: no named ports (E22).
                         let dst_pod = matches!(self.side_of_pod(d), Side::Pod(_)).then_some(d);
-                        if self
-                            .check_ports(&rule.ports, port.port, port.protocol, dst_pod)
-                            .is_ok()
-                        {
+                        if self.ports_match(&rule.ports, port.port, port.protocol, dst_pod) {
                             port_ok.insert(d);
                         }
                     }
                     let mut set = peer_sets.egress[pid][r].clone();
                     set.intersect_with(&port_ok);
                     admitted.union_with(&set);
-                } else if self
-                    .check_ports(&rule.ports, port.port, port.protocol, None)
-                    .is_ok()
-                {
+                } else if self.ports_match(&rule.ports, port.port, port.protocol, None) {
                     admitted.union_with(&peer_sets.egress[pid][r]);
                 }
             }

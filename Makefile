@@ -5,10 +5,14 @@ CARGO ?= cargo
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
 
-test: ## Every check and test: formatting, clippy, the whole test suite (what CI runs).
+test: ## Every check and test: formatting, clippy, the whole test suite, then a leftover check (what CI runs; as root).
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked
+	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup -- --check
+
+clean-testbed: ## Remove what a crashed testbed run left behind (netns, cgroups, processes).
+	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup
 
 build: ## Build the netreach binary (release).
 	$(CARGO) build --release --locked -p netreach
@@ -22,4 +26,4 @@ generate: ## Regenerate committed artefacts (the CRD YAML in the chart).
 example: ## Explain a blocked flow of the shipped example (the main job until `netreach demo`).
 	$(CARGO) run -q --release -p netreach -- explain -f examples/shop --from shop/frontend --to payments/gateway --port 8443
 
-.PHONY: help test build bench generate example
+.PHONY: help test clean-testbed build bench generate example

@@ -65,7 +65,8 @@ pub fn parse_proc_cgroup(contents: &str) -> Option<PodCgroup> {
     let mut v1_paths = Vec::new();
     for line in contents.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next())
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };

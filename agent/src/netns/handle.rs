@@ -9,6 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::spares::{KindSpares, Spares};
+use super::sys::RawSocketKind;
 use super::{Error, Result};
 
 /// The agent's own network namespace as the kernel shows it to this process.
@@ -24,6 +26,9 @@ pub struct NetnsHandle {
 }
 
 struct HandleInner {
+    /// Sockets made ahead in this namespace by [`super::SocketFactory::pooled_socket`], per
+    /// kind; they close (and stop pinning the namespace) when the last clone drops.
+    spares: Spares,
     fd: OwnedFd,
     /// Namespace inode (`st_ino` of the nsfs file): the namespace's identity.
     inode: u64,
@@ -52,7 +57,9 @@ impl NetnsHandle {
 
     pub(crate) fn open_with_origin(path: &Path, origin: String) -> Result<Self> {
         let file = File::open(path).map_err(|source| Error::open(path, source))?;
-        let meta = file.metadata().map_err(|source| Error::open(path, source))?;
+        let meta = file
+            .metadata()
+            .map_err(|source| Error::open(path, source))?;
         let home_dev = std::fs::metadata(SELF_NETNS_PATH)
             .map_err(|source| Error::open(Path::new(SELF_NETNS_PATH), source))?
             .dev();
@@ -66,7 +73,12 @@ impl NetnsHandle {
 
     pub(crate) fn from_parts(fd: OwnedFd, inode: u64, origin: String) -> Self {
         Self {
-            inner: Arc::new(HandleInner { fd, inode, origin }),
+            inner: Arc::new(HandleInner {
+                spares: Spares::default(),
+                fd,
+                inode,
+                origin,
+            }),
         }
     }
 
@@ -78,6 +90,11 @@ impl NetnsHandle {
     /// Where the handle was opened from, for messages.
     pub fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// The spare sockets of `kind` kept in this handle.
+    pub(crate) fn spares(&self, kind: RawSocketKind) -> Arc<KindSpares> {
+        self.inner.spares.of(kind)
     }
 
     /// Whether `other` is the same namespace.
@@ -97,7 +114,7 @@ impl fmt::Debug for NetnsHandle {
         f.debug_struct("NetnsHandle")
             .field("inode", &self.inner.inode)
             .field("origin", &self.inner.origin)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

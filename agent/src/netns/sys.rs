@@ -27,8 +27,8 @@ pub(crate) struct RawSocketKind {
 pub(crate) enum WindowError {
     /// `setns(target)` failed: the thread never left home.
     Enter(io::Error),
-    /// `socket()` failed after `created` sockets; those were closed.
-    Socket { created: usize, source: io::Error },
+    /// `socket()` failed part way; the sockets already made were closed.
+    Socket(io::Error),
 }
 
 #[cfg(target_os = "linux")]
@@ -97,7 +97,7 @@ mod imp {
             .collect();
         match failure {
             None => Ok(owned),
-            Some(source) => Err(WindowError::Socket { created, source }),
+            Some(source) => Err(WindowError::Socket(source)),
         }
     }
 
@@ -185,4 +185,6 @@ pub(crate) fn socket_netns_inode(socket: BorrowedFd<'_>) -> io::Result<u64> {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-pub(crate) use imp::{enter_netns_on_this_thread, unshare_netns_on_this_thread, with_return_home_guard};
+pub(crate) use imp::{
+    enter_netns_on_this_thread, unshare_netns_on_this_thread, with_return_home_guard,
+};

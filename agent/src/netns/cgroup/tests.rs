@@ -26,7 +26,9 @@ fn parses_every_known_layout() {
         ),
         (
             "guaranteed QoS (no class slice), systemd driver",
-            format!("0::/kubepods.slice/kubepods-pod{UID_UNDERSCORED}.slice/cri-containerd-{CID}.scope\n"),
+            format!(
+                "0::/kubepods.slice/kubepods-pod{UID_UNDERSCORED}.slice/cri-containerd-{CID}.scope\n"
+            ),
             expect(Containerd, UID, Some(CID)),
         ),
         (
@@ -167,9 +169,15 @@ fn rejects_paths_that_are_not_pods() {
             "systemd slice that is not kubepods",
             format!("0::/system.slice/foo-pod{UID_UNDERSCORED}.slice/x.scope\n"),
         ),
-        ("plain docker outside Kubernetes", format!("0::/docker/{CID}\n")),
+        (
+            "plain docker outside Kubernetes",
+            format!("0::/docker/{CID}\n"),
+        ),
         ("garbage without colons", "kubepods pod\n".to_string()),
-        ("31-hex hash is not a static pod UID", format!("0::/kubepods/pod{}/x\n", &STATIC_UID[1..])),
+        (
+            "31-hex hash is not a static pod UID",
+            format!("0::/kubepods/pod{}/x\n", &STATIC_UID[1..]),
+        ),
     ];
     for (name, contents) in negatives {
         assert_eq!(parse_proc_cgroup(&contents), None, "case: {name}");

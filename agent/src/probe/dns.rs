@@ -1,0 +1,367 @@
+//! DNS probes: hickory-resolver with every socket born in the pod's netns and the pod's own
+//! resolv.conf.
+//!
+//! Data flow: the pod's resolv.conf bytes (read through `/proc/<app pid>/root/etc/resolv.conf`,
+//! [`DnsConfig::for_pod`]) -> `parse_resolv_conf` -> options forced for probing (no cache, no
+//! hosts file — hickory would read the AGENT's /etc/hosts — one attempt, our timeout, the pod's
+//! own ephemeral port range, one request at a time) -> a fresh `Resolver` whose
+//! `PodNetnsRuntime` asks the [`SocketFactory`] for every UDP/TCP socket, at most
+//! [`MAX_SOCKETS_PER_PROBE`] -> `lookup(name, A)` bounded by the timeout -> `resolved` (with
+//! answers), `nxdomain`, `servfail`, `dns_timeout` or `error`.
+//!
+//! A name with a trailing dot is one query. A shorter name walks the pod's search list as the
+//! pod's libc would (the first hit wins), so `web.other` finds `web.other.svc.cluster.local.`.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::Resolver;
+use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
+use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
+use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RecordType;
+use socket2::{Domain, Type};
+
+use super::outcome::{Observation, Outcome};
+use crate::netns::{NetnsHandle, PodNetns, SocketFactory};
+
+/// Sockets one DNS probe may create (UDP per query, TCP on truncation), across the search list.
+pub const MAX_SOCKETS_PER_PROBE: usize = 8;
+/// Default TCP connect timeout when hickory passes none.
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a DNS probe could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot read resolv.conf of {origin}: {source}")]
+    ResolvConfUnreadable {
+        origin: String,
+        #[source]
+        source: crate::netns::Error,
+    },
+    #[error("invalid resolv.conf from {origin}: {message}")]
+    ResolvConfInvalid { origin: String, message: String },
+    #[error("resolv.conf from {origin} names no nameserver")]
+    NoNameservers { origin: String },
+    #[error("invalid DNS name {name:?}: {message}")]
+    InvalidName { name: String, message: String },
+    #[error("cannot build the resolver: {message}")]
+    Build { message: String },
+}
+
+impl DnsError {
+    /// A bounded label for failure counters.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            DnsError::ResolvConfUnreadable { .. } => "resolv_conf_unreadable",
+            DnsError::ResolvConfInvalid { .. } => "resolv_conf_invalid",
+            DnsError::NoNameservers { .. } => "no_nameservers",
+            DnsError::InvalidName { .. } => "invalid_name",
+            DnsError::Build { .. } => "resolver_build",
+        }
+    }
+}
+
+/// A pod's resolver configuration (nameservers, search list, ndots) from its resolv.conf.
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    config: ResolverConfig,
+    options: ResolverOpts,
+    origin: String,
+}
+
+impl DnsConfig {
+    /// Parses resolv.conf contents; `origin` names where they came from, for messages.
+    pub fn from_resolv_conf(contents: &[u8], origin: impl Into<String>) -> Result<Self, DnsError> {
+        let origin = origin.into();
+        let (config, options) = hickory_resolver::system_conf::parse_resolv_conf(contents)
+            .map_err(|error| DnsError::ResolvConfInvalid {
+                origin: origin.clone(),
+                message: error.to_string(),
+            })?;
+        if config.name_servers.is_empty() {
+            return Err(DnsError::NoNameservers { origin });
+        }
+        Ok(Self {
+            config,
+            options,
+            origin,
+        })
+    }
+
+    /// The pod's resolv.conf as its app container sees it (`/proc/<app pid>/root/…`).
+    pub fn for_pod(pod: &PodNetns) -> Result<Self, DnsError> {
+        let origin = pod.resolv_conf_path().display().to_string();
+        let contents = pod
+            .read_resolv_conf()
+            .map_err(|source| DnsError::ResolvConfUnreadable {
+                origin: origin.clone(),
+                source,
+            })?;
+        Self::from_resolv_conf(&contents, origin)
+    }
+
+    pub fn nameservers(&self) -> Vec<IpAddr> {
+        self.config.name_servers.iter().map(|ns| ns.ip).collect()
+    }
+
+    pub fn search(&self) -> Vec<String> {
+        self.config
+            .search
+            .iter()
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// Where the configuration came from (a path, for messages).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn ndots(&self) -> usize {
+        self.options.ndots
+    }
+
+    /// Options for one probe: see the module docs for why each is forced.
+    fn probe_options(&self, timeout: Duration) -> ResolverOpts {
+        let mut options = self.options.clone();
+        options.use_hosts_file = ResolveHosts::Never;
+        options.cache_size = 0;
+        options.attempts = 1;
+        options.timeout = timeout;
+        options.os_port_selection = true;
+        options.num_concurrent_reqs = 1;
+        options.try_tcp_on_error = false;
+        options
+    }
+}
+
+pub(super) async fn probe(
+    factory: &SocketFactory,
+    netns: &NetnsHandle,
+    config: &DnsConfig,
+    name: &str,
+    timeout: Duration,
+) -> Result<Observation, super::Error> {
+    let runtime = PodNetnsRuntime::new(factory.clone(), netns.clone());
+    let sockets = runtime.sockets_created.clone();
+    let resolver = Resolver::builder_with_config(config.config.clone(), runtime)
+        .with_options(config.probe_options(timeout))
+        .build()
+        .map_err(|error| DnsError::Build {
+            message: error.to_string(),
+        })?;
+    let query_name = hickory_resolver::proto::rr::Name::from_utf8(name).map_err(|error| {
+        DnsError::InvalidName {
+            name: name.to_string(),
+            message: error.to_string(),
+        }
+    })?;
+    let started = Instant::now();
+    let looked_up = tokio::time::timeout(timeout, resolver.lookup(query_name, RecordType::A)).await;
+    let latency = started.elapsed();
+    let mut observation = match looked_up {
+        Err(_elapsed) => Observation::new(
+            Outcome::DnsTimeout,
+            latency,
+            format!(
+                "no answer within {timeout:?} from {:?} (config {})",
+                config.nameservers(),
+                config.origin()
+            ),
+        ),
+        Ok(Ok(lookup)) => {
+            let answers: Vec<IpAddr> = lookup
+                .answers()
+                .iter()
+                .filter_map(|record| record.data.ip_addr())
+                .collect();
+            let queried = lookup.query().name().to_string();
+            let mut observation = Observation::new(
+                Outcome::Resolved,
+                latency,
+                if answers.is_empty() {
+                    format!("{queried}: no A record")
+                } else {
+                    format!("{queried} -> {answers:?}")
+                },
+            );
+            observation.answers = answers;
+            observation
+        }
+        Ok(Err(error)) => classify_lookup_error(&error, latency),
+    };
+    observation.detail = format!(
+        "{} ({} socket{} in the pod netns)",
+        observation.detail,
+        sockets.load(Ordering::Relaxed),
+        if sockets.load(Ordering::Relaxed) == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    Ok(observation)
+}
+
+fn classify_lookup_error(error: &NetError, latency: Duration) -> Observation {
+    let (outcome, detail) = match error {
+        NetError::Dns(HickoryDnsError::NoRecordsFound(no_records)) => {
+            match no_records.response_code {
+                ResponseCode::NXDomain => (
+                    Outcome::Nxdomain,
+                    format!("NXDOMAIN for {}", no_records.query.name()),
+                ),
+                ResponseCode::NoError => (
+                    Outcome::Resolved,
+                    format!(
+                        "{}: exists but has no A record (NODATA)",
+                        no_records.query.name()
+                    ),
+                ),
+                code => (Outcome::Servfail, format!("response code {code}")),
+            }
+        }
+        NetError::Dns(HickoryDnsError::ResponseCode(code)) => match *code {
+            ResponseCode::ServFail | ResponseCode::Refused => {
+                (Outcome::Servfail, format!("response code {code}"))
+            }
+            ResponseCode::NXDomain => (Outcome::Nxdomain, "NXDOMAIN".to_string()),
+            code => (Outcome::Error, format!("response code {code}")),
+        },
+        NetError::Timeout => (Outcome::DnsTimeout, "request timed out".to_string()),
+        other => (Outcome::Error, other.to_string()),
+    };
+    let mut observation = Observation::new(outcome, latency, detail);
+    if let NetError::Io(io_error) = error {
+        observation.errno = io_error.raw_os_error();
+    }
+    observation
+}
+
+// === PodNetnsRuntime ===
+
+/// A hickory runtime whose sockets all come from the [`SocketFactory`] (born in the pod's
+/// netns); timers and I/O are plain tokio.
+#[derive(Clone)]
+struct PodNetnsRuntime {
+    factory: SocketFactory,
+    netns: NetnsHandle,
+    handle: TokioHandle,
+    sockets_created: Arc<AtomicUsize>,
+}
+
+impl PodNetnsRuntime {
+    fn new(factory: SocketFactory, netns: NetnsHandle) -> Self {
+        Self {
+            factory,
+            netns,
+            handle: TokioHandle::default(),
+            sockets_created: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A socket in the pod netns, counted against [`MAX_SOCKETS_PER_PROBE`].
+    async fn pod_socket(&self, peer: SocketAddr, ty: Type) -> io::Result<socket2::Socket> {
+        if self.sockets_created.fetch_add(1, Ordering::Relaxed) >= MAX_SOCKETS_PER_PROBE {
+            return Err(io::Error::other("DNS probe socket budget exhausted"));
+        }
+        self.factory
+            .socket(
+                &self.netns,
+                Domain::for_address(peer),
+                ty.nonblocking(),
+                None,
+            )
+            .await
+            .map_err(io::Error::other)
+    }
+}
+
+type BoxedIo<T> = Pin<Box<dyn Send + Future<Output = io::Result<T>>>>;
+
+impl RuntimeProvider for PodNetnsRuntime {
+    type Handle = TokioHandle;
+    type Timer = TokioTime;
+    type Udp = tokio::net::UdpSocket;
+    type Tcp = AsyncIoTokioAsStd<tokio::net::TcpStream>;
+
+    fn create_handle(&self) -> Self::Handle {
+        self.handle.clone()
+    }
+
+    fn connect_tcp(
+        &self,
+        server_addr: SocketAddr,
+        bind_addr: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> BoxedIo<Self::Tcp> {
+        let runtime = self.clone();
+        Box::pin(async move {
+            let socket = runtime.pod_socket(server_addr, Type::STREAM).await?;
+            if let Some(bind_addr) = bind_addr {
+                socket.bind(&bind_addr.into())?;
+            }
+            socket.set_tcp_nodelay(true)?;
+            let connecting =
+                tokio::net::TcpSocket::from_std_stream(socket.into()).connect(server_addr);
+            let stream = tokio::time::timeout(timeout.unwrap_or(TCP_CONNECT_TIMEOUT), connecting)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
+            Ok(AsyncIoTokioAsStd(stream))
+        })
+    }
+
+    fn bind_udp(&self, local_addr: SocketAddr, server_addr: SocketAddr) -> BoxedIo<Self::Udp> {
+        let runtime = self.clone();
+        Box::pin(async move {
+            let socket = runtime.pod_socket(server_addr, Type::DGRAM).await?;
+            socket.bind(&local_addr.into())?;
+            tokio::net::UdpSocket::from_std(socket.into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD_RESOLV_CONF: &[u8] = b"search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.244.2.12\noptions ndots:5\n";
+
+    #[test]
+    fn pod_resolv_conf_is_parsed_and_probe_options_are_forced() {
+        let config = DnsConfig::from_resolv_conf(POD_RESOLV_CONF, "test").unwrap();
+        assert_eq!(
+            config.nameservers(),
+            vec!["10.244.2.12".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(config.ndots(), 5);
+        assert_eq!(config.search().len(), 3);
+        let options = config.probe_options(Duration::from_millis(500));
+        assert_eq!(options.use_hosts_file, ResolveHosts::Never);
+        assert_eq!(options.cache_size, 0);
+        assert_eq!(options.attempts, 1);
+        assert_eq!(options.timeout, Duration::from_millis(500));
+        assert!(options.os_port_selection);
+    }
+
+    #[test]
+    fn resolv_conf_without_nameserver_is_refused() {
+        // hickory refuses it itself; our own check backs that up.
+        let error = DnsConfig::from_resolv_conf(b"search x\n", "test").unwrap_err();
+        assert!(
+            matches!(
+                error.metric_label(),
+                "resolv_conf_invalid" | "no_nameservers"
+            ),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Probes from inside a pod's network namespace: TCP connect, UDP exchange, DNS lookup, each
+//! classified into the bounded outcomes of DESIGN.md.
+//!
+//! Data flow: [`Prober::probe_tcp`] / [`Prober::probe_udp`] -> a socket from the
+//! [`SocketFactory`] (born in the pod netns, verified) -> `tcp` / `udp` on the normal tokio
+//! runtime (`IP_RECVERR`, non-blocking connect or connected send/recv, bounded by a timeout,
+//! latency from an `Instant`) -> on failure the error queue (`errqueue`) names the ICMP
+//! message and sender -> `outcome::classify_errno` -> [`Observation`].
+//! [`Prober::probe_dns`] goes through hickory-resolver with a runtime provider whose sockets
+//! come from the same factory (`dns`).
+//!
+//! Rate limits (reference/probe-facts.md): responders send ~1 ICMP error per second per
+//! destination after a burst, so probe one pair at most about once a second
+//! ([`PairSpacing`]) and give TCP at least 1.5 s, ideally [`DEFAULT_TCP_TIMEOUT`], so a SYN
+//! retransmit can draw a fresh, rate-limited ICMP.
+
+pub mod dns;
+mod errqueue;
+pub mod outcome;
+mod spacing;
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Type};
+use tracing::{Instrument, debug, debug_span};
+
+use crate::netns::{self, NetnsHandle, SocketFactory};
+
+pub use dns::{DnsConfig, DnsError};
+pub use outcome::{Icmp, Observation, Outcome};
+pub use spacing::{DEFAULT_PAIR_SPACING, Pair, PairSpacing};
+pub use udp::{DNS_PORT, dns_query, payload_for};
+
+/// TCP timeout: long enough for one SYN retransmit (1 s) to surface a rate-limited ICMP.
+pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(3);
+/// UDP: how long silence must last to count as `open_or_filtered`.
+pub const DEFAULT_UDP_TIMEOUT: Duration = Duration::from_secs(2);
+/// DNS: one attempt, this long.
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a probe could not run at all. What a probe observed, failures included, is an
+/// [`Observation`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    #[error("cannot register the probe socket with the runtime: {source}")]
+    Runtime {
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+}
+
+impl Error {
+    /// A bounded label for failure counters.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Netns(error) => error.metric_label(),
+            Error::Runtime { .. } => "runtime",
+            Error::Dns(error) => error.metric_label(),
+        }
+    }
+}
+
+/// Runs probes from pod namespaces. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Prober {
+    factory: SocketFactory,
+}
+
+impl Prober {
+    pub fn new(factory: SocketFactory) -> Self {
+        Self { factory }
+    }
+
+    pub fn factory(&self) -> &SocketFactory {
+        &self.factory
+    }
+
+    /// TCP connect from `netns` to `target`: `open`, `refused`, `timeout`, `unreachable` (with
+    /// ICMP details) or `error`.
+    pub async fn probe_tcp(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let span = debug_span!("probe_tcp", %target, netns = netns.inode());
+        async {
+            let socket = self
+                .factory
+                .pooled_socket(
+                    netns,
+                    Domain::for_address(target),
+                    Type::STREAM.nonblocking(),
+                    None,
+                )
+                .await?;
+            let observation = tcp::probe(socket, target, timeout).await?;
+            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+            Ok(observation)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// UDP exchange from `netns` to `target`: `open` (a reply), `refused`, `unreachable`,
+    /// `open_or_filtered` (silence) or `error`.
+    pub async fn probe_udp(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let span = debug_span!("probe_udp", %target, netns = netns.inode());
+        async {
+            let socket = self
+                .factory
+                .pooled_socket(
+                    netns,
+                    Domain::for_address(target),
+                    Type::DGRAM.nonblocking(),
+                    None,
+                )
+                .await?;
+            let observation = udp::probe(socket, target, timeout).await?;
+            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+            Ok(observation)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// DNS lookup of `name` (A records) from `netns` with the pod's resolver configuration:
+    /// `resolved` (with answers), `nxdomain`, `servfail`, `dns_timeout` or `error`.
+    pub async fn probe_dns(
+        &self,
+        netns: &NetnsHandle,
+        config: &DnsConfig,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let span = debug_span!("probe_dns", %name, netns = netns.inode());
+        async {
+            let observation = dns::probe(&self.factory, netns, config, name, timeout).await?;
+            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+            Ok(observation)
+        }
+        .instrument(span)
+        .await
+    }
+}

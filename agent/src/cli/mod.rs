@@ -7,6 +7,7 @@ mod crd;
 mod explain;
 mod input;
 mod matrix;
+mod probe;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ pub struct Cli {
 enum Command {
     Explain(explain::Args),
     Matrix(matrix::Args),
+    Probe(probe::Args),
     Crd(crd::Args),
 }
 
@@ -42,6 +44,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Explain(args) => args.run(),
         Command::Matrix(args) => args.run(),
+        Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
     };
     match result {

@@ -26,4 +26,7 @@ generate: ## Regenerate committed artefacts (the CRD YAML in the chart).
 example: ## Explain a blocked flow of the shipped example (the main job until `netreach demo`).
 	$(CARGO) run -q --release -p netreach -- explain -f examples/shop --from shop/frontend --to payments/gateway --port 8443
 
-.PHONY: help test clean-testbed build bench generate example
+bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and blackbox_exporter (as root).
+	$(CARGO) bench -p netreach --bench probe_cost
+
+.PHONY: help test clean-testbed build bench bench-probe generate example

@@ -7,8 +7,13 @@
 // (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod diagnose;
 pub mod netns;
 pub mod policy;
 pub mod probe;
+pub mod report;
+pub mod run;
+pub mod schedule;

@@ -38,8 +38,8 @@ pub use probe_request::{
     RequestTarget, RequestTargetKind,
 };
 pub use probe_spec::{
-    Expectation, FailingPair, ProbeSource, ProbeSpec, ProbeSpecSpec, ProbeSpecStatus, ProbeTarget,
-    TargetKind, VerdictCounts,
+    Expectation, FailingPair, NodeContribution, ProbeSource, ProbeSpec, ProbeSpecSpec,
+    ProbeSpecStatus, ProbeTarget, TargetKind, VerdictCounts,
 };
 pub use validation::{FieldError, ValidationErrors};
 pub use verdict::{Direction, PairVerdict};

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 mod status;
 mod target;
 
-pub use status::{FailingPair, ProbeSpecStatus, VerdictCounts};
+pub use status::{FailingPair, NodeContribution, ProbeSpecStatus, VerdictCounts};
 pub use target::{ProbeTarget, TargetKind};
 
 use crate::{

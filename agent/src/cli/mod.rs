@@ -4,10 +4,12 @@
 //! Exit codes (contract): 0 success, 1 a flow is denied (`explain --exit-code`), 2 bad input.
 
 mod crd;
+mod demo;
 mod explain;
 mod input;
 mod matrix;
 mod probe;
+mod probe_cluster;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +33,7 @@ enum Command {
     Matrix(matrix::Args),
     Probe(probe::Args),
     Crd(crd::Args),
+    Demo(demo::Args),
 }
 
 /// Exit code for a flow denied with `explain --exit-code`.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Matrix(args) => args.run(),
         Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
+        Command::Demo(args) => args.run(),
     };
     match result {
         Ok(code) => code,
@@ -76,4 +80,16 @@ pub enum Format {
     Table,
     /// JSON, following the documented contract.
     Json,
+}
+
+/// Whether this process runs as root (effective UID 0), for commands that need it.
+pub(crate) fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
 }

@@ -1,6 +1,13 @@
-//! `netreach probe` (local mode): run TCP, UDP or DNS probes from inside a network namespace
-//! on this node — a pod's (by UID), a process's (by PID) or a named one (by path) — and print
-//! outcome counts, latency percentiles and errors.
+//! `netreach probe`: run TCP, UDP or DNS probes from inside a pod's network namespace.
+//!
+//! - **Local mode** (`--netns PATH | --pid PID | --pod-uid UID`, needs root): the probes run
+//!   here, inside a network namespace on this node — a pod's (by UID), a process's (by PID) or
+//!   a named one (by path) — and print outcome counts, latency percentiles and errors.
+//! - **Cluster mode** (`--from NS/POD`): a ProbeRequest asks the agent on the source pod's node
+//!   to probe and diagnose; see [`super::probe_cluster`].
+//!
+//! `--to` is read by mode: `IP:PORT[/PROTO]` locally, `NS/POD` or `IP` (with `--port`) against
+//! a cluster.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -17,46 +24,72 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use super::Format;
+use super::input::PortArg;
+use super::probe_cluster::{self, ClusterArgs};
 use crate::cluster::Protocol;
 use crate::netns::{NetnsHandle, Resolution, SocketFactory, resolve_pod};
 use crate::probe::{DnsConfig, Observation, Outcome, Prober};
 
-/// Probe a target from inside a network namespace on this node (needs root).
+/// Probe a target from inside a pod's network namespace: here (local mode, needs root) or
+/// through the netreach agent on the pod's node (cluster mode).
 ///
-/// Pick the namespace with exactly one of --netns, --pid or --pod-uid, and the target with
-/// --to IP:PORT[/PROTO] or --dns NAME. Every probe's socket is created inside that namespace,
-/// so it meets exactly the NetworkPolicy the pod's own traffic meets.
+/// Local mode: pick the namespace with exactly one of --netns, --pid or --pod-uid, and the
+/// target with --to IP:PORT[/PROTO] or --dns NAME. Every probe's socket is created inside that
+/// namespace, so it meets exactly the NetworkPolicy the pod's own traffic meets.
 ///
-/// Example: netreach probe --pod-uid 6b1f4a52-... --to 10.244.2.12:8443/TCP --count 10
+/// Cluster mode: --from NS/POD and a target, --to NS/POD|IP with --port PORT[/PROTO], or
+/// --dns NAME. Creates a ProbeRequest through the kubeconfig, waits for the agent on the source
+/// pod's node, and prints its diagnosis.
+///
+/// Examples:
+///   netreach probe --pod-uid 6b1f4a52-... --to 10.244.2.12:8443/TCP --count 10
+///   netreach probe --from shop/frontend --to payments/gateway --port 8443
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("namespace").required(true).args(["netns", "pid", "pod_uid"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["netns", "pid", "pod_uid", "from"])))]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "dns"])))]
 pub struct Args {
-    /// A network namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net.
+    /// Local mode: a network namespace file, e.g. /run/netns/NAME or /proc/PID/ns/net.
     #[arg(long, value_name = "PATH")]
     netns: Option<PathBuf>,
-    /// A process whose network namespace to use; DNS probes read its /etc/resolv.conf.
+    /// Local mode: a process whose network namespace to use; DNS probes read its
+    /// /etc/resolv.conf.
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
-    /// A pod UID on this node, found through its processes' cgroups.
+    /// Local mode: a pod UID on this node, found through its processes' cgroups.
     #[arg(long, value_name = "UID")]
     pod_uid: Option<String>,
-    /// Target address: `10.244.1.3:80`, `10.244.1.3:53/UDP`, `[fd00::3]:443/TCP`.
-    #[arg(long, value_name = "IP:PORT[/PROTO]")]
-    to: Option<TargetArg>,
-    /// A DNS name to resolve (A records) with the namespace's own resolv.conf (needs --pid or
-    /// --pod-uid, whose process shows it).
+    /// Cluster mode: the source pod, `namespace/name` (or `name` in --namespace).
+    #[arg(long, value_name = "NS/POD")]
+    from: Option<String>,
+    /// Cluster mode: the source pod's namespace, where the ProbeRequest is created. Default:
+    /// the namespace in --from, else the kubeconfig's.
+    #[arg(long, short = 'n', value_name = "NS", requires = "from")]
+    namespace: Option<String>,
+    /// Target. Local mode: `10.244.1.3:80`, `10.244.1.3:53/UDP`, `[fd00::3]:443/TCP`.
+    /// Cluster mode: a pod `payments/gateway` or an IP `10.244.1.3`, with --port.
+    #[arg(long, value_name = "IP:PORT[/PROTO] | NS/POD | IP")]
+    to: Option<String>,
+    /// Cluster mode: the target port, a number or (for pods) a container-port name, with an
+    /// optional protocol: `8443`, `53/UDP`, `http`. Default protocol TCP.
+    #[arg(long, value_name = "PORT[/PROTO]", requires = "from")]
+    port: Option<PortArg>,
+    /// A DNS name to resolve (A records) with the source's own resolv.conf (locally, needs
+    /// --pid or --pod-uid, whose process shows it).
     #[arg(long, value_name = "NAME")]
     dns: Option<String>,
-    /// How many probes to run.
+    /// How many probes to run (at most 100 in cluster mode).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     count: u32,
-    /// How many probes may be in flight at once.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Local mode: how many probes may be in flight at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096), conflicts_with = "from")]
     concurrency: u32,
-    /// Per-probe timeout (`300ms`, `3s`). Default: 3s for TCP, 2s for UDP and DNS.
+    /// Per-probe timeout (`300ms`, `3s`). Default: 3s for TCP, 2s for UDP and DNS locally; 2s
+    /// in cluster mode (at most 1m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
+    /// Cluster mode: how long to wait for the agent's answer.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "from")]
+    wait_timeout: Duration,
     /// Output format: text or json.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -64,6 +97,19 @@ pub struct Args {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     probe_spec::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// `--to` in local mode, with a hint when it looks like a cluster-mode target.
+fn parse_local_target(to: &str) -> anyhow::Result<TargetArg> {
+    to.parse::<TargetArg>().map_err(|error| {
+        if to.parse::<IpAddr>().is_ok() || to.contains('/') && !to.contains(':') {
+            anyhow::anyhow!(
+                "--to {to}: {error}; without --from, --to is IP:PORT[/PROTO] (NS/POD and --port need --from NS/POD)"
+            )
+        } else {
+            anyhow::anyhow!("--to {to}: {error}")
+        }
+    })
 }
 
 /// `IP:PORT[/PROTO]`.
@@ -147,14 +193,32 @@ impl Args {
             netns,
             pid,
             pod_uid,
+            from,
+            namespace,
             to,
+            port,
             dns,
             count,
             concurrency,
             timeout,
+            wait_timeout,
             format,
         } = self;
-        if !running_as_root() {
+        if let Some(from) = from {
+            return probe_cluster::run(ClusterArgs {
+                from,
+                namespace,
+                to,
+                port,
+                dns,
+                count,
+                timeout,
+                wait_timeout,
+                format,
+            });
+        }
+        let to = to.as_deref().map(parse_local_target).transpose()?;
+        if !super::running_as_root() {
             bail!(
                 "netreach probe needs root: entering a network namespace takes CAP_SYS_ADMIN (try sudo)"
             );
@@ -218,17 +282,6 @@ impl Args {
     }
 }
 
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Opens the chosen namespace; also returns the PID whose root shows its resolv.conf.
 fn open_namespace(
     netns: Option<PathBuf>,
@@ -245,9 +298,13 @@ fn open_namespace(
         return Ok((NetnsHandle::from_pid(pid)?, Some(pid)));
     }
     let uid = pod_uid.context("one of --netns, --pid or --pod-uid is required")?;
-    match resolve_pod(&uid)
-        .map_err(|e| anyhow::anyhow!("{e} (is the pod scheduled on this node?)"))?
-    {
+    let resolution = resolve_pod(&uid).map_err(|error| match error {
+        crate::netns::Error::PodNotFound { uid } => anyhow::anyhow!(
+            "pod {uid} is not on this node: no process here runs in its cgroups (is it scheduled on this node, and running?)"
+        ),
+        other => anyhow::anyhow!("{other} (is the pod scheduled on this node?)"),
+    })?;
+    match resolution {
         Resolution::Pod(pod) => {
             let resolv_pid = pod.app_pid.unwrap_or(pod.sandbox_pid);
             Ok((pod.handle, Some(resolv_pid)))

@@ -1,12 +1,14 @@
 //! The cluster view: Kubernetes objects converted at the edge into validated types, held in an
 //! `Index` that every mode (agent, demo, offline CLI) feeds the same way.
 
+pub mod changes;
 pub mod convert;
 pub mod index;
 pub mod load;
 pub mod model;
 pub mod selector;
 pub mod synthetic;
+pub mod watch;
 
 pub use index::Index;
 pub use model::*;

@@ -1,6 +1,8 @@
 //! What the agents write to a ProbeSpec's `status`: conditions, counts by verdict, and the
 //! last pairs that do not meet `expect`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -27,6 +29,45 @@ pub struct ProbeSpecStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_LAST_FAILING_PAIRS))]
     pub last_failing_pairs: Vec<FailingPair>,
+    /// Each agent's own share, keyed by node name. One agent runs per node and writes only
+    /// its own key with a merge patch, so agents never overwrite each other; the fields above
+    /// are aggregated from the fresh entries here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeContribution>,
+}
+
+/// One agent's share of a ProbeSpec's status, at `status.nodes.<node>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeContribution {
+    /// The `metadata.generation` the agent planned its pairs from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many of this node's pairs have each verdict.
+    #[serde(default)]
+    pub counts: VerdictCounts,
+    /// How many of this node's pairs do not meet `expect`.
+    #[serde(default)]
+    pub failing: u32,
+    /// The node's most recent failing pairs, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_LAST_FAILING_PAIRS))]
+    pub last_failing_pairs: Vec<FailingPair>,
+    /// Why the agent cannot probe the spec (e.g. it does not validate), if it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The agent's heartbeat: readers ignore entries that have not been refreshed recently.
+    pub updated_at: Time,
+}
+
+impl NodeContribution {
+    /// How many pairs this node probes for the spec.
+    pub fn pairs(&self) -> u32 {
+        PairVerdict::ALL
+            .iter()
+            .map(|v| self.counts.get(*v))
+            .fold(0, u32::saturating_add)
+    }
 }
 
 /// Number of pairs per verdict.

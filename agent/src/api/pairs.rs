@@ -1,0 +1,237 @@
+//! `GET /v1/pairs`: this node's pairs with their diagnoses, as the agent last published them,
+//! filtered by the query string.
+//!
+//! [`PairReport`] is the wire form of one diagnosed pair; the agent fills it from the schedule's
+//! pair, the probe's observation and the diagnosis, and publishes the list through a
+//! `tokio::sync::watch` channel. It also yields the pair's metric key and state, so metrics and
+//! the API show the same thing.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{Direction, Expectation, PairVerdict};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState};
+use crate::cluster::model::Protocol;
+use crate::probe::Outcome;
+use crate::report::metrics::{PairKey, PairState, ProtocolLabel};
+
+/// One diagnosed pair. DNS lookups carry `dns` instead of `to`/`port`/`protocol`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairReport {
+    /// The ProbeSpec, `namespace/name`; absent for on-demand probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// The source pod, `namespace/name`.
+    pub from: String,
+    /// The destination: a pod's `namespace/name`, an IP address or a host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The address probed, when known (a pod target's IP, an IP target, a resolved host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The name looked up, for DNS probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// What the probe observed: `open`, `refused`, `timeout`, ...
+    #[serde(with = "outcome_code")]
+    pub outcome: Outcome,
+    /// The live NetworkPolicy set allows the flow.
+    pub policy_allowed: bool,
+    pub verdict: PairVerdict,
+    /// The bounded reason code (`default_deny`, `cni_unhealthy`, ...); empty for `ok`.
+    #[serde(default)]
+    pub reason: String,
+    /// The side whose policy decided, when a policy did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The deciding policies, `namespace/name`.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// One line for humans.
+    pub summary: String,
+    /// The full explanation: policies, rules, selectors, health checks.
+    #[serde(default)]
+    pub explanation: String,
+    /// The runbook's fallback hints that hold (recent label or policy changes, overlapping
+    /// policies, a restarted CNI agent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+    /// The probe's latency (the timeout when nothing came back).
+    pub latency_seconds: f64,
+    /// When the pair was last probed.
+    pub last_probe: Timestamp,
+    /// The spec's intent; absent for on-demand probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    /// Whether the verdict meets `expect`; absent without an intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meets_expectation: Option<bool>,
+}
+
+impl PairReport {
+    /// The pair's metric labels; `None` for on-demand probes, which have no series.
+    pub fn metric_key(&self) -> Option<PairKey> {
+        let spec = self.spec.clone()?;
+        let (dst, protocol) = match (&self.dns, &self.to, self.protocol) {
+            (Some(name), _, _) => (name.clone(), ProtocolLabel::Dns),
+            (None, Some(to), protocol) => (to.clone(), protocol.unwrap_or(Protocol::Tcp).into()),
+            (None, None, _) => return None,
+        };
+        Some(PairKey {
+            spec,
+            src: self.from.clone(),
+            dst,
+            port: if self.dns.is_some() { None } else { self.port },
+            protocol,
+        })
+    }
+
+    /// The pair's metric state.
+    pub fn metric_state(&self) -> PairState {
+        PairState {
+            verdict: self.verdict,
+            reason: self.reason.clone(),
+            direction: self.direction,
+            policy: PairState::policy_label(&self.policies),
+            policy_allowed: self.policy_allowed,
+            expectation_met: self.meets_expectation.unwrap_or(true),
+        }
+    }
+
+    /// The destination's namespace, for pod targets.
+    fn destination_namespace(&self) -> Option<&str> {
+        let to = self.to.as_deref()?;
+        let (namespace, name) = to.split_once('/')?;
+        (!name.is_empty()).then_some(namespace)
+    }
+
+    fn source_namespace(&self) -> &str {
+        self.from
+            .split_once('/')
+            .map_or("", |(namespace, _)| namespace)
+    }
+}
+
+/// The body of `GET /v1/pairs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairsResponse {
+    /// The node this agent runs on.
+    pub node: String,
+    pub pairs: Vec<PairReport>,
+}
+
+/// The filters of `GET /v1/pairs`; every given filter must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairsQuery {
+    /// The ProbeSpec, `namespace/name`.
+    pub spec: Option<String>,
+    /// A verdict code: `ok`, `blocked_by_policy`, `policy_not_enforced`, `unexpected_block`.
+    pub verdict: Option<String>,
+    /// The source pod, `namespace/name`.
+    pub from: Option<String>,
+    /// The destination: a pod's `namespace/name`, an IP, a host or a DNS name.
+    pub to: Option<String>,
+    /// Pairs whose source or destination pod is in this namespace.
+    pub namespace: Option<String>,
+}
+
+/// A [`PairsQuery`] with its verdict parsed.
+struct PairFilter {
+    query: PairsQuery,
+    verdict: Option<PairVerdict>,
+}
+
+impl PairFilter {
+    fn new(query: PairsQuery) -> Result<Self, ApiError> {
+        let verdict = query
+            .verdict
+            .as_deref()
+            .map(|code| {
+                PairVerdict::ALL
+                    .into_iter()
+                    .find(|verdict| verdict.as_str() == code)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            PairVerdict::ALL.iter().map(|v| v.as_str()).collect();
+                        ApiError::InvalidQuery(format!(
+                            "unknown verdict {code:?} (expected one of {})",
+                            known.join(", ")
+                        ))
+                    })
+            })
+            .transpose()?;
+        Ok(Self { query, verdict })
+    }
+
+    fn matches(&self, pair: &PairReport) -> bool {
+        let query = &self.query;
+        let is = |wanted: &Option<String>, actual: Option<&str>| {
+            wanted
+                .as_deref()
+                .is_none_or(|wanted| actual == Some(wanted))
+        };
+        let to = pair.to.as_deref().or(pair.dns.as_deref());
+        is(&query.spec, pair.spec.as_deref())
+            && self.verdict.is_none_or(|verdict| pair.verdict == verdict)
+            && is(&query.from, Some(&pair.from))
+            && is(&query.to, to)
+            && query.namespace.as_deref().is_none_or(|namespace| {
+                pair.source_namespace() == namespace
+                    || pair.destination_namespace() == Some(namespace)
+            })
+    }
+}
+
+pub(super) async fn list_pairs(
+    State(state): State<AppState>,
+    query: Result<Query<PairsQuery>, QueryRejection>,
+) -> Result<Json<PairsResponse>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let filter = PairFilter::new(query)?;
+    let published: Arc<Vec<PairReport>> = state.pairs.borrow().clone();
+    let pairs = published
+        .iter()
+        .filter(|pair| filter.matches(pair))
+        .cloned()
+        .collect();
+    Ok(Json(PairsResponse {
+        node: state.node.to_string(),
+        pairs,
+    }))
+}
+
+/// `Outcome` as its snake_case code.
+mod outcome_code {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Outcome;
+
+    pub(super) fn serialize<S: Serializer>(
+        outcome: &Outcome,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(outcome.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Outcome, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == code)
+            .ok_or_else(|| D::Error::custom(format!("unknown outcome {code:?}")))
+    }
+}

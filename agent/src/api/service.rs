@@ -1,0 +1,117 @@
+//! What `POST /v1/probe` needs from Kubernetes and the prober, as a trait object: the agent
+//! implements [`ProbeService`] with TokenReview, SubjectAccessReview and its prober; tests use
+//! a fake. The API hands [`ProbeService::probe`] a [`ProbeCall`] that it has already
+//! authorized and resolved against the index.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use super::PairReport;
+use crate::cluster::model::{ObjectRef, Protocol};
+
+/// A boxed future, so [`ProbeService`] can be a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A boxed error from a [`ProbeService`] backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the API needs from Kubernetes and the prober. The agent implements it with TokenReview,
+/// SubjectAccessReview and its prober; tests use a fake.
+pub trait ProbeService: Send + Sync + 'static {
+    /// Who holds `token`: `Ok(None)` when the token is not valid (TokenReview
+    /// `authenticated: false`).
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, ServiceError>>;
+
+    /// Whether `user` may `create` `proberequests.netreach.dev` in `namespace`
+    /// (SubjectAccessReview).
+    fn authorize<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        namespace: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ServiceError>>;
+
+    /// Runs one probe, checked and resolved by the API, and diagnoses it.
+    fn probe(&self, call: ProbeCall) -> BoxFuture<'_, Result<PairReport, ServiceError>>;
+}
+
+/// The authenticated caller, as TokenReview reports it (SubjectAccessReview needs all of it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a [`ProbeService`] call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The Kubernetes API or the prober cannot answer now (503).
+    #[error("{0}")]
+    Unavailable(#[source] BoxError),
+    /// The service refuses this probe (422), e.g. the source pod has no network namespace the
+    /// agent can enter.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl ServiceError {
+    pub fn unavailable(error: impl Into<BoxError>) -> Self {
+        ServiceError::Unavailable(error.into())
+    }
+}
+
+/// A probe the API has authorized and resolved against the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeCall {
+    /// The caller's username, for logs and events.
+    pub requested_by: String,
+    /// The source pod; it runs on this node.
+    pub from: ObjectRef,
+    pub target: ProbeCallTarget,
+    /// How long the probe waits for an answer.
+    pub timeout: Duration,
+}
+
+/// Where a [`ProbeCall`] probes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeCallTarget {
+    /// A pod at its first IP; a named port is already resolved on it.
+    Pod {
+        pod: ObjectRef,
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    },
+    Ip {
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    },
+    /// A DNS name, looked up from the source pod with its own resolv.conf.
+    Dns { name: String },
+}
+
+impl fmt::Display for ProbeCallTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeCallTarget::Pod {
+                pod,
+                port,
+                protocol,
+                ..
+            } => write!(f, "{pod}:{port}/{protocol}"),
+            ProbeCallTarget::Ip { ip, port, protocol } => {
+                write!(f, "{}/{protocol}", SocketAddr::new(*ip, *port))
+            }
+            ProbeCallTarget::Dns { name } => write!(f, "dns {name}"),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Diagnosis: observed outcome x policy prediction x health -> [`Diagnosis`]. Pure: no I/O, no
+//! clocks (the first-failure time is a parameter), deterministic.
+//!
+//! ```text
+//! probe Outcome (+ ICMP admin-prohibited?) ─┐
+//! policy::Engine verdict for the flow ──────┼─> classify ─> verdict + reason ─┬─> summary (one line)
+//! Health (CNI agents, nodes, destination) ──┘    (table in `classify`)        ├─> explanation (policy
+//! cluster ChangeLog + first failure time ───────> hints (runbook fallbacks) ──┘    render + health + hints)
+//! ProbeSpec expect ─────────────────────────────> meets_expectation
+//! ```
+//!
+//! It follows the runbook's diagnosis order: the policy explanation first (selectors, ports,
+//! default deny, namespace selectors — the engine's reason code and closest rule), then CNI
+//! agent health on the source and destination nodes, node conditions, destination readiness,
+//! a refused listener, DNS; then the fallback hints.
+//!
+//! Verdicts (DESIGN.md): `ok` (reachable, policy allows), `blocked_by_policy` (not reachable,
+//! policy denies), `policy_not_enforced` (reachable, policy denies), `unexpected_block` (not
+//! reachable, policy allows). Without a prediction (a DNS name whose server is unknown, a host
+//! name) the verdict follows the outcome alone: `ok` or `unexpected_block`. For a DNS target
+//! the prediction is that of the lookup's own flow, source -> DNS server:53/UDP, so a
+//! `dns_timeout` under an egress default-deny is `blocked_by_policy`.
+//!
+//! **Refused and `not_listening`.** `refused` is reachable for the network: NetworkPolicy let
+//! the connection through and the destination answered. So the verdict stays `ok` (the policy
+//! side is fine), and the reason is `not_listening` (or `destination_not_ready` when the pod is
+//! not Ready, which explains why nothing listens yet). The intent is judged separately:
+//! `meets_expectation` is false for `expect: Allow` (the path does not work) and also false
+//! for `expect: Deny` (policy does not close the path; the app merely happens to be down). This
+//! keeps the "app not listening" class diagnosable (`ok` + `not_listening`, expectation not
+//! met) without calling it a block, which would send the on-call engineer to the policies, and
+//! without a Deny spec passing because an app crashed. `nxdomain`/`servfail` work the same way
+//! (`ok` + `dns_failure`): the DNS server answered. The one exception is a refusal while the
+//! policy denies: a CNI that rejects denied traffic (TCP reset, ICMP port-unreachable) looks
+//! exactly like that, so it is `blocked_by_policy`, and the explanation says what else it
+//! could be.
+//!
+//! Reason codes (bounded): the policy engine's codes for `blocked_by_policy` and
+//! `policy_not_enforced`; for `unexpected_block` the first that holds of `cni_unhealthy`,
+//! `node_not_ready`, `destination_not_ready`, `not_listening`, `dns_failure`, `unknown`; none
+//! for a clean `ok`. An ICMP administratively-prohibited while the policy allows points at
+//! another enforcement layer and is named in the summary.
+
+mod classify;
+mod health;
+mod hints;
+mod render;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use probe_spec::{Expectation, PairVerdict};
+
+pub use health::{CniHealth, Health, NETWORK_UNAVAILABLE, NodeHealth, PodReadiness};
+pub use hints::{Hint, PolicyOp};
+
+use crate::cluster::changes::ChangeLog;
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::policy::{self, DirectionVerdict, Endpoint, Engine, Flow, Verdict};
+use crate::probe::Outcome;
+use crate::schedule::PairTarget;
+
+/// The DNS port a lookup's flow uses.
+pub const DNS_PORT: u16 = 53;
+
+/// How long before the first failure a change still counts as a likely cause.
+pub const DEFAULT_CHANGE_WINDOW: Duration = Duration::from_secs(600);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Changes this long before the first failure (or less) become hints.
+    pub change_window: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            change_window: DEFAULT_CHANGE_WINDOW,
+        }
+    }
+}
+
+/// A bounded reason code (JSON, metric labels, alerts, ProbeSpec status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The policy engine's reason (for `blocked_by_policy` and `policy_not_enforced`).
+    Policy(policy::Reason),
+    CniUnhealthy,
+    NodeNotReady,
+    DestinationNotReady,
+    /// The destination refused: nothing listens on the port.
+    NotListening,
+    DnsFailure,
+    Unknown,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Policy(reason) => reason.as_str(),
+            Reason::CniUnhealthy => "cni_unhealthy",
+            Reason::NodeNotReady => "node_not_ready",
+            Reason::DestinationNotReady => "destination_not_ready",
+            Reason::NotListening => "not_listening",
+            Reason::DnsFailure => "dns_failure",
+            Reason::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The policy engine's answer for the flow the probe took.
+#[derive(Clone, Copy, Debug)]
+pub struct Prediction<'a> {
+    /// For a DNS target: source -> DNS server:53/UDP.
+    pub flow: &'a Flow,
+    pub verdict: &'a Verdict,
+}
+
+/// Everything one diagnosis looks at. Independent of the probe module's `Observation` shape:
+/// pass its `outcome` and `rejected_by_policy`.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub from: &'a ObjectRef,
+    pub target: &'a PairTarget,
+    pub outcome: Outcome,
+    /// An ICMP administratively-prohibited came back (the probe's classification).
+    pub rejected_by_policy: bool,
+    /// `None` when the engine has no prediction for the target (see [`predict`]).
+    pub prediction: Option<Prediction<'a>>,
+    pub health: &'a Health,
+    /// The cluster view's recent changes (fed by the watchers).
+    pub changes: &'a ChangeLog,
+    pub expect: Expectation,
+    /// When the pair's current failure streak began (the caller tracks it; pass now for a
+    /// first failure). `None`: no change hints.
+    pub first_failure: Option<SystemTime>,
+}
+
+/// The diagnosis of one pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub verdict: PairVerdict,
+    /// `None` only for a clean `ok`; see the module docs for `ok` with a reason.
+    pub reason: Option<Reason>,
+    /// The denying direction, for `blocked_by_policy` and `policy_not_enforced`.
+    pub direction: Option<probe_spec::Direction>,
+    /// `ns/name`: the isolating policies of the denying direction(s) when the policy denies;
+    /// the policies whose rules allow the flow otherwise.
+    pub policies: Vec<String>,
+    /// One line; names the policy of a policy block.
+    pub summary: String,
+    /// Several lines: summary, observation, expectation, the policy explanation, health
+    /// findings, notes and hints.
+    pub explanation: String,
+    /// Runbook fallbacks that hold; empty for a clean `ok`.
+    pub hints: Vec<Hint>,
+    /// Whether the pair meets the ProbeSpec's `expect` (see the module docs).
+    pub meets_expectation: bool,
+}
+
+impl Diagnosis {
+    /// The reason as a label value: `""` for a clean `ok`.
+    pub fn reason_code(&self) -> &'static str {
+        self.reason.map_or("", Reason::as_str)
+    }
+}
+
+/// Diagnoses one observation.
+pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
+    let policy = classify::Policy::of(input.prediction.map(|p| p.verdict));
+    let classified = classify::classify(input.outcome, policy, input.health);
+    let denied = matches!(
+        classified.verdict,
+        PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced
+    );
+    let (direction, policies) = match input.prediction {
+        Some(p) if denied => (
+            p.verdict.direction.map(|d| match d {
+                policy::Direction::Ingress => probe_spec::Direction::Ingress,
+                policy::Direction::Egress => probe_spec::Direction::Egress,
+            }),
+            p.verdict.policies.clone(),
+        ),
+        Some(p) => (None, allowing_policies(p.verdict)),
+        None => (None, Vec::new()),
+    };
+    let clean = classified.verdict == PairVerdict::Ok && classified.reason.is_none();
+    let hints = if clean {
+        Vec::new()
+    } else {
+        hints::gather(input, config)
+    };
+    let meets_expectation = meets_expectation(input.expect, classified.verdict, input.outcome);
+    let summary = render::summary(input, &classified);
+    let explanation = render::explanation(input, &classified, &summary, &hints, meets_expectation);
+    Diagnosis {
+        verdict: classified.verdict,
+        reason: classified.reason,
+        direction,
+        policies,
+        summary,
+        explanation,
+        hints,
+        meets_expectation,
+    }
+}
+
+/// `Allow`: the path works end to end (open or resolved; policy_not_enforced included).
+/// `Deny`: the path is blocked (`Expectation::is_met_by`); a refused or nxdomain pair is
+/// reachable, so it does not meet Deny.
+pub fn meets_expectation(expect: Expectation, verdict: PairVerdict, outcome: Outcome) -> bool {
+    match expect {
+        Expectation::Allow => {
+            expect.is_met_by(verdict) && matches!(outcome, Outcome::Open | Outcome::Resolved)
+        }
+        Expectation::Deny => expect.is_met_by(verdict),
+    }
+}
+
+/// The policies whose rules allow the flow, egress then ingress.
+fn allowing_policies(verdict: &Verdict) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in [&verdict.egress, &verdict.ingress] {
+        if let DirectionVerdict::Allowed { by, .. } = part {
+            let name = by.policy.to_string();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// The flow a probe of `target` takes, and the engine's verdict for it: pod and IP targets
+/// directly; a DNS target as the lookup to `dns_server`:53/UDP (the source pod's nameserver;
+/// `None` when unknown); a host target has no address before probing, so no prediction.
+/// `None` also when the engine cannot resolve an endpoint (a pod that just went away).
+pub fn predict(
+    engine: &Engine,
+    from: &ObjectRef,
+    target: &PairTarget,
+    dns_server: Option<IpAddr>,
+) -> Option<(Flow, Verdict)> {
+    let (to, port, protocol) = match target {
+        PairTarget::Pod {
+            pod,
+            port,
+            protocol,
+            ..
+        } => (Endpoint::Pod(pod.clone()), *port, *protocol),
+        PairTarget::Ip { ip, port, protocol } => (Endpoint::Ip(*ip), *port, *protocol),
+        PairTarget::Dns { .. } => (Endpoint::Ip(dns_server?), DNS_PORT, Protocol::Udp),
+        PairTarget::Host { .. } => return None,
+    };
+    let flow = Flow {
+        from: Endpoint::Pod(from.clone()),
+        to,
+        port,
+        protocol,
+    };
+    let verdict = engine.evaluate(&flow).ok()?;
+    Some((flow, verdict))
+}
+
+#[cfg(test)]
+mod tests;

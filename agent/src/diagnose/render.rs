@@ -1,0 +1,261 @@
+//! The one-line summary and the full explanation of a diagnosis.
+
+use std::fmt::Write;
+
+use probe_spec::{Expectation, PairVerdict};
+
+use crate::cluster::model::ObjectRef;
+use crate::policy::{Direction, DirectionVerdict, Verdict, explain};
+use crate::probe::Outcome;
+use crate::schedule::PairTarget;
+
+use super::classify::{Classified, Policy};
+use super::hints::Hint;
+use super::{Input, Reason};
+
+/// `shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)`.
+pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
+    let head = format!("{} -> {}", input.from, input.target);
+    let outcome = input.outcome;
+    let reason = c.reason.map_or("", Reason::as_str);
+    match (c.verdict, c.reason) {
+        (PairVerdict::Ok, None) => format!("{head}: ok ({outcome})"),
+        (PairVerdict::Ok, Some(Reason::DnsFailure)) => {
+            format!("{head}: the DNS server answered {outcome} ({reason})")
+        }
+        (PairVerdict::Ok, Some(Reason::DestinationNotReady)) => format!(
+            "{head}: reachable, but refused: {} ({reason})",
+            destination_not_ready(input)
+        ),
+        (PairVerdict::Ok, Some(_)) => {
+            format!("{head}: reachable, but refused: nothing listens there ({reason})")
+        }
+        (PairVerdict::BlockedByPolicy, _) => format!(
+            "{head} blocked by {} ({reason}){}",
+            deciding_policies(input),
+            via_dns_server(input)
+        ),
+        (PairVerdict::PolicyNotEnforced, _) => format!(
+            "{head} reachable ({outcome}) although {} denies it ({reason}){}: not enforced",
+            deciding_policies(input),
+            via_dns_server(input)
+        ),
+        (PairVerdict::UnexpectedBlock, _) => {
+            let although = match c.policy {
+                Policy::Unknown => "with no policy prediction",
+                _ => "although the policies allow it",
+            };
+            format!(
+                "{head} blocked ({outcome}) {although}: {} ({reason})",
+                fault(input, c.reason.unwrap_or(Reason::Unknown))
+            )
+        }
+    }
+}
+
+/// The full text: summary, observation, expectation, policy explanation, health, notes, hints.
+pub(super) fn explanation(
+    input: &Input<'_>,
+    c: &Classified,
+    summary: &str,
+    hints: &[Hint],
+    meets_expectation: bool,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{summary}");
+    let rejected = if input.rejected_by_policy {
+        ", rejected with ICMP administratively prohibited"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "observed: {}{rejected}", input.outcome);
+    let _ = writeln!(
+        out,
+        "expect: {}: {}",
+        match input.expect {
+            Expectation::Allow => "Allow",
+            Expectation::Deny => "Deny",
+        },
+        if meets_expectation { "met" } else { "NOT met" }
+    );
+    match &input.prediction {
+        Some(p) => {
+            let label = match input.target {
+                PairTarget::Dns { .. } => "policy (the lookup's flow to the DNS server):",
+                _ => "policy:",
+            };
+            let _ = writeln!(out, "{label}");
+            for line in explain::render(p.flow, p.verdict).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "policy: no prediction for {} (the engine needs the destination address); the verdict follows the outcome alone",
+                input.target
+            );
+        }
+    }
+    let health = &input.health;
+    if !health.nodes().is_empty() || health.destination.is_some() {
+        let _ = writeln!(out, "health:");
+        for (role, node) in health.nodes() {
+            let _ = writeln!(out, "  {role}: {}", node.describe());
+            if node.cni.is_empty() {
+                let _ = writeln!(out, "    no CNI agent pod known on {}", node.name);
+            }
+            for cni in &node.cni {
+                let _ = writeln!(out, "    {}", cni.describe());
+            }
+        }
+        if let Some(d) = &health.destination {
+            let state = if d.ready { "ready" } else { "NOT ready" };
+            let _ = writeln!(out, "  destination pod {}: {state}", d.pod);
+        }
+    }
+    let notes = notes(input, c);
+    if !notes.is_empty() {
+        let _ = writeln!(out, "notes:");
+        for note in notes {
+            let _ = writeln!(out, "  - {note}");
+        }
+    }
+    if !hints.is_empty() {
+        let _ = writeln!(out, "hints:");
+        for hint in hints {
+            let _ = writeln!(out, "  - {hint}");
+        }
+    }
+    out
+}
+
+/// How to read the observation in this case.
+fn notes(input: &Input<'_>, c: &Classified) -> Vec<String> {
+    let mut notes = Vec::new();
+    let port = input
+        .target
+        .port()
+        .map(|(port, protocol)| format!("{port}/{protocol}"))
+        .unwrap_or_default();
+    match (c.verdict, input.outcome) {
+        (PairVerdict::Ok, Outcome::Refused) => notes.push(format!(
+            "refused is reachable for the network: policy let the connection through and the destination answered with a reset or ICMP port-unreachable; no process accepts {port} there"
+        )),
+        (PairVerdict::BlockedByPolicy, Outcome::Refused) => notes.push(
+            "refused while the policy denies: this is how a CNI that rejects denied traffic (TCP reset, ICMP port-unreachable) looks; a CNI that drops would time out, so with a dropping CNI the destination answered and nothing listens on this port".to_string(),
+        ),
+        (_, Outcome::OpenOrFiltered) => notes.push(
+            "UDP silence: no reply and no ICMP error; the datagram was dropped, or the service does not answer this payload".to_string(),
+        ),
+        (_, Outcome::Error) => notes.push(
+            "the probe ended with a local error (see the observation detail); a firewall in the source pod's netns gives EPERM".to_string(),
+        ),
+        _ => {}
+    }
+    if input.rejected_by_policy && input.outcome == Outcome::Unreachable {
+        notes.push(match c.policy {
+            Policy::Denies(_) => {
+                "the enforcement rejects with ICMP administratively prohibited instead of dropping".to_string()
+            }
+            _ => "something rejected the probe with ICMP administratively prohibited although NetworkPolicy allows it: another enforcement layer (AdminNetworkPolicy, a host or cloud firewall, a stale CNI rule)".to_string(),
+        });
+    }
+    if c.verdict == PairVerdict::PolicyNotEnforced {
+        match input.health.unhealthy_cni() {
+            Some(cni) => notes.push(format!(
+                "{}: policy enforcement may be inconsistent or delayed",
+                cni.describe()
+            )),
+            None => notes.push(
+                "the CNI agents look healthy: check that the CNI enforces NetworkPolicy at all (some, e.g. flannel alone, do not)".to_string(),
+            ),
+        }
+    }
+    notes
+}
+
+/// Why an unexpected block happened, for the summary.
+fn fault(input: &Input<'_>, reason: Reason) -> String {
+    let health = &input.health;
+    let mut text = match reason {
+        Reason::CniUnhealthy => health
+            .unhealthy_cni()
+            .map_or_else(String::new, |c| c.describe()),
+        Reason::NodeNotReady => health
+            .unready_node()
+            .map_or_else(String::new, |n| n.describe()),
+        Reason::DestinationNotReady => destination_not_ready(input),
+        Reason::NotListening => "nothing listens there".to_string(),
+        Reason::DnsFailure => match input.outcome {
+            Outcome::DnsTimeout => "the DNS lookup timed out".to_string(),
+            other => format!("the DNS server answered {other}"),
+        },
+        Reason::Policy(_) | Reason::Unknown => match input.outcome {
+            _ if input.rejected_by_policy => {
+                "rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy".to_string()
+            }
+            Outcome::OpenOrFiltered => "no UDP reply and no ICMP error".to_string(),
+            Outcome::Error => "the probe failed with a local error".to_string(),
+            _ => "no CNI, node or destination fault found".to_string(),
+        },
+    };
+    if input.rejected_by_policy && !matches!(reason, Reason::Unknown | Reason::Policy(_)) {
+        text.push_str("; rejected with ICMP administratively prohibited");
+    }
+    text
+}
+
+fn destination_not_ready(input: &Input<'_>) -> String {
+    input.health.unready_destination().map_or_else(
+        || "the destination pod is not ready".to_string(),
+        |pod| format!("destination pod {pod} is not ready"),
+    )
+}
+
+/// `ingress policy payments/default-deny`, or `egress policies a, b` when several isolate and
+/// none has a closest rule: the closest rule's policy when there is one.
+fn deciding_policies(input: &Input<'_>) -> String {
+    let Some(p) = &input.prediction else {
+        return "policy".to_string();
+    };
+    let verdict = p.verdict;
+    let direction = verdict.direction.map_or("", Direction::as_str);
+    let names = deciding(verdict);
+    match names.as_slice() {
+        [one] => format!("{direction} policy {one}"),
+        many => {
+            let names: Vec<String> = many.iter().map(ToString::to_string).collect();
+            format!("{direction} policies {}", names.join(", "))
+        }
+    }
+}
+
+/// The policy whose rule came closest, else every isolating policy of the denying direction.
+pub(super) fn deciding(verdict: &Verdict) -> Vec<ObjectRef> {
+    if let Some((policy, _)) = verdict.closest_rule() {
+        return vec![policy.clone()];
+    }
+    let part = match verdict.direction {
+        Some(Direction::Ingress) => &verdict.ingress,
+        Some(Direction::Egress) => &verdict.egress,
+        None => return Vec::new(),
+    };
+    match part {
+        DirectionVerdict::Denied { policies } => {
+            policies.iter().map(|p| p.policy.clone()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// ` towards DNS server 10.96.0.10:53/UDP` for DNS targets.
+fn via_dns_server(input: &Input<'_>) -> String {
+    match (input.target, &input.prediction) {
+        (PairTarget::Dns { .. }, Some(p)) => format!(
+            " towards DNS server {}:{}/{}",
+            p.flow.to, p.flow.port, p.flow.protocol
+        ),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,334 @@
+//! Per-pair series and the per-spec verdict counts derived from them.
+//!
+//! [`PairMetrics`] keeps one table row per pair (its labels and current [`PairState`]) and a
+//! custom [`Collector`] renders the rows when Prometheus scrapes:
+//!
+//! ```text
+//! set(key, state) ─┐                      ┌─> netreach_pair_up              {PAIR_LABELS}
+//! remove(key) ─────┼─> table (RwLock) ──collect()─> netreach_pair_policy_allowed
+//! retain(keep) ────┘    one row per pair  ├─> netreach_pair_expectation_met
+//!                                         ├─> netreach_pair_verdict  {PAIR_LABELS + VERDICT_LABELS}
+//!                                         └─> netreach_spec_pairs    {spec, verdict}
+//! ```
+//!
+//! A series exists exactly while its row does, so a verdict change replaces the pair's
+//! `netreach_pair_verdict` series, a removed pair loses all four of its series, and the spec
+//! counts always add up to the rows: nothing has to remember which label values to delete.
+//! Rows are kept in the order the registry sorts series in (label values in label-name order),
+//! which keeps a scrape of 10,000 pairs cheap.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use probe_spec::{Direction, PairVerdict};
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Opts, Registry};
+
+use super::{NAMESPACE, ProtocolLabel};
+
+/// The labels that identify a pair.
+pub const PAIR_LABELS: [&str; 5] = ["spec", "src", "dst", "port", "protocol"];
+/// The labels `netreach_pair_verdict` adds to [`PAIR_LABELS`].
+pub const VERDICT_LABELS: [&str; 4] = ["verdict", "reason", "direction", "policy"];
+
+/// A pair as its metric labels name it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PairKey {
+    /// The ProbeSpec, `namespace/name`.
+    pub spec: String,
+    /// The source pod, `namespace/name`.
+    pub src: String,
+    /// The destination: a pod's `namespace/name`, an IP address, a host name or a DNS name.
+    pub dst: String,
+    /// The destination port; `None` for DNS lookups.
+    pub port: Option<u16>,
+    pub protocol: ProtocolLabel,
+}
+
+/// What a pair currently looks like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairState {
+    pub verdict: PairVerdict,
+    /// The bounded reason code of the verdict (`default_deny`, `cni_unhealthy`, ...); empty
+    /// when there is none.
+    pub reason: String,
+    /// The side whose policy decided, when a policy did.
+    pub direction: Option<Direction>,
+    /// The deciding policies, `namespace/name`, comma-separated; empty when none.
+    pub policy: String,
+    /// The policy set allows the flow.
+    pub policy_allowed: bool,
+    /// The verdict meets the spec's `expect`.
+    pub expectation_met: bool,
+}
+
+impl PairState {
+    /// Joins policy names into the `policy` label value: sorted, deduplicated, comma-separated.
+    pub fn policy_label<S: AsRef<str>>(policies: &[S]) -> String {
+        let mut names: Vec<&str> = policies.iter().map(AsRef::as_ref).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(",")
+    }
+}
+
+// === impl PairMetrics ===
+
+/// The series of the pairs this node probes. Cloning shares the table.
+#[derive(Clone, Debug, Default)]
+pub struct PairMetrics {
+    table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+}
+
+impl PairMetrics {
+    pub(super) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(PairCollector::new(self.table.clone())?))
+    }
+
+    /// Sets the pair's current state; a changed verdict, reason, direction or policy replaces
+    /// its `netreach_pair_verdict` series.
+    pub fn set(&self, key: &PairKey, state: &PairState) {
+        self.table.write().insert(RowKey::from(key), state.clone());
+    }
+
+    /// Deletes every series of a pair; `false` when the pair was not there.
+    pub fn remove(&self, key: &PairKey) -> bool {
+        self.table.write().remove(&RowKey::from(key)).is_some()
+    }
+
+    /// Keeps the pairs for which `keep` holds and deletes every series of the others.
+    pub fn retain(&self, keep: impl Fn(&PairKey) -> bool) {
+        self.table.write().retain(|row, _| keep(&row.pair_key()));
+    }
+
+    /// How many pairs have series.
+    pub fn len(&self) -> usize {
+        self.table.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A pair's label values, ordered like the registry orders series: by value, in label-name
+/// order (`dst`, `port`, `protocol`, `spec`, `src`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RowKey {
+    dst: String,
+    /// The port as its label value (empty for DNS), so rows sort like label values do.
+    port: String,
+    protocol: ProtocolLabel,
+    spec: String,
+    src: String,
+}
+
+impl From<&PairKey> for RowKey {
+    fn from(key: &PairKey) -> Self {
+        Self {
+            dst: key.dst.clone(),
+            port: key.port.map(|port| port.to_string()).unwrap_or_default(),
+            protocol: key.protocol,
+            spec: key.spec.clone(),
+            src: key.src.clone(),
+        }
+    }
+}
+
+impl RowKey {
+    fn pair_key(&self) -> PairKey {
+        PairKey {
+            spec: self.spec.clone(),
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            port: self.port.parse().ok(),
+            protocol: self.protocol,
+        }
+    }
+
+    fn sort_tuple(&self) -> (&str, &str, &str, &str, &str) {
+        (
+            &self.dst,
+            &self.port,
+            self.protocol.as_str(),
+            &self.spec,
+            &self.src,
+        )
+    }
+}
+
+impl Ord for RowKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sort_tuple().cmp(&other.sort_tuple())
+    }
+}
+
+impl PartialOrd for RowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// === impl PairCollector ===
+
+/// Renders the table at scrape time.
+#[derive(Debug)]
+struct PairCollector {
+    table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+    up: Desc,
+    policy_allowed: Desc,
+    expectation_met: Desc,
+    verdict: Desc,
+    spec_pairs: Desc,
+}
+
+impl PairCollector {
+    fn new(table: Arc<RwLock<BTreeMap<RowKey, PairState>>>) -> prometheus::Result<Self> {
+        let desc = |name: &str, help: &str, labels: &[&str]| {
+            Opts::new(name, help)
+                .namespace(NAMESPACE)
+                .variable_labels(labels.iter().map(|label| label.to_string()).collect())
+                .describe()
+        };
+        let verdict_labels: Vec<&str> =
+            PAIR_LABELS.iter().chain(&VERDICT_LABELS).copied().collect();
+        Ok(Self {
+            table,
+            up: desc(
+                "pair_up",
+                "1 when the last probe of the pair reached the destination (refused counts as reached), 0 when not.",
+                &PAIR_LABELS,
+            )?,
+            policy_allowed: desc(
+                "pair_policy_allowed",
+                "1 when the live NetworkPolicy set allows the pair, 0 when it denies it.",
+                &PAIR_LABELS,
+            )?,
+            expectation_met: desc(
+                "pair_expectation_met",
+                "1 when the pair's verdict meets its ProbeSpec's expect, 0 when it does not.",
+                &PAIR_LABELS,
+            )?,
+            verdict: desc(
+                "pair_verdict",
+                "1 for the pair's current verdict, with its reason, deciding direction and policies; one series per pair.",
+                &verdict_labels,
+            )?,
+            spec_pairs: desc(
+                "spec_pairs",
+                "Pairs of a ProbeSpec this agent probes, by current verdict.",
+                &["spec", "verdict"],
+            )?,
+        })
+    }
+}
+
+impl Collector for PairCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![
+            &self.up,
+            &self.policy_allowed,
+            &self.expectation_met,
+            &self.verdict,
+            &self.spec_pairs,
+        ]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let table = self.table.read();
+        let mut up = Vec::with_capacity(table.len());
+        let mut policy_allowed = Vec::with_capacity(table.len());
+        let mut expectation_met = Vec::with_capacity(table.len());
+        let mut verdict = Vec::with_capacity(table.len());
+        let mut spec_counts: HashMap<&str, [u32; 4]> = HashMap::new();
+
+        for (row, state) in table.iter() {
+            // Label pairs in label-name order, as prometheus' own vectors emit them.
+            let pair_labels = vec![
+                label("dst", &row.dst),
+                label("port", &row.port),
+                label("protocol", row.protocol.as_str()),
+                label("spec", &row.spec),
+                label("src", &row.src),
+            ];
+            up.push(gauge(pair_labels.clone(), state.verdict.reachable()));
+            policy_allowed.push(gauge(pair_labels.clone(), state.policy_allowed));
+            expectation_met.push(gauge(pair_labels, state.expectation_met));
+            verdict.push(gauge(
+                vec![
+                    label("direction", state.direction.map_or("", Direction::as_str)),
+                    label("dst", &row.dst),
+                    label("policy", &state.policy),
+                    label("port", &row.port),
+                    label("protocol", row.protocol.as_str()),
+                    label("reason", &state.reason),
+                    label("spec", &row.spec),
+                    label("src", &row.src),
+                    label("verdict", state.verdict.as_str()),
+                ],
+                true,
+            ));
+            let counts = spec_counts.entry(&row.spec).or_default();
+            counts[verdict_slot(state.verdict)] += 1;
+        }
+
+        let mut spec_pairs = Vec::with_capacity(spec_counts.len() * PairVerdict::ALL.len());
+        for (spec, counts) in spec_counts {
+            for verdict in PairVerdict::ALL {
+                let mut metric = Metric::from_label(vec![
+                    label("spec", spec),
+                    label("verdict", verdict.as_str()),
+                ]);
+                let mut value = Gauge::default();
+                value.set_value(f64::from(counts[verdict_slot(verdict)]));
+                metric.set_gauge(value);
+                spec_pairs.push(metric);
+            }
+        }
+
+        vec![
+            family(&self.up, up),
+            family(&self.policy_allowed, policy_allowed),
+            family(&self.expectation_met, expectation_met),
+            family(&self.verdict, verdict),
+            family(&self.spec_pairs, spec_pairs),
+        ]
+    }
+}
+
+fn verdict_slot(verdict: PairVerdict) -> usize {
+    match verdict {
+        PairVerdict::Ok => 0,
+        PairVerdict::BlockedByPolicy => 1,
+        PairVerdict::PolicyNotEnforced => 2,
+        PairVerdict::UnexpectedBlock => 3,
+    }
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut pair = LabelPair::default();
+    pair.set_name(name.to_string());
+    pair.set_value(value.to_string());
+    pair
+}
+
+/// A 1/0 gauge sample.
+fn gauge(labels: Vec<LabelPair>, value: bool) -> Metric {
+    let mut metric = Metric::from_label(labels);
+    let mut sample = Gauge::default();
+    sample.set_value(if value { 1.0 } else { 0.0 });
+    metric.set_gauge(sample);
+    metric
+}
+
+fn family(desc: &Desc, metrics: Vec<Metric>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(MetricType::GAUGE);
+    family.set_metric(metrics);
+    family
+}

@@ -1,0 +1,351 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use probe_spec::{Direction, PairVerdict};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use super::*;
+use crate::cluster::index::Apply;
+use crate::cluster::model::{Labels, Namespace};
+
+fn registry_with_metrics() -> (Registry, Metrics) {
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).expect("metrics register");
+    (registry, metrics)
+}
+
+fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut buffer)
+        .expect("encode");
+    String::from_utf8(buffer).expect("utf-8")
+}
+
+/// The sample lines of one metric (no HELP/TYPE), sorted.
+fn samples(text: &str, metric: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn key(spec: &str, src: &str, dst: &str, port: u16) -> PairKey {
+    PairKey {
+        spec: spec.into(),
+        src: src.into(),
+        dst: dst.into(),
+        port: Some(port),
+        protocol: ProtocolLabel::Tcp,
+    }
+}
+
+fn blocked_by(policy: &str) -> PairState {
+    PairState {
+        verdict: PairVerdict::BlockedByPolicy,
+        reason: "default_deny".into(),
+        direction: Some(Direction::Ingress),
+        policy: policy.into(),
+        policy_allowed: false,
+        expectation_met: false,
+    }
+}
+
+fn ok() -> PairState {
+    PairState {
+        verdict: PairVerdict::Ok,
+        reason: String::new(),
+        direction: None,
+        policy: String::new(),
+        policy_allowed: true,
+        expectation_met: true,
+    }
+}
+
+#[test]
+fn probe_counters_and_histogram_appear() {
+    let (registry, metrics) = registry_with_metrics();
+    metrics.observe_probe(
+        "shop/paths",
+        ProtocolLabel::Tcp,
+        Outcome::Open,
+        Duration::from_micros(300),
+    );
+    metrics.observe_probe(
+        "shop/paths",
+        ProtocolLabel::Tcp,
+        Outcome::Timeout,
+        Duration::from_secs(2),
+    );
+    metrics.record_probe_error("shop/paths", "netns");
+    let text = render(&registry);
+
+    assert_eq!(
+        samples(&text, "netreach_probes_total"),
+        [
+            r#"netreach_probes_total{outcome="open",protocol="TCP",spec="shop/paths"} 1"#,
+            r#"netreach_probes_total{outcome="timeout",protocol="TCP",spec="shop/paths"} 1"#,
+        ]
+    );
+    assert!(text.contains(
+        r#"netreach_probe_duration_seconds_bucket{protocol="TCP",spec="shop/paths",le="0.0005"} 1"#
+    ));
+    assert!(
+        text.contains(
+            r#"netreach_probe_duration_seconds_count{protocol="TCP",spec="shop/paths"} 2"#
+        )
+    );
+    assert!(text.contains(r#"netreach_probe_errors_total{error="netns",spec="shop/paths"} 1"#));
+    assert!(text.contains(&format!(
+        r#"netreach_build_info{{version="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains("# TYPE netreach_probe_duration_seconds histogram"));
+    assert!(text.contains("# TYPE netreach_probes_total counter"));
+}
+
+#[test]
+fn pair_series_appear_with_every_label() {
+    let (registry, metrics) = registry_with_metrics();
+    let frontend = key("shop/paths", "shop/frontend", "payments/gateway", 8443);
+    metrics
+        .pairs
+        .set(&frontend, &blocked_by("payments/default-deny"));
+    let text = render(&registry);
+
+    let pair = r#"dst="payments/gateway",port="8443",protocol="TCP",spec="shop/paths",src="shop/frontend""#;
+    assert_eq!(
+        samples(&text, "netreach_pair_up"),
+        [format!("netreach_pair_up{{{pair}}} 0")]
+    );
+    assert_eq!(
+        samples(&text, "netreach_pair_policy_allowed"),
+        [format!("netreach_pair_policy_allowed{{{pair}}} 0")]
+    );
+    assert_eq!(
+        samples(&text, "netreach_pair_expectation_met"),
+        [format!("netreach_pair_expectation_met{{{pair}}} 0")]
+    );
+    assert_eq!(
+        samples(&text, "netreach_pair_verdict"),
+        [
+            r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",spec="shop/paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#
+        ]
+    );
+    assert_eq!(
+        samples(&text, "netreach_spec_pairs"),
+        [
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="blocked_by_policy"} 1"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="ok"} 0"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="policy_not_enforced"} 0"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="unexpected_block"} 0"#,
+        ]
+    );
+}
+
+#[test]
+fn a_verdict_change_replaces_the_verdict_series() {
+    let (registry, metrics) = registry_with_metrics();
+    let pair = key("shop/paths", "shop/frontend", "payments/gateway", 8443);
+    metrics
+        .pairs
+        .set(&pair, &blocked_by("payments/default-deny"));
+    metrics.pairs.set(&pair, &ok());
+    let text = render(&registry);
+
+    let verdicts = samples(&text, "netreach_pair_verdict");
+    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+    assert!(verdicts[0].contains(r#"verdict="ok""#), "{verdicts:?}");
+    assert!(!text.contains("blocked_by_policy\"} 1"));
+    assert!(text.contains(r#"netreach_pair_up{dst="payments/gateway""#));
+    assert!(text.contains(r#"netreach_spec_pairs{spec="shop/paths",verdict="ok"} 1"#));
+    assert!(
+        text.contains(r#"netreach_spec_pairs{spec="shop/paths",verdict="blocked_by_policy"} 0"#)
+    );
+
+    // Same verdict, another deciding policy: still one series, with the new policy.
+    metrics.pairs.set(&pair, &blocked_by("payments/a"));
+    metrics.pairs.set(&pair, &blocked_by("payments/b"));
+    let verdicts = samples(&render(&registry), "netreach_pair_verdict");
+    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+    assert!(
+        verdicts[0].contains(r#"policy="payments/b""#),
+        "{verdicts:?}"
+    );
+}
+
+#[test]
+fn removing_a_pair_removes_all_its_series() {
+    let (registry, metrics) = registry_with_metrics();
+    let gone = key("shop/paths", "shop/frontend", "payments/gateway", 8443);
+    let kept = key("shop/paths", "shop/frontend", "shop/api", 8080);
+    metrics
+        .pairs
+        .set(&gone, &blocked_by("payments/default-deny"));
+    metrics.pairs.set(&kept, &ok());
+
+    assert!(metrics.pairs.remove(&gone));
+    assert!(!metrics.pairs.remove(&gone), "already removed");
+    let text = render(&registry);
+    assert!(!text.contains("payments/gateway"), "{text}");
+    for metric in [
+        "netreach_pair_up",
+        "netreach_pair_policy_allowed",
+        "netreach_pair_expectation_met",
+        "netreach_pair_verdict",
+    ] {
+        assert_eq!(samples(&text, metric).len(), 1, "{metric}: {text}");
+    }
+    assert!(
+        text.contains(r#"netreach_spec_pairs{spec="shop/paths",verdict="blocked_by_policy"} 0"#)
+    );
+
+    // The spec's last pair takes the spec's counts with it.
+    metrics.pairs.retain(|_| false);
+    let text = render(&registry);
+    assert!(samples(&text, "netreach_spec_pairs").is_empty(), "{text}");
+    assert!(samples(&text, "netreach_pair_up").is_empty(), "{text}");
+    assert!(metrics.pairs.is_empty());
+}
+
+#[test]
+fn retain_keeps_only_the_pairs_asked_for() {
+    let (registry, metrics) = registry_with_metrics();
+    for port in [80, 81, 82, 83] {
+        metrics
+            .pairs
+            .set(&key("shop/paths", "shop/frontend", "shop/api", port), &ok());
+    }
+    metrics
+        .pairs
+        .retain(|key| key.port.is_some_and(|p| p % 2 == 0));
+    assert_eq!(metrics.pairs.len(), 2);
+    let text = render(&registry);
+    assert_eq!(samples(&text, "netreach_pair_verdict").len(), 2);
+    assert!(text.contains(r#"netreach_spec_pairs{spec="shop/paths",verdict="ok"} 2"#));
+}
+
+#[test]
+fn cardinality_stays_bounded_by_the_pairs() {
+    let (registry, metrics) = registry_with_metrics();
+    let pairs: Vec<PairKey> = (0..50)
+        .map(|i| key("shop/paths", &format!("shop/src-{i}"), "shop/api", 8080))
+        .collect();
+    let states = [
+        ok(),
+        blocked_by("shop/a"),
+        blocked_by("shop/b"),
+        PairState {
+            verdict: PairVerdict::UnexpectedBlock,
+            reason: "cni_unhealthy".into(),
+            direction: None,
+            policy: String::new(),
+            policy_allowed: true,
+            expectation_met: false,
+        },
+    ];
+    for round in 0..20 {
+        for (i, pair) in pairs.iter().enumerate() {
+            metrics.pairs.set(pair, &states[(i + round) % states.len()]);
+        }
+    }
+    let text = render(&registry);
+    for metric in [
+        "netreach_pair_up",
+        "netreach_pair_policy_allowed",
+        "netreach_pair_expectation_met",
+        "netreach_pair_verdict",
+    ] {
+        assert_eq!(samples(&text, metric).len(), pairs.len(), "{metric}");
+    }
+    assert_eq!(samples(&text, "netreach_spec_pairs").len(), 4);
+    let total: i64 = samples(&text, "netreach_spec_pairs")
+        .iter()
+        .map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<i64>().ok()))
+        .map(|value| value.expect("sample value"))
+        .sum();
+    assert_eq!(total, 50);
+}
+
+#[test]
+fn removing_a_spec_removes_its_counters_and_pairs() {
+    let (registry, metrics) = registry_with_metrics();
+    for spec in ["shop/gone", "shop/kept"] {
+        metrics.observe_probe(spec, ProtocolLabel::Udp, Outcome::Refused, Duration::ZERO);
+        metrics.observe_probe(spec, ProtocolLabel::Dns, Outcome::Nxdomain, Duration::ZERO);
+        metrics.record_probe_error(spec, "netns");
+        metrics.pairs.set(&key(spec, "shop/a", "shop/b", 53), &ok());
+    }
+    metrics.remove_spec("shop/gone");
+    let text = render(&registry);
+    assert!(!text.contains("shop/gone"), "{text}");
+    assert_eq!(samples(&text, "netreach_probes_total").len(), 2);
+    assert_eq!(samples(&text, "netreach_pair_verdict").len(), 1);
+}
+
+#[test]
+fn cni_agents_are_replaced_as_a_set() {
+    let (registry, metrics) = registry_with_metrics();
+    let agent = |node: &str, ready| CniAgentState {
+        node: node.into(),
+        pod: format!("kube-system/calico-{node}"),
+        ready,
+    };
+    metrics.set_cni_agents([agent("node-1", true), agent("node-2", false)]);
+    metrics.set_cni_agents([agent("node-1", false)]);
+    let text = render(&registry);
+    assert_eq!(
+        samples(&text, "netreach_cni_agent_ready"),
+        [r#"netreach_cni_agent_ready{cni_node="node-1",cni_pod="kube-system/calico-node-1"} 0"#]
+    );
+}
+
+#[test]
+fn watch_restarts_and_change_to_effect() {
+    let (registry, metrics) = registry_with_metrics();
+    metrics.init_watch_restarts(&["pods", "networkpolicies"]);
+    metrics.record_watch_restart("pods");
+    metrics.observe_policy_change_to_effect(Duration::from_millis(700));
+    let text = render(&registry);
+    assert_eq!(
+        samples(&text, "netreach_watch_restarts_total"),
+        [
+            r#"netreach_watch_restarts_total{resource="networkpolicies"} 0"#,
+            r#"netreach_watch_restarts_total{resource="pods"} 1"#,
+        ]
+    );
+    assert!(text.contains(r#"netreach_policy_change_to_effect_seconds_bucket{le="1"} 1"#));
+    assert!(text.contains("netreach_policy_change_to_effect_seconds_sum 0.7"));
+}
+
+#[test]
+fn index_objects_are_read_at_scrape_time() {
+    let registry = Registry::new();
+    let index = Arc::new(RwLock::new(Index::new()));
+    IndexCollector::register(&registry, index.clone()).expect("register collector");
+    assert!(render(&registry).contains(r#"netreach_index_objects{kind="namespaces"} 0"#));
+
+    index.write().apply(Namespace {
+        name: "shop".into(),
+        labels: Labels::new(),
+    });
+    let text = render(&registry);
+    assert_eq!(
+        samples(&text, "netreach_index_objects"),
+        [
+            r#"netreach_index_objects{kind="namespaces"} 1"#,
+            r#"netreach_index_objects{kind="networkpolicies"} 0"#,
+            r#"netreach_index_objects{kind="nodes"} 0"#,
+            r#"netreach_index_objects{kind="pods"} 0"#,
+        ]
+    );
+    // Registering twice is refused rather than double counting.
+    assert!(IndexCollector::register(&registry, index).is_err());
+}

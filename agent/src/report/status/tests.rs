@@ -1,0 +1,531 @@
+//! Tests of the status writers: the pure aggregate, and the exact requests against a mocked API
+//! server (`tower_test::mock::pair` + `kube::Client::new`).
+
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::client::Body;
+use probe_spec::{
+    Direction, FailingPair, PairVerdict, ProbeRequestPhase, ProbeRequestStatus, Protocol,
+};
+use serde_json::{Value, json};
+
+use super::*;
+
+// === A scripted API server ===
+
+/// One request the client made.
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub method: http::Method,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+/// The server side of a mocked kube client: answer requests one at a time.
+pub(crate) struct ApiServer {
+    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+}
+
+pub(crate) fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer { handle })
+}
+
+impl ApiServer {
+    /// Waits for the next request, answers `status` with `body`, and returns the request.
+    pub async fn respond(&mut self, status: u16, reply: Value) -> Recorded {
+        let (request, send) =
+            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
+                .await
+                .expect("no request within 5s")
+                .expect("the client went away");
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = request.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let response = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap();
+        send.send_response(response);
+        Recorded {
+            method,
+            path,
+            content_type,
+            body,
+        }
+    }
+
+    /// Asserts that no request arrives for a little while.
+    pub async fn expect_none(&mut self) {
+        let next =
+            tokio::time::timeout(Duration::from_millis(50), self.handle.next_request()).await;
+        assert!(
+            next.is_err(),
+            "unexpected request: {:?}",
+            next.unwrap().map(|r| r.0.uri().clone())
+        );
+    }
+}
+
+/// A Kubernetes `Status` error body.
+pub(crate) fn api_error(code: u16, reason: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure",
+        "code": code, "reason": reason, "message": format!("{reason} (test)"),
+    })
+}
+
+pub(crate) const MERGE_PATCH: &str = "application/merge-patch+json";
+
+// === Fixtures ===
+
+fn at(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+}
+
+fn rfc3339(secs: u64) -> String {
+    serde_json::to_value(time(at(secs)))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn failing(from: &str, since: u64) -> FailingPair {
+    FailingPair {
+        from: from.into(),
+        to: "pay/gateway".into(),
+        port: Some(8443),
+        protocol: Some(Protocol::Tcp),
+        verdict: PairVerdict::BlockedByPolicy,
+        reason: Some("default_deny".into()),
+        policy: Some("pay/default-deny".into()),
+        since: time(at(since)),
+    }
+}
+
+fn counts(ok: u32, blocked: u32) -> VerdictCounts {
+    VerdictCounts {
+        ok,
+        blocked_by_policy: blocked,
+        ..VerdictCounts::default()
+    }
+}
+
+fn contribution(generation: i64, ok: u32, blocked: u32, updated: u64) -> NodeContribution {
+    NodeContribution {
+        observed_generation: Some(generation),
+        counts: counts(ok, blocked),
+        failing: blocked,
+        last_failing_pairs: (0..blocked)
+            .map(|i| failing(&format!("shop/f{updated}-{i}"), updated + u64::from(i)))
+            .collect(),
+        problem: None,
+        updated_at: time(at(updated)),
+    }
+}
+
+fn spec_object(rv: &str, status: Value) -> Value {
+    json!({
+        "apiVersion": "netreach.dev/v1alpha1", "kind": "ProbeSpec",
+        "metadata": {"name": "x", "namespace": "shop", "generation": 3, "resourceVersion": rv},
+        "spec": {"from": {"podSelector": {}}, "to": [{"dns": "api"}], "expect": "Allow"},
+        "status": status,
+    })
+}
+
+const SPEC_PATH: &str = "/apis/netreach.dev/v1alpha1/namespaces/shop/probespecs/x";
+
+fn writer(client: Client) -> SpecStatusWriter {
+    SpecStatusWriter::new(client, StatusConfig::for_node("node-1"))
+}
+
+fn spec_ref() -> ObjectRef {
+    ObjectRef::new("shop", "x")
+}
+
+fn report(ok: u32, blocked: u32) -> NodeReport {
+    NodeReport {
+        observed_generation: Some(3),
+        counts: counts(ok, blocked),
+        failing: blocked,
+        last_failing_pairs: (0..blocked)
+            .map(|i| failing("shop/frontend", u64::from(i)))
+            .collect(),
+        problem: None,
+    }
+}
+
+fn condition<'a>(status: &'a ProbeSpecStatus, type_: &str) -> &'a Condition {
+    status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+}
+
+// === aggregate ===
+
+#[test]
+fn aggregate_sums_nodes_and_merges_failing_pairs_newest_first() {
+    let nodes = BTreeMap::from([
+        ("node-1".to_string(), contribution(3, 10, 15, 100)),
+        ("node-2".to_string(), contribution(2, 5, 10, 200)),
+    ]);
+    let status = aggregate(Expectation::Allow, &nodes, &[], at(300));
+    assert_eq!(status.counts, counts(15, 25));
+    assert_eq!(
+        status.observed_generation,
+        Some(2),
+        "the oldest generation any node saw"
+    );
+    assert_eq!(status.last_failing_pairs.len(), MAX_LAST_FAILING_PAIRS);
+    assert_eq!(status.last_failing_pairs[0].from, "shop/f200-9");
+    assert!(
+        status
+            .last_failing_pairs
+            .windows(2)
+            .all(|w| w[0].since.0 >= w[1].since.0)
+    );
+    let ready = condition(&status, CONDITION_READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", reasons::PROBING)
+    );
+    assert_eq!(
+        ready.message,
+        "40 pair(s) probed by 2 agent(s): node-1, node-2"
+    );
+    let satisfied = condition(&status, CONDITION_SATISFIED);
+    assert_eq!(satisfied.status, "False");
+    assert_eq!(satisfied.reason, reasons::PAIRS_FAIL_EXPECTATION);
+    assert_eq!(
+        satisfied.message,
+        "25 of 40 pair(s) do not meet expect Allow (15 ok, 25 blocked_by_policy)"
+    );
+    assert_eq!(satisfied.observed_generation, Some(2));
+}
+
+#[test]
+fn aggregate_conditions_table_and_transition_times() {
+    let one = |c: NodeContribution| BTreeMap::from([("node-1".to_string(), c)]);
+    let mut invalid = contribution(1, 0, 0, 0);
+    invalid.problem = Some("spec.interval: bogus".into());
+    type Case = (
+        &'static str,
+        BTreeMap<String, NodeContribution>,
+        [(&'static str, &'static str); 2],
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no agent reports",
+            BTreeMap::new(),
+            [("False", reasons::NO_PAIRS), ("Unknown", reasons::NO_PAIRS)],
+        ),
+        (
+            "all ok",
+            one(contribution(1, 4, 0, 0)),
+            [
+                ("True", reasons::PROBING),
+                ("True", reasons::ALL_PAIRS_MEET_EXPECTATION),
+            ],
+        ),
+        (
+            "invalid spec",
+            one(invalid),
+            [
+                ("False", reasons::INVALID_SPEC),
+                ("Unknown", reasons::NO_PAIRS),
+            ],
+        ),
+    ];
+    for (name, nodes, want) in cases {
+        let status = aggregate(Expectation::Allow, &nodes, &[], at(0));
+        let got: Vec<(&str, &str)> = [CONDITION_READY, CONDITION_SATISFIED]
+            .iter()
+            .map(|t| {
+                let c = condition(&status, t);
+                (c.status.as_str(), c.reason.as_str())
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+
+    // lastTransitionTime moves only when a condition's status changes.
+    let nodes = one(contribution(1, 4, 0, 0));
+    let first = aggregate(Expectation::Allow, &nodes, &[], at(10));
+    let again = aggregate(Expectation::Allow, &nodes, &first.conditions, at(20));
+    assert_eq!(
+        condition(&again, CONDITION_SATISFIED).last_transition_time,
+        time(at(10))
+    );
+    let failing_nodes = one(contribution(1, 4, 1, 0));
+    let flipped = aggregate(
+        Expectation::Allow,
+        &failing_nodes,
+        &again.conditions,
+        at(30),
+    );
+    assert_eq!(
+        condition(&flipped, CONDITION_SATISFIED).last_transition_time,
+        time(at(30))
+    );
+    assert_eq!(
+        condition(&flipped, CONDITION_READY).last_transition_time,
+        time(at(10))
+    );
+}
+
+// === SpecStatusWriter against the mocked API ===
+
+#[tokio::test]
+async fn publish_patches_own_node_entry_and_the_aggregate_with_a_precondition() {
+    let (client, mut server) = mock_client();
+    let writer = writer(client);
+    let spec = spec_ref();
+    let rep = report(2, 1);
+    let other = serde_json::to_value(contribution(3, 5, 0, 990)).unwrap();
+    let stale = serde_json::to_value(contribution(2, 7, 0, 1)).unwrap();
+    let existing = spec_object(
+        "41",
+        json!({"nodes": {"node-2": other, "node-9": stale, "node-bad": "garbage"}}),
+    );
+    let (result, (get, patch)) = tokio::join!(writer.publish_at(&spec, &rep, at(1000)), async {
+        let get = server.respond(200, existing).await;
+        let patch = server.respond(200, spec_object("42", json!({}))).await;
+        (get, patch)
+    });
+    assert_eq!(result.unwrap(), Written::Patched);
+    assert_eq!(
+        (get.method, get.path.as_str()),
+        (http::Method::GET, SPEC_PATH)
+    );
+
+    assert_eq!(patch.method, http::Method::PATCH);
+    assert_eq!(patch.path, format!("{SPEC_PATH}/status"));
+    assert_eq!(patch.content_type.as_deref(), Some(MERGE_PATCH));
+    let body = &patch.body;
+    assert_eq!(body["metadata"], json!({"resourceVersion": "41"}));
+    let status = &body["status"];
+    // Own entry written; the stale one (heartbeat 999 s old) removed; others untouched.
+    assert_eq!(
+        status["nodes"],
+        json!({
+            "node-1": {
+                "observedGeneration": 3,
+                "counts": {"ok": 2, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0},
+                "failing": 1,
+                "lastFailingPairs": [{
+                    "from": "shop/frontend", "to": "pay/gateway", "port": 8443, "protocol": "TCP",
+                    "verdict": "blocked_by_policy", "reason": "default_deny",
+                    "policy": "pay/default-deny", "since": rfc3339(0),
+                }],
+                "updatedAt": rfc3339(1000),
+            },
+            "node-9": null,
+        })
+    );
+    // The aggregate covers node-1 and node-2.
+    assert_eq!(
+        status["counts"],
+        json!({"ok": 7, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0})
+    );
+    assert_eq!(status["observedGeneration"], json!(3));
+    assert_eq!(status["lastFailingPairs"].as_array().unwrap().len(), 1);
+    let conditions = status["conditions"].as_array().unwrap();
+    assert_eq!(conditions[0]["type"], "Ready");
+    assert_eq!(conditions[1]["type"], "Satisfied");
+    assert_eq!(conditions[1]["status"], "False");
+    assert_eq!(conditions[1]["reason"], "PairsFailExpectation");
+
+    // The same report again: nothing to write (until the heartbeat is due).
+    let again = writer
+        .publish_at(&spec_ref(), &report(2, 1), at(1010))
+        .await;
+    assert_eq!(again.unwrap(), Written::Unchanged);
+    server.expect_none().await;
+}
+
+#[tokio::test]
+async fn a_conflict_rereads_and_retries() {
+    let (client, mut server) = mock_client();
+    let writer = writer(client);
+    let spec = spec_ref();
+    let rep = report(1, 0);
+    let (result, versions) = tokio::join!(writer.publish_at(&spec, &rep, at(0)), async {
+        let mut versions = Vec::new();
+        server.respond(200, spec_object("1", json!({}))).await;
+        let p = server.respond(409, api_error(409, "Conflict")).await;
+        versions.push(p.body["metadata"]["resourceVersion"].clone());
+        // Meanwhile node-2 wrote its entry.
+        let node2 = serde_json::to_value(contribution(3, 4, 0, 0)).unwrap();
+        server
+            .respond(200, spec_object("2", json!({"nodes": {"node-2": node2}})))
+            .await;
+        let p = server.respond(200, spec_object("3", json!({}))).await;
+        versions.push(p.body["metadata"]["resourceVersion"].clone());
+        (versions, p.body["status"]["counts"]["ok"].clone())
+    });
+    assert_eq!(result.unwrap(), Written::Patched);
+    assert_eq!(versions.0, [json!("1"), json!("2")]);
+    assert_eq!(
+        versions.1,
+        json!(5),
+        "the retry's aggregate includes node-2"
+    );
+}
+
+#[tokio::test]
+async fn api_errors_are_returned_and_a_deleted_spec_is_tolerated() {
+    let (client, mut server) = mock_client();
+    let writer = writer(client);
+    let spec = spec_ref();
+    let rep = report(1, 0);
+
+    let (result, _) = tokio::join!(
+        writer.publish_at(&spec, &rep, at(0)),
+        server.respond(500, api_error(500, "InternalError"))
+    );
+    let err = result.unwrap_err();
+    assert_eq!(err.metric_label(), "get");
+
+    let (result, _) = tokio::join!(writer.publish_at(&spec, &rep, at(0)), async {
+        server.respond(200, spec_object("1", json!({}))).await;
+        server.respond(500, json!("not even a Status")).await
+    });
+    assert_eq!(result.unwrap_err().metric_label(), "patch");
+
+    let (result, _) = tokio::join!(
+        writer.publish_at(&spec, &rep, at(0)),
+        server.respond(404, api_error(404, "NotFound"))
+    );
+    assert_eq!(result.unwrap(), Written::Gone);
+}
+
+#[tokio::test]
+async fn an_empty_report_withdraws_the_node_entry_once() {
+    let (client, mut server) = mock_client();
+    let writer = writer(client);
+    let spec = spec_ref();
+    let rep = NodeReport::default();
+    let mine = serde_json::to_value(contribution(3, 2, 0, 0)).unwrap();
+    let (result, patch) = tokio::join!(writer.publish_at(&spec, &rep, at(10)), async {
+        server
+            .respond(200, spec_object("5", json!({"nodes": {"node-1": mine}})))
+            .await;
+        server.respond(200, spec_object("6", json!({}))).await
+    });
+    assert_eq!(result.unwrap(), Written::Patched);
+    assert_eq!(patch.body["status"]["nodes"], json!({"node-1": null}));
+    assert_eq!(patch.body["status"]["lastFailingPairs"], Value::Null);
+    assert_eq!(patch.body["status"]["conditions"][0]["reason"], "NoPairs");
+
+    // Nothing of ours left: the next empty report reads and writes nothing more.
+    let (result, _) = tokio::join!(
+        writer.publish_at(&spec, &rep, at(20 + 600)),
+        server.respond(200, spec_object("6", json!({})))
+    );
+    assert_eq!(result.unwrap(), Written::Unchanged);
+    server.expect_none().await;
+}
+
+// === RequestStatusWriter ===
+
+#[tokio::test]
+async fn probe_request_status_is_merge_patched_with_explicit_nulls() {
+    let (client, mut server) = mock_client();
+    let writer = RequestStatusWriter::new(client);
+    let status = ProbeRequestStatus {
+        phase: ProbeRequestPhase::Succeeded,
+        node: Some("node-1".into()),
+        target: Some("pay/gateway:8443/TCP".into()),
+        outcome: Some("timeout".into()),
+        verdict: Some(PairVerdict::BlockedByPolicy),
+        reason: Some("default_deny".into()),
+        direction: Some(Direction::Ingress),
+        policies: vec!["pay/default-deny".into()],
+        summary: Some("blocked by pay/default-deny".into()),
+        ..ProbeRequestStatus::default()
+    };
+    let request = ObjectRef::new("shop", "r1");
+    let updated = json!({
+        "apiVersion": "netreach.dev/v1alpha1", "kind": "ProbeRequest",
+        "metadata": {"name": "r1", "namespace": "shop", "resourceVersion": "9"},
+        "spec": {"from": {"pod": "frontend"}, "to": {"ip": "10.0.0.1", "port": 80}},
+        "status": {"phase": "Succeeded"},
+    });
+    let (result, patch) = tokio::join!(
+        writer.write(&request, &status),
+        server.respond(200, updated)
+    );
+    assert_eq!(result.unwrap(), Written::Patched);
+    assert_eq!(patch.method, http::Method::PATCH);
+    assert_eq!(
+        patch.path,
+        "/apis/netreach.dev/v1alpha1/namespaces/shop/proberequests/r1/status"
+    );
+    assert_eq!(patch.content_type.as_deref(), Some(MERGE_PATCH));
+    assert_eq!(
+        patch.body,
+        json!({"status": {
+            "phase": "Succeeded", "node": "node-1", "target": "pay/gateway:8443/TCP",
+            "outcome": "timeout", "outcomes": null, "verdict": "blocked_by_policy",
+            "reason": "default_deny", "direction": "ingress", "policies": ["pay/default-deny"],
+            "summary": "blocked by pay/default-deny", "explanation": null,
+            "latencySeconds": null, "startedAt": null, "completedAt": null, "message": null,
+        }})
+    );
+
+    let (result, _) = tokio::join!(
+        writer.write(&request, &status),
+        server.respond(404, api_error(404, "NotFound"))
+    );
+    assert_eq!(result.unwrap(), Written::Gone);
+    let (result, _) = tokio::join!(
+        writer.write(&request, &status),
+        server.respond(500, api_error(500, "InternalError"))
+    );
+    assert_eq!(result.unwrap_err().metric_label(), "patch");
+}
+
+#[test]
+fn the_null_list_covers_every_probe_request_status_field() {
+    let full = ProbeRequestStatus {
+        phase: ProbeRequestPhase::Failed,
+        node: Some(String::new()),
+        target: Some(String::new()),
+        outcome: Some(String::new()),
+        outcomes: [("open".to_string(), 1)].into(),
+        verdict: Some(PairVerdict::Ok),
+        reason: Some(String::new()),
+        direction: Some(Direction::Egress),
+        policies: vec![String::new()],
+        summary: Some(String::new()),
+        explanation: Some(String::new()),
+        latency_seconds: Some(0.0),
+        started_at: Some(Time(Timestamp::UNIX_EPOCH)),
+        completed_at: Some(Time(Timestamp::UNIX_EPOCH)),
+        message: Some(String::new()),
+    };
+    let value = serde_json::to_value(full).unwrap();
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut listed = REQUEST_STATUS_FIELDS.to_vec();
+    keys.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(keys, listed);
+}

@@ -1,0 +1,119 @@
+//! Builders shared by the schedule tests: pods, namespaces, policies and ProbeSpecs.
+
+use std::net::IpAddr;
+
+use probe_spec::ProbeSpec;
+
+use crate::cluster::Index;
+use crate::cluster::index::Apply;
+use crate::cluster::model::{
+    ContainerPort, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, ObjectRef, Pod,
+    PodPhase, Protocol,
+};
+use crate::cluster::selector::Selector;
+
+use super::pair::{Pair, PairTarget, pair_id};
+
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub(crate) fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
+    let mut labels = labels(pairs);
+    labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
+    Namespace {
+        name: name.into(),
+        labels,
+    }
+}
+
+/// A Running, Ready pod with ports `http` 8080/TCP and `dns` 53/UDP; `ip` empty: no IP.
+pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: &str) -> Pod {
+    Pod {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: format!("uid-{ns}-{name}"),
+        labels: labels(pairs),
+        node_name: Some(node.into()),
+        host_network: false,
+        ips: ip.parse::<IpAddr>().into_iter().collect(),
+        phase: PodPhase::Running,
+        ready: true,
+        terminating: false,
+        ports: vec![
+            ContainerPort {
+                name: Some("http".into()),
+                port: 8080,
+                protocol: Protocol::Tcp,
+            },
+            ContainerPort {
+                name: Some("dns".into()),
+                port: 53,
+                protocol: Protocol::Udp,
+            },
+        ],
+        restarts: 0,
+    }
+}
+
+pub(crate) fn index(namespaces: Vec<Namespace>, pods: Vec<Pod>) -> Index {
+    let mut index = Index::new();
+    index.reset(namespaces);
+    index.reset(pods);
+    index
+}
+
+/// A ProbeSpec from YAML (the `spec:` body, indented by two spaces).
+pub(crate) fn probe_spec(ns: &str, name: &str, spec: &str) -> ProbeSpec {
+    let yaml = format!(
+        "apiVersion: netreach.dev/v1alpha1\nkind: ProbeSpec\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}"
+    );
+    serde_yaml_ng::from_str(&yaml).expect("fixture ProbeSpec parses")
+}
+
+pub(crate) fn policy(
+    ns: &str,
+    name: &str,
+    selects: &[(&str, &str)],
+    ingress: bool,
+    egress: bool,
+) -> NetworkPolicy {
+    NetworkPolicy {
+        namespace: ns.into(),
+        name: name.into(),
+        pod_selector: Selector::from_labels(selects.iter().copied()),
+        isolates_ingress: ingress,
+        isolates_egress: egress,
+        ingress: vec![],
+        egress: vec![],
+        warnings: vec![],
+    }
+}
+
+pub(crate) fn key(s: &str) -> ObjectRef {
+    s.parse().expect("fixture key is ns/name")
+}
+
+/// A pair of spec `shop/spec` from `from` to `target`.
+pub(crate) fn pair(from: &str, target: PairTarget) -> Pair {
+    let spec = key("shop/spec");
+    let from = key(from);
+    Pair {
+        id: pair_id(&spec, &from, &target),
+        spec,
+        from,
+        target,
+    }
+}
+
+pub(crate) fn pod_target(pod: &str, ip: &str, port: u16) -> PairTarget {
+    PairTarget::Pod {
+        pod: key(pod),
+        ip: ip.parse().expect("fixture ip"),
+        port,
+        protocol: Protocol::Tcp,
+    }
+}

@@ -1,0 +1,87 @@
+//! Scheduling: which pairs this node probes, and when. Pure: no I/O, no clocks (every `now`
+//! is a parameter), deterministic.
+//!
+//! ```text
+//! Index + ProbeSpec + NODE_NAME ──plan()──> Plan { pairs of this node, skipped counts }
+//!                                              │ sync()
+//!                                              v
+//!              Timetable ──ready(now, limit)──> probe ──complete(id, now)
+//!                  ^                                  └─record_observation(id, now, changed)
+//!                  │ mark_due_now(ids, change_time)          └─> Some(change-to-effect time)
+//! watch event ──affected_pairs(index, change)  (+ re-plan: sync() reports added pairs)
+//! ```
+//!
+//! - [`plan`]: sources x destinations of a ProbeSpec, pods that cannot take part skipped and
+//!   counted, `maxPairs` applied by stable cluster-wide sampling (every node ranks all pairs
+//!   by the same hash and keeps the same lowest `maxPairs`, then probes its own share).
+//! - [`Timetable`]: per-pair grid with a phase spread and ±10% deterministic jitter, a global
+//!   concurrency limit, at least 1 s between probes of one (source pod, destination) path.
+//! - [`affected_pairs`]: the pairs a NetworkPolicy, namespace-label or pod-label change can
+//!   alter, to re-probe at once.
+//!
+//! On a change the caller: records `change_time`, computes `affected_pairs` against its
+//! pairs, re-plans the specs and `sync`s (new pairs in `added`), then calls `mark_due_now`
+//! with both lists.
+
+#[cfg(test)]
+mod fixtures;
+mod hash;
+mod pair;
+mod plan;
+mod reprobe;
+mod timetable;
+
+pub use pair::{Pair, PairId, PairTarget, pair_id};
+pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
+pub use reprobe::{ClusterChange, affected_pairs};
+pub use timetable::{SyncChanges, Timetable, TimetableConfig};
+
+use crate::cluster::model::ObjectRef;
+use crate::cluster::selector::SelectorError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a ProbeSpec cannot be planned. Specs that passed the CRD schema (or
+/// `ProbeSpec::validate`) never fail here.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("ProbeSpec {name:?} has no namespace")]
+    NoNamespace { name: String },
+    #[error("ProbeSpec {spec}: {field}: {source}")]
+    InvalidSelector {
+        spec: ObjectRef,
+        field: String,
+        #[source]
+        source: SelectorError,
+    },
+    #[error("ProbeSpec {spec}: spec.to[{index}] does not set exactly one valid target kind")]
+    InvalidTarget { spec: ObjectRef, index: usize },
+    #[error(
+        "ProbeSpec {spec}: {field}: {value} is not a port number in 1..65535 (named ports need a pod target)"
+    )]
+    InvalidPort {
+        spec: ObjectRef,
+        field: String,
+        value: String,
+    },
+    #[error("ProbeSpec {spec}: {field}: {source}")]
+    InvalidDuration {
+        spec: ObjectRef,
+        field: &'static str,
+        #[source]
+        source: probe_spec::DurationError,
+    },
+}
+
+impl Error {
+    /// A bounded label for failure counters.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::NoNamespace { .. } => "no_namespace",
+            Error::InvalidSelector { .. } => "invalid_selector",
+            Error::InvalidTarget { .. } => "invalid_target",
+            Error::InvalidPort { .. } => "invalid_port",
+            Error::InvalidDuration { .. } => "invalid_duration",
+        }
+    }
+}

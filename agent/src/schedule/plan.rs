@@ -1,0 +1,395 @@
+//! Pair planning: ProbeSpec + index + this node's name -> the pairs this node probes.
+//!
+//! 1. Source pods: `from.podSelector` in the namespaces of `from.namespaceSelector` (absent:
+//!    the spec's namespace; `{}`: every namespace), cluster-wide.
+//! 2. Destination entries, independent of the source: each pod target's pods x ports (named
+//!    ports resolved on each destination pod), each ip/host target's ports, each dns name;
+//!    duplicates (two targets naming the same pod and port) collapse.
+//! 3. Pods that cannot take part (terminating, not Running, no IP; hostNetwork sources) are
+//!    left out and counted in [`Skipped`], never reported as failures. Self pairs too.
+//! 4. Stable sampling: every cluster-wide candidate pair is ranked by a stable hash of (spec,
+//!    source, destination) — its [`PairId`] — and the `maxPairs` lowest are kept. Every agent
+//!    computes the same ranking from the same index, so together they probe exactly the
+//!    sample, without talking to each other.
+//! 5. This node keeps the sampled pairs whose source pod runs on it.
+
+use std::collections::{BTreeSet, BinaryHeap, HashSet};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use probe_spec::{Expectation, PortSpec, ProbeSpec, TargetKind};
+
+use crate::cluster::model::{ObjectRef, Pod, PodPhase, Protocol};
+use crate::cluster::{Index, Selector};
+
+use super::hash::combine;
+use super::pair::{Pair, PairId, PairTarget, source_hash};
+use super::{Error, Result};
+
+// === Skipping ===
+
+/// Why a pod takes no part in probing. Not failures: nothing is reported for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// `metadata.deletionTimestamp` is set.
+    Terminating,
+    /// Phase is not Running (Pending, Succeeded, Failed, Unknown).
+    NotRunning,
+    NoIp,
+    /// A hostNetwork source has no netns of its own: its probes would meet no pod policy.
+    HostNetwork,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Terminating => "terminating",
+            SkipReason::NotRunning => "not_running",
+            SkipReason::NoIp => "no_ip",
+            SkipReason::HostNetwork => "host_network",
+        }
+    }
+}
+
+/// Whether a pod can be probed from (`as_source`) or to; the first reason that holds.
+pub fn eligibility(pod: &Pod, as_source: bool) -> Result<(), SkipReason> {
+    if pod.terminating {
+        Err(SkipReason::Terminating)
+    } else if pod.phase != PodPhase::Running {
+        Err(SkipReason::NotRunning)
+    } else if pod.ips.is_empty() {
+        Err(SkipReason::NoIp)
+    } else if as_source && pod.host_network {
+        Err(SkipReason::HostNetwork)
+    } else {
+        Ok(())
+    }
+}
+
+/// Pods left out, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipCounts {
+    pub terminating: usize,
+    pub not_running: usize,
+    pub no_ip: usize,
+    pub host_network: usize,
+}
+
+impl SkipCounts {
+    pub fn get(&self, reason: SkipReason) -> usize {
+        match reason {
+            SkipReason::Terminating => self.terminating,
+            SkipReason::NotRunning => self.not_running,
+            SkipReason::NoIp => self.no_ip,
+            SkipReason::HostNetwork => self.host_network,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.terminating + self.not_running + self.no_ip + self.host_network
+    }
+
+    fn add(&mut self, reason: SkipReason) {
+        let count = match reason {
+            SkipReason::Terminating => &mut self.terminating,
+            SkipReason::NotRunning => &mut self.not_running,
+            SkipReason::NoIp => &mut self.no_ip,
+            SkipReason::HostNetwork => &mut self.host_network,
+        };
+        *count += 1;
+    }
+}
+
+/// What a plan left out, and why. None of it is a failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Selected source pods on this node that are not probed from.
+    pub sources: SkipCounts,
+    /// Selected destination pods (cluster-wide, each counted once) that are not probed.
+    pub destinations: SkipCounts,
+    /// (destination pod, named port) combinations the pod does not declare.
+    pub unresolved_ports: usize,
+    /// Cluster-wide pairs whose source is also the destination (always allowed, E20).
+    pub self_pairs: usize,
+    /// Cluster-wide candidate pairs beyond `maxPairs`.
+    pub sampled_out: usize,
+}
+
+// === Plan ===
+
+/// The pairs of one ProbeSpec that this node probes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub spec: ObjectRef,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub expect: Expectation,
+    /// This node's share of the sample, sorted by id.
+    pub pairs: Vec<Pair>,
+    /// Cluster-wide candidate pairs before sampling.
+    pub candidates: usize,
+    /// Cluster-wide pairs in the sample (at most `maxPairs`); `pairs` is this node's share.
+    pub sampled: usize,
+    pub skipped: Skipped,
+}
+
+/// A destination of the spec, computed once and crossed with every source.
+struct Destination {
+    target: PairTarget,
+    hash: u64,
+}
+
+/// Plans the pairs of `spec` whose source pod runs on `node`.
+pub fn plan(index: &Index, spec: &ProbeSpec, node: &str) -> Result<Plan> {
+    let name = spec.metadata.name.clone().unwrap_or_default();
+    let namespace = spec
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::NoNamespace { name: name.clone() })?;
+    let spec_ref = ObjectRef::new(namespace, name);
+    let duration = |field: &'static str, value: &str| {
+        probe_spec::parse_duration(value).map_err(|source| Error::InvalidDuration {
+            spec: spec_ref.clone(),
+            field,
+            source,
+        })
+    };
+    let interval = duration("spec.interval", &spec.spec.interval)?;
+    let timeout = duration("spec.timeout", &spec.spec.timeout)?;
+
+    let mut skipped = Skipped::default();
+    let sources = select_sources(index, spec, &spec_ref, node, &mut skipped)?;
+    let destinations = select_destinations(index, spec, &spec_ref, &mut skipped)?;
+
+    // Rank every cluster-wide candidate and keep the `maxPairs` lowest ids (a max-heap of
+    // the current best bounds memory by maxPairs, not by the candidate count).
+    let max_pairs = spec.spec.max_pairs as usize;
+    let mut best: BinaryHeap<(u64, usize, usize)> = BinaryHeap::with_capacity(max_pairs + 1);
+    let mut candidates = 0usize;
+    for (s, source) in sources.iter().enumerate() {
+        let key = source.key();
+        let from_hash = source_hash(&spec_ref, &key);
+        for (d, destination) in destinations.iter().enumerate() {
+            if destination.target.pod() == Some(&key) {
+                skipped.self_pairs += 1;
+                continue;
+            }
+            candidates += 1;
+            let id = combine(from_hash, destination.hash);
+            if best.len() < max_pairs {
+                best.push((id, s, d));
+            } else if best.peek().is_some_and(|&(worst, _, _)| id < worst) {
+                best.pop();
+                best.push((id, s, d));
+            }
+        }
+    }
+    let sampled = best.len();
+    skipped.sampled_out = candidates - sampled;
+
+    let mut pairs: Vec<Pair> = best
+        .into_iter()
+        .filter(|&(_, s, _)| sources[s].node_name.as_deref() == Some(node))
+        .map(|(id, s, d)| Pair {
+            id: PairId(id),
+            spec: spec_ref.clone(),
+            from: sources[s].key(),
+            target: destinations[d].target.clone(),
+        })
+        .collect();
+    pairs.sort_by_key(|p| p.id);
+    Ok(Plan {
+        spec: spec_ref,
+        interval,
+        timeout,
+        expect: spec.spec.expect,
+        pairs,
+        candidates,
+        sampled,
+        skipped,
+    })
+}
+
+fn selector(spec: &ObjectRef, field: String, selector: &LabelSelector) -> Result<Selector> {
+    Selector::try_from(selector).map_err(|source| Error::InvalidSelector {
+        spec: spec.clone(),
+        field,
+        source,
+    })
+}
+
+/// Namespaces chosen by an optional selector: absent means the spec's own namespace.
+fn namespaces(
+    index: &Index,
+    spec: &ObjectRef,
+    field: String,
+    namespace_selector: Option<&LabelSelector>,
+) -> Result<BTreeSet<String>> {
+    Ok(match namespace_selector {
+        None => BTreeSet::from([spec.namespace.clone()]),
+        Some(sel) => {
+            let sel = selector(spec, field, sel)?;
+            index
+                .namespace_names()
+                .into_iter()
+                .filter(|ns| sel.matches(&index.namespace_labels(ns)))
+                .collect()
+        }
+    })
+}
+
+/// Eligible source pods, cluster-wide, in key order; counts this node's skipped sources.
+fn select_sources<'a>(
+    index: &'a Index,
+    spec: &ProbeSpec,
+    spec_ref: &ObjectRef,
+    node: &str,
+    skipped: &mut Skipped,
+) -> Result<Vec<&'a Pod>> {
+    let from = &spec.spec.from;
+    let pod_selector = selector(spec_ref, "spec.from.podSelector".into(), &from.pod_selector)?;
+    let namespaces = namespaces(
+        index,
+        spec_ref,
+        "spec.from.namespaceSelector".into(),
+        from.namespace_selector.as_ref(),
+    )?;
+    let mut sources = Vec::new();
+    for pod in index.pods() {
+        if !namespaces.contains(&pod.namespace) || !pod_selector.matches(&pod.labels) {
+            continue;
+        }
+        match eligibility(pod, true) {
+            Ok(()) => sources.push(pod),
+            Err(reason) if pod.node_name.as_deref() == Some(node) => skipped.sources.add(reason),
+            Err(_) => {}
+        }
+    }
+    Ok(sources)
+}
+
+/// Every destination of the spec, deduplicated, in spec order.
+fn select_destinations(
+    index: &Index,
+    spec: &ProbeSpec,
+    spec_ref: &ObjectRef,
+    skipped: &mut Skipped,
+) -> Result<Vec<Destination>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut skipped_pods: BTreeSet<(SkipReason, ObjectRef)> = BTreeSet::new();
+    let mut push = |target: PairTarget| {
+        let hash = target.identity_hash();
+        if seen.insert(hash) {
+            out.push(Destination { target, hash });
+        }
+    };
+    for (t, target) in spec.spec.to.iter().enumerate() {
+        let kind = target.kind().ok_or_else(|| Error::InvalidTarget {
+            spec: spec_ref.clone(),
+            index: t,
+        })?;
+        match kind {
+            TargetKind::Pods {
+                pod_selector,
+                namespace_selector,
+                ports,
+            } => {
+                let pod_selector = match pod_selector {
+                    Some(sel) => selector(spec_ref, format!("spec.to[{t}].podSelector"), sel)?,
+                    None => Selector::everything(),
+                };
+                let namespaces = namespaces(
+                    index,
+                    spec_ref,
+                    format!("spec.to[{t}].namespaceSelector"),
+                    namespace_selector,
+                )?;
+                for pod in index.pods() {
+                    if !namespaces.contains(&pod.namespace) || !pod_selector.matches(&pod.labels) {
+                        continue;
+                    }
+                    if let Err(reason) = eligibility(pod, false) {
+                        skipped_pods.insert((reason, pod.key()));
+                        continue;
+                    }
+                    for (p, port) in ports.iter().enumerate() {
+                        let protocol = protocol(port.protocol);
+                        let number = match &port.port {
+                            IntOrString::String(name) => {
+                                match pod.resolve_named_port(name, protocol) {
+                                    Some(number) => number,
+                                    None => {
+                                        skipped.unresolved_ports += 1;
+                                        continue;
+                                    }
+                                }
+                            }
+                            IntOrString::Int(_) => port_number(spec_ref, t, p, port)?,
+                        };
+                        push(PairTarget::Pod {
+                            pod: pod.key(),
+                            ip: pod.ips[0],
+                            port: number,
+                            protocol,
+                        });
+                    }
+                }
+            }
+            TargetKind::Ip { ip, ports } => {
+                for (p, port) in ports.iter().enumerate() {
+                    push(PairTarget::Ip {
+                        ip,
+                        port: port_number(spec_ref, t, p, port)?,
+                        protocol: protocol(port.protocol),
+                    });
+                }
+            }
+            TargetKind::Host { host, ports } => {
+                for (p, port) in ports.iter().enumerate() {
+                    push(PairTarget::Host {
+                        name: host.to_string(),
+                        port: port_number(spec_ref, t, p, port)?,
+                        protocol: protocol(port.protocol),
+                    });
+                }
+            }
+            TargetKind::Dns(name) => push(PairTarget::Dns {
+                name: name.to_string(),
+            }),
+        }
+    }
+    for (reason, _) in skipped_pods {
+        skipped.destinations.add(reason);
+    }
+    Ok(out)
+}
+
+/// A numeric port in 1..=65535; a name here means a named port on a non-pod target.
+fn port_number(spec: &ObjectRef, target: usize, index: usize, port: &PortSpec) -> Result<u16> {
+    match &port.port {
+        IntOrString::Int(n) => u16::try_from(*n).ok().filter(|n| *n != 0),
+        IntOrString::String(_) => None,
+    }
+    .ok_or_else(|| Error::InvalidPort {
+        spec: spec.clone(),
+        field: format!("spec.to[{target}].ports[{index}].port"),
+        value: match &port.port {
+            IntOrString::Int(n) => n.to_string(),
+            IntOrString::String(s) => format!("{s:?}"),
+        },
+    })
+}
+
+fn protocol(protocol: probe_spec::Protocol) -> Protocol {
+    match protocol {
+        probe_spec::Protocol::Tcp => Protocol::Tcp,
+        probe_spec::Protocol::Udp => Protocol::Udp,
+        probe_spec::Protocol::Sctp => Protocol::Sctp,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! `netreach demo` end to end on the testbed (root): the built-in scenario and the example
+//! scenarios each produce exactly their `expect` list, and live mode serves the verdicts on
+//! /metrics and /v1/pairs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn expectations(scenario: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(scenario).expect("scenario");
+    let doc: Value = serde_yaml_ng::from_str(&text).expect("scenario yaml");
+    doc["expect"].as_array().cloned().expect("expect list")
+}
+
+/// Whether a report is the pair an expectation names.
+fn same_pair(expect: &Value, report: &Value) -> bool {
+    let keys = ["spec", "from", "to", "dns", "port", "protocol"];
+    keys.iter()
+        .all(|k| expect.get(*k).is_none() || expect[*k] == report[*k])
+}
+
+fn run_once(scenario: &Path) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_netreach"))
+        .args(["demo", "--once", "--format", "json", "--scenario"])
+        .arg(scenario)
+        .output()
+        .expect("run netreach demo");
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+    v["pairs"].as_array().cloned().expect("pairs")
+}
+
+fn check_scenario(relative: &str) {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let scenario = repo().join(relative);
+    let expect = expectations(&scenario);
+    let reports = run_once(&scenario);
+    assert_eq!(
+        reports.len(),
+        expect.len(),
+        "{relative}: every pair has an expectation and vice versa: {reports:#?}"
+    );
+    for e in &expect {
+        let found: Vec<&Value> = reports.iter().filter(|r| same_pair(e, r)).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{relative}: expected exactly one report for {e}"
+        );
+        let r = found[0];
+        for (key, want) in e.as_object().expect("object") {
+            assert_eq!(
+                &r[key.as_str()],
+                want,
+                "{relative}: {key} of {e}\nreport: {r:#}"
+            );
+        }
+        // Every report explains itself and carries a one-line summary.
+        assert!(!r["summary"].as_str().unwrap_or("").is_empty(), "{r}");
+        assert!(!r["explanation"].as_str().unwrap_or("").is_empty(), "{r}");
+    }
+}
+
+#[test]
+fn builtin_runbook_scenario_matches_its_expectations() {
+    check_scenario("agent/scenarios/runbook.yaml");
+}
+
+#[test]
+fn egress_and_named_ports_scenario() {
+    check_scenario("examples/scenarios/egress-and-named-ports.yaml");
+}
+
+#[test]
+fn cni_rejects_scenario() {
+    check_scenario("examples/scenarios/cni-rejects.yaml");
+}
+
+#[test]
+fn dns_failures_scenario() {
+    check_scenario("examples/scenarios/dns-failures.yaml");
+}
+
+#[test]
+fn node_not_ready_scenario() {
+    check_scenario("examples/scenarios/node-not-ready.yaml");
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[test]
+fn live_mode_serves_verdicts_on_metrics_and_the_api() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    // A port unlikely to clash; loopback only.
+    let addr = format!("127.0.0.1:{}", 20000 + std::process::id() % 20000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netreach"))
+        .args([
+            "demo",
+            "--rounds",
+            "3",
+            "--interval",
+            "2s",
+            "--listen",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut metrics = String::new();
+    while Instant::now() < deadline {
+        if let Some((200, body)) = http_get(&addr, "/metrics")
+            && body.contains("netreach_pair_verdict{")
+        {
+            metrics = body;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let pairs = http_get(&addr, "/v1/pairs");
+    let ready = http_get(&addr, "/readyz");
+    let status = child.wait().expect("demo exits by itself after its rounds");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    assert!(status.success(), "demo failed: {stderr}");
+
+    let blocked = metrics
+        .lines()
+        .find(|l| l.starts_with("netreach_pair_verdict{") && l.contains("dst=\"billing/invoices\""))
+        .unwrap_or_else(|| panic!("no verdict series for billing/invoices:\n{metrics}"));
+    assert!(
+        blocked.contains("verdict=\"blocked_by_policy\"")
+            && blocked.contains("reason=\"default_deny\""),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains("policy=\"billing/default-deny\"") && blocked.ends_with(" 1"),
+        "{blocked}"
+    );
+    let healthy = metrics
+        .lines()
+        .find(|l| l.starts_with("netreach_pair_verdict{") && l.contains("dst=\"shop/cart\""))
+        .expect("verdict series for shop/cart");
+    assert!(healthy.contains("verdict=\"ok\""), "{healthy}");
+    assert!(metrics.contains("netreach_probes_total{"), "probe counters");
+
+    let (code, body) = pairs.expect("/v1/pairs answered");
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["pairs"].as_array().is_some_and(|p| p.len() == 10), "{v}");
+    assert_eq!(ready.map(|(c, _)| c), Some(200));
+}

@@ -10,6 +10,7 @@ test: ## Every check and test: formatting, clippy, the whole test suite, then a 
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked
 	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup -- --check
+	./scripts/check-leftovers.sh
 
 clean-testbed: ## Remove what a crashed testbed run left behind (netns, cgroups, processes).
 	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup
@@ -23,10 +24,13 @@ bench: ## Run the policy-engine benchmarks (criterion).
 generate: ## Regenerate committed artefacts (the CRD YAML in the chart).
 	$(CARGO) run -q -p netreach -- crd > charts/netreach/crds/netreach.dev_crds.yaml
 
-example: ## Explain a blocked flow of the shipped example (the main job until `netreach demo`).
+demo: ## The main job: one round of `netreach demo` on the built-in runbook scenario (as root).
+	$(CARGO) run -q --release --locked -p netreach -- demo --once
+
+example: ## Explain a blocked flow of the shipped offline example.
 	$(CARGO) run -q --release -p netreach -- explain -f examples/shop --from shop/frontend --to payments/gateway --port 8443
 
 bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and blackbox_exporter (as root).
 	$(CARGO) bench -p netreach --bench probe_cost
 
-.PHONY: help test clean-testbed build bench bench-probe generate example
+.PHONY: help test clean-testbed build bench bench-probe generate demo example

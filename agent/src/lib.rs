@@ -7,6 +7,7 @@
 // (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;

@@ -28,7 +28,9 @@ use kube::{Api, Client};
 use parking_lot::RwLock;
 use tracing::{debug, info, warn};
 
-use super::{BoxFuture, PairReport, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo};
+use super::{
+    BoxFuture, PairReport, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
+};
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::ObjectRef;
@@ -257,11 +259,14 @@ fn access_review(user: &UserInfo, namespace: &str) -> SubjectAccessReview {
 fn pair_target(index: &Index, target: &ProbeCallTarget) -> Result<PairTarget, ServiceError> {
     Ok(match target {
         ProbeCallTarget::Pod {
-            pod, port, protocol, ..
+            pod,
+            port,
+            protocol,
+            ..
         } => {
-            let destination = index.pod(pod).ok_or_else(|| {
-                ServiceError::Rejected(format!("destination pod {pod} is gone"))
-            })?;
+            let destination = index
+                .pod(pod)
+                .ok_or_else(|| ServiceError::Rejected(format!("destination pod {pod} is gone")))?;
             let ip = destination.ips.first().copied().ok_or_else(|| {
                 ServiceError::Rejected(format!("destination pod {pod} has no IP"))
             })?;

@@ -42,13 +42,13 @@ pub use kube_service::{
 pub use pairs::{PairReport, PairsQuery, PairsResponse};
 pub use probe::ProbeBody;
 pub use rate_limit::{RateLimit, RateLimiter};
+pub use service::{
+    BoxError, BoxFuture, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
+};
 
 /// The scripted API server of the kube-backed tests, shared with the CLI's tests.
 #[cfg(test)]
 pub(crate) use kube_service::mock_api;
-pub use service::{
-    BoxError, BoxFuture, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
-};
 
 /// The bounds that keep the API cheap and safe to expose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

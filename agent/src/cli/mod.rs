@@ -3,6 +3,7 @@
 //!
 //! Exit codes (contract): 0 success, 1 a flow is denied (`explain --exit-code`), 2 bad input.
 
+mod agent;
 mod crd;
 mod demo;
 mod explain;
@@ -34,6 +35,7 @@ enum Command {
     Probe(probe::Args),
     Crd(crd::Args),
     Demo(demo::Args),
+    Agent(agent::Args),
 }
 
 /// Exit code for a flow denied with `explain --exit-code`.
@@ -43,13 +45,19 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The agent is a long-running service: its lifecycle is logged at info by default.
+    let default_level = match cli.command {
+        Command::Agent(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(default_level);
     let result = match cli.command {
         Command::Explain(args) => args.run(),
         Command::Matrix(args) => args.run(),
         Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
         Command::Demo(args) => args.run(),
+        Command::Agent(args) => args.run(),
     };
     match result {
         Ok(code) => code,
@@ -61,9 +69,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (else `default_level`).
+fn init_tracing(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

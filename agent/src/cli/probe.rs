@@ -41,9 +41,9 @@ use crate::probe::{DnsConfig, Observation, Outcome, Prober};
 /// --dns NAME. Creates a ProbeRequest through the kubeconfig, waits for the agent on the source
 /// pod's node, and prints its diagnosis.
 ///
-/// Examples:
-///   netreach probe --pod-uid 6b1f4a52-... --to 10.244.2.12:8443/TCP --count 10
-///   netreach probe --from shop/frontend --to payments/gateway --port 8443
+/// Example (local): netreach probe --pod-uid 6b1f4a52-... --to 10.244.2.12:8443/TCP --count 10
+///
+/// Example (cluster): netreach probe --from shop/frontend --to payments/gateway --port 8443
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["netns", "pid", "pod_uid", "from"])))]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "dns"])))]
@@ -63,7 +63,7 @@ pub struct Args {
     from: Option<String>,
     /// Cluster mode: the source pod's namespace, where the ProbeRequest is created. Default:
     /// the namespace in --from, else the kubeconfig's.
-    #[arg(long, short = 'n', value_name = "NS", requires = "from")]
+    #[arg(long, short = 'n', value_name = "NS", conflicts_with_all = LOCAL_FLAGS)]
     namespace: Option<String>,
     /// Target. Local mode: `10.244.1.3:80`, `10.244.1.3:53/UDP`, `[fd00::3]:443/TCP`.
     /// Cluster mode: a pod `payments/gateway` or an IP `10.244.1.3`, with --port.
@@ -71,7 +71,7 @@ pub struct Args {
     to: Option<String>,
     /// Cluster mode: the target port, a number or (for pods) a container-port name, with an
     /// optional protocol: `8443`, `53/UDP`, `http`. Default protocol TCP.
-    #[arg(long, value_name = "PORT[/PROTO]", requires = "from")]
+    #[arg(long, value_name = "PORT[/PROTO]", conflicts_with_all = LOCAL_FLAGS)]
     port: Option<PortArg>,
     /// A DNS name to resolve (A records) with the source's own resolv.conf (locally, needs
     /// --pid or --pod-uid, whose process shows it).
@@ -88,12 +88,15 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
     /// Cluster mode: how long to wait for the agent's answer.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "from")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", conflicts_with_all = LOCAL_FLAGS)]
     wait_timeout: Duration,
     /// Output format: text or json.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
+
+/// The flags that pick local mode; cluster-only flags conflict with them.
+const LOCAL_FLAGS: [&str; 3] = ["netns", "pid", "pod_uid"];
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     probe_spec::parse_duration(s).map_err(|e| e.to_string())

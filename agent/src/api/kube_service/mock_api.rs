@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 pub(crate) struct Recorded {
     pub method: http::Method,
     pub path: String,
-    pub query: Option<String>,
     pub body: Value,
 }
 
@@ -33,8 +32,12 @@ impl ApiServer {
     /// Waits (at most 5s) for the next request, answers `status` with the JSON `reply`, and
     /// returns the request.
     pub async fn respond(&mut self, status: u16, reply: Value) -> Recorded {
-        self.respond_raw(status, "application/json", serde_json::to_vec(&reply).unwrap())
-            .await
+        self.respond_raw(
+            status,
+            "application/json",
+            serde_json::to_vec(&reply).unwrap(),
+        )
+        .await
     }
 
     /// Like [`Self::respond`] with any body, e.g. the API server's plain-text
@@ -52,7 +55,6 @@ impl ApiServer {
                 .expect("the client went away");
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let query = request.uri().query().map(str::to_string);
         let bytes = request.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -65,12 +67,7 @@ impl ApiServer {
             .body(Body::from(reply.into()))
             .unwrap();
         send.send_response(response);
-        Recorded {
-            method,
-            path,
-            query,
-            body,
-        }
+        Recorded { method, path, body }
     }
 }
 

@@ -88,7 +88,10 @@ impl OnDemandProber for FakeProber {
         _changes: &'a ChangeLog,
     ) -> BoxFuture<'a, PairReport> {
         Box::pin(async move {
-            assert!(index.pod(from).is_some(), "probed from a pod of the snapshot");
+            assert!(
+                index.pod(from).is_some(),
+                "probed from a pod of the snapshot"
+            );
             self.calls.lock().push((from.clone(), target, timeout));
             report()
         })

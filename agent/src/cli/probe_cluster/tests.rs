@@ -1,8 +1,14 @@
 //! Tests of cluster mode: flag parsing into a ProbeRequest, and the kube calls against a mocked
 //! API server (create, wait for the status, RBAC, a missing CRD, timeouts, no cluster).
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
+use probe_spec::ProbeRequestStatus;
+
+use super::api::*;
+use super::plan::*;
 use super::*;
 use crate::api::mock_api::{ApiServer, api_error, mock_client};
 
@@ -106,7 +112,10 @@ fn plan_targets_from_flags() {
     })
     .unwrap();
     assert_eq!(dns.namespace, None, "the kubeconfig's namespace decides");
-    assert_eq!(dns.spec.to.dns.as_deref(), Some("api.shop.svc.cluster.local"));
+    assert_eq!(
+        dns.spec.to.dns.as_deref(),
+        Some("api.shop.svc.cluster.local")
+    );
     assert_eq!((dns.spec.count, dns.spec.timeout.as_str()), (5, "500ms"));
     assert_eq!(dns.source("team-a"), ObjectRef::new("team-a", "frontend"));
 
@@ -121,26 +130,69 @@ fn plan_targets_from_flags() {
 #[test]
 fn plan_errors_name_the_flag() {
     let cases: Vec<(ClusterArgs, &str)> = vec![
-        (to("10.244.1.3:80/TCP", None), "the port goes in --port (e.g. --to 10.244.1.3 --port 80/TCP)"),
-        (to("[fd00::3]:443", Some("443")), "--to fd00::3 --port 443/TCP"),
-        (to("payments/gateway", None), "--to payments/gateway needs --port"),
-        (to("gateway", Some("80")), "--to gateway: expected NS/POD or an IP address"),
-        (to("10.0.0.1", Some("http")), "a port name needs a pod target"),
         (
-            ClusterArgs { dns: Some("example.com".into()), port: Some("53".parse().unwrap()), ..args("shop/frontend") },
+            to("10.244.1.3:80/TCP", None),
+            "the port goes in --port (e.g. --to 10.244.1.3 --port 80/TCP)",
+        ),
+        (
+            to("[fd00::3]:443", Some("443")),
+            "--to fd00::3 --port 443/TCP",
+        ),
+        (
+            to("payments/gateway", None),
+            "--to payments/gateway needs --port",
+        ),
+        (
+            to("gateway", Some("80")),
+            "--to gateway: expected NS/POD or an IP address",
+        ),
+        (
+            to("10.0.0.1", Some("http")),
+            "a port name needs a pod target",
+        ),
+        (
+            ClusterArgs {
+                dns: Some("example.com".into()),
+                port: Some("53".parse().unwrap()),
+                ..args("shop/frontend")
+            },
             "a --dns probe takes no port",
         ),
         (
-            ClusterArgs { namespace: Some("payments".into()), ..to("10.0.0.1", Some("80")) },
+            ClusterArgs {
+                namespace: Some("payments".into()),
+                ..to("10.0.0.1", Some("80"))
+            },
             "--namespace payments does not match --from shop/frontend",
         ),
-        (ClusterArgs { count: 101, ..to("10.0.0.1", Some("80")) }, "--count: 101 is out of range"),
         (
-            ClusterArgs { timeout: Some(Duration::from_secs(120)), ..to("10.0.0.1", Some("80")) },
+            ClusterArgs {
+                count: 101,
+                ..to("10.0.0.1", Some("80"))
+            },
+            "--count: 101 is out of range",
+        ),
+        (
+            ClusterArgs {
+                timeout: Some(Duration::from_secs(120)),
+                ..to("10.0.0.1", Some("80"))
+            },
             "--timeout:",
         ),
-        (ClusterArgs { from: "shop/".into(), ..to("10.0.0.1", Some("80")) }, "--from shop/: expected NS/POD or POD"),
-        (ClusterArgs { from: "Bad_Name".into(), ..to("10.0.0.1", Some("80")) }, "--from:"),
+        (
+            ClusterArgs {
+                from: "shop/".into(),
+                ..to("10.0.0.1", Some("80"))
+            },
+            "--from shop/: expected NS/POD or POD",
+        ),
+        (
+            ClusterArgs {
+                from: "Bad_Name".into(),
+                ..to("10.0.0.1", Some("80"))
+            },
+            "--from:",
+        ),
         (to("payments/Bad_Pod", Some("80")), "--to:"),
     ];
     for (args, want) in cases {
@@ -262,7 +314,10 @@ async fn source_node_reads_the_pod() {
 
     let (node, _) = tokio::join!(
         source_node(&client, &pod),
-        server.respond(404, api_error(404, "NotFound", r#"pods "frontend" not found"#))
+        server.respond(
+            404,
+            api_error(404, "NotFound", r#"pods "frontend" not found"#)
+        )
     );
     assert_eq!(
         node.unwrap_err().to_string(),
@@ -292,7 +347,10 @@ async fn wait_reads_until_the_phase_is_final() {
         server
             .respond(
                 200,
-                stored("netreach-probe-x7k2p", Some(json!({"phase": "Running", "node": "node-7"}))),
+                stored(
+                    "netreach-probe-x7k2p",
+                    Some(json!({"phase": "Running", "node": "node-7"})),
+                ),
             )
             .await;
         server
@@ -310,7 +368,6 @@ async fn wait_reads_until_the_phase_is_final() {
     let status = status.unwrap();
     assert_eq!(status.phase, ProbeRequestPhase::Succeeded);
     assert_eq!(status.reason.as_deref(), Some("default_deny"));
-    drop(record);
     assert_eq!(
         lines,
         [
@@ -332,7 +389,11 @@ async fn wait_retries_server_errors_and_stops_on_deletion() {
         server
             .respond(
                 404,
-                api_error(404, "NotFound", "proberequests \"netreach-probe-x7k2p\" not found"),
+                api_error(
+                    404,
+                    "NotFound",
+                    "proberequests \"netreach-probe-x7k2p\" not found",
+                ),
             )
             .await;
     };
@@ -368,11 +429,13 @@ async fn wait_times_out_when_no_agent_answers() {
         "{message}"
     );
     assert!(message.contains("node-1"), "{message}");
-    drop(count);
     assert!(looks > 1, "progress was reported {looks} times");
 
     // An agent that started but did not finish is a different problem.
-    let running = stored("netreach-probe-x7k2p", Some(json!({"phase": "Running", "node": "node-1"})));
+    let running = stored(
+        "netreach-probe-x7k2p",
+        Some(json!({"phase": "Running", "node": "node-1"})),
+    );
     let status = tokio::select! {
         status = wait_for_result(&client, &request, None, FAST, &mut quiet) => status,
         () = answer_forever(&mut server, 200, running) => unreachable!(),
@@ -426,10 +489,7 @@ async fn execute_looks_up_the_node_creates_and_waits() {
         );
         paths
     };
-    let (finished, paths) = tokio::join!(
-        execute(&client, &plan, FAST, &mut quiet),
-        api
-    );
+    let (finished, paths) = tokio::join!(execute(&client, &plan, FAST, &mut quiet), api);
     assert_eq!(
         paths,
         [
@@ -472,11 +532,31 @@ fn render_text_shows_why_a_request_failed_and_counts() {
             ..ProbeRequestStatus::default()
         },
     };
-    let text = render_text(&ObjectRef::new("shop", "frontend"), "dns example.com", &failed);
-    assert!(text.starts_with("shop/frontend -> dns example.com\n"), "{text}");
-    assert!(text.contains("  phase        Failed (the probe could not run)\n"), "{text}");
-    assert!(text.contains("  message      source pod shop/frontend is not Running\n"), "{text}");
-    assert!(text.contains("  verdict      -\n"), "{text}");
+    let text = render_text(
+        &ObjectRef::new("shop", "frontend"),
+        "dns example.com",
+        &failed,
+    );
+    assert!(
+        text.starts_with("shop/frontend -> dns example.com\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  phase        Failed (the probe could not run)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  message      source pod shop/frontend is not Running\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("  request      shop/netreach-probe-x7k2p\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("verdict"),
+        "no diagnosis without a probe: {text}"
+    );
 
     let counted = Finished {
         request: request_ref(),
@@ -488,5 +568,8 @@ fn render_text_shows_why_a_request_failed_and_counts() {
         },
     };
     let text = render_text(&ObjectRef::new("shop", "frontend"), "x", &counted);
-    assert!(text.contains("  outcome      open (open 4, timeout 1)\n"), "{text}");
+    assert!(
+        text.contains("  outcome      open (open 4, timeout 1)\n"),
+        "{text}"
+    );
 }

@@ -1,0 +1,143 @@
+//! Builders shared by the agent tests: pods, namespaces, policies, ProbeSpecs, ProbeRequests
+//! and diagnosed reports.
+
+use std::net::IpAddr;
+
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{Expectation, PairVerdict, ProbeRequest, ProbeSpec};
+
+use crate::api::PairReport;
+use crate::cluster::Index;
+use crate::cluster::index::Apply;
+use crate::cluster::model::{
+    ContainerPort, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodPhase, Protocol,
+};
+use crate::cluster::selector::Selector;
+use crate::probe::Outcome;
+
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub(crate) fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
+    let mut labels = labels(pairs);
+    labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
+    Namespace {
+        name: name.into(),
+        labels,
+    }
+}
+
+/// A Running, Ready pod on `node` with port `http` 8080/TCP; `ip` empty: no IP.
+pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: &str) -> Pod {
+    Pod {
+        namespace: ns.into(),
+        name: name.into(),
+        uid: format!("uid-{ns}-{name}"),
+        labels: labels(pairs),
+        node_name: Some(node.into()),
+        host_network: false,
+        ips: ip.parse::<IpAddr>().into_iter().collect(),
+        phase: PodPhase::Running,
+        ready: true,
+        terminating: false,
+        ports: vec![ContainerPort {
+            name: Some("http".into()),
+            port: 8080,
+            protocol: Protocol::Tcp,
+        }],
+        restarts: 0,
+    }
+}
+
+pub(crate) fn index(namespaces: Vec<Namespace>, pods: Vec<Pod>) -> Index {
+    let mut index = Index::new();
+    index.reset(namespaces);
+    index.reset(pods);
+    index
+}
+
+/// A policy selecting `selects` that isolates ingress and/or egress, with no rules (deny).
+pub(crate) fn policy(
+    ns: &str,
+    name: &str,
+    selects: &[(&str, &str)],
+    ingress: bool,
+    egress: bool,
+) -> NetworkPolicy {
+    NetworkPolicy {
+        namespace: ns.into(),
+        name: name.into(),
+        pod_selector: Selector::from_labels(selects.iter().copied()),
+        isolates_ingress: ingress,
+        isolates_egress: egress,
+        ingress: vec![],
+        egress: vec![],
+        warnings: vec![],
+    }
+}
+
+/// A ProbeSpec from YAML (the `spec:` body, indented by two spaces).
+pub(crate) fn probe_spec(ns: &str, name: &str, spec: &str) -> ProbeSpec {
+    let yaml = format!(
+        "apiVersion: netreach.dev/v1alpha1\nkind: ProbeSpec\nmetadata: {{name: {name}, namespace: {ns}, generation: 3}}\nspec:\n{spec}"
+    );
+    serde_yaml_ng::from_str(&yaml).expect("fixture ProbeSpec parses")
+}
+
+/// A ProbeRequest from YAML (the `spec:` body, indented by two spaces).
+pub(crate) fn probe_request(ns: &str, name: &str, spec: &str) -> ProbeRequest {
+    let yaml = format!(
+        "apiVersion: netreach.dev/v1alpha1\nkind: ProbeRequest\nmetadata: {{name: {name}, namespace: {ns}, uid: uid-{name}}}\nspec:\n{spec}"
+    );
+    serde_yaml_ng::from_str(&yaml).expect("fixture ProbeRequest parses")
+}
+
+/// A diagnosed pod-to-pod pair of `spec` on port 8080/TCP.
+pub(crate) fn report(
+    spec: &str,
+    from: &str,
+    to: &str,
+    verdict: PairVerdict,
+    meets_expectation: bool,
+) -> PairReport {
+    let reachable = verdict.reachable();
+    PairReport {
+        spec: Some(spec.into()),
+        from: from.into(),
+        to: Some(to.into()),
+        ip: None,
+        dns: None,
+        port: Some(8080),
+        protocol: Some(Protocol::Tcp),
+        outcome: if reachable {
+            Outcome::Open
+        } else {
+            Outcome::Timeout
+        },
+        policy_allowed: matches!(verdict, PairVerdict::Ok | PairVerdict::UnexpectedBlock),
+        verdict,
+        reason: match verdict {
+            PairVerdict::Ok => String::new(),
+            PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => "default_deny".into(),
+            PairVerdict::UnexpectedBlock => "unknown".into(),
+        },
+        direction: None,
+        policies: match verdict {
+            PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => {
+                vec!["shop/deny".into()]
+            }
+            _ => vec![],
+        },
+        summary: format!("{from} -> {to}: {verdict}"),
+        explanation: String::new(),
+        hints: vec![],
+        latency_seconds: 0.001,
+        last_probe: Timestamp::UNIX_EPOCH,
+        expect: Some(Expectation::Allow),
+        meets_expectation: Some(meets_expectation),
+    }
+}

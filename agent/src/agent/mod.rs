@@ -1,0 +1,326 @@
+//! `netreach agent`: the DaemonSet process. Wires the cluster view, the probe pipeline, the
+//! scheduler and the reporters into one long-running agent for one node.
+//!
+//! ```text
+//!                 kube API
+//!                    │ watchers (Pods, Namespaces, Nodes, NetworkPolicies, ProbeSpecs, ProbeRequests)
+//!                    v
+//!   ClusterView { Index, ChangeLog, specs, requests, readiness, stats }
+//!      │                      │                           │                    │
+//!      │ scheduler            │ ProbeRequest runner       │ view metrics       │ /readyz
+//!      v                      v                           v                    │
+//!   plan ─> Timetable ─> Pipeline (probe in the source pod's netns ─> policy ─> diagnose)
+//!      │ PairReports                 │ status (Running ─> Succeeded/Failed)
+//!      ├─> metrics (one Registry) ───┼──────────────> GET /metrics
+//!      ├─> Events (queue ─> EventRecorder)
+//!      ├─> pairs (watch) ──> GET /v1/pairs, ProbeSpec status writer (every --status-interval)
+//!      └─ POST /v1/probe ──> KubeProbeService (TokenReview, SubjectAccessReview) ──> Pipeline
+//! ```
+//!
+//! Every task runs in its own span and is critical: if one ends, the agent writes the reason
+//! to the termination log and exits non-zero ([`lifecycle`]). SIGTERM stops it gracefully:
+//! no new probes start, probes and ProbeRequests in flight get `--shutdown-grace`, and the
+//! process exits 0.
+
+pub mod changes;
+pub mod events;
+pub mod lifecycle;
+pub mod prober;
+pub mod requests;
+pub mod scheduler;
+pub mod spec_status;
+pub mod view_metrics;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::Registry;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, error, info, info_span};
+
+use crate::api::{self, AppState, KubeProbeService, OnDemandProber, PairReport, ProbeService};
+use crate::cluster::watch::{self as cluster_watch, ClusterView, CniAgentMatcher, Watchers};
+use crate::netns::SocketFactory;
+use crate::policy::Profile;
+use crate::probe::Prober;
+use crate::report::events::{EventRecorder, EventsConfig};
+use crate::report::metrics::{IndexCollector, Metrics};
+use crate::report::status::{RequestStatusWriter, SpecStatusWriter, StatusConfig};
+use crate::run::{Pipeline, PipelineConfig};
+
+use self::lifecycle::{CriticalTasks, TaskExit, shutdown_signal};
+use self::prober::PipelineProber;
+use self::requests::{RequestRunner, RequestRunnerConfig};
+use self::scheduler::{Scheduler, SchedulerConfig, SchedulerOutputs, SpecSummaries};
+
+/// Everything the agent is configured with; `netreach agent`'s flags build it, tests build it
+/// directly.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The node this agent runs on (`NODE_NAME`, from the downward API).
+    pub node_name: String,
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// How the CNI treats what the NetworkPolicy API leaves open.
+    pub profile: Profile,
+    /// Scheduled probes in flight at once.
+    pub concurrency: usize,
+    /// An extra CNI agent selector, `[namespace/]key=value[,key=value...]`.
+    pub cni_selector: Option<String>,
+    /// Publish Kubernetes Events on source pods.
+    pub events: bool,
+    /// How often ProbeSpec statuses are written.
+    pub status_interval: Duration,
+    /// Where the reason of a fatal exit is written.
+    pub termination_log: PathBuf,
+    /// How long probes in flight may take after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot create a Kubernetes client (no in-cluster service account and no usable kubeconfig): {0}"
+    )]
+    KubeClient(#[source] kube::Error),
+    #[error(transparent)]
+    CniSelector(#[from] cluster_watch::Error),
+    #[error("registering the metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("starting the socket factory (it opens this process's network namespace): {0}")]
+    SocketFactory(#[source] crate::netns::Error),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installing the SIGTERM handler: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error("critical task {} ended: {}", .0.task, .0.reason)]
+    TaskEnded(TaskExit),
+}
+
+impl Error {
+    /// A bounded label for failure counters and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::KubeClient(_) => "kube_client",
+            Error::CniSelector(_) => "cni_selector",
+            Error::Metrics(_) => "metrics",
+            Error::SocketFactory(_) => "socket_factory",
+            Error::Listen { .. } => "listen",
+            Error::Signal(_) => "signal",
+            Error::TaskEnded(_) => "task_ended",
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true, or its sender is gone.
+pub(crate) async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: nobody can ask for a stop any more, so stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs the agent until SIGTERM (`Ok`) or until a critical task ends (`Err`).
+pub async fn run(config: AgentConfig) -> Result<(), Error> {
+    let AgentConfig {
+        node_name,
+        listen,
+        profile,
+        concurrency,
+        cni_selector,
+        events,
+        status_interval,
+        termination_log: _,
+        shutdown_grace,
+    } = config;
+    info!(node = %node_name, %listen, profile = profile.name, concurrency, events, "starting");
+
+    // Configuration errors first: they need no cluster to report.
+    let mut cni = CniAgentMatcher::builtin();
+    if let Some(selector) = &cni_selector {
+        cni = cni.with_extra(selector)?;
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(Error::KubeClient)?;
+    let view = ClusterView::new(cni.clone());
+
+    let registry = Arc::new(Registry::new());
+    let metrics = Arc::new(Metrics::register(&registry)?);
+    IndexCollector::register(&registry, view.index.clone())?;
+
+    let factory = SocketFactory::start().map_err(Error::SocketFactory)?;
+    let pipeline = Arc::new(Pipeline::new(
+        Prober::new(factory),
+        PipelineConfig {
+            profile,
+            concurrency,
+            cni,
+            ..PipelineConfig::default()
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: listen,
+            source,
+        })?;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(Error::Signal)?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
+    let (specs_tx, specs_rx) = watch::channel(Arc::new(SpecSummaries::new()));
+    let mut tasks = CriticalTasks::new();
+
+    // Watchers: retry forever; returning at all is fatal.
+    let watchers = Watchers::new(client.clone(), view.clone());
+    tasks.spawn(
+        "watchers",
+        async move { Err(watchers.run().await.to_string()) }.instrument(info_span!("watchers")),
+    );
+
+    // Events: drained from a queue so a slow API server never stalls probing.
+    let event_queue = if events {
+        let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);
+        let recorder = EventRecorder::new(client.clone(), EventsConfig::for_node(&node_name));
+        tasks.spawn_graceful(
+            "events",
+            async move {
+                events::publish_events(recorder, rx).await;
+                Err("the event queue closed".into())
+            }
+            .instrument(info_span!("events")),
+        );
+        Some(tx)
+    } else {
+        info!("events disabled (--events=false)");
+        None
+    };
+
+    // Scheduler.
+    let scheduler = Scheduler::new(
+        SchedulerConfig::new(&node_name, concurrency, shutdown_grace),
+        view.clone(),
+        Arc::new(PipelineProber::new(pipeline.clone())),
+        SchedulerOutputs {
+            metrics: metrics.clone(),
+            pairs: pairs_tx,
+            specs: specs_tx,
+            events: event_queue,
+        },
+        Instant::now(),
+    );
+    let stop = shutdown_rx.clone();
+    tasks.spawn_graceful(
+        "scheduler",
+        async move {
+            scheduler.run(stop).await;
+            Err("the scheduler stopped".into())
+        }
+        .instrument(info_span!("scheduler")),
+    );
+
+    // ProbeRequests.
+    let on_demand: Arc<dyn OnDemandProber> = pipeline.clone();
+    let runner = RequestRunner::new(
+        RequestRunnerConfig::new(&node_name, shutdown_grace),
+        view.clone(),
+        on_demand.clone(),
+        RequestStatusWriter::new(client.clone()),
+    );
+    let stop = shutdown_rx.clone();
+    tasks.spawn_graceful(
+        "proberequests",
+        async move {
+            runner.run(stop).await;
+            Err("the ProbeRequest runner stopped".into())
+        }
+        .instrument(info_span!("proberequests")),
+    );
+
+    // ProbeSpec status.
+    let writer = SpecStatusWriter::new(client.clone(), StatusConfig::for_node(&node_name));
+    let (ready, stop, pairs) = (
+        view.readiness.subscribe(),
+        shutdown_rx.clone(),
+        pairs_rx.clone(),
+    );
+    tasks.spawn_graceful(
+        "status",
+        async move {
+            spec_status::write_spec_statuses(writer, specs_rx, pairs, ready, status_interval, stop)
+                .await;
+            Err("the status writer stopped".into())
+        }
+        .instrument(info_span!("status")),
+    );
+
+    // View metrics.
+    let (metrics_view, stop) = (view.clone(), shutdown_rx.clone());
+    tasks.spawn(
+        "view-metrics",
+        async move {
+            view_metrics::refresh_view_metrics(metrics_view, metrics, stop).await;
+            Err("the view metrics task stopped".into())
+        }
+        .instrument(info_span!("view_metrics")),
+    );
+
+    // HTTP API.
+    let probe_service: Arc<dyn ProbeService> = Arc::new(KubeProbeService::from_view(
+        client.clone(),
+        &view,
+        on_demand,
+    ));
+    let state = AppState::new(
+        node_name.as_str(),
+        registry,
+        view.index.clone(),
+        view.readiness.subscribe(),
+        pairs_rx,
+        probe_service,
+    );
+    let mut stop = shutdown_rx.clone();
+    tasks.spawn_graceful(
+        "http",
+        async move {
+            info!(addr = %listen, "serving /metrics, /healthz, /readyz, /v1/pairs and /v1/probe");
+            let served = axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(async move { stop_requested(&mut stop).await })
+                .await;
+            match served {
+                Ok(()) => Err("the HTTP server stopped".into()),
+                Err(error) => Err(format!("the HTTP server failed: {error}")),
+            }
+        }
+        .instrument(info_span!("http", server.addr = %listen)),
+    );
+
+    let signal = tokio::select! {
+        exit = tasks.next_exit() => {
+            error!(task = exit.task, reason = %exit.reason, "a critical task ended; exiting");
+            shutdown_tx.send_replace(true);
+            return Err(Error::TaskEnded(exit));
+        }
+        signal = shutdown_signal(Some(terminate)) => signal,
+    };
+    info!(%signal, grace = ?shutdown_grace, "shutting down");
+    shutdown_tx.send_replace(true);
+    // The scheduler and the runner use the grace period themselves; the margin lets them
+    // publish and write what they finished.
+    tasks.stop(shutdown_grace + Duration::from_secs(2)).await;
+    info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

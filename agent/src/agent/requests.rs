@@ -1,0 +1,280 @@
+//! The ProbeRequest runner: the agent on the source pod's node runs each ProbeRequest once and
+//! writes the result and diagnosis to its status.
+//!
+//! ```text
+//! view.requests ──runnable_here(node, handled UIDs)──> Runnable ──prepare(index)──┐
+//!   Err(why) ──────────────────────────────────────────────────────────────────────┴─> status Failed
+//!   Ok(PreparedRequest) ──> status Running ──> OnDemandProber::probe_once × count (on a snapshot)
+//!                       ──summarize()──> status Succeeded (outcome, verdict, reason, summary, ...)
+//!                                        or Failed when no probe could run at all
+//! ```
+//!
+//! - **Who runs it.** Only the agent on the node of the source pod (`spec.from.pod`, in the
+//!   request's namespace); the others skip it. A request whose source pod is unknown to the
+//!   index is left alone: no agent can claim it, and `netreach probe` times out saying so.
+//! - **Once.** A request with a terminal phase (Succeeded, Failed) is done. Every request this
+//!   agent starts is remembered by UID until it leaves the store, so status writes (which move
+//!   the store) never start it again. A request left `Running` by an agent that restarted is
+//!   run again by the new one: nobody else would finish it.
+//! - **Bounds.** At most `max_concurrent` requests run at once, each in its own task; `count`
+//!   probes of one request run one after another (UDP ones 1 s apart: responders rate-limit
+//!   ICMP errors per destination).
+//! - **Status writes** are retried three times; a final status that still cannot be written is
+//!   logged and the request stays `Running` until an agent on the node restarts.
+//! - **Shutdown.** Requests in flight get the grace period, then are abandoned (still
+//!   `Running`; the next agent on the node runs them again).
+
+mod decide;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use probe_spec::{ProbeRequest, ProbeRequestStatus};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use self::decide::now;
+pub use self::decide::{
+    PreparedRequest, Runnable, failed_status, is_done, prepare, request_uid, runnable_here,
+    running_status, summarize, target_label,
+};
+use crate::api::{OnDemandProber, PairReport};
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::watch::ClusterView;
+use crate::report::status::{RequestStatusWriter, Written};
+
+/// Time between two UDP probes of one request.
+pub const UDP_PROBE_SPACING: Duration = Duration::from_secs(1);
+/// How often the store is scanned even when nothing wakes the runner.
+const RESCAN_EVERY: Duration = Duration::from_secs(5);
+/// Attempts at writing the final status.
+const STATUS_WRITE_ATTEMPTS: u32 = 3;
+
+/// Settings of the runner.
+#[derive(Clone, Debug)]
+pub struct RequestRunnerConfig {
+    /// This agent's node.
+    pub node: String,
+    /// Requests running at once.
+    pub max_concurrent: usize,
+    /// On shutdown, how long requests in flight may still take.
+    pub shutdown_grace: Duration,
+}
+
+impl RequestRunnerConfig {
+    pub fn new(node: impl Into<String>, shutdown_grace: Duration) -> Self {
+        Self {
+            node: node.into(),
+            max_concurrent: 4,
+            shutdown_grace,
+        }
+    }
+}
+
+// === impl RequestRunner ===
+
+/// What every request task shares.
+struct Shared {
+    node: String,
+    view: ClusterView,
+    prober: Arc<dyn OnDemandProber>,
+    writer: RequestStatusWriter,
+}
+
+/// Runs the ProbeRequests whose source pod is on this node.
+pub struct RequestRunner {
+    config: RequestRunnerConfig,
+    shared: Arc<Shared>,
+    /// UIDs of the requests started here and still in the store.
+    handled: HashSet<String>,
+}
+
+impl fmt::Debug for RequestRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestRunner")
+            .field("config", &self.config)
+            .field("handled", &self.handled.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestRunner {
+    pub fn new(
+        config: RequestRunnerConfig,
+        view: ClusterView,
+        prober: Arc<dyn OnDemandProber>,
+        writer: RequestStatusWriter,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            node: config.node.clone(),
+            view,
+            prober,
+            writer,
+        });
+        Self {
+            config,
+            shared,
+            handled: HashSet::new(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then gives requests in flight the grace period.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut updates = self.shared.view.subscribe();
+        tokio::select! {
+            () = self.shared.view.readiness.wait() => {}
+            () = super::stop_requested(&mut shutdown) => return,
+        }
+        info!("ProbeRequest runner started");
+        let mut running: JoinSet<()> = JoinSet::new();
+        loop {
+            self.start_runnable(&mut running);
+            tokio::select! {
+                () = super::stop_requested(&mut shutdown) => break,
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Err(error) = done {
+                        error!(%error, "a ProbeRequest task failed");
+                    }
+                }
+                // The sender lives in the view this runner holds, so this never fails.
+                _ = updates.changed() => {}
+                () = tokio::time::sleep(RESCAN_EVERY) => {}
+            }
+        }
+        if !running.is_empty() {
+            info!(running = running.len(), grace = ?self.config.shutdown_grace, "waiting for ProbeRequests in flight");
+            let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+                while running.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                warn!(
+                    abandoned = running.len(),
+                    "shutdown grace period over; abandoning ProbeRequests"
+                );
+                running.abort_all();
+            }
+        }
+    }
+
+    /// Starts what can run now, within `max_concurrent`, and forgets requests that left.
+    fn start_runnable(&mut self, running: &mut JoinSet<()>) {
+        let requests: Vec<(ObjectRef, Arc<ProbeRequest>)> = self
+            .shared
+            .view
+            .requests
+            .read()
+            .iter()
+            .map(|(key, request)| (key.clone(), request.clone()))
+            .collect();
+        let present: HashSet<String> = requests
+            .iter()
+            .map(|(key, request)| request_uid(key, request))
+            .collect();
+        self.handled.retain(|uid| present.contains(uid));
+        if running.len() >= self.config.max_concurrent {
+            return;
+        }
+        let runnable = {
+            let index = self.shared.view.index.read();
+            runnable_here(&requests, &index, &self.config.node, &self.handled)
+        };
+        for Runnable { key, uid, prepared } in runnable {
+            if running.len() >= self.config.max_concurrent {
+                break;
+            }
+            self.handled.insert(uid);
+            let span = info_span!("probe_request", request = %key);
+            running.spawn(handle(self.shared.clone(), key, prepared).instrument(span));
+        }
+    }
+}
+
+/// Runs one request and writes its status.
+async fn handle(shared: Arc<Shared>, key: ObjectRef, prepared: Result<PreparedRequest, String>) {
+    let started = now();
+    let status = match prepared {
+        Err(message) => {
+            info!(%message, "ProbeRequest cannot run");
+            failed_status(&shared.node, None, message, &started, &now())
+        }
+        Ok(request) => {
+            write_status(
+                &shared.writer,
+                &key,
+                &running_status(&shared.node, &request.target, &started),
+                1,
+            )
+            .await;
+            info!(from = %request.from, target = %request.target, count = request.count, "running ProbeRequest");
+            let reports = probe_all(&shared, &request).await;
+            summarize(&shared.node, &request.target, &reports, &started, &now())
+        }
+    };
+    write_status(&shared.writer, &key, &status, STATUS_WRITE_ATTEMPTS).await;
+}
+
+/// Probes `count` times against one snapshot of the view.
+async fn probe_all(shared: &Shared, request: &PreparedRequest) -> Vec<PairReport> {
+    let (index, changes) = {
+        let index = shared.view.index.read();
+        let changes = shared.view.changes.read();
+        (index.clone(), changes.clone())
+    };
+    let spacing = match request.target.port() {
+        Some((_, Protocol::Udp)) => UDP_PROBE_SPACING,
+        _ => Duration::ZERO,
+    };
+    let mut reports = Vec::with_capacity(request.count as usize);
+    for probe in 0..request.count {
+        if probe > 0 && !spacing.is_zero() {
+            tokio::time::sleep(spacing).await;
+        }
+        let report = shared
+            .prober
+            .probe_once(
+                &index,
+                &request.from,
+                request.target.clone(),
+                request.timeout,
+                &changes,
+            )
+            .await;
+        reports.push(report);
+    }
+    reports
+}
+
+/// Writes a status, retrying API errors with a short back-off.
+async fn write_status(
+    writer: &RequestStatusWriter,
+    key: &ObjectRef,
+    status: &ProbeRequestStatus,
+    attempts: u32,
+) {
+    for attempt in 1..=attempts.max(1) {
+        match writer.write(key, status).await {
+            Ok(Written::Gone) => {
+                info!(phase = ?status.phase, "ProbeRequest deleted before its status was written");
+                return;
+            }
+            Ok(_) => {
+                info!(phase = ?status.phase, verdict = ?status.verdict, "ProbeRequest status written");
+                return;
+            }
+            Err(error) if attempt < attempts => {
+                warn!(%error, attempt, "cannot write ProbeRequest status; retrying");
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+            Err(error) => {
+                warn!(%error, error.kind = error.metric_label(), phase = ?status.phase, "cannot write ProbeRequest status");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

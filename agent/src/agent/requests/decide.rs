@@ -1,0 +1,306 @@
+//! The runner's pure decisions: which requests this node runs ([`runnable_here`]), what each
+//! one resolves to in the index ([`prepare`]), and what its status says ([`running_status`],
+//! [`failed_status`], [`summarize`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{ProbeRequest, ProbeRequestPhase, ProbeRequestStatus, RequestTargetKind};
+
+use crate::api::PairReport;
+use crate::cluster::Index;
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::probe::Outcome;
+use crate::schedule::{PairTarget, SkipReason, eligibility};
+
+/// A request this node should run, with what [`prepare`] made of it.
+#[derive(Debug)]
+pub struct Runnable {
+    pub key: ObjectRef,
+    pub uid: String,
+    pub prepared: Result<PreparedRequest, String>,
+}
+
+/// A request resolved against the index, ready to probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedRequest {
+    pub from: ObjectRef,
+    pub target: PairTarget,
+    pub timeout: Duration,
+    pub count: u32,
+}
+
+/// The UID a request is remembered by (its key when the object has none, as in tests).
+pub fn request_uid(key: &ObjectRef, request: &ProbeRequest) -> String {
+    request
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// The requests this node should start now: not done, not already started here, and with a
+/// source pod on `node`; each prepared against `index`.
+pub fn runnable_here(
+    requests: &[(ObjectRef, Arc<ProbeRequest>)],
+    index: &Index,
+    node: &str,
+    handled: &HashSet<String>,
+) -> Vec<Runnable> {
+    requests
+        .iter()
+        .filter(|(_, request)| !is_done(request))
+        .filter(|(key, request)| {
+            let from = ObjectRef::new(&key.namespace, &request.spec.from.pod);
+            index.pod(&from).and_then(|p| p.node_name.as_deref()) == Some(node)
+        })
+        .filter_map(|(key, request)| {
+            let uid = request_uid(key, request);
+            (!handled.contains(&uid)).then(|| Runnable {
+                key: key.clone(),
+                uid,
+                prepared: prepare(index, key, request),
+            })
+        })
+        .collect()
+}
+
+/// Whether the request reached a terminal phase.
+pub fn is_done(request: &ProbeRequest) -> bool {
+    matches!(
+        request.status.as_ref().map(|s| s.phase),
+        Some(ProbeRequestPhase::Succeeded | ProbeRequestPhase::Failed)
+    )
+}
+
+/// Checks the request and resolves its source and target in `index`; `Err` says, for the
+/// status message, why it cannot run.
+pub fn prepare(
+    index: &Index,
+    key: &ObjectRef,
+    request: &ProbeRequest,
+) -> Result<PreparedRequest, String> {
+    let spec = &request.spec;
+    spec.validate().map_err(|e| format!("invalid spec: {e}"))?;
+    let timeout = spec
+        .timeout()
+        .map_err(|e| format!("invalid spec.timeout: {e}"))?;
+    let from = ObjectRef::new(&key.namespace, &spec.from.pod);
+    let source = index
+        .pod(&from)
+        .ok_or_else(|| format!("source pod {from} not found"))?;
+    eligibility(source, true)
+        .map_err(|reason| format!("source pod {from} {}", not_probeable(reason)))?;
+    let kind = spec
+        .to
+        .kind()
+        .ok_or_else(|| "invalid spec.to: set exactly one of pod, ip or dns".to_string())?;
+    let target = match kind {
+        RequestTargetKind::Pod {
+            pod,
+            port,
+            protocol,
+        } => {
+            let key = ObjectRef::new(
+                pod.namespace.as_deref().unwrap_or(&key.namespace),
+                &pod.name,
+            );
+            let protocol = model_protocol(protocol);
+            let destination = index
+                .pod(&key)
+                .ok_or_else(|| format!("destination pod {key} not found"))?;
+            if !destination.is_endpoint() {
+                return Err(format!(
+                    "destination pod {key} has no IP or has finished ({:?})",
+                    destination.phase
+                ));
+            }
+            let ip = destination
+                .ips
+                .first()
+                .copied()
+                .ok_or_else(|| format!("destination pod {key} has no IP"))?;
+            let port = match port {
+                IntOrString::Int(number) => u16::try_from(*number)
+                    .map_err(|_| format!("spec.to.port {number} is out of range"))?,
+                IntOrString::String(name) => destination
+                    .resolve_named_port(name, protocol)
+                    .ok_or_else(|| {
+                        format!("destination pod {key} declares no {protocol} port named {name:?}")
+                    })?,
+            };
+            PairTarget::Pod {
+                pod: key,
+                ip,
+                port,
+                protocol,
+            }
+        }
+        RequestTargetKind::Ip { ip, port, protocol } => PairTarget::Ip {
+            ip,
+            port,
+            protocol: model_protocol(protocol),
+        },
+        RequestTargetKind::Dns(name) => PairTarget::Dns {
+            name: name.to_string(),
+        },
+    };
+    Ok(PreparedRequest {
+        from,
+        target,
+        timeout,
+        count: spec
+            .count
+            .clamp(1, probe_spec::probe_request::MAX_REQUEST_COUNT),
+    })
+}
+
+fn not_probeable(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Terminating => "is terminating",
+        SkipReason::NotRunning => "is not Running",
+        SkipReason::NoIp => "has no IP yet",
+        SkipReason::HostNetwork => {
+            "uses the node's network (hostNetwork), which NetworkPolicy does not govern"
+        }
+    }
+}
+
+fn model_protocol(protocol: probe_spec::Protocol) -> Protocol {
+    match protocol {
+        probe_spec::Protocol::Tcp => Protocol::Tcp,
+        probe_spec::Protocol::Udp => Protocol::Udp,
+        probe_spec::Protocol::Sctp => Protocol::Sctp,
+    }
+}
+
+/// The `status.target` form: `ns/pod:8443/TCP`, `10.0.0.1:53/UDP`, or the DNS name.
+pub fn target_label(target: &PairTarget) -> String {
+    match target {
+        PairTarget::Dns { name } => name.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The status while the probes run.
+pub fn running_status(node: &str, target: &PairTarget, started: &Time) -> ProbeRequestStatus {
+    ProbeRequestStatus {
+        phase: ProbeRequestPhase::Running,
+        node: Some(node.to_string()),
+        target: Some(target_label(target)),
+        started_at: Some(started.clone()),
+        ..ProbeRequestStatus::default()
+    }
+}
+
+/// The status of a request that cannot run.
+pub fn failed_status(
+    node: &str,
+    target: Option<&PairTarget>,
+    message: String,
+    started: &Time,
+    completed: &Time,
+) -> ProbeRequestStatus {
+    ProbeRequestStatus {
+        phase: ProbeRequestPhase::Failed,
+        node: Some(node.to_string()),
+        target: target.map(target_label),
+        started_at: Some(started.clone()),
+        completed_at: Some(completed.clone()),
+        message: Some(message),
+        ..ProbeRequestStatus::default()
+    }
+}
+
+/// The final status from the reports of every probe: the most frequent outcome (ties: the
+/// one seen first) with the diagnosis of its latest report, the outcome counts when there was
+/// more than one probe, and the median latency. Failed when no probe could run at all.
+pub fn summarize(
+    node: &str,
+    target: &PairTarget,
+    reports: &[PairReport],
+    started: &Time,
+    completed: &Time,
+) -> ProbeRequestStatus {
+    let Some(last) = reports.last() else {
+        return failed_status(
+            node,
+            Some(target),
+            "no probe ran".into(),
+            started,
+            completed,
+        );
+    };
+    if reports.iter().all(|r| r.outcome == Outcome::Error) {
+        let detail = last
+            .explanation
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("probe: "))
+            .unwrap_or(&last.summary);
+        return failed_status(
+            node,
+            Some(target),
+            format!("the probe could not run: {detail}"),
+            started,
+            completed,
+        );
+    }
+    let mut counts: BTreeMap<&'static str, u32> = BTreeMap::new();
+    for report in reports {
+        *counts.entry(report.outcome.as_str()).or_default() += 1;
+    }
+    // Most frequent; among equals, the one seen first.
+    let mut most: Option<(u32, Outcome)> = None;
+    for report in reports {
+        let count = counts[report.outcome.as_str()];
+        if most.is_none_or(|(best, _)| count > best) {
+            most = Some((count, report.outcome));
+        }
+    }
+    let outcome = most.map_or(last.outcome, |(_, outcome)| outcome);
+    let representative = reports
+        .iter()
+        .rev()
+        .find(|r| r.outcome == outcome)
+        .unwrap_or(last);
+    let mut latencies: Vec<f64> = reports.iter().map(|r| r.latency_seconds).collect();
+    latencies.sort_by(f64::total_cmp);
+    let median = match latencies.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(latencies[n / 2]),
+        n => Some((latencies[n / 2 - 1] + latencies[n / 2]) / 2.0),
+    };
+    ProbeRequestStatus {
+        phase: ProbeRequestPhase::Succeeded,
+        node: Some(node.to_string()),
+        target: Some(target_label(target)),
+        outcome: Some(outcome.as_str().to_string()),
+        outcomes: if reports.len() > 1 {
+            counts
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
+        verdict: Some(representative.verdict),
+        reason: Some(representative.reason.clone()).filter(|r| !r.is_empty()),
+        direction: representative.direction,
+        policies: representative.policies.clone(),
+        summary: Some(representative.summary.clone()),
+        explanation: Some(representative.explanation.clone()).filter(|e| !e.is_empty()),
+        latency_seconds: median,
+        started_at: Some(started.clone()),
+        completed_at: Some(completed.clone()),
+        message: None,
+    }
+}
+
+pub(super) fn now() -> Time {
+    Time(Timestamp::now())
+}

@@ -1,0 +1,278 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{PairVerdict, ProbeRequest, ProbeRequestPhase, ProbeRequestStatus};
+
+use super::*;
+use crate::agent::fixtures::{index, namespace, pod, probe_request, report};
+use crate::cluster::Index;
+use crate::cluster::model::PodPhase;
+use crate::probe::Outcome;
+use crate::schedule::PairTarget;
+use std::collections::BTreeMap;
+
+/// shop/web runs on node-1, shop/api on node-2; shop/done has finished, shop/host uses the
+/// host network (both on node-1).
+fn cluster() -> Index {
+    let mut finished = pod("shop", "done", &[], "10.0.1.9", "node-1");
+    finished.phase = PodPhase::Succeeded;
+    let mut host = pod("shop", "host", &[], "192.168.0.1", "node-1");
+    host.host_network = true;
+    index(
+        vec![namespace("shop", &[])],
+        vec![
+            pod("shop", "web", &[("app", "web")], "10.0.1.1", "node-1"),
+            pod("shop", "api", &[("app", "api")], "10.0.2.1", "node-2"),
+            finished,
+            host,
+        ],
+    )
+}
+
+fn request(name: &str, spec: &str) -> (ObjectRef, Arc<ProbeRequest>) {
+    (
+        ObjectRef::new("shop", name),
+        Arc::new(probe_request("shop", name, spec)),
+    )
+}
+
+fn with_phase(
+    (key, request): (ObjectRef, Arc<ProbeRequest>),
+    phase: ProbeRequestPhase,
+) -> (ObjectRef, Arc<ProbeRequest>) {
+    let mut request = (*request).clone();
+    request.status = Some(ProbeRequestStatus {
+        phase,
+        ..ProbeRequestStatus::default()
+    });
+    (key, Arc::new(request))
+}
+
+const TO_API: &str = "  from: {pod: web}\n  to: {pod: {name: api}, port: 8080}\n";
+
+#[test]
+fn only_pending_requests_from_this_nodes_pods_run_here() {
+    let index = cluster();
+    let requests = vec![
+        request("new", TO_API),
+        with_phase(request("running", TO_API), ProbeRequestPhase::Running),
+        with_phase(request("succeeded", TO_API), ProbeRequestPhase::Succeeded),
+        with_phase(request("failed", TO_API), ProbeRequestPhase::Failed),
+        request(
+            "elsewhere",
+            "  from: {pod: api}\n  to: {dns: example.com}\n",
+        ),
+        request(
+            "unknown-source",
+            "  from: {pod: ghost}\n  to: {dns: example.com}\n",
+        ),
+        request("handled", TO_API),
+    ];
+    let handled = HashSet::from(["uid-handled".to_string()]);
+    let names: Vec<String> = runnable_here(&requests, &index, "node-1", &handled)
+        .into_iter()
+        .map(|r| r.key.name)
+        .collect();
+    // `running`: left Running by an agent that restarted; nobody else would finish it.
+    assert_eq!(names, ["new", "running"]);
+}
+
+#[test]
+fn requests_resolve_against_the_index() {
+    let index = cluster();
+    let api = "10.0.2.1".parse().expect("ip");
+    let cases: Vec<(&str, &str, Result<PairTarget, &str>)> = vec![
+        (
+            "pod by port number",
+            TO_API,
+            Ok(PairTarget::Pod {
+                pod: ObjectRef::new("shop", "api"),
+                ip: api,
+                port: 8080,
+                protocol: Protocol::Tcp,
+            }),
+        ),
+        (
+            "pod by port name",
+            "  from: {pod: web}\n  to: {pod: {name: api, namespace: shop}, port: http}\n",
+            Ok(PairTarget::Pod {
+                pod: ObjectRef::new("shop", "api"),
+                ip: api,
+                port: 8080,
+                protocol: Protocol::Tcp,
+            }),
+        ),
+        (
+            "ip",
+            "  from: {pod: web}\n  to: {ip: 192.0.2.10, port: 53, protocol: UDP}\n",
+            Ok(PairTarget::Ip {
+                ip: "192.0.2.10".parse().expect("ip"),
+                port: 53,
+                protocol: Protocol::Udp,
+            }),
+        ),
+        (
+            "dns",
+            "  from: {pod: web}\n  to: {dns: api.shop.svc.cluster.local}\n",
+            Ok(PairTarget::Dns {
+                name: "api.shop.svc.cluster.local".into(),
+            }),
+        ),
+        (
+            "unknown destination",
+            "  from: {pod: web}\n  to: {pod: {name: ghost}, port: 80}\n",
+            Err("destination pod shop/ghost not found"),
+        ),
+        (
+            "undeclared named port",
+            "  from: {pod: web}\n  to: {pod: {name: api}, port: grpc}\n",
+            Err("destination pod shop/api declares no TCP port named \"grpc\""),
+        ),
+        (
+            "finished destination",
+            "  from: {pod: web}\n  to: {pod: {name: done}, port: 80}\n",
+            Err("destination pod shop/done has no IP or has finished (Succeeded)"),
+        ),
+        (
+            "hostNetwork source",
+            "  from: {pod: host}\n  to: {dns: example.com}\n",
+            Err(
+                "source pod shop/host uses the node's network (hostNetwork), which NetworkPolicy does not govern",
+            ),
+        ),
+        (
+            "finished source",
+            "  from: {pod: done}\n  to: {dns: example.com}\n",
+            Err("source pod shop/done is not Running"),
+        ),
+        (
+            "invalid spec",
+            "  from: {pod: web}\n  to: {pod: {name: api}, port: 8080}\n  timeout: 2h\n",
+            Err("invalid spec"),
+        ),
+    ];
+    for (name, spec, expected) in cases {
+        let (key, request) = request("r", spec);
+        let got = prepare(&index, &key, &request);
+        match (got, expected) {
+            (Ok(prepared), Ok(target)) => {
+                assert_eq!(prepared.target, target, "{name}");
+                assert_eq!(prepared.from, ObjectRef::new("shop", "web"), "{name}");
+                assert_eq!(prepared.count, 1, "{name}");
+                assert_eq!(prepared.timeout, Duration::from_secs(2), "{name}");
+            }
+            (Err(message), Err(expected)) => {
+                assert!(message.starts_with(expected), "{name}: {message}");
+            }
+            (got, expected) => panic!("{name}: got {got:?}, expected {expected:?}"),
+        }
+    }
+}
+
+fn times() -> (Time, Time) {
+    (Time(Timestamp::UNIX_EPOCH), Time(Timestamp::UNIX_EPOCH))
+}
+
+fn target() -> PairTarget {
+    PairTarget::Pod {
+        pod: ObjectRef::new("shop", "api"),
+        ip: "10.0.2.1".parse().expect("ip"),
+        port: 8080,
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn probed(outcome: Outcome, verdict: PairVerdict, latency: f64) -> PairReport {
+    let mut report = report("", "shop/web", "shop/api", verdict, true);
+    report.spec = None;
+    report.expect = None;
+    report.meets_expectation = None;
+    report.outcome = outcome;
+    report.latency_seconds = latency;
+    report.summary = format!("{outcome}");
+    report
+}
+
+#[test]
+fn one_probe_succeeds_with_its_diagnosis() {
+    let (started, completed) = times();
+    let reports = [probed(Outcome::Timeout, PairVerdict::BlockedByPolicy, 2.0)];
+    let status = summarize("node-1", &target(), &reports, &started, &completed);
+    assert_eq!(status.phase, ProbeRequestPhase::Succeeded);
+    assert_eq!(status.node.as_deref(), Some("node-1"));
+    assert_eq!(status.target.as_deref(), Some("shop/api:8080/TCP"));
+    assert_eq!(status.outcome.as_deref(), Some("timeout"));
+    assert!(status.outcomes.is_empty(), "counts only for count > 1");
+    assert_eq!(status.verdict, Some(PairVerdict::BlockedByPolicy));
+    assert_eq!(status.reason.as_deref(), Some("default_deny"));
+    assert_eq!(status.policies, ["shop/deny"]);
+    assert_eq!(status.latency_seconds, Some(2.0));
+    assert_eq!(status.message, None);
+}
+
+#[test]
+fn several_probes_report_the_most_frequent_outcome_and_the_median_latency() {
+    let (started, completed) = times();
+    let reports = [
+        probed(Outcome::Timeout, PairVerdict::UnexpectedBlock, 1.0),
+        probed(Outcome::Open, PairVerdict::Ok, 0.004),
+        probed(Outcome::Open, PairVerdict::Ok, 0.002),
+        probed(Outcome::Timeout, PairVerdict::UnexpectedBlock, 1.0),
+        probed(Outcome::Open, PairVerdict::Ok, 0.003),
+    ];
+    let status = summarize("node-1", &target(), &reports, &started, &completed);
+    assert_eq!(status.outcome.as_deref(), Some("open"));
+    assert_eq!(status.verdict, Some(PairVerdict::Ok));
+    assert_eq!(
+        status.outcomes,
+        BTreeMap::from([("open".to_string(), 3), ("timeout".to_string(), 2)])
+    );
+    assert_eq!(status.latency_seconds, Some(0.004));
+
+    // A tie goes to the outcome seen first; an even count averages the middle latencies.
+    let reports = [
+        probed(Outcome::Refused, PairVerdict::Ok, 0.001),
+        probed(Outcome::Open, PairVerdict::Ok, 0.003),
+    ];
+    let status = summarize("node-1", &target(), &reports, &started, &completed);
+    assert_eq!(status.outcome.as_deref(), Some("refused"));
+    assert_eq!(status.latency_seconds, Some(0.002));
+}
+
+#[test]
+fn a_probe_that_could_not_run_fails_the_request() {
+    let (started, completed) = times();
+    let mut report = probed(Outcome::Error, PairVerdict::UnexpectedBlock, 0.0);
+    report.explanation =
+        "...\nprobe: cannot enter the source pod's network namespace: no process".into();
+    let status = summarize("node-1", &target(), &[report], &started, &completed);
+    assert_eq!(status.phase, ProbeRequestPhase::Failed);
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "the probe could not run: cannot enter the source pod's network namespace: no process"
+        )
+    );
+    assert_eq!(status.verdict, None);
+
+    let status = summarize("node-1", &target(), &[], &started, &completed);
+    assert_eq!(status.phase, ProbeRequestPhase::Failed);
+}
+
+#[test]
+fn status_targets_name_what_was_probed() {
+    assert_eq!(target_label(&target()), "shop/api:8080/TCP");
+    let dns = PairTarget::Dns {
+        name: "api.shop.svc.cluster.local".into(),
+    };
+    assert_eq!(target_label(&dns), "api.shop.svc.cluster.local");
+    let (started, _) = times();
+    let running = running_status("node-1", &dns, &started);
+    assert_eq!(running.phase, ProbeRequestPhase::Running);
+    assert_eq!(
+        running.target.as_deref(),
+        Some("api.shop.svc.cluster.local")
+    );
+}

@@ -1,0 +1,427 @@
+//! The probe scheduler: the long-running loop that keeps this node's pairs probed, re-probes
+//! them when the cluster changes, and reports what it sees.
+//!
+//! ```text
+//! ClusterView ── revision moved ──> ViewSnapshot (Index + ChangeLog copies, taken under the read locks)
+//!   │ ProbeSpecs ──schedule::plan(node)──> Timetable::sync ──> vanished pairs: series, reports, streaks go
+//!   └ ChangeLog::after(seen) ──cluster_change──affected_pairs──> Timetable::mark_due_now(ids, change time)
+//! Timetable::ready(now, --concurrency) ──> PairProber (the Pipeline, in the source pod's netns) ─┐
+//!   ┌──────────────────────────────────────── (PairId, PairReport) ─────────────────────────────┘
+//!   └─> Timetable::complete + record_observation ──> netreach_policy_change_to_effect_seconds
+//!       per-pair metrics, Events on verdict transitions, published pairs (/v1/pairs, status writer)
+//! ```
+//!
+//! The decisions live in [`crate::schedule`] (planning, due times, spacing, re-probe sets) and
+//! in [`super::changes`] (change mapping, transitions); this module does the I/O around them.
+//! One [`Scheduler::step`] re-plans and re-probes as the view requires and starts the pairs that
+//! are due; [`Scheduler::finish`] takes one result in. [`Scheduler::run`] loops over both,
+//! sleeping until the next due time, a view change or a completion (at most `max_sleep`).
+//!
+//! Probing starts only after the first full sync of the view: a partial index (policies not yet
+//! listed) would produce wrong verdicts and Events. Probes run against a snapshot of the view,
+//! so no lock is held across an `.await`; the snapshot is renewed at once when the change log
+//! moves, at most every `min_snapshot_interval` for other index and spec changes (pod churn
+//! would otherwise copy the index on every completion), and at least every
+//! `max_snapshot_age` (CNI restart windows age).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use probe_spec::Expectation;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::changes::{Transition, transition};
+use super::events::EventNotice;
+use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
+use crate::api::PairReport;
+use crate::cluster::model::ObjectRef;
+use crate::cluster::watch::ClusterView;
+use crate::report::events::EventTarget;
+use crate::report::metrics::Metrics;
+use crate::schedule::{Pair, PairId, Timetable, TimetableConfig};
+
+// === Configuration and outputs ===
+
+/// Settings of the scheduler loop.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// This agent's node: pairs whose source pod runs here are probed here.
+    pub node: String,
+    /// Probes in flight at once (`--concurrency`).
+    pub concurrency: usize,
+    pub timetable: TimetableConfig,
+    /// The longest the loop sleeps, so it stays responsive.
+    pub max_sleep: Duration,
+    /// Published pairs are refreshed at most this often while probes are in flight.
+    pub publish_every: Duration,
+    /// Pod churn renews the snapshot (and re-plans) at most this often; change-log entries
+    /// (policy and label changes) renew it at once.
+    pub min_snapshot_interval: Duration,
+    /// A snapshot older than this is renewed even if the view did not move.
+    pub max_snapshot_age: Duration,
+    /// On shutdown, how long to wait for probes in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl SchedulerConfig {
+    pub fn new(node: impl Into<String>, concurrency: usize, shutdown_grace: Duration) -> Self {
+        Self {
+            node: node.into(),
+            concurrency: concurrency.max(1),
+            timetable: TimetableConfig::default(),
+            max_sleep: Duration::from_secs(1),
+            publish_every: Duration::from_secs(1),
+            min_snapshot_interval: Duration::from_secs(1),
+            max_snapshot_age: Duration::from_secs(60),
+            shutdown_grace,
+        }
+    }
+}
+
+/// What the scheduler knows about one ProbeSpec, for the status writer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpecSummary {
+    /// `metadata.generation` of the spec that was planned.
+    pub generation: Option<i64>,
+    pub expect: Expectation,
+    /// Pairs of the spec this node probes.
+    pub planned: usize,
+    /// Why the spec cannot be planned, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// Every spec the scheduler knows, by namespace/name.
+pub type SpecSummaries = BTreeMap<ObjectRef, SpecSummary>;
+
+/// Where the scheduler's results go.
+#[derive(Debug)]
+pub struct SchedulerOutputs {
+    pub metrics: Arc<Metrics>,
+    /// This node's pairs, for `/v1/pairs` and the status writer.
+    pub pairs: watch::Sender<Arc<Vec<PairReport>>>,
+    pub specs: watch::Sender<Arc<SpecSummaries>>,
+    /// Events to publish; `None` with `--events=false`.
+    pub events: Option<mpsc::Sender<EventNotice>>,
+}
+
+/// What one [`Scheduler::step`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Pairs a re-plan added and removed.
+    pub added: Vec<PairId>,
+    pub removed: Vec<PairId>,
+    /// Pairs made due at once by cluster changes.
+    pub reprobe: Vec<PairId>,
+    /// Probes started, earliest due first.
+    pub started: Vec<PairId>,
+}
+
+/// What [`Scheduler::finish`] made of one result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub transition: Transition,
+    /// The time from a pending change to this observation, when it showed the change's effect.
+    pub change_to_effect: Option<Duration>,
+}
+
+// === impl Scheduler ===
+
+/// A ProbeSpec as planned.
+#[derive(Clone, Debug)]
+struct PlannedSpec {
+    timeout: Duration,
+    summary: SpecSummary,
+}
+
+/// The view revisions a snapshot was taken at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Revisions {
+    index: u64,
+    changes: u64,
+    specs: u64,
+}
+
+type InFlight = FuturesUnordered<BoxFuture<'static, (PairId, PairReport)>>;
+
+/// The scheduler of one agent.
+pub struct Scheduler {
+    config: SchedulerConfig,
+    view: ClusterView,
+    prober: Arc<dyn PairProber>,
+    out: SchedulerOutputs,
+    timetable: Timetable,
+    specs: BTreeMap<ObjectRef, PlannedSpec>,
+    snapshot: Option<Arc<ViewSnapshot>>,
+    /// When and at which revisions the snapshot was taken.
+    snapshot_at: Option<(Instant, Revisions)>,
+    /// The last change-log entry turned into re-probes.
+    last_change_seq: u64,
+    /// The latest report of every pair probed at least once.
+    reports: HashMap<PairId, PairReport>,
+    in_flight: InFlight,
+    /// Reports changed since the last publish.
+    unpublished: bool,
+    last_publish: Option<Instant>,
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("config", &self.config)
+            .field("pairs", &self.timetable.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler whose timetable grid starts at `origin`.
+    pub fn new(
+        config: SchedulerConfig,
+        view: ClusterView,
+        prober: Arc<dyn PairProber>,
+        out: SchedulerOutputs,
+        origin: Instant,
+    ) -> Self {
+        let timetable = Timetable::new(origin, config.timetable.clone());
+        Self {
+            config,
+            view,
+            prober,
+            out,
+            timetable,
+            specs: BTreeMap::new(),
+            snapshot: None,
+            snapshot_at: None,
+            last_change_seq: 0,
+            reports: HashMap::new(),
+            in_flight: FuturesUnordered::new(),
+            unpublished: false,
+            last_publish: None,
+        }
+    }
+
+    /// Runs until `shutdown` turns true (or its sender goes), then waits up to the grace period
+    /// for the probes in flight and publishes what they found.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut updates = self.view.subscribe();
+        info!("waiting for the first sync of the cluster view");
+        tokio::select! {
+            () = self.view.readiness.wait() => {}
+            () = super::stop_requested(&mut shutdown) => return,
+        }
+        info!(node = %self.config.node, concurrency = self.config.concurrency, "scheduler started");
+        loop {
+            let now = Now::current();
+            let step = self.step(now);
+            if !step.added.is_empty() || !step.removed.is_empty() || !step.reprobe.is_empty() {
+                debug!(
+                    added = step.added.len(),
+                    removed = step.removed.len(),
+                    reprobe = step.reprobe.len(),
+                    pairs = self.timetable.len(),
+                    "schedule updated"
+                );
+            }
+            self.publish(now.instant, false);
+            let wake = self.next_wakeup(now.instant);
+            tokio::select! {
+                () = super::stop_requested(&mut shutdown) => break,
+                Some((id, report)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(Now::current(), id, report);
+                }
+                // The sender lives in the view this scheduler holds, so this never fails.
+                _ = updates.changed() => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+        self.drain().await;
+    }
+
+    /// One decision step at `now`: renews the snapshot and re-plans when the view moved, turns
+    /// new change-log entries into re-probes, and starts the pairs that are due.
+    pub fn step(&mut self, now: Now) -> Step {
+        let mut step = Step::default();
+        if let Some((snapshot, plans_stale)) = self.refresh_snapshot(now.instant) {
+            // Pairs a change affects, against the pairs as they were (schedule module docs).
+            let (marks, plan_change) = self.changes_since_last(&snapshot, now);
+            if plans_stale {
+                let (added, removed) = self.replan(&snapshot, now.instant);
+                step.added = added;
+                step.removed = removed;
+            }
+            for (ids, at) in &marks {
+                self.timetable.mark_due_now(ids, *at);
+                step.reprobe.extend(ids.iter().copied());
+            }
+            if let Some(at) = plan_change
+                && !step.added.is_empty()
+            {
+                self.timetable.mark_due_now(&step.added, at);
+            }
+            step.reprobe.sort();
+            step.reprobe.dedup();
+        }
+        step.started = self.start_due(now.instant);
+        step
+    }
+
+    /// Takes one probe result in: frees its slot, measures change-to-effect, updates metrics,
+    /// raises Events on transitions and keeps the report. `None` when the pair went away
+    /// while it was probed.
+    pub fn finish(&mut self, now: Now, id: PairId, report: PairReport) -> Option<Finished> {
+        self.timetable.complete(id, now.instant);
+        let pair = self.timetable.pair(id)?.clone();
+        let expect = report.expect.unwrap_or_default();
+        let previous = self.reports.get(&id).map(|r| r.verdict);
+        let transition = transition(expect, previous, report.verdict);
+        let change_to_effect =
+            self.timetable
+                .record_observation(id, now.instant, transition.effect_observed);
+        let metrics = &self.out.metrics;
+        if let Some(elapsed) = change_to_effect {
+            metrics.observe_policy_change_to_effect(elapsed);
+            info!(%pair, elapsed = ?elapsed, verdict = %report.verdict, "change took effect");
+        }
+        if let Some(key) = report.metric_key() {
+            metrics.pairs.set(&key, &report.metric_state());
+            let latency = Duration::try_from_secs_f64(report.latency_seconds).unwrap_or_default();
+            metrics.observe_probe(&key.spec, key.protocol, report.outcome, latency);
+        }
+        if previous.is_some_and(|p| p != report.verdict) {
+            info!(%pair, from = ?previous, to = %report.verdict, reason = %report.reason, "verdict changed");
+        }
+        if let Some(reason) = transition.event {
+            self.notify(&pair, reason, &report.summary);
+        }
+        self.reports.insert(id, report);
+        self.unpublished = true;
+        Some(Finished {
+            transition,
+            change_to_effect,
+        })
+    }
+
+    /// Publishes the pairs if they changed, at most every `publish_every` while probes are in
+    /// flight (`force`: now).
+    pub fn publish(&mut self, now: Instant, force: bool) {
+        if !self.unpublished {
+            return;
+        }
+        let recently = self
+            .last_publish
+            .is_some_and(|at| now.saturating_duration_since(at) < self.config.publish_every);
+        if !force && recently && !self.in_flight.is_empty() {
+            return;
+        }
+        let mut pairs: Vec<PairReport> = self.reports.values().cloned().collect();
+        pairs.sort_by(|a, b| {
+            (&a.spec, &a.from, &a.to, &a.dns, a.port)
+                .cmp(&(&b.spec, &b.from, &b.to, &b.dns, b.port))
+        });
+        self.out.pairs.send_replace(Arc::new(pairs));
+        self.unpublished = false;
+        self.last_publish = Some(now);
+    }
+
+    /// When the loop should look again: the next due time, at most `max_sleep` away; with
+    /// every slot taken, only a completion (or `max_sleep`) can free one.
+    fn next_wakeup(&self, now: Instant) -> Instant {
+        let latest = now + self.config.max_sleep;
+        if self.in_flight.len() >= self.config.concurrency {
+            return latest;
+        }
+        let due = self.timetable.next_wakeup().unwrap_or(latest);
+        // Never a busy loop, whatever the timetable says.
+        due.clamp(now + Duration::from_millis(1), latest)
+    }
+
+    /// Waits up to the grace period for the probes in flight, then publishes.
+    async fn drain(&mut self) {
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        if !self.in_flight.is_empty() {
+            info!(in_flight = self.in_flight.len(), grace = ?self.config.shutdown_grace, "waiting for probes in flight");
+        }
+        loop {
+            match tokio::time::timeout_at(deadline.into(), self.in_flight.next()).await {
+                Ok(Some((id, report))) => {
+                    self.finish(Now::current(), id, report);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(
+                        abandoned = self.in_flight.len(),
+                        "shutdown grace period over; abandoning probes in flight"
+                    );
+                    break;
+                }
+            }
+        }
+        self.publish(Instant::now(), true);
+        info!("scheduler stopped");
+    }
+
+    // === Probing ===
+
+    /// Starts every pair that is due, within the concurrency limit.
+    fn start_due(&mut self, now: Instant) -> Vec<PairId> {
+        let Some(snapshot) = self.snapshot.clone() else {
+            return Vec::new();
+        };
+        let ids = self.timetable.ready(now, self.config.concurrency);
+        for &id in &ids {
+            let job = self.timetable.pair(id).and_then(|pair| {
+                let spec = self.specs.get(&pair.spec)?;
+                Some(ProbeJob {
+                    pair: pair.clone(),
+                    expect: spec.summary.expect,
+                    timeout: spec.timeout,
+                })
+            });
+            let Some(job) = job else {
+                // Cannot happen (ready only returns known pairs of planned specs); free the slot.
+                self.timetable.complete(id, now);
+                continue;
+            };
+            let probe = self.prober.probe(snapshot.clone(), job);
+            self.in_flight
+                .push(Box::pin(async move { (id, probe.await) }));
+        }
+        ids
+    }
+
+    /// Queues an Event on the pair's source pod (dropped, with a warning, if the queue is full).
+    fn notify(&self, pair: &Pair, reason: crate::report::events::EventReason, message: &str) {
+        let Some(events) = &self.out.events else {
+            return;
+        };
+        let uid = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.index.pod(&pair.from))
+            .map(|p| p.uid.clone())
+            .filter(|uid| !uid.is_empty());
+        let notice = EventNotice {
+            target: EventTarget {
+                pod: pair.from.clone(),
+                uid,
+            },
+            reason,
+            message: message.to_string(),
+        };
+        if let Err(error) = events.try_send(notice) {
+            warn!(pod = %pair.from, %reason, %error, "event queue full or closed; event dropped");
+        }
+    }
+}
+
+mod view;
+
+#[cfg(test)]
+mod tests;

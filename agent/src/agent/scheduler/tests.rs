@@ -1,0 +1,361 @@
+//! The scheduler's step driven by hand: a fake prober whose data plane enforces exactly the
+//! policies in the snapshot (so a policy change shows at the next probe), clocks set by the test.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use probe_spec::{PairVerdict, ProbeSpec};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tokio::sync::{mpsc, watch};
+
+use super::*;
+use crate::agent::fixtures::{index, namespace, pod, policy, probe_spec, report};
+use crate::agent::prober::{Now, ProbeJob, ViewSnapshot};
+use crate::cluster::changes::ChangeKind;
+use crate::cluster::index::Apply;
+use crate::cluster::watch::{CniAgentMatcher, Readiness};
+use crate::report::events::EventReason;
+use futures::future::BoxFuture;
+
+const SPEC: &str = "shop/paths";
+
+fn spec() -> ProbeSpec {
+    probe_spec(
+        "shop",
+        "paths",
+        "  from: {podSelector: {matchLabels: {app: web}}}\n  to:\n    - podSelector: {matchLabels: {tier: backend}}\n      ports: [{port: 8080}]\n  interval: 10s\n  timeout: 1s\n",
+    )
+}
+
+/// shop/web on node-1 probes shop/api and shop/db (both on node-2).
+fn view() -> ClusterView {
+    let view = ClusterView::with_readiness(CniAgentMatcher::builtin(), Readiness::ready());
+    *view.index.write() = index(
+        vec![namespace("shop", &[])],
+        vec![
+            pod("shop", "web", &[("app", "web")], "10.0.1.1", "node-1"),
+            pod(
+                "shop",
+                "api",
+                &[("app", "api"), ("tier", "backend")],
+                "10.0.2.1",
+                "node-2",
+            ),
+            pod(
+                "shop",
+                "db",
+                &[("app", "db"), ("tier", "backend")],
+                "10.0.2.2",
+                "node-2",
+            ),
+        ],
+    );
+    view.specs
+        .write()
+        .insert(ObjectRef::new("shop", "paths"), spec());
+    view
+}
+
+/// Reachable unless a policy in the snapshot isolates the destination's ingress.
+fn enforcing_prober() -> Arc<dyn PairProber> {
+    Arc::new(
+        |view: Arc<ViewSnapshot>, job: ProbeJob| -> BoxFuture<'static, PairReport> {
+            Box::pin(async move {
+                let to = job.pair.target.pod().expect("pod target").clone();
+                let labels = view.index.pod(&to).expect("destination").labels.clone();
+                let denied = view.index.policies().any(|p| {
+                    p.namespace == to.namespace
+                        && p.isolates_ingress
+                        && p.pod_selector.matches(&labels)
+                });
+                let verdict = if denied {
+                    PairVerdict::BlockedByPolicy
+                } else {
+                    PairVerdict::Ok
+                };
+                report(
+                    &job.pair.spec.to_string(),
+                    &job.pair.from.to_string(),
+                    &to.to_string(),
+                    verdict,
+                    !denied,
+                )
+            })
+        },
+    )
+}
+
+/// Both clocks, `secs` after the test's origin.
+struct Clock {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn at(&self, secs: f64) -> Now {
+        let offset = Duration::from_secs_f64(secs);
+        Now {
+            instant: self.instant + offset,
+            wall: self.wall + offset,
+        }
+    }
+}
+
+struct Harness {
+    scheduler: Scheduler,
+    view: ClusterView,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    specs: watch::Receiver<Arc<SpecSummaries>>,
+    events: mpsc::Receiver<EventNotice>,
+    clock: Clock,
+}
+
+fn harness(concurrency: usize) -> Harness {
+    let view = view();
+    let registry = Registry::new();
+    let metrics = Arc::new(Metrics::register(&registry).expect("metrics register"));
+    let (pairs_tx, pairs) = watch::channel(Arc::new(Vec::new()));
+    let (specs_tx, specs) = watch::channel(Arc::new(SpecSummaries::new()));
+    let (events_tx, events) = mpsc::channel(16);
+    let clock = Clock::new();
+    let scheduler = Scheduler::new(
+        SchedulerConfig::new("node-1", concurrency, Duration::from_secs(1)),
+        view.clone(),
+        enforcing_prober(),
+        SchedulerOutputs {
+            metrics: metrics.clone(),
+            pairs: pairs_tx,
+            specs: specs_tx,
+            events: Some(events_tx),
+        },
+        clock.instant,
+    );
+    Harness {
+        scheduler,
+        view,
+        registry,
+        metrics,
+        pairs,
+        specs,
+        events,
+        clock,
+    }
+}
+
+impl Harness {
+    /// Waits for every probe in flight and takes each result in at `now`.
+    async fn finish_all(&mut self, now: Now) -> Vec<(PairId, Option<Finished>)> {
+        let mut finished = Vec::new();
+        while let Some((id, report)) = self.scheduler.in_flight.next().await {
+            finished.push((id, self.scheduler.finish(now, id, report)));
+        }
+        finished.sort_by_key(|(id, _)| *id);
+        finished
+    }
+
+    fn pair_to(&self, destination: &str) -> PairId {
+        let to = destination.parse::<ObjectRef>().expect("ns/name");
+        self.scheduler
+            .timetable
+            .pairs()
+            .find(|p| p.target.pod() == Some(&to))
+            .map(|p| p.id)
+            .expect("pair planned")
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encode");
+        String::from_utf8(buffer).expect("utf-8")
+    }
+}
+
+#[tokio::test]
+async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
+    let mut h = harness(64);
+
+    // Start: both pairs planned, first slots spread over the first interval.
+    let step = h.scheduler.step(h.clock.at(0.0));
+    assert_eq!(step.added.len(), 2);
+    assert!(step.started.is_empty(), "nothing is due at the origin");
+    let summary = h
+        .specs
+        .borrow()
+        .get(&ObjectRef::new("shop", "paths"))
+        .cloned();
+    let summary = summary.expect("spec summary published");
+    assert_eq!(summary.planned, 2);
+    assert_eq!(summary.generation, Some(3));
+    assert_eq!(summary.problem, None);
+
+    // One interval (+ jitter) later both are due; different paths, so both start.
+    let step = h.scheduler.step(h.clock.at(13.0));
+    assert_eq!(step.started.len(), 2);
+    assert!(step.added.is_empty() && step.reprobe.is_empty());
+    let finished = h.finish_all(h.clock.at(13.1)).await;
+    for (_, finished) in &finished {
+        let finished = finished.expect("pair still planned");
+        assert!(finished.transition.effect_observed, "first observation");
+        assert_eq!(finished.transition.event, None);
+        assert_eq!(finished.change_to_effect, None, "no change pending");
+    }
+    h.scheduler.publish(h.clock.at(13.1).instant, false);
+    let published = h.pairs.borrow().clone();
+    assert_eq!(published.len(), 2);
+    assert!(published.iter().all(|r| r.verdict == PairVerdict::Ok));
+    assert_eq!(h.metrics.pairs.len(), 2);
+
+    // A deny policy on shop/api, seen at 13.5 s: that pair (only) is re-probed at once...
+    let deny = policy("shop", "deny-api", &[("app", "api")], true, false);
+    h.view.index.write().apply(deny.clone());
+    h.view.changes.write().push(
+        h.clock.at(13.5).wall,
+        ChangeKind::PolicyCreated {
+            policy: ObjectRef::new("shop", "deny-api"),
+            new: Some(Arc::new(deny)),
+        },
+    );
+    let api = h.pair_to("shop/api");
+    let step = h.scheduler.step(h.clock.at(14.2));
+    assert_eq!(step.reprobe, [api]);
+    assert_eq!(
+        step.started,
+        [api],
+        "due at once, the path spacing has passed"
+    );
+
+    // ... and the blocked observation is its effect, 0.8 s after the change.
+    let finished = h.finish_all(h.clock.at(14.3)).await;
+    let (id, finished) = &finished[0];
+    assert_eq!(*id, api);
+    let finished = finished.expect("pair still planned");
+    assert!(finished.transition.effect_observed);
+    assert_eq!(
+        finished.transition.event,
+        Some(EventReason::NetworkPolicyDenied)
+    );
+    let elapsed = finished.change_to_effect.expect("effect measured");
+    assert!(
+        (elapsed.as_secs_f64() - 0.8).abs() < 1e-3,
+        "change to effect {elapsed:?}"
+    );
+    let text = h.metrics_text();
+    assert!(
+        text.contains("netreach_policy_change_to_effect_seconds_count 1"),
+        "{text}"
+    );
+    assert!(text.contains("verdict=\"blocked_by_policy\""), "{text}");
+
+    let event = h.events.try_recv().expect("an Event was queued");
+    assert_eq!(event.reason, EventReason::NetworkPolicyDenied);
+    assert_eq!(event.target.pod, ObjectRef::new("shop", "web"));
+    assert_eq!(event.target.uid.as_deref(), Some("uid-shop-web"));
+
+    h.scheduler.publish(h.clock.at(14.3).instant, false);
+    let blocked: Vec<String> = h
+        .pairs
+        .borrow()
+        .iter()
+        .filter(|r| r.verdict == PairVerdict::BlockedByPolicy)
+        .filter_map(|r| r.to.clone())
+        .collect();
+    assert_eq!(blocked, ["shop/api"]);
+
+    // A repeat of the same verdict raises no second Event.
+    let step = h.scheduler.step(h.clock.at(40.0));
+    assert!(!step.started.is_empty());
+    h.finish_all(h.clock.at(40.1)).await;
+    assert!(
+        h.events.try_recv().is_err(),
+        "no Event without a transition"
+    );
+
+    // The spec goes away: its pairs, series and published reports go too.
+    h.view
+        .specs
+        .write()
+        .remove(&ObjectRef::new("shop", "paths"));
+    let step = h.scheduler.step(h.clock.at(42.0));
+    assert_eq!(step.removed.len(), 2);
+    assert!(step.started.is_empty());
+    h.scheduler.publish(h.clock.at(42.0).instant, false);
+    assert!(h.pairs.borrow().is_empty());
+    assert!(h.specs.borrow().is_empty());
+    assert_eq!(h.metrics.pairs.len(), 0);
+    assert!(
+        !h.metrics_text().contains(SPEC),
+        "every series of the spec is gone"
+    );
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_bounds_probes_in_flight() {
+    let mut h = harness(1);
+    h.scheduler.step(h.clock.at(0.0));
+    let step = h.scheduler.step(h.clock.at(13.0));
+    assert_eq!(step.started.len(), 1, "one slot");
+    let step = h.scheduler.step(h.clock.at(13.0));
+    assert!(step.started.is_empty(), "the slot is taken");
+    h.finish_all(h.clock.at(13.1)).await;
+    let step = h.scheduler.step(h.clock.at(13.2));
+    assert_eq!(step.started.len(), 1, "the other pair takes the freed slot");
+}
+
+#[tokio::test]
+async fn a_pair_removed_while_probed_is_discarded() {
+    let mut h = harness(64);
+    h.scheduler.step(h.clock.at(0.0));
+    assert_eq!(h.scheduler.step(h.clock.at(13.0)).started.len(), 2);
+    // shop/db stops being a backend while its probe runs.
+    let mut db = pod("shop", "db", &[("app", "db")], "10.0.2.2", "node-2");
+    db.restarts = 0;
+    h.view.index.write().apply(db);
+    let step = h.scheduler.step(h.clock.at(14.5));
+    assert_eq!(step.removed.len(), 1);
+    let finished = h.finish_all(h.clock.at(14.6)).await;
+    let discarded = finished.iter().filter(|(_, f)| f.is_none()).count();
+    assert_eq!(discarded, 1);
+    h.scheduler.publish(h.clock.at(14.6).instant, true);
+    let to: Vec<String> = h
+        .pairs
+        .borrow()
+        .iter()
+        .filter_map(|r| r.to.clone())
+        .collect();
+    assert_eq!(to, ["shop/api"]);
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_summarised_with_its_problem() {
+    let mut h = harness(64);
+    h.scheduler.step(h.clock.at(0.0));
+    let mut broken = spec();
+    broken.spec.interval = "often".into();
+    h.view
+        .specs
+        .write()
+        .insert(ObjectRef::new("shop", "paths"), broken);
+    let step = h.scheduler.step(h.clock.at(2.0));
+    assert_eq!(step.removed.len(), 2, "its pairs are no longer probed");
+    let summary = h
+        .specs
+        .borrow()
+        .get(&ObjectRef::new("shop", "paths"))
+        .cloned()
+        .expect("still summarised");
+    assert_eq!(summary.planned, 0);
+    let problem = summary.problem.expect("a problem");
+    assert!(problem.contains("spec.interval"), "{problem}");
+}

@@ -1,0 +1,208 @@
+//! The ProbeSpec status writer task: every `--status-interval`, this node's share of each
+//! spec's status, from the pairs the scheduler last published.
+//!
+//! ```text
+//! scheduler ──pairs (watch)──┐
+//!           ──specs (watch)──┼─> node_report(spec) ──> SpecStatusWriter::publish ──> status.nodes.<node>
+//!   failing since (kept here)┘     counts by verdict, failing = !meets_expectation,    + aggregate
+//!                                  last failing pairs (newest first), plan problem
+//! ```
+//!
+//! A spec is first reported once every pair this node plans for it has been probed (a partial
+//! or empty first report would show a transient picture, or withdraw this node's entry). The writer itself skips unchanged
+//! reports (except a heartbeat), so quiet specs cost no API calls.
+//!
+//! "Failing since" is when this writer first saw the pair failing: the probe time of the first
+//! failing report it read, so it is at most one interval late and survives verdict changes
+//! between failing verdicts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use probe_spec::{FailingPair, PairVerdict, VerdictCounts};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::scheduler::{SpecSummaries, SpecSummary};
+use crate::api::PairReport;
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::report::metrics::PairState;
+use crate::report::status::{NodeReport, SpecStatusWriter, Written};
+
+/// Failing pairs kept per spec in this node's report.
+pub const NODE_FAILING_PAIRS: usize = 5;
+
+/// A pair as the failing-since map knows it: spec, source, destination, port, protocol.
+type PairName = (String, String, String, Option<u16>, Option<Protocol>);
+
+/// When each failing pair was first seen failing.
+#[derive(Debug, Default)]
+pub struct FailingSince {
+    since: HashMap<PairName, Time>,
+}
+
+impl FailingSince {
+    /// Keeps only the pairs in `failing` (those that recovered or vanished are forgotten).
+    fn retain(&mut self, failing: &[PairName]) {
+        self.since.retain(|name, _| failing.contains(name));
+    }
+}
+
+fn pair_name(report: &PairReport) -> PairName {
+    (
+        report.spec.clone().unwrap_or_default(),
+        report.from.clone(),
+        report
+            .to
+            .clone()
+            .or_else(|| report.dns.clone())
+            .unwrap_or_default(),
+        report.port,
+        report.protocol,
+    )
+}
+
+/// This node's report for `spec` from every published pair (other specs' pairs are ignored).
+pub fn node_report(
+    spec: &str,
+    summary: &SpecSummary,
+    pairs: &[PairReport],
+    failing_since: &mut FailingSince,
+    max_failing: usize,
+) -> NodeReport {
+    let mut counts = VerdictCounts::default();
+    let mut failing = 0u32;
+    let mut last_failing_pairs = Vec::new();
+    for report in pairs.iter().filter(|r| r.spec.as_deref() == Some(spec)) {
+        counts.add(report.verdict);
+        if report.meets_expectation != Some(false) {
+            continue;
+        }
+        failing += 1;
+        let since = failing_since
+            .since
+            .entry(pair_name(report))
+            .or_insert_with(|| Time(report.last_probe))
+            .clone();
+        last_failing_pairs.push(FailingPair {
+            from: report.from.clone(),
+            to: report
+                .to
+                .clone()
+                .or_else(|| report.dns.clone())
+                .unwrap_or_default(),
+            port: report.port,
+            protocol: report.protocol.map(spec_protocol),
+            verdict: report.verdict,
+            reason: Some(report.reason.clone()).filter(|r| !r.is_empty()),
+            policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
+            since,
+        });
+    }
+    last_failing_pairs.sort_by(|a, b| {
+        b.since
+            .0
+            .cmp(&a.since.0)
+            .then_with(|| (&a.from, &a.to, a.port).cmp(&(&b.from, &b.to, b.port)))
+    });
+    last_failing_pairs.truncate(max_failing);
+    NodeReport {
+        observed_generation: summary.generation,
+        counts,
+        failing,
+        last_failing_pairs,
+        problem: summary.problem.clone(),
+    }
+}
+
+fn spec_protocol(protocol: Protocol) -> probe_spec::Protocol {
+    match protocol {
+        Protocol::Tcp => probe_spec::Protocol::Tcp,
+        Protocol::Udp => probe_spec::Protocol::Udp,
+        Protocol::Sctp => probe_spec::Protocol::Sctp,
+    }
+}
+
+/// Whether this node's report of a spec may be written: once every planned pair has been
+/// probed (a partial first report would show a transient picture), and from then on always
+/// (pairs that churn in must not hold the status back). A problem or no planned pairs (the
+/// node withdraws its entry) are reported at once.
+fn ready_to_report(summary: &SpecSummary, report: &NodeReport, reported_before: bool) -> bool {
+    let probed = PairVerdict::ALL
+        .iter()
+        .map(|v| report.counts.get(*v) as usize)
+        .sum::<usize>();
+    reported_before || report.problem.is_some() || probed >= summary.planned
+}
+
+/// Writes every spec's report each `interval` until `shutdown` turns true. Waits for the
+/// first full sync of the view (`ready`) and one interval before the first write, so the
+/// scheduler has probed.
+pub async fn write_spec_statuses(
+    writer: SpecStatusWriter,
+    mut specs: watch::Receiver<Arc<SpecSummaries>>,
+    pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    mut ready: watch::Receiver<bool>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = ready.wait_for(|ready| *ready) => {}
+        () = super::stop_requested(&mut shutdown) => return,
+    }
+    let mut failing_since = FailingSince::default();
+    let mut reported: HashSet<ObjectRef> = HashSet::new();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = super::stop_requested(&mut shutdown) => break,
+            _ = ticks.tick() => {}
+        }
+        let summaries = specs.borrow_and_update().clone();
+        let pairs = pairs.borrow().clone();
+        let mut failing: Vec<PairName> = Vec::new();
+        for (spec, summary) in summaries.iter() {
+            let name = spec.to_string();
+            let report = node_report(
+                &name,
+                summary,
+                &pairs,
+                &mut failing_since,
+                NODE_FAILING_PAIRS,
+            );
+            failing.extend(
+                pairs
+                    .iter()
+                    .filter(|r| r.spec.as_deref() == Some(name.as_str()))
+                    .filter(|r| r.meets_expectation == Some(false))
+                    .map(pair_name),
+            );
+            if !ready_to_report(summary, &report, reported.contains(spec)) {
+                continue;
+            }
+            reported.insert(spec.clone());
+            publish(&writer, spec, &report).await;
+        }
+        failing_since.retain(&failing);
+        reported.retain(|spec| summaries.contains_key(spec));
+    }
+    info!("status writer stopped");
+}
+
+async fn publish(writer: &SpecStatusWriter, spec: &ObjectRef, report: &NodeReport) {
+    match writer.publish(spec, report).await {
+        Ok(Written::Patched) => {
+            debug!(%spec, failing = report.failing, "ProbeSpec status written");
+        }
+        Ok(Written::Unchanged | Written::Gone) => {}
+        Err(error) => {
+            warn!(%spec, %error, error.kind = error.metric_label(), "cannot write ProbeSpec status");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{Expectation, PairVerdict};
+
+use super::*;
+use crate::agent::fixtures::report;
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).expect("timestamp")
+}
+
+fn summary() -> SpecSummary {
+    SpecSummary {
+        generation: Some(7),
+        expect: Expectation::Allow,
+        planned: 3,
+        problem: None,
+    }
+}
+
+#[test]
+fn a_node_report_counts_verdicts_and_lists_failing_pairs_newest_first() {
+    let mut pairs = vec![
+        report("shop/paths", "shop/web", "shop/api", PairVerdict::Ok, true),
+        report(
+            "shop/paths",
+            "shop/web",
+            "shop/db",
+            PairVerdict::BlockedByPolicy,
+            false,
+        ),
+        report(
+            "shop/paths",
+            "shop/web",
+            "shop/cache",
+            PairVerdict::UnexpectedBlock,
+            false,
+        ),
+        report(
+            "other/spec",
+            "other/a",
+            "other/b",
+            PairVerdict::BlockedByPolicy,
+            false,
+        ),
+    ];
+    pairs[1].last_probe = at(100);
+    pairs[2].last_probe = at(200);
+    let mut since = FailingSince::default();
+    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    assert_eq!(report.observed_generation, Some(7));
+    assert_eq!(report.counts.ok, 1);
+    assert_eq!(report.counts.blocked_by_policy, 1);
+    assert_eq!(report.counts.unexpected_block, 1);
+    assert_eq!(report.counts.policy_not_enforced, 0);
+    assert_eq!(report.failing, 2);
+    let failing: Vec<(&str, Timestamp)> = report
+        .last_failing_pairs
+        .iter()
+        .map(|p| (p.to.as_str(), p.since.0))
+        .collect();
+    assert_eq!(failing, [("shop/cache", at(200)), ("shop/db", at(100))]);
+    let db = &report.last_failing_pairs[1];
+    assert_eq!(db.from, "shop/web");
+    assert_eq!(db.port, Some(8080));
+    assert_eq!(db.protocol, Some(probe_spec::Protocol::Tcp));
+    assert_eq!(db.reason.as_deref(), Some("default_deny"));
+    assert_eq!(db.policy.as_deref(), Some("shop/deny"));
+    assert_eq!(report.problem, None);
+
+    // A later probe of a pair that still fails keeps its first failing time.
+    pairs[1].last_probe = at(300);
+    pairs[1].verdict = PairVerdict::UnexpectedBlock;
+    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 1);
+    assert_eq!(report.last_failing_pairs.len(), 1, "capped");
+    assert_eq!(report.last_failing_pairs[0].to, "shop/cache");
+    assert_eq!(report.failing, 2, "the count is not capped");
+
+    // Once it recovers and fails again, the streak starts anew.
+    since.retain(&[]);
+    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    assert_eq!(report.last_failing_pairs[0].to, "shop/db");
+    assert_eq!(report.last_failing_pairs[0].since.0, at(300));
+}
+
+#[test]
+fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
+    let mut since = FailingSince::default();
+    let pairs = vec![
+        report("shop/paths", "shop/web", "shop/api", PairVerdict::Ok, true),
+        report("shop/paths", "shop/web", "shop/db", PairVerdict::Ok, true),
+    ];
+    let partial = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    assert!(
+        !ready_to_report(&summary(), &partial, false),
+        "2 of 3 probed"
+    );
+    assert!(
+        ready_to_report(&summary(), &partial, true),
+        "reported before: always"
+    );
+
+    let all_probed = SpecSummary {
+        planned: 2,
+        ..summary()
+    };
+    assert!(ready_to_report(&all_probed, &partial, false));
+
+    let nothing_planned = SpecSummary {
+        planned: 0,
+        ..summary()
+    };
+    let empty = node_report("shop/paths", &nothing_planned, &[], &mut since, 5);
+    assert!(
+        ready_to_report(&nothing_planned, &empty, false),
+        "no pairs here: withdraw this node's entry"
+    );
+
+    let broken = SpecSummary {
+        planned: 0,
+        problem: Some("spec.interval: invalid".into()),
+        ..summary()
+    };
+    let report = node_report("shop/paths", &broken, &[], &mut since, 5);
+    assert_eq!(report.problem.as_deref(), Some("spec.interval: invalid"));
+    assert!(ready_to_report(&broken, &report, false));
+}

@@ -1,0 +1,177 @@
+//! `netreach agent`: the DaemonSet process. Flags (each also read from an environment variable)
+//! become an [`AgentConfig`]; [`crate::agent::run`] does the rest.
+//!
+//! ```text
+//! flags / NETREACH_* / NODE_NAME ──> Args ──into_config()──> AgentConfig ──agent::run──> Ok: exit 0
+//!                                                                              └─ Err: termination log, exit 1
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::builder::BoolishValueParser;
+use tracing::error;
+
+use crate::agent::lifecycle::write_termination_log;
+use crate::agent::{self, AgentConfig};
+use crate::policy::Profile;
+
+/// Run the node agent (the DaemonSet process): probe this node's ProbeSpec pairs from inside
+/// their source pods, run ProbeRequests, and report metrics, Events and status.
+///
+/// Every flag can also be set through the environment variable named in its help; NODE_NAME
+/// usually comes from the downward API (`fieldRef: spec.nodeName`).
+///
+/// Example: NODE_NAME=node-1 netreach agent --listen 0.0.0.0:9464
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The node this agent runs on; its pods are the sources it probes from.
+    #[arg(long, env = "NODE_NAME", value_name = "NODE")]
+    node_name: String,
+    /// Where to serve /metrics, /healthz, /readyz, /v1/pairs and /v1/probe.
+    #[arg(
+        long,
+        env = "NETREACH_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9464"
+    )]
+    listen: SocketAddr,
+    /// How the CNI treats what the NetworkPolicy API leaves open (see `explain --help`).
+    #[arg(long, env = "NETREACH_PROFILE", default_value = "upstream", value_parser = Profile::from_str)]
+    profile: Profile,
+    /// Scheduled probes in flight at once, across every ProbeSpec.
+    #[arg(
+        long,
+        env = "NETREACH_CONCURRENCY",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=4096)
+    )]
+    concurrency: u32,
+    /// An extra CNI agent pod selector, `[namespace/]key=value[,key=value...]` (namespace
+    /// defaults to kube-system), next to the built-in ones (calico-node, cilium, ...).
+    #[arg(long, env = "NETREACH_CNI_SELECTOR", value_name = "SELECTOR")]
+    cni_selector: Option<String>,
+    /// Publish Warning Events on source pods (NetworkPolicyDenied, ProbeFailed);
+    /// `--events=false` turns them off.
+    #[arg(
+        long,
+        env = "NETREACH_EVENTS",
+        value_name = "BOOL",
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    events: bool,
+    /// How often this node's share of each ProbeSpec status is written.
+    #[arg(
+        long,
+        env = "NETREACH_STATUS_INTERVAL",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    status_interval: Duration,
+    /// Where the reason of a fatal exit is written (Kubernetes shows it in the pod's status).
+    #[arg(
+        long,
+        env = "NETREACH_TERMINATION_LOG",
+        value_name = "PATH",
+        default_value = "/dev/termination-log"
+    )]
+    termination_log: PathBuf,
+    /// After SIGTERM, how long probes and ProbeRequests in flight may still take.
+    #[arg(
+        long,
+        env = "NETREACH_SHUTDOWN_GRACE",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    shutdown_grace: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    probe_spec::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err("must be longer than 0s".into()),
+        duration => Ok(duration),
+    }
+}
+
+impl Args {
+    /// The typed configuration.
+    pub fn into_config(self) -> AgentConfig {
+        let Self {
+            node_name,
+            listen,
+            profile,
+            concurrency,
+            cni_selector,
+            events,
+            status_interval,
+            termination_log,
+            shutdown_grace,
+        } = self;
+        AgentConfig {
+            node_name,
+            listen,
+            profile,
+            concurrency: concurrency as usize,
+            cni_selector: cni_selector.filter(|s| !s.trim().is_empty()),
+            events,
+            status_interval,
+            termination_log,
+            shutdown_grace,
+        }
+    }
+
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.into_config();
+        let termination_log = config.termination_log.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("netreach-agent")
+            .build()
+            .context("starting the async runtime")?;
+        let result = runtime.block_on(agent::run(config));
+        // Tasks still parked (aborted ones, blocking reads) must not hold the exit up.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        match result {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(failure) => {
+                let reason = format!("netreach agent: {}", error_chain(&failure));
+                error!(error = %reason, kind = failure.metric_label(), "exiting");
+                write_termination_log(&termination_log, &reason);
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, without repeating a cause
+/// that the outer message already quotes.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests;

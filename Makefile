@@ -9,6 +9,8 @@ test: ## Every check and test: formatting, clippy, the whole test suite, then a 
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(CARGO) test --workspace --locked
+	./scripts/chart-test.sh
+	./scripts/alerts-test.sh
 	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup -- --check
 	./scripts/check-leftovers.sh
 
@@ -34,3 +36,13 @@ bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and 
 	$(CARGO) bench -p netreach --bench probe_cost
 
 .PHONY: help test clean-testbed build bench bench-probe generate demo example
+
+alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).
+	./scripts/alerts-test.sh
+
+.PHONY: alerts-test
+
+chart-test: ## Helm chart render/lint/validate, security and RBAC asserts, hadolint, capability proof (as root).
+	./scripts/chart-test.sh
+
+.PHONY: chart-test

@@ -124,7 +124,7 @@ def netreach_bin():
     if path:
         return path
     subprocess.run(["cargo", "build", "-q", "--locked", "-p", "netreach"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "debug", "netreach")
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "netreach")
 
 
 def test_rules(tmp, promtool, res):

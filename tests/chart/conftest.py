@@ -11,6 +11,7 @@ checks run the pinned versions whatever is on PATH.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -26,7 +27,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "netreach"
 VALUES_DIR = pathlib.Path(__file__).resolve().parent / "values"
 VENV_BIN = pathlib.Path(sys.executable).parent
-AGENT_BIN = ROOT / "target" / "debug" / "netreach"
+# The agent binary `make test` built: NETREACH_BIN, else cargo's target dir (CARGO_TARGET_DIR
+# or ./target).
+AGENT_BIN = pathlib.Path(
+    os.environ.get("NETREACH_BIN")
+    or pathlib.Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "netreach"
+)
 
 RELEASE = "netreach"
 NAMESPACE = "netreach-system"

@@ -9,27 +9,12 @@ use probe_spec::{Expectation, PairVerdict, ProbeRequest, ProbeSpec};
 use crate::api::PairReport;
 use crate::cluster::Index;
 use crate::cluster::index::Apply;
-use crate::cluster::model::{
-    ContainerPort, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Pod, PodPhase, Protocol,
-};
+use crate::cluster::model::{ContainerPort, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
 use crate::cluster::selector::Selector;
 use crate::probe::Outcome;
 
-pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-pub(crate) fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
-    let mut labels = labels(pairs);
-    labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
-    Namespace {
-        name: name.into(),
-        labels,
-    }
-}
+// The label and namespace builders are the schedule tests' own.
+pub(crate) use crate::schedule::fixtures::{labels, namespace};
 
 /// A Running, Ready pod on `node` with port `http` 8080/TCP; `ip` empty: no IP.
 pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: &str) -> Pod {

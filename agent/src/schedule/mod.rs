@@ -24,7 +24,7 @@
 //! with both lists.
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod hash;
 mod pair;
 mod plan;

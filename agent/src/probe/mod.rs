@@ -94,22 +94,9 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Observation> {
         let span = debug_span!("probe_tcp", %target, netns = netns.inode());
-        async {
-            let socket = self
-                .factory
-                .pooled_socket(
-                    netns,
-                    Domain::for_address(target),
-                    Type::STREAM.nonblocking(),
-                    None,
-                )
-                .await?;
-            let observation = tcp::probe(socket, target, timeout).await?;
-            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
-            Ok(observation)
-        }
-        .instrument(span)
-        .await
+        self.probe_socket(netns, target, Type::STREAM, timeout)
+            .instrument(span)
+            .await
     }
 
     /// UDP exchange from `netns` to `target`: `open` (a reply), `refused`, `unreachable`,
@@ -121,22 +108,30 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Observation> {
         let span = debug_span!("probe_udp", %target, netns = netns.inode());
-        async {
-            let socket = self
-                .factory
-                .pooled_socket(
-                    netns,
-                    Domain::for_address(target),
-                    Type::DGRAM.nonblocking(),
-                    None,
-                )
-                .await?;
-            let observation = udp::probe(socket, target, timeout).await?;
-            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
-            Ok(observation)
-        }
-        .instrument(span)
-        .await
+        self.probe_socket(netns, target, Type::DGRAM, timeout)
+            .instrument(span)
+            .await
+    }
+
+    /// One TCP (`STREAM`) or UDP (`DGRAM`) probe on a socket made in `netns`.
+    async fn probe_socket(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        kind: Type,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let socket = self
+            .factory
+            .pooled_socket(netns, Domain::for_address(target), kind.nonblocking(), None)
+            .await?;
+        let observation = if kind == Type::STREAM {
+            tcp::probe(socket, target, timeout).await?
+        } else {
+            udp::probe(socket, target, timeout).await?
+        };
+        debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+        Ok(observation)
     }
 
     /// DNS lookup of `name` (A records) from `netns` with the pod's resolver configuration:

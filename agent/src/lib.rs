@@ -1,7 +1,7 @@
 //! netreach: in-cluster connectivity probes from inside pod network namespaces, compared with
 //! what the live NetworkPolicy set predicts and explained down to the policy, rule and selector.
 //!
-//! Layers (see DESIGN.md): `cluster` (objects -> validated types -> index) and `policy` (the
+//! Layers (see docs/design.md): `cluster` (objects -> validated types -> index) and `policy` (the
 //! pure engine) do no I/O; `cli` wires them to files and terminals.
 // `deny`, not `forbid`: `netns::sys` (setns, socket, SIOCGSKNS) and `probe::errqueue`
 // (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.

@@ -30,7 +30,7 @@ use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
 use crate::diagnose::{self, CniHealth, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
 use crate::policy::{Engine, Profile};
-use crate::probe::{DnsConfig, Observation, Outcome, Prober};
+use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 use crate::schedule::{self, Pair, PairId, PairTarget};
 
 /// Which nodes' source pods a round probes: the agent's own node, or every node (the demo
@@ -205,7 +205,10 @@ impl Pipeline {
         let now = SystemTime::now();
         let first_failure = {
             let mut streaks = self.first_failures.lock();
-            if observation.outcome.is_reachable()
+            // A probe that did not run neither starts nor ends a failure streak.
+            if observation.outcome == Outcome::NotProbed {
+                streaks.get(&pair.id).copied()
+            } else if observation.outcome.is_reachable()
                 && !matches!(observation.outcome, Outcome::Refused)
             {
                 streaks.remove(&pair.id);
@@ -218,6 +221,9 @@ impl Pipeline {
             from: &pair.from,
             target: &pair.target,
             outcome: observation.outcome,
+            not_probed: observation.not_probed,
+            expects_reply: observation.expects_reply,
+            mesh_redirected: false,
             rejected_by_policy: observation.rejected_by_policy,
             prediction: prediction
                 .as_ref()
@@ -280,8 +286,14 @@ impl Pipeline {
         report
     }
 
-    /// The policy engine and CNI health of one view, for [`Pipeline::probe_pair_in`].
+    /// The policy engine and CNI health of one view, for [`Pipeline::probe_pair_in`]. Also
+    /// releases the netns handles (and spare sockets) of pods the view no longer has.
     pub fn context(&self, index: &Index, changes: &ChangeLog) -> ProbeContext {
+        let live: std::collections::HashSet<String> = index
+            .pods()
+            .map(|pod| pod.uid.to_ascii_lowercase())
+            .collect();
+        self.registry.retain(|uid| live.contains(uid));
         ProbeContext {
             engine: Engine::new(index, self.config.profile.clone()),
             cni: self.cni_health(index, changes),
@@ -361,11 +373,11 @@ impl Pipeline {
     ) -> (Observation, Option<std::net::IpAddr>) {
         let pod = match self.source_netns(index, &pair.from).await {
             Ok(pod) => pod,
-            Err(why) => {
+            Err((reason, why)) => {
                 return (
-                    failed(
+                    not_probed(
+                        reason,
                         format!("cannot enter the source pod's network namespace: {why}"),
-                        timeout,
                     ),
                     None,
                 );
@@ -380,12 +392,7 @@ impl Pipeline {
                 match protocol {
                     Protocol::Tcp => self.prober.probe_tcp(&pod.handle, addr, timeout).await,
                     Protocol::Udp => self.prober.probe_udp(&pod.handle, addr, timeout).await,
-                    Protocol::Sctp => {
-                        return (
-                            failed("SCTP probes are not supported yet".into(), timeout),
-                            None,
-                        );
-                    }
+                    Protocol::Sctp => self.prober.probe_sctp(&pod.handle, addr, timeout).await,
                 }
             }
             PairTarget::Dns { name } => {
@@ -393,7 +400,10 @@ impl Pipeline {
                     Ok(config) => config,
                     Err(error) => {
                         return (
-                            failed(format!("reading the pod's resolv.conf: {error}"), timeout),
+                            not_probed(
+                                error.not_probed_reason(),
+                                format!("reading the pod's resolv.conf: {error}"),
+                            ),
                             None,
                         );
                     }
@@ -403,60 +413,62 @@ impl Pipeline {
                     .prober
                     .probe_dns(&pod.handle, &config, name, timeout)
                     .await;
-                return (
-                    result.unwrap_or_else(|e| failed(e.to_string(), timeout)),
-                    server,
-                );
+                return (result.unwrap_or_else(not_probed_by), server);
             }
             PairTarget::Host { name, .. } => {
                 return (
-                    failed(
+                    not_probed(
+                        NotProbedReason::ResolveFailed,
                         format!(
                             "host targets ({name}) are not probed yet; use a dns target and an ip target"
                         ),
-                        timeout,
                     ),
                     None,
                 );
             }
         };
-        (
-            result.unwrap_or_else(|e| failed(e.to_string(), timeout)),
-            None,
-        )
+        (result.unwrap_or_else(not_probed_by), None)
     }
 
-    async fn source_netns(&self, index: &Index, from: &ObjectRef) -> Result<PodNetns, String> {
-        let pod = index
-            .pod(from)
-            .ok_or_else(|| format!("pod {from} is gone"))?;
+    async fn source_netns(
+        &self,
+        index: &Index,
+        from: &ObjectRef,
+    ) -> Result<PodNetns, (NotProbedReason, String)> {
+        let pod = index.pod(from).ok_or_else(|| {
+            (
+                NotProbedReason::NetnsNotFound,
+                format!("pod {from} is gone"),
+            )
+        })?;
         match self
             .registry
             .resolve(self.prober.factory(), &pod.uid, pod.ips.first().copied())
             .await
         {
             Ok(Resolution::Pod(netns)) => Ok(netns),
-            Ok(Resolution::HostNetwork { .. }) => Err(format!("pod {from} uses the host network")),
+            Ok(Resolution::HostNetwork { .. }) => Err((
+                NotProbedReason::HostNetworkSource,
+                format!("pod {from} uses the host network"),
+            )),
             Err(error) => {
                 debug!(%from, %error, "source netns not found");
-                Err(error.to_string())
+                Err((NotProbedReason::from(&error), error.to_string()))
             }
         }
     }
 }
 
-/// An observation for a probe that could not run.
-fn failed(detail: String, timeout: Duration) -> Observation {
-    warn!(%detail, "probe could not run");
-    Observation {
-        outcome: Outcome::Error,
-        latency: timeout.min(Duration::ZERO),
-        icmp: None,
-        rejected_by_policy: false,
-        errno: None,
-        detail,
-        answers: Vec::new(),
-    }
+/// An observation for a probe that could not run: nothing was sent, nothing is reported
+/// about the network.
+fn not_probed(reason: NotProbedReason, detail: String) -> Observation {
+    warn!(%reason, %detail, "probe could not run");
+    Observation::not_probed(reason, detail)
+}
+
+/// The observation of a probe whose prober failed before sending.
+fn not_probed_by(error: crate::probe::Error) -> Observation {
+    not_probed(error.not_probed_reason(), error.to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -472,7 +484,7 @@ fn report(
     summary: String,
     explanation: String,
     hints: Vec<String>,
-    meets_expectation: bool,
+    meets_expectation: Option<bool>,
 ) -> PairReport {
     let (to, ip, dns, port, protocol) = match &pair.target {
         PairTarget::Pod {
@@ -521,6 +533,6 @@ fn report(
         latency_seconds: observation.latency.as_secs_f64(),
         last_probe: k8s_openapi::jiff::Timestamp::now(),
         expect: Some(expect),
-        meets_expectation: Some(meets_expectation),
+        meets_expectation,
     }
 }

@@ -157,12 +157,16 @@ pub enum Expectation {
 }
 
 impl Expectation {
-    /// Whether a pair with this verdict meets the expectation.
-    pub fn is_met_by(self, verdict: PairVerdict) -> bool {
-        match self {
+    /// Whether a pair with this verdict meets the expectation; `None` when the verdict
+    /// decides nothing (`not_probed`, `inconclusive`).
+    pub fn is_met_by(self, verdict: PairVerdict) -> Option<bool> {
+        if !verdict.is_decided() {
+            return None;
+        }
+        Some(match self {
             Expectation::Allow => verdict.reachable(),
             Expectation::Deny => !verdict.reachable(),
-        }
+        })
     }
 }
 

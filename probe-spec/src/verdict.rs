@@ -22,15 +22,23 @@ pub enum PairVerdict {
     PolicyNotEnforced,
     /// Not reachable, although the policy set allows it (CNI, node, or destination fault).
     UnexpectedBlock,
+    /// The probe could not run (no source netns, an unsupported protocol, the agent out of
+    /// sockets, ...): nothing was observed, so nothing is said about the network.
+    NotProbed,
+    /// The probe ran but what it saw cannot decide (UDP silence from a service that may just
+    /// ignore the probe, a mesh redirect that cannot be bypassed).
+    Inconclusive,
 }
 
 impl PairVerdict {
     /// Every verdict, in a stable order.
-    pub const ALL: [PairVerdict; 4] = [
+    pub const ALL: [PairVerdict; 6] = [
         PairVerdict::Ok,
         PairVerdict::BlockedByPolicy,
         PairVerdict::PolicyNotEnforced,
         PairVerdict::UnexpectedBlock,
+        PairVerdict::NotProbed,
+        PairVerdict::Inconclusive,
     ];
 
     /// The code used in JSON, metric labels and alerts: `ok`, `blocked_by_policy`, ...
@@ -40,7 +48,15 @@ impl PairVerdict {
             PairVerdict::BlockedByPolicy => "blocked_by_policy",
             PairVerdict::PolicyNotEnforced => "policy_not_enforced",
             PairVerdict::UnexpectedBlock => "unexpected_block",
+            PairVerdict::NotProbed => "not_probed",
+            PairVerdict::Inconclusive => "inconclusive",
         }
+    }
+
+    /// Whether the verdict says something about the network: false for `not_probed` and
+    /// `inconclusive`, which never become a policy verdict, an Event or a page.
+    pub fn is_decided(self) -> bool {
+        !matches!(self, PairVerdict::NotProbed | PairVerdict::Inconclusive)
     }
 
     /// Whether the probe reached the destination (`refused` counts as reachable).

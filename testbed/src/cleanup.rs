@@ -250,6 +250,11 @@ pub(crate) struct Live {
     pub prefix: String,
     /// The long-lived processes spawned for the run; `None` once torn down.
     pub children: Mutex<Option<Vec<std::process::Child>>>,
+    /// One pipe whose read end is every long-lived child's stdin and whose write end only this
+    /// process holds: when the run is torn down, or this process dies, every child reads end
+    /// of file and exits. One pipe for all children, not one each: at 100 pods a pipe per pod
+    /// would cost the process a hundred descriptors.
+    stdin: Mutex<Option<(std::io::PipeReader, std::io::PipeWriter)>>,
 }
 
 static LIVE: Mutex<Vec<Weak<Live>>> = parking_lot::const_mutex(Vec::new());
@@ -261,6 +266,7 @@ impl Live {
         let live = Arc::new(Live {
             prefix,
             children: Mutex::new(Some(Vec::new())),
+            stdin: Mutex::new(std::io::pipe().ok()),
         });
         let mut all = LIVE.lock();
         all.retain(|w| w.strong_count() > 0);
@@ -287,6 +293,19 @@ impl Live {
         }
     }
 
+    /// A stdin for a long-lived child: the shared pipe's read end (see `stdin`).
+    pub(crate) fn child_stdin(&self) -> Result<std::process::Stdio> {
+        let guard = self.stdin.lock();
+        let (reader, _) = guard.as_ref().ok_or_else(|| Error::Teardown {
+            prefix: self.prefix.clone(),
+            items: vec!["no stdin pipe (torn down, or pipe() failed)".into()],
+        })?;
+        let reader = reader
+            .try_clone()
+            .map_err(|e| Error::io("duplicate", "the children's stdin pipe", e))?;
+        Ok(reader.into())
+    }
+
     /// Tears the run down (once; later calls return `Ok`). Holds the lock throughout so a
     /// concurrent signal teardown waits for this one.
     pub(crate) fn teardown(&self) -> Result<()> {
@@ -294,6 +313,8 @@ impl Live {
         let Some(children) = guard.take() else {
             return Ok(());
         };
+        // End of file on every child's stdin: they exit by themselves while we kill them.
+        self.stdin.lock().take();
         for mut c in children {
             let _ = c.kill();
             let _ = cmd::wait_timeout(&mut c, Duration::from_secs(5));

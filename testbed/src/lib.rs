@@ -1,6 +1,6 @@
 //! A simulated Kubernetes cluster on one Linux host, built from a scenario file.
 //!
-//! [`Scenario`] (DESIGN.md, "Scenario file") → [`Testbed::start`] → a router network namespace
+//! [`Scenario`] (docs/design.md, "Scenario file") → [`Testbed::start`] → a router network namespace
 //! with no uplink and one bridge per node, one netns per pod with its IP and default route,
 //! a `pause` holder and an app listener per pod in kubepods-style cgroups (containerd, CRI-O,
 //! cgroupfs and docker layouts; cgroup v1, v2 and hybrid hosts), the pod's own resolv.conf,

@@ -1,4 +1,4 @@
-//! The scenario file (DESIGN.md, "Scenario file"): types, parsing and validation.
+//! The scenario file (docs/design.md, "Scenario file"): types, parsing and validation.
 //!
 //! Data flow: YAML text → [`Scenario`] (serde, unknown fields rejected, the path of a bad field
 //! in the error) → [`Scenario::validate`] (pure: every Pod, port, rule, record and fault checked

@@ -89,12 +89,19 @@ pub struct Transition {
     pub event: Option<EventReason>,
 }
 
-/// Compares a pair's new verdict with its previous one.
+/// Compares a pair's new verdict with its previous decided one. A verdict that decides
+/// nothing (`not_probed`, `inconclusive`) observes no effect and raises no Event.
 pub fn transition(
     expect: Expectation,
     previous: Option<PairVerdict>,
     current: PairVerdict,
 ) -> Transition {
+    if !current.is_decided() {
+        return Transition {
+            effect_observed: false,
+            event: None,
+        };
+    }
     Transition {
         effect_observed: previous.is_none_or(|p| p.reachable() != current.reachable()),
         event: reason_for(expect, previous, current),

@@ -109,6 +109,8 @@ pub(crate) fn report(
             PairVerdict::Ok => String::new(),
             PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => "default_deny".into(),
             PairVerdict::UnexpectedBlock => "unknown".into(),
+            PairVerdict::NotProbed => "netns_not_found".into(),
+            PairVerdict::Inconclusive => "udp_silence".into(),
         },
         direction: None,
         policies: match verdict {

@@ -164,6 +164,9 @@ pub struct Scheduler {
     last_change_seq: u64,
     /// The latest report of every pair probed at least once.
     reports: HashMap<PairId, PairReport>,
+    /// The last verdict that decided something (not `not_probed`/`inconclusive`) per pair, so
+    /// a probe that could not run between two blocks raises no second Event.
+    last_decided: HashMap<PairId, probe_spec::PairVerdict>,
     in_flight: InFlight,
     /// Reports changed since the last publish.
     unpublished: bool,
@@ -201,6 +204,7 @@ impl Scheduler {
             snapshot_at: None,
             last_change_seq: 0,
             reports: HashMap::new(),
+            last_decided: HashMap::new(),
             in_flight: FuturesUnordered::new(),
             unpublished: false,
             last_publish: None,
@@ -279,7 +283,7 @@ impl Scheduler {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
         let expect = report.expect.unwrap_or_default();
-        let previous = self.reports.get(&id).map(|r| r.verdict);
+        let previous = self.last_decided.get(&id).copied();
         let transition = transition(expect, previous, report.verdict);
         let change_to_effect =
             self.timetable
@@ -292,13 +296,22 @@ impl Scheduler {
         if let Some(key) = report.metric_key() {
             metrics.pairs.set(&key, &report.metric_state());
             let latency = Duration::try_from_secs_f64(report.latency_seconds).unwrap_or_default();
-            metrics.observe_probe(&key.spec, key.protocol, report.outcome, latency);
+            metrics.observe_attempt(
+                &key.spec,
+                key.protocol,
+                report.outcome,
+                report.not_probed_reason(),
+                latency,
+            );
         }
         if previous.is_some_and(|p| p != report.verdict) {
             info!(%pair, from = ?previous, to = %report.verdict, reason = %report.reason, "verdict changed");
         }
         if let Some(reason) = transition.event {
             self.notify(&pair, reason, &report.summary);
+        }
+        if report.verdict.is_decided() {
+            self.last_decided.insert(id, report.verdict);
         }
         self.reports.insert(id, report);
         self.unpublished = true;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::cluster::model::Protocol;
-use crate::probe::Outcome;
+use crate::probe::{NotProbedReason, Outcome};
 use crate::report::metrics::{PairKey, PairState, ProtocolLabel};
 
 /// One diagnosed pair. DNS lookups carry `dns` instead of `to`/`port`/`protocol`.
@@ -104,8 +104,20 @@ impl PairReport {
             direction: self.direction,
             policy: PairState::policy_label(&self.policies),
             policy_allowed: self.policy_allowed,
-            expectation_met: self.meets_expectation.unwrap_or(true),
+            // On-demand probes have no series; a spec pair without a decision has none either.
+            expectation_met: if self.spec.is_some() {
+                self.meets_expectation
+            } else {
+                Some(true)
+            },
         }
+    }
+
+    /// Why the pair was not probed, for a `not_probed` report.
+    pub fn not_probed_reason(&self) -> Option<NotProbedReason> {
+        (self.outcome == Outcome::NotProbed).then(|| {
+            NotProbedReason::from_code(&self.reason).unwrap_or(NotProbedReason::ProbeError)
+        })
     }
 
     /// The destination's namespace, for pod targets.
@@ -136,7 +148,8 @@ pub struct PairsResponse {
 pub struct PairsQuery {
     /// The ProbeSpec, `namespace/name`.
     pub spec: Option<String>,
-    /// A verdict code: `ok`, `blocked_by_policy`, `policy_not_enforced`, `unexpected_block`.
+    /// A verdict code: `ok`, `blocked_by_policy`, `policy_not_enforced`, `unexpected_block`,
+    /// `not_probed`, `inconclusive`.
     pub verdict: Option<String>,
     /// The source pod, `namespace/name`.
     pub from: Option<String>,

@@ -266,10 +266,11 @@ fn publish_metrics(metrics: &Metrics, reports: &[PairReport]) {
         if let Some(key) = report.metric_key() {
             metrics.pairs.set(&key, &report.metric_state());
             let spec = report.spec.as_deref().unwrap_or("");
-            metrics.observe_probe(
+            metrics.observe_attempt(
                 spec,
                 key.protocol,
                 report.outcome,
+                report.not_probed_reason(),
                 Duration::from_secs_f64(report.latency_seconds),
             );
         }

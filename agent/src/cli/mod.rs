@@ -51,6 +51,12 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_tracing(default_level);
+    if matches!(
+        cli.command,
+        Command::Agent(_) | Command::Demo(_) | Command::Probe(_)
+    ) {
+        raise_nofile_limit();
+    }
     let result = match cli.command {
         Command::Explain(args) => args.run(),
         Command::Matrix(args) => args.run(),
@@ -66,6 +72,20 @@ pub fn main() -> ExitCode {
             let _ = writeln!(stderr, "error: {error:#}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one for the commands that hold pod namespaces
+/// and probe sockets, and logs both.
+fn raise_nofile_limit() {
+    match crate::netns::raise_nofile_limit() {
+        Ok(limit) => tracing::info!(
+            soft_before = limit.soft_before,
+            soft = limit.soft,
+            hard = limit.hard,
+            "RLIMIT_NOFILE"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_NOFILE"),
     }
 }
 

@@ -6,14 +6,22 @@
 //! | refused | `ok`, reason `destination_not_ready` or `not_listening` | `blocked_by_policy` (policy reason) |
 //! | nxdomain, servfail | `ok`, reason `dns_failure` | `policy_not_enforced` (policy reason) |
 //! | timeout, unreachable, open_or_filtered, dns_timeout, error | `unexpected_block`, fault chain | `blocked_by_policy` (policy reason) |
+//! | open_or_filtered, no reply expected (UDP silence) | `inconclusive`, `udp_silence` | `blocked_by_policy` (policy reason) |
+//! | open through an unbypassable mesh redirect | `inconclusive`, `mesh_redirect` | `inconclusive`, `mesh_redirect` |
+//! | not_probed | `not_probed`, the probe's reason | `not_probed`, the probe's reason |
 //!
-//! Fault chain (DESIGN.md, first that holds): `cni_unhealthy`, `node_not_ready`,
+//! `not_probed` and `inconclusive` never become a policy verdict: nothing that was not
+//! observed is reported. UDP silence agrees with a deny, so it stays `blocked_by_policy`
+//! there; where the policies allow, silence proves nothing (open|filtered) unless the probe
+//! spoke a protocol whose server must answer (DNS on 53), which makes it a loss.
+//!
+//! Fault chain (docs/design.md, first that holds): `cni_unhealthy`, `node_not_ready`,
 //! `destination_not_ready`, `not_listening`, `dns_failure`, `unknown`.
 
 use probe_spec::PairVerdict;
 
 use crate::policy::Verdict;
-use crate::probe::Outcome;
+use crate::probe::{NotProbedReason, Outcome};
 
 use super::Reason;
 use super::health::Health;
@@ -46,9 +54,40 @@ pub(super) struct Classified {
     pub(super) policy: Policy,
 }
 
-pub(super) fn classify(outcome: Outcome, policy: Policy, health: &Health) -> Classified {
+/// The facts of one observation the table reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Observed {
+    pub(super) outcome: Outcome,
+    pub(super) not_probed: Option<NotProbedReason>,
+    pub(super) expects_reply: bool,
+    pub(super) mesh_redirected: bool,
+}
+
+impl Observed {
+    pub(super) fn of(input: &super::Input<'_>) -> Self {
+        Self {
+            outcome: input.outcome,
+            not_probed: input.not_probed,
+            expects_reply: input.expects_reply,
+            mesh_redirected: input.mesh_redirected,
+        }
+    }
+}
+
+pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> Classified {
     use Outcome::*;
+    let outcome = observed.outcome;
+    if observed.mesh_redirected && outcome == Open {
+        return Classified {
+            verdict: PairVerdict::Inconclusive,
+            reason: Some(Reason::MeshRedirect),
+            policy,
+        };
+    }
     let (verdict, reason) = match (outcome, policy) {
+        (OpenOrFiltered, Policy::Allows | Policy::Unknown) if !observed.expects_reply => {
+            (PairVerdict::Inconclusive, Some(Reason::UdpSilence))
+        }
         (Open | Resolved, Policy::Denies(r)) => {
             (PairVerdict::PolicyNotEnforced, Some(Reason::Policy(r)))
         }
@@ -75,6 +114,12 @@ pub(super) fn classify(outcome: Outcome, policy: Policy, health: &Health) -> Cla
             PairVerdict::UnexpectedBlock,
             Some(fault_chain(outcome, health)),
         ),
+        (NotProbed, _) => (
+            PairVerdict::NotProbed,
+            Some(Reason::NotProbed(
+                observed.not_probed.unwrap_or(NotProbedReason::ProbeError),
+            )),
+        ),
     };
     Classified {
         verdict,
@@ -83,7 +128,7 @@ pub(super) fn classify(outcome: Outcome, policy: Policy, health: &Health) -> Cla
     }
 }
 
-/// The first fault reason that holds, in DESIGN.md's order.
+/// The first fault reason that holds, in docs/design.md's order.
 pub(super) fn fault_chain(outcome: Outcome, health: &Health) -> Reason {
     if health.unhealthy_cni().is_some() {
         Reason::CniUnhealthy

@@ -1,6 +1,6 @@
 //! The health view a diagnosis needs: the CNI agents and node conditions of the source and
 //! destination nodes, and the destination pod's readiness (runbook Diagnosis step 6 and the
-//! checks DESIGN.md orders after it).
+//! checks docs/design.md orders after it).
 
 use std::fmt::Write;
 

@@ -14,7 +14,7 @@
 //! agent health on the source and destination nodes, node conditions, destination readiness,
 //! a refused listener, DNS; then the fallback hints.
 //!
-//! Verdicts (DESIGN.md): `ok` (reachable, policy allows), `blocked_by_policy` (not reachable,
+//! Verdicts (docs/design.md): `ok` (reachable, policy allows), `blocked_by_policy` (not reachable,
 //! policy denies), `policy_not_enforced` (reachable, policy denies), `unexpected_block` (not
 //! reachable, policy allows). Without a prediction (a DNS name whose server is unknown, a host
 //! name) the verdict follows the outcome alone: `ok` or `unexpected_block`. For a DNS target
@@ -58,7 +58,7 @@ pub use hints::{Hint, PolicyOp};
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::policy::{self, DirectionVerdict, Endpoint, Engine, Flow, Verdict};
-use crate::probe::Outcome;
+use crate::probe::{NotProbedReason, Outcome};
 use crate::schedule::PairTarget;
 
 /// The DNS port a lookup's flow uses.
@@ -93,6 +93,14 @@ pub enum Reason {
     NotListening,
     DnsFailure,
     Unknown,
+    /// `not_probed`: why the probe could not run.
+    NotProbed(NotProbedReason),
+    /// `inconclusive`: UDP silence where the policies allow and no application protocol
+    /// obliges the destination to answer.
+    UdpSilence,
+    /// `inconclusive`: a service-mesh redirect in the source pod caught the probe and could
+    /// not be bypassed, so what answered was the local proxy, not the destination.
+    MeshRedirect,
 }
 
 impl Reason {
@@ -105,6 +113,9 @@ impl Reason {
             Reason::NotListening => "not_listening",
             Reason::DnsFailure => "dns_failure",
             Reason::Unknown => "unknown",
+            Reason::NotProbed(reason) => reason.as_str(),
+            Reason::UdpSilence => "udp_silence",
+            Reason::MeshRedirect => "mesh_redirect",
         }
     }
 }
@@ -130,6 +141,14 @@ pub struct Input<'a> {
     pub from: &'a ObjectRef,
     pub target: &'a PairTarget,
     pub outcome: Outcome,
+    /// Why the probe did not run; set exactly when `outcome` is `not_probed`.
+    pub not_probed: Option<NotProbedReason>,
+    /// The probe spoke a protocol whose server must answer (DNS on UDP 53): UDP silence is
+    /// then a loss, not an ignored payload.
+    pub expects_reply: bool,
+    /// A mesh redirect in the source pod caught the probe and could not be bypassed: an
+    /// `open` came from the local proxy.
+    pub mesh_redirected: bool,
     /// An ICMP administratively-prohibited came back (the probe's classification).
     pub rejected_by_policy: bool,
     /// `None` when the engine has no prediction for the target (see [`predict`]).
@@ -161,8 +180,9 @@ pub struct Diagnosis {
     pub explanation: String,
     /// Runbook fallbacks that hold; empty for a clean `ok`.
     pub hints: Vec<Hint>,
-    /// Whether the pair meets the ProbeSpec's `expect` (see the module docs).
-    pub meets_expectation: bool,
+    /// Whether the pair meets the ProbeSpec's `expect` (see the module docs); `None` for
+    /// `not_probed` and `inconclusive`, which decide nothing.
+    pub meets_expectation: Option<bool>,
 }
 
 impl Diagnosis {
@@ -175,7 +195,7 @@ impl Diagnosis {
 /// Diagnoses one observation.
 pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
     let policy = classify::Policy::of(input.prediction.map(|p| p.verdict));
-    let classified = classify::classify(input.outcome, policy, input.health);
+    let classified = classify::classify(&classify::Observed::of(input), policy, input.health);
     let denied = matches!(
         classified.verdict,
         PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced
@@ -192,7 +212,8 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
         None => (None, Vec::new()),
     };
     let clean = classified.verdict == PairVerdict::Ok && classified.reason.is_none();
-    let hints = if clean {
+    // Runbook fallbacks explain a failure; a probe that did not run has none to explain.
+    let hints = if clean || classified.verdict == PairVerdict::NotProbed {
         Vec::new()
     } else {
         hints::gather(input, config)
@@ -214,14 +235,17 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
 
 /// `Allow`: the path works end to end (open or resolved; policy_not_enforced included).
 /// `Deny`: the path is blocked (`Expectation::is_met_by`); a refused or nxdomain pair is
-/// reachable, so it does not meet Deny.
-pub fn meets_expectation(expect: Expectation, verdict: PairVerdict, outcome: Outcome) -> bool {
-    match expect {
-        Expectation::Allow => {
-            expect.is_met_by(verdict) && matches!(outcome, Outcome::Open | Outcome::Resolved)
-        }
-        Expectation::Deny => expect.is_met_by(verdict),
-    }
+/// reachable, so it does not meet Deny. `None` for `not_probed` and `inconclusive`.
+pub fn meets_expectation(
+    expect: Expectation,
+    verdict: PairVerdict,
+    outcome: Outcome,
+) -> Option<bool> {
+    let met = expect.is_met_by(verdict)?;
+    Some(match expect {
+        Expectation::Allow => met && matches!(outcome, Outcome::Open | Outcome::Resolved),
+        Expectation::Deny => met,
+    })
 }
 
 /// The policies whose rules allow the flow, egress then ingress.

@@ -40,6 +40,17 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
             deciding_policies(input),
             via_dns_server(input)
         ),
+        (PairVerdict::NotProbed, _) => {
+            format!("{head}: not probed ({reason}): {}", not_probed(reason))
+        }
+        (PairVerdict::Inconclusive, Some(Reason::MeshRedirect)) => format!(
+            "{head}: inconclusive ({reason}): the source pod's service mesh redirected the probe to its local proxy, so `{outcome}` says nothing about the network; {}",
+            predicted(c.policy)
+        ),
+        (PairVerdict::Inconclusive, _) => format!(
+            "{head}: inconclusive ({reason}): no UDP reply and no ICMP error; the service may ignore the probe's payload; {}",
+            predicted(c.policy)
+        ),
         (PairVerdict::UnexpectedBlock, _) => {
             let although = match c.policy {
                 Policy::Unknown => "with no policy prediction",
@@ -59,7 +70,7 @@ pub(super) fn explanation(
     c: &Classified,
     summary: &str,
     hints: &[Hint],
-    meets_expectation: bool,
+    meets_expectation: Option<bool>,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{summary}");
@@ -76,7 +87,11 @@ pub(super) fn explanation(
             Expectation::Allow => "Allow",
             Expectation::Deny => "Deny",
         },
-        if meets_expectation { "met" } else { "NOT met" }
+        match meets_expectation {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "undecided (nothing was observed that could decide it)",
+        }
     );
     match &input.prediction {
         Some(p) => {
@@ -145,11 +160,17 @@ fn notes(input: &Input<'_>, c: &Classified) -> Vec<String> {
         (PairVerdict::BlockedByPolicy, Outcome::Refused) => notes.push(
             "refused while the policy denies: this is how a CNI that rejects denied traffic (TCP reset, ICMP port-unreachable) looks; a CNI that drops would time out, so with a dropping CNI the destination answered and nothing listens on this port".to_string(),
         ),
+        (PairVerdict::UnexpectedBlock, Outcome::OpenOrFiltered) => notes.push(
+            "UDP silence where a reply was due: the probe spoke the port's protocol (a DNS query on 53), so a listening server would have answered; the datagram or its reply was lost".to_string(),
+        ),
         (_, Outcome::OpenOrFiltered) => notes.push(
             "UDP silence: no reply and no ICMP error; the datagram was dropped, or the service does not answer this payload".to_string(),
         ),
+        (PairVerdict::NotProbed, _) => notes.push(
+            "nothing was sent, so nothing is said about the network: no Event, no blocking alert; the pair keeps being tried".to_string(),
+        ),
         (_, Outcome::Error) => notes.push(
-            "the probe ended with a local error (see the observation detail); a firewall in the source pod's netns gives EPERM".to_string(),
+            "the kernel refused to send (EPERM/EACCES): a firewall inside the source pod's netns dropped the packet on its way out".to_string(),
         ),
         _ => {}
     }
@@ -191,12 +212,15 @@ fn fault(input: &Input<'_>, reason: Reason) -> String {
             Outcome::DnsTimeout => "the DNS lookup timed out".to_string(),
             other => format!("the DNS server answered {other}"),
         },
+        Reason::NotProbed(_) | Reason::UdpSilence | Reason::MeshRedirect => String::new(),
         Reason::Policy(_) | Reason::Unknown => match input.outcome {
             _ if input.rejected_by_policy => {
                 "rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy".to_string()
             }
             Outcome::OpenOrFiltered => "no UDP reply and no ICMP error".to_string(),
-            Outcome::Error => "the probe failed with a local error".to_string(),
+            Outcome::Error => {
+                "a firewall in the source pod's network namespace refused the packet".to_string()
+            }
             _ => "no CNI, node or destination fault found".to_string(),
         },
     };
@@ -204,6 +228,34 @@ fn fault(input: &Input<'_>, reason: Reason) -> String {
         text.push_str("; rejected with ICMP administratively prohibited");
     }
     text
+}
+
+/// What a `not_probed` reason means, for the summary.
+fn not_probed(reason: &str) -> &'static str {
+    match reason {
+        "netns_not_found" => "the source pod's network namespace was not found on this node",
+        "host_network_source" => {
+            "the source pod uses the host network, which pod policy does not cover"
+        }
+        "unsupported_protocol" => {
+            "this kernel or the pod's netns cannot make a socket of this protocol"
+        }
+        "pod_file_unreadable" => {
+            "a file the probe needs (resolv.conf) could not be read safely from the pod"
+        }
+        "resolve_failed" => "the host name did not resolve from the source pod",
+        "agent_overloaded" => "the agent ran out of file descriptors, sockets or probe slots",
+        _ => "the probe failed locally before anything was sent",
+    }
+}
+
+/// The policy side of an inconclusive pair.
+fn predicted(policy: Policy) -> &'static str {
+    match policy {
+        Policy::Allows => "the policies allow the flow",
+        Policy::Denies(_) => "the policies deny the flow",
+        Policy::Unknown => "no policy prediction",
+    }
 }
 
 fn destination_not_ready(input: &Input<'_>) -> String {

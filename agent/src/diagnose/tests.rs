@@ -283,6 +283,9 @@ fn run(
         from: &w.from,
         target: &w.target,
         outcome,
+        not_probed: (outcome == NotProbed).then_some(NotProbedReason::NetnsNotFound),
+        expects_reply: false,
+        mesh_redirected: false,
         rejected_by_policy: rejected,
         prediction: w
             .prediction
@@ -314,11 +317,14 @@ struct Case {
     summary: &'static str,
     hints: &'static [&'static str],
     /// meets_expectation for expect Allow, and for expect Deny.
-    meets: (bool, bool),
+    meets: (Option<bool>, Option<bool>),
 }
 
 use Outcome::*;
-use PairVerdict::{BlockedByPolicy, Ok as OkVerdict, PolicyNotEnforced, UnexpectedBlock};
+use PairVerdict::{
+    BlockedByPolicy, Inconclusive, NotProbed as NotProbedVerdict, Ok as OkVerdict,
+    PolicyNotEnforced, UnexpectedBlock,
+};
 
 const HEAD: &str = "shop/frontend -> payments/gateway:8443/TCP";
 
@@ -333,102 +339,113 @@ fn cases() -> Vec<Case> {
     vec![
         // --- reachable ---
         c("open, not isolated", Open, false, Policies::None_, HEALTHY, OkVerdict, "",
-          "shop/frontend -> payments/gateway:8443/TCP: ok (open)", &[], (true, false)),
+          "shop/frontend -> payments/gateway:8443/TCP: ok (open)", &[], (Some(true), Some(false))),
         c("open, allowed by a rule (overlap is no hint on a clean ok)", Open, false, Policies::AllowByRule, HEALTHY, OkVerdict, "",
-          ": ok (open)", &[], (true, false)),
+          ": ok (open)", &[], (Some(true), Some(false))),
         c("open, default deny: not enforced", Open, false, Policies::DefaultDeny, HEALTHY, PolicyNotEnforced, "default_deny",
           "shop/frontend -> payments/gateway:8443/TCP reachable (open) although ingress policy payments/default-deny denies it (default_deny): not enforced",
-          &[], (true, false)),
+          &[], (Some(true), Some(false))),
         c("open, port not allowed: not enforced, CNI restarted", Open, false, Policies::PortNotAllowed, &[Edit::CniRestarts("node-2", 3)],
           PolicyNotEnforced, "port_not_allowed", "although ingress policy payments/allow-frontend denies it (port_not_allowed)",
-          &["cni_restarted"], (true, false)),
+          &["cni_restarted"], (Some(true), Some(false))),
         // --- refused: reachable for the network ---
         c("refused, allowed: not listening", Refused, false, Policies::None_, HEALTHY, OkVerdict, "not_listening",
-          "shop/frontend -> payments/gateway:8443/TCP: reachable, but refused: nothing listens there (not_listening)", &[], (false, false)),
+          "shop/frontend -> payments/gateway:8443/TCP: reachable, but refused: nothing listens there (not_listening)", &[], (Some(false), Some(false))),
         c("refused, allowed by rule: not listening, overlap hint", Refused, false, Policies::AllowByRule, HEALTHY, OkVerdict, "not_listening",
-          "nothing listens there (not_listening)", &["overlapping_policies"], (false, false)),
+          "nothing listens there (not_listening)", &["overlapping_policies"], (Some(false), Some(false))),
         c("refused, destination not ready", Refused, false, Policies::None_, &[Edit::PodNotReady("payments/gateway")], OkVerdict,
-          "destination_not_ready", "reachable, but refused: destination pod payments/gateway is not ready (destination_not_ready)", &[], (false, false)),
+          "destination_not_ready", "reachable, but refused: destination pod payments/gateway is not ready (destination_not_ready)", &[], (Some(false), Some(false))),
         c("refused, CNI down is irrelevant to a refusal", Refused, false, Policies::None_, &[Edit::CniNotReady("node-2")], OkVerdict,
-          "not_listening", "(not_listening)", &[], (false, false)),
+          "not_listening", "(not_listening)", &[], (Some(false), Some(false))),
         c("refused, default deny: a rejecting CNI", Refused, false, Policies::DefaultDeny, HEALTHY, BlockedByPolicy, "default_deny",
-          "shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)", &[], (false, true)),
+          "shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)", &[], (Some(false), Some(true))),
         // --- not reachable, policy denies ---
         c("timeout, default deny", Timeout, false, Policies::DefaultDeny, HEALTHY, BlockedByPolicy, "default_deny",
-          "shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)", &[], (false, true)),
+          "shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)", &[], (Some(false), Some(true))),
         c("timeout, port not allowed", Timeout, false, Policies::PortNotAllowed, HEALTHY, BlockedByPolicy, "port_not_allowed",
-          "blocked by ingress policy payments/allow-frontend (port_not_allowed)", &[], (false, true)),
+          "blocked by ingress policy payments/allow-frontend (port_not_allowed)", &[], (Some(false), Some(true))),
         c("timeout, egress default deny on the source", Timeout, false, Policies::EgressDenyAll, HEALTHY, BlockedByPolicy, "default_deny",
-          "blocked by egress policy shop/deny-egress (default_deny)", &[], (false, true)),
+          "blocked by egress policy shop/deny-egress (default_deny)", &[], (Some(false), Some(true))),
         c("admin-prohibited, default deny", Unreachable, true, Policies::DefaultDeny, HEALTHY, BlockedByPolicy, "default_deny",
-          "blocked by ingress policy payments/default-deny (default_deny)", &[], (false, true)),
+          "blocked by ingress policy payments/default-deny (default_deny)", &[], (Some(false), Some(true))),
         c("unreachable, default deny, CNI down: still the policy", Unreachable, false, Policies::DefaultDeny, &[Edit::CniNotReady("node-2")],
-          BlockedByPolicy, "default_deny", "(default_deny)", &[], (false, true)),
+          BlockedByPolicy, "default_deny", "(default_deny)", &[], (Some(false), Some(true))),
         c("open_or_filtered, default deny", OpenOrFiltered, false, Policies::DefaultDeny, HEALTHY, BlockedByPolicy, "default_deny",
-          "blocked by ingress policy payments/default-deny", &[], (false, true)),
+          "blocked by ingress policy payments/default-deny", &[], (Some(false), Some(true))),
         c("error, default deny", Error, false, Policies::DefaultDeny, HEALTHY, BlockedByPolicy, "default_deny",
-          "blocked by ingress policy", &[], (false, true)),
+          "blocked by ingress policy", &[], (Some(false), Some(true))),
         // --- not reachable, policy allows: the fault chain ---
         c("timeout, allowed, healthy", Timeout, false, Policies::None_, HEALTHY, UnexpectedBlock, "unknown",
           "shop/frontend -> payments/gateway:8443/TCP blocked (timeout) although the policies allow it: no CNI, node or destination fault found (unknown)",
-          &[], (false, true)),
+          &[], (Some(false), Some(true))),
         c("timeout, allowed by a rule of overlapping policies", Timeout, false, Policies::AllowByRule, HEALTHY, UnexpectedBlock, "unknown",
-          "although the policies allow it", &["overlapping_policies"], (false, true)),
+          "although the policies allow it", &["overlapping_policies"], (Some(false), Some(true))),
         c("timeout, CNI agent down on the destination node", Timeout, false, Policies::None_, &[Edit::CniNotReady("node-2")], UnexpectedBlock,
           "cni_unhealthy", "blocked (timeout) although the policies allow it: CNI agent kube-system/cni-node-2 on node-2 is not ready (cni_unhealthy)",
-          &[], (false, true)),
+          &[], (Some(false), Some(true))),
         c("unreachable, CNI agent restarting on the source node", Unreachable, false, Policies::None_, &[Edit::CniRestarts("node-1", 2)],
           UnexpectedBlock, "cni_unhealthy", "CNI agent kube-system/cni-node-1 on node-1 restarted 2 times recently (cni_unhealthy)",
-          &["cni_restarted"], (false, true)),
+          &["cni_restarted"], (Some(false), Some(true))),
         c("timeout, CNI down and restarting", Timeout, false, Policies::None_, &[Edit::CniNotReady("node-1"), Edit::CniRestarts("node-1", 1)],
-          UnexpectedBlock, "cni_unhealthy", "is not ready and restarted once recently (cni_unhealthy)", &["cni_restarted"], (false, true)),
+          UnexpectedBlock, "cni_unhealthy", "is not ready and restarted once recently (cni_unhealthy)", &["cni_restarted"], (Some(false), Some(true))),
         c("timeout, destination node not ready", Timeout, false, Policies::None_, &[Edit::NodeNotReady("node-2")], UnexpectedBlock,
-          "node_not_ready", ": node node-2 is not ready (node_not_ready)", &[], (false, true)),
+          "node_not_ready", ": node node-2 is not ready (node_not_ready)", &[], (Some(false), Some(true))),
         c("unreachable, source node NetworkUnavailable", Unreachable, false, Policies::None_, &[Edit::NodeProblem("node-1", "NetworkUnavailable")],
-          UnexpectedBlock, "node_not_ready", "node node-1 is ready (NetworkUnavailable) (node_not_ready)", &[], (false, true)),
+          UnexpectedBlock, "node_not_ready", "node node-1 is ready (NetworkUnavailable) (node_not_ready)", &[], (Some(false), Some(true))),
         c("timeout, MemoryPressure explains nothing", Timeout, false, Policies::None_, &[Edit::NodeProblem("node-2", "MemoryPressure")],
-          UnexpectedBlock, "unknown", "(unknown)", &[], (false, true)),
+          UnexpectedBlock, "unknown", "(unknown)", &[], (Some(false), Some(true))),
         c("timeout, destination not ready", Timeout, false, Policies::None_, &[Edit::PodNotReady("payments/gateway")], UnexpectedBlock,
-          "destination_not_ready", "destination pod payments/gateway is not ready (destination_not_ready)", &[], (false, true)),
+          "destination_not_ready", "destination pod payments/gateway is not ready (destination_not_ready)", &[], (Some(false), Some(true))),
         c("order: CNI before node before destination", Timeout, false, Policies::None_,
           &[Edit::PodNotReady("payments/gateway"), Edit::NodeNotReady("node-2"), Edit::CniNotReady("node-2")],
-          UnexpectedBlock, "cni_unhealthy", "(cni_unhealthy)", &[], (false, true)),
+          UnexpectedBlock, "cni_unhealthy", "(cni_unhealthy)", &[], (Some(false), Some(true))),
         c("order: node before destination", Timeout, false, Policies::None_,
           &[Edit::PodNotReady("payments/gateway"), Edit::NodeNotReady("node-2")],
-          UnexpectedBlock, "node_not_ready", "(node_not_ready)", &[], (false, true)),
+          UnexpectedBlock, "node_not_ready", "(node_not_ready)", &[], (Some(false), Some(true))),
         c("admin-prohibited although allowed: another layer", Unreachable, true, Policies::None_, HEALTHY, UnexpectedBlock, "unknown",
           "blocked (unreachable) although the policies allow it: rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy (unknown)",
-          &[], (false, true)),
+          &[], (Some(false), Some(true))),
         c("admin-prohibited with a CNI down", Unreachable, true, Policies::None_, &[Edit::CniNotReady("node-2")], UnexpectedBlock,
-          "cni_unhealthy", "is not ready; rejected with ICMP administratively prohibited (cni_unhealthy)", &[], (false, true)),
-        c("open_or_filtered, allowed", OpenOrFiltered, false, Policies::None_, HEALTHY, UnexpectedBlock, "unknown",
-          "no UDP reply and no ICMP error (unknown)", &[], (false, true)),
+          "cni_unhealthy", "is not ready; rejected with ICMP administratively prohibited (cni_unhealthy)", &[], (Some(false), Some(true))),
+        // --- silence proves nothing; a probe that did not run decides nothing ---
+        c("open_or_filtered, allowed: UDP silence is inconclusive", OpenOrFiltered, false, Policies::None_, HEALTHY, Inconclusive, "udp_silence",
+          "shop/frontend -> payments/gateway:8443/TCP: inconclusive (udp_silence): no UDP reply and no ICMP error", &[], (None, None)),
+        c("open_or_filtered, no prediction: inconclusive", OpenOrFiltered, false, Policies::NoPrediction, HEALTHY, Inconclusive, "udp_silence",
+          "no policy prediction", &[], (None, None)),
+        c("open_or_filtered, CNI down: still inconclusive", OpenOrFiltered, false, Policies::None_, &[Edit::CniNotReady("node-2")], Inconclusive,
+          "udp_silence", "(udp_silence)", &[], (None, None)),
+        c("not probed, allowed", NotProbed, false, Policies::None_, HEALTHY, NotProbedVerdict, "netns_not_found",
+          "shop/frontend -> payments/gateway:8443/TCP: not probed (netns_not_found): the source pod's network namespace was not found on this node", &[], (None, None)),
+        c("not probed, default deny: never blocked_by_policy", NotProbed, false, Policies::DefaultDeny, HEALTHY, NotProbedVerdict, "netns_not_found",
+          ": not probed (netns_not_found)", &[], (None, None)),
+        c("not probed, CNI down: never unexpected_block", NotProbed, false, Policies::None_, &[Edit::CniNotReady("node-2")], NotProbedVerdict,
+          "netns_not_found", ": not probed", &[], (None, None)),
         c("error, allowed", Error, false, Policies::None_, HEALTHY, UnexpectedBlock, "unknown",
-          "the probe failed with a local error (unknown)", &[], (false, true)),
+          "a firewall in the source pod's network namespace refused the packet (unknown)", &[], (Some(false), Some(true))),
         c("timeout, no prediction", Timeout, false, Policies::NoPrediction, HEALTHY, UnexpectedBlock, "unknown",
-          "blocked (timeout) with no policy prediction: no CNI, node or destination fault found (unknown)", &[], (false, true)),
-        c("open, no prediction", Open, false, Policies::NoPrediction, HEALTHY, OkVerdict, "", ": ok (open)", &[], (true, false)),
+          "blocked (timeout) with no policy prediction: no CNI, node or destination fault found (unknown)", &[], (Some(false), Some(true))),
+        c("open, no prediction", Open, false, Policies::NoPrediction, HEALTHY, OkVerdict, "", ": ok (open)", &[], (Some(true), Some(false))),
         // --- DNS: the lookup's flow to the DNS server ---
         d("dns_timeout under egress default deny", DnsTimeout, Policies::EgressDenyAll, HEALTHY, BlockedByPolicy, "default_deny",
           "shop/frontend -> dns api.shop.svc.cluster.local blocked by egress policy shop/deny-egress (default_deny) towards DNS server 10.244.2.53:53/UDP",
-          &[], (false, true)),
+          &[], (Some(false), Some(true))),
         d("resolved under egress default deny", Resolved, Policies::EgressDenyAll, HEALTHY, PolicyNotEnforced, "default_deny",
           "reachable (resolved) although egress policy shop/deny-egress denies it (default_deny) towards DNS server 10.244.2.53:53/UDP: not enforced",
-          &[], (true, false)),
+          &[], (Some(true), Some(false))),
         d("nxdomain under egress default deny: the server answered", Nxdomain, Policies::EgressDenyAll, HEALTHY, PolicyNotEnforced,
-          "default_deny", "reachable (nxdomain)", &[], (false, false)),
-        d("resolved", Resolved, Policies::None_, HEALTHY, OkVerdict, "", "shop/frontend -> dns api.shop.svc.cluster.local: ok (resolved)", &[], (true, false)),
+          "default_deny", "reachable (nxdomain)", &[], (Some(false), Some(false))),
+        d("resolved", Resolved, Policies::None_, HEALTHY, OkVerdict, "", "shop/frontend -> dns api.shop.svc.cluster.local: ok (resolved)", &[], (Some(true), Some(false))),
         d("nxdomain", Nxdomain, Policies::None_, HEALTHY, OkVerdict, "dns_failure",
-          "shop/frontend -> dns api.shop.svc.cluster.local: the DNS server answered nxdomain (dns_failure)", &[], (false, false)),
-        d("servfail", Servfail, Policies::None_, HEALTHY, OkVerdict, "dns_failure", "the DNS server answered servfail (dns_failure)", &[], (false, false)),
+          "shop/frontend -> dns api.shop.svc.cluster.local: the DNS server answered nxdomain (dns_failure)", &[], (Some(false), Some(false))),
+        d("servfail", Servfail, Policies::None_, HEALTHY, OkVerdict, "dns_failure", "the DNS server answered servfail (dns_failure)", &[], (Some(false), Some(false))),
         d("dns_timeout, allowed", DnsTimeout, Policies::None_, HEALTHY, UnexpectedBlock, "dns_failure",
-          "blocked (dns_timeout) although the policies allow it: the DNS lookup timed out (dns_failure)", &[], (false, true)),
+          "blocked (dns_timeout) although the policies allow it: the DNS lookup timed out (dns_failure)", &[], (Some(false), Some(true))),
         d("dns_timeout, DNS pod not ready", DnsTimeout, Policies::None_, &[Edit::PodNotReady("kube-system/coredns")], UnexpectedBlock,
-          "destination_not_ready", "destination pod kube-system/coredns is not ready (destination_not_ready)", &[], (false, true)),
+          "destination_not_ready", "destination pod kube-system/coredns is not ready (destination_not_ready)", &[], (Some(false), Some(true))),
         d("dns_timeout, CNI down on the DNS node", DnsTimeout, Policies::None_, &[Edit::CniNotReady("node-2")], UnexpectedBlock,
-          "cni_unhealthy", "cni-node-2 on node-2 is not ready (cni_unhealthy)", &[], (false, true)),
+          "cni_unhealthy", "cni-node-2 on node-2 is not ready (cni_unhealthy)", &[], (Some(false), Some(true))),
         d("dns_timeout, no prediction", DnsTimeout, Policies::NoPrediction, HEALTHY, UnexpectedBlock, "dns_failure",
-          "with no policy prediction: the DNS lookup timed out (dns_failure)", &[], (false, true)),
+          "with no policy prediction: the DNS lookup timed out (dns_failure)", &[], (Some(false), Some(true))),
     ]
 }
 
@@ -456,10 +473,10 @@ fn decision_table() {
         );
         // The explanation starts with the summary and states the expectation.
         assert!(allow.explanation.starts_with(&allow.summary), "{name}");
-        let met = if case.meets.0 {
-            "expect: Allow: met"
-        } else {
-            "expect: Allow: NOT met"
+        let met = match case.meets.0 {
+            Some(true) => "expect: Allow: met",
+            Some(false) => "expect: Allow: NOT met",
+            None => "expect: Allow: undecided",
         };
         assert!(
             allow.explanation.contains(met),
@@ -475,7 +492,7 @@ fn decision_table() {
     }
 }
 
-/// Every outcome x {allow, deny, no prediction} x health: the invariants of DESIGN.md hold.
+/// Every outcome x {allow, deny, no prediction} x health: the invariants of docs/design.md hold.
 #[test]
 fn every_outcome_policy_and_health_combination() {
     let healths: &[&[Edit]] = &[
@@ -513,6 +530,8 @@ fn every_outcome_policy_and_health_combination() {
                     let reachable = outcome.is_reachable();
                     // Reachability decides, except a refusal under a denying policy.
                     let want = match (reachable, denies) {
+                        _ if outcome == NotProbed => NotProbedVerdict,
+                        (false, false) if outcome == OpenOrFiltered => Inconclusive,
                         (true, true) if outcome == Refused => BlockedByPolicy,
                         (true, true) => PolicyNotEnforced,
                         (true, false) => OkVerdict,
@@ -537,6 +556,14 @@ fn every_outcome_policy_and_health_combination() {
                             );
                             assert_eq!(d.direction, None, "{ctx}");
                         }
+                        NotProbedVerdict | Inconclusive => {
+                            assert!(
+                                ["netns_not_found", "udp_silence"].contains(&code),
+                                "{ctx}: {code}"
+                            );
+                            assert_eq!(d.direction, None, "{ctx}");
+                            assert!(d.hints.is_empty() || code == "udp_silence", "{ctx}");
+                        }
                     }
                     assert_eq!(
                         d.reason.is_none(),
@@ -549,7 +576,9 @@ fn every_outcome_policy_and_health_combination() {
                     );
                     assert_eq!(
                         d.meets_expectation,
-                        outcome == Open || outcome == Resolved && d.verdict.reachable(),
+                        d.verdict.is_decided().then_some(
+                            outcome == Open || outcome == Resolved && d.verdict.reachable()
+                        ),
                         "{ctx}"
                     );
                     if d.reason.is_none() {
@@ -622,7 +651,12 @@ fn explanations_carry_the_notes_of_ambiguous_observations() {
             "how a CNI that rejects denied traffic",
         ),
         (Policies::None_, OpenOrFiltered, false, "UDP silence"),
-        (Policies::None_, Error, false, "local error"),
+        (
+            Policies::None_,
+            Error,
+            false,
+            "firewall inside the source pod's netns",
+        ),
         (
             Policies::DefaultDeny,
             Unreachable,
@@ -931,6 +965,9 @@ fn change_hints_carry_time_and_object() {
         from: &w.from,
         target: &w.target,
         outcome: Timeout,
+        not_probed: None,
+        expects_reply: false,
+        mesh_redirected: false,
         rejected_by_policy: false,
         prediction: w
             .prediction
@@ -1024,4 +1061,91 @@ fn health_gathers_nodes_once_and_tolerates_missing_objects() {
     let h = Health::gather(&index, &cni, &key("shop/frontend"), None);
     assert!(h.destination.is_none() && h.destination_node.is_none());
     assert!(Health::default().unhealthy_cni().is_none());
+}
+
+/// UDP silence is a loss when the probe spoke the port's protocol, and an `open` through a
+/// mesh redirect that could not be bypassed decides nothing.
+#[test]
+fn reply_due_silence_and_mesh_redirects() {
+    let cases = [
+        // (outcome, expects_reply, mesh_redirected, policies, verdict, reason)
+        (
+            OpenOrFiltered,
+            true,
+            false,
+            Policies::None_,
+            UnexpectedBlock,
+            "unknown",
+        ),
+        (
+            OpenOrFiltered,
+            false,
+            false,
+            Policies::None_,
+            Inconclusive,
+            "udp_silence",
+        ),
+        (
+            OpenOrFiltered,
+            true,
+            false,
+            Policies::DefaultDeny,
+            BlockedByPolicy,
+            "default_deny",
+        ),
+        (
+            Open,
+            false,
+            true,
+            Policies::None_,
+            Inconclusive,
+            "mesh_redirect",
+        ),
+        (
+            Open,
+            false,
+            true,
+            Policies::DefaultDeny,
+            Inconclusive,
+            "mesh_redirect",
+        ),
+        // A refusal or timeout through a redirect still came from past the proxy's rules.
+        (
+            Timeout,
+            false,
+            true,
+            Policies::DefaultDeny,
+            BlockedByPolicy,
+            "default_deny",
+        ),
+    ];
+    for (outcome, expects_reply, mesh_redirected, policies, verdict, reason) in cases {
+        let w = world(gateway_8443(), policies, HEALTHY);
+        let input = Input {
+            from: &w.from,
+            target: &w.target,
+            outcome,
+            not_probed: None,
+            expects_reply,
+            mesh_redirected,
+            rejected_by_policy: false,
+            prediction: w
+                .prediction
+                .as_ref()
+                .map(|(flow, verdict)| Prediction { flow, verdict }),
+            health: &w.health,
+            changes: &w.changes,
+            expect: Expectation::Allow,
+            first_failure: None,
+        };
+        let d = diagnose(&input, &Config::default());
+        let ctx = format!("{outcome} reply={expects_reply} mesh={mesh_redirected} {policies:?}");
+        assert_eq!(d.verdict, verdict, "{ctx}");
+        assert_eq!(d.reason_code(), reason, "{ctx}");
+        assert_eq!(
+            d.meets_expectation.is_none(),
+            !verdict.is_decided(),
+            "{ctx}"
+        );
+    }
 }

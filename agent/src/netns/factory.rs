@@ -31,6 +31,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info_span, warn};
 
 use super::handle::{NetnsHandle, current_thread_netns_inode, netns_inode};
+use super::spares::{DEFAULT_SPARE_BUDGET, SpareBudget};
 use super::sys::{self, RawSocketKind, WindowError};
 use super::{Error, Result};
 
@@ -42,11 +43,16 @@ pub const MAX_BATCH: usize = 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct FactoryConfig {
     pub hop_threads: usize,
+    /// Spare sockets held at once across every namespace (see [`SpareBudget`]).
+    pub spare_budget: usize,
 }
 
 impl Default for FactoryConfig {
     fn default() -> Self {
-        Self { hop_threads: 1 }
+        Self {
+            hop_threads: 1,
+            spare_budget: DEFAULT_SPARE_BUDGET,
+        }
     }
 }
 
@@ -64,6 +70,7 @@ struct Shared {
     hop_tids: Vec<u32>,
     next_lane: AtomicUsize,
     hop: Arc<HopState>,
+    spare_budget: Arc<SpareBudget>,
 }
 
 /// What every hop thread shares (not the senders: the threads must not keep themselves alive).
@@ -112,6 +119,7 @@ impl SocketFactory {
                 hop_tids,
                 next_lane: AtomicUsize::new(0),
                 hop,
+                spare_budget: SpareBudget::new(config.spare_budget),
             }),
         })
     }
@@ -189,12 +197,30 @@ impl SocketFactory {
         if let Some(spare) = spares.take() {
             return Ok(spare);
         }
-        let batch = spares.refill_batch();
+        let budget = &self.shared.spare_budget;
+        let refill = spares.plan_refill(budget);
         drop(queued);
-        let mut sockets = self.sockets(netns, batch, domain, ty, protocol).await?;
-        let socket = sockets.pop().ok_or(Error::HopFailed)?;
-        spares.keep(sockets);
+        let mut sockets = match self
+            .sockets(netns, refill.batch, domain, ty, protocol)
+            .await
+        {
+            Ok(sockets) => sockets,
+            Err(error) => {
+                budget.give_back(refill.reserved);
+                return Err(error);
+            }
+        };
+        let Some(socket) = sockets.pop() else {
+            budget.give_back(refill.reserved);
+            return Err(Error::HopFailed);
+        };
+        spares.keep(sockets, budget, refill.reserved);
         Ok(socket)
+    }
+
+    /// Spare sockets held now across every namespace.
+    pub fn spares_held(&self) -> usize {
+        self.shared.spare_budget.held()
     }
 
     /// [`Self::sockets`] for threads outside any async runtime (benchmarks, sync callers).

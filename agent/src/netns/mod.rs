@@ -34,7 +34,8 @@ pub use handle::{
 };
 pub use registry::PodNetnsRegistry;
 pub use scan::resolve_pod;
-pub use spares::{MAX_SPARES, SPARE_BATCH};
+pub use spares::{DEFAULT_SPARE_BUDGET, MAX_SPARES, SPARE_BATCH, SpareBudget};
+pub use sys::{NofileLimit, raise_nofile_limit};
 
 /// The inode of the network namespace `socket` belongs to (`SIOCGSKNS`), for checks such as
 /// "this socket really lives in the pod".
@@ -55,6 +56,9 @@ pub struct PodNetns {
     /// `/etc/resolv.conf`. `None` when only the sandbox runs.
     pub app_pid: Option<u32>,
     pub handle: NetnsHandle,
+    /// The sandbox process's start time (clock ticks since boot, `/proc/PID/stat` field 22):
+    /// with `sandbox_pid` it names the process even after its PID is reused.
+    pub sandbox_start_ticks: u64,
 }
 
 impl PodNetns {

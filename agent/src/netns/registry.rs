@@ -1,23 +1,37 @@
 //! [`PodNetnsRegistry`]: the open netns handle of each local pod, keyed by pod UID.
 //!
-//! Data flow: `resolve(uid, pod_ip)` -> cached handle, or [`resolve_pod`] on the blocking pool
+//! Data flow: `resolve(uid, pod_ip)` -> cached handle (re-checked at most every
+//! [`REVALIDATE_EVERY`]: the sandbox process must be the same process, by PID and start time,
+//! in the same namespace, else the entry is evicted) or [`resolve_pod`] on the blocking pool
 //! (file reads only, never setns) -> the pod IP bound inside the new handle (catches a stale
-//! namespace after sandbox recreation) -> cached. The pod informer calls `forget(uid)` on delete
-//! (or `retain` on resync); dropping the handle releases the namespace.
+//! namespace after sandbox recreation) -> cached. The pipeline calls `retain` with the pods of
+//! each new cluster view, so a deleted pod's handle, and its spare sockets, are released;
+//! dropping the handle releases the namespace.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tracing::{debug, info};
 
-use super::scan::resolve_pod;
+use super::scan::{resolve_pod, sandbox_unchanged};
 use super::{Error, PodNetns, Resolution, Result, SocketFactory};
+
+/// How long a cached handle is trusted before its sandbox process is checked again.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(2);
 
 /// Open pod namespaces, by pod UID. HostNetwork pods are not cached (nothing to pin).
 #[derive(Debug, Default)]
 pub struct PodNetnsRegistry {
-    pods: RwLock<HashMap<String, PodNetns>>,
+    pods: RwLock<HashMap<String, Entry>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    pod: PodNetns,
+    /// When the sandbox was last found unchanged.
+    checked: Instant,
 }
 
 impl PodNetnsRegistry {
@@ -27,7 +41,37 @@ impl PodNetnsRegistry {
 
     /// The cached namespace of `uid`, if any.
     pub fn get(&self, uid: &str) -> Option<PodNetns> {
-        self.pods.read().get(uid).cloned()
+        self.pods.read().get(uid).map(|entry| entry.pod.clone())
+    }
+
+    /// The cached namespace of `uid` if it is still the pod's: re-checked when older than
+    /// [`REVALIDATE_EVERY`], evicted when its sandbox changed or went away.
+    async fn current(&self, uid: &str) -> Option<PodNetns> {
+        let entry = self.pods.read().get(uid).cloned()?;
+        if entry.checked.elapsed() < REVALIDATE_EVERY {
+            return Some(entry.pod);
+        }
+        let pod = entry.pod.clone();
+        let unchanged = tokio::task::spawn_blocking(move || sandbox_unchanged(&pod))
+            .await
+            .unwrap_or(false);
+        let mut pods = self.pods.write();
+        if unchanged {
+            if let Some(cached) = pods.get_mut(uid) {
+                cached.checked = Instant::now();
+            }
+            Some(entry.pod)
+        } else {
+            // Only evict the entry we checked, not one a concurrent resolve just put there.
+            if pods
+                .get(uid)
+                .is_some_and(|cached| cached.pod.handle.same_netns(&entry.pod.handle))
+            {
+                pods.remove(uid);
+            }
+            info!(%uid, sandbox_pid = entry.pod.sandbox_pid, netns = %entry.pod.handle, "pod sandbox changed or gone; netns handle dropped");
+            None
+        }
     }
 
     /// The cached namespace of `uid`, or a fresh scan. With `pod_ip`, a freshly found handle is
@@ -38,7 +82,7 @@ impl PodNetnsRegistry {
         uid: &str,
         pod_ip: Option<IpAddr>,
     ) -> Result<Resolution> {
-        if let Some(found) = self.get(uid) {
+        if let Some(found) = self.current(uid).await {
             return Ok(Resolution::Pod(found));
         }
         let scan_uid = uid.to_string();
@@ -57,7 +101,11 @@ impl PodNetnsRegistry {
 
     /// Caches a namespace found elsewhere (tests, `--pid`).
     pub fn insert(&self, pod: PodNetns) {
-        self.pods.write().insert(pod.uid.clone(), pod);
+        let entry = Entry {
+            pod,
+            checked: Instant::now(),
+        };
+        self.pods.write().insert(entry.pod.uid.clone(), entry);
     }
 
     /// Drops the handle of a deleted pod. Returns whether one was cached.

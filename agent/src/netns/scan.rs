@@ -111,6 +111,7 @@ fn resolve_once(uid: &str, home_inode: u64) -> Result<Resolution> {
         sandbox_pid: sandbox.pid,
         app_pid,
         handle,
+        sandbox_start_ticks: sandbox.start_ticks,
     }))
 }
 
@@ -171,6 +172,16 @@ fn read_member(pid: u32, kind: ContainerKind) -> io::Result<Member> {
         comm,
         start_ticks,
     })
+}
+
+/// Whether `pod`'s handle still names the pod's current namespace: its sandbox process is the
+/// same process (same PID and start time) and still lives in the handle's namespace. A pod
+/// whose sandbox was recreated under the same UID, or that is gone, fails this.
+/// Blocking: two small `/proc` reads.
+pub fn sandbox_unchanged(pod: &PodNetns) -> bool {
+    let pid = pod.sandbox_pid;
+    read_start_ticks(pid).is_ok_and(|ticks| ticks == pod.sandbox_start_ticks)
+        && netns_inode(format!("/proc/{pid}/ns/net")).is_ok_and(|inode| inode == pod.handle.inode())
 }
 
 fn read_start_ticks(pid: u32) -> io::Result<u64> {

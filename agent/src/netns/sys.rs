@@ -179,6 +179,44 @@ pub(crate) fn sockets_in_netns(
     imp::sockets_in_netns(home, target, kind, count)
 }
 
+/// The open-files limit before and after [`raise_nofile_limit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NofileLimit {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit: container runtimes hand out a soft limit
+/// of 1,024, which a node with many source pods exhausts (each pinned netns is a descriptor).
+pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let soft_before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(NofileLimit {
+        soft_before,
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
+}
+
 /// The inode of the network namespace a socket belongs to (`SIOCGSKNS` + `fstat`).
 pub(crate) fn socket_netns_inode(socket: BorrowedFd<'_>) -> io::Result<u64> {
     imp::socket_netns_inode(socket)

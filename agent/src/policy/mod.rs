@@ -4,7 +4,7 @@
 //! the policies that select each pod); `Engine::evaluate(&Flow)` returns a structured
 //! [`Verdict`] with an egress part (source side) and an ingress part (destination side), and
 //! `Engine::matrix` answers every ordered pod pair with bitsets. Both share the same port and
-//! peer checks. Semantics follow `reference/netpol-semantics.md` (E0–E25); behaviour the API
+//! peer checks. Semantics follow `docs/reference/netpol-semantics.md` (E0–E25); behaviour the API
 //! leaves to the CNI is a [`Profile`] setting and is reported as "implementation-defined".
 //!
 //! Decisions are modelled as tiers so AdminNetworkPolicy (before) and

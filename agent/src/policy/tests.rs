@@ -1,5 +1,5 @@
 //! Table-driven tests of the policy engine: one or more per item of
-//! `reference/netpol-semantics.md` (E0–E25), the explanation structure, and a cross-check of
+//! `docs/reference/netpol-semantics.md` (E0–E25), the explanation structure, and a cross-check of
 //! `Engine::matrix` against `Engine::evaluate` on a pseudo-random cluster.
 //!
 //! Fixtures build `model` types directly (no YAML): conversion and defaulting (E1, E5, E6, E10,

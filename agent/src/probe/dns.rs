@@ -29,7 +29,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RecordType;
 use socket2::{Domain, Type};
 
-use super::outcome::{Observation, Outcome};
+use super::outcome::{NotProbedReason, Observation, Outcome};
 use crate::netns::{NetnsHandle, PodNetns, SocketFactory};
 
 /// Sockets one DNS probe may create (UDP per query, TCP on truncation), across the search list.
@@ -65,6 +65,16 @@ impl DnsError {
             DnsError::NoNameservers { .. } => "no_nameservers",
             DnsError::InvalidName { .. } => "invalid_name",
             DnsError::Build { .. } => "resolver_build",
+        }
+    }
+
+    /// Why a lookup with this error did not run.
+    pub fn not_probed_reason(&self) -> NotProbedReason {
+        match self {
+            DnsError::ResolvConfUnreadable { .. }
+            | DnsError::ResolvConfInvalid { .. }
+            | DnsError::NoNameservers { .. } => NotProbedReason::PodFileUnreadable,
+            DnsError::InvalidName { .. } | DnsError::Build { .. } => NotProbedReason::ProbeError,
         }
     }
 }
@@ -234,16 +244,30 @@ fn classify_lookup_error(error: &NetError, latency: Duration) -> Observation {
                 (Outcome::Servfail, format!("response code {code}"))
             }
             ResponseCode::NXDomain => (Outcome::Nxdomain, "NXDOMAIN".to_string()),
-            code => (Outcome::Error, format!("response code {code}")),
+            // The server answered, with a code no lookup should get: a failing server.
+            code => (Outcome::Servfail, format!("response code {code}")),
         },
         NetError::Timeout => (Outcome::DnsTimeout, "request timed out".to_string()),
-        other => (Outcome::Error, other.to_string()),
+        // A socket error: the errno says whether the network answered (refused,
+        // unreachable) or the agent failed locally (not probed).
+        NetError::Io(io_error) => match io_error.raw_os_error() {
+            Some(errno) => {
+                return super::outcome::classify_errno(
+                    super::outcome::Transport::Udp,
+                    errno,
+                    None,
+                    latency,
+                );
+            }
+            None => {
+                return Observation::not_probed(NotProbedReason::ProbeError, io_error.to_string());
+            }
+        },
+        other => {
+            return Observation::not_probed(NotProbedReason::ProbeError, other.to_string());
+        }
     };
-    let mut observation = Observation::new(outcome, latency, detail);
-    if let NetError::Io(io_error) = error {
-        observation.errno = io_error.raw_os_error();
-    }
-    observation
+    Observation::new(outcome, latency, detail)
 }
 
 // === PodNetnsRuntime ===

@@ -1,5 +1,5 @@
 //! Probes from inside a pod's network namespace: TCP connect, UDP exchange, DNS lookup, each
-//! classified into the bounded outcomes of DESIGN.md.
+//! classified into the bounded outcomes of docs/design.md.
 //!
 //! Data flow: [`Prober::probe_tcp`] / [`Prober::probe_udp`] -> a socket from the
 //! [`SocketFactory`] (born in the pod netns, verified) -> `tcp` / `udp` on the normal tokio
@@ -9,7 +9,7 @@
 //! [`Prober::probe_dns`] goes through hickory-resolver with a runtime provider whose sockets
 //! come from the same factory (`dns`).
 //!
-//! Rate limits (reference/probe-facts.md): responders send ~1 ICMP error per second per
+//! Rate limits (`docs/reference/probe-facts.md`): responders send ~1 ICMP error per second per
 //! destination after a burst, so probe one pair at most about once a second
 //! ([`PairSpacing`]) and give TCP at least 1.5 s, ideally [`DEFAULT_TCP_TIMEOUT`], so a SYN
 //! retransmit can draw a fresh, rate-limited ICMP.
@@ -31,7 +31,7 @@ use tracing::{Instrument, debug, debug_span};
 use crate::netns::{self, NetnsHandle, SocketFactory};
 
 pub use dns::{DnsConfig, DnsError};
-pub use outcome::{Icmp, Observation, Outcome};
+pub use outcome::{Icmp, NotProbedReason, Observation, Outcome};
 pub use spacing::{DEFAULT_PAIR_SPACING, Pair, PairSpacing};
 pub use udp::{DNS_PORT, dns_query, payload_for};
 
@@ -66,6 +66,17 @@ impl Error {
             Error::Netns(error) => error.metric_label(),
             Error::Runtime { .. } => "runtime",
             Error::Dns(error) => error.metric_label(),
+        }
+    }
+
+    /// Why the probe did not run, as the pair's `not_probed` reason.
+    pub fn not_probed_reason(&self) -> NotProbedReason {
+        match self {
+            Error::Netns(error) => NotProbedReason::from(error),
+            Error::Runtime { source } => source
+                .raw_os_error()
+                .map_or(NotProbedReason::ProbeError, NotProbedReason::of_errno),
+            Error::Dns(error) => error.not_probed_reason(),
         }
     }
 }
@@ -113,6 +124,28 @@ impl Prober {
             .await
     }
 
+    /// SCTP association from `netns` to `target` (one-to-one style socket, connected like
+    /// TCP): INIT answered by INIT-ACK is `open`, an ABORT `refused`, silence `timeout`. On a
+    /// kernel without SCTP the socket cannot be made: an error whose not-probed reason is
+    /// `unsupported_protocol`, found at run time.
+    pub async fn probe_sctp(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let span = debug_span!("probe_sctp", %target, netns = netns.inode());
+        self.probe_on(
+            netns,
+            target,
+            Type::STREAM,
+            Some(socket2::Protocol::SCTP),
+            timeout,
+        )
+        .instrument(span)
+        .await
+    }
+
     /// One TCP (`STREAM`) or UDP (`DGRAM`) probe on a socket made in `netns`.
     async fn probe_socket(
         &self,
@@ -121,9 +154,26 @@ impl Prober {
         kind: Type,
         timeout: Duration,
     ) -> Result<Observation> {
+        self.probe_on(netns, target, kind, None, timeout).await
+    }
+
+    /// A connect-style probe (`STREAM`: TCP or SCTP) or a UDP exchange (`DGRAM`).
+    async fn probe_on(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        kind: Type,
+        protocol: Option<socket2::Protocol>,
+        timeout: Duration,
+    ) -> Result<Observation> {
         let socket = self
             .factory
-            .pooled_socket(netns, Domain::for_address(target), kind.nonblocking(), None)
+            .pooled_socket(
+                netns,
+                Domain::for_address(target),
+                kind.nonblocking(),
+                protocol,
+            )
             .await?;
         let observation = if kind == Type::STREAM {
             tcp::probe(socket, target, timeout).await?
@@ -151,5 +201,38 @@ impl Prober {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl From<&netns::Error> for NotProbedReason {
+    /// Why a probe that needed this netns or socket did not run: a netns that is gone or
+    /// cannot be told apart is `netns_not_found`; running out of descriptors, memory or
+    /// threads is `agent_overloaded`; a protocol the kernel lacks is `unsupported_protocol`.
+    fn from(error: &netns::Error) -> Self {
+        use netns::Error as E;
+        let of_io = |source: &io::Error| {
+            source
+                .raw_os_error()
+                .map_or(NotProbedReason::ProbeError, NotProbedReason::of_errno)
+        };
+        match error {
+            E::Gone { .. }
+            | E::NotANetns { .. }
+            | E::PodNotFound { .. }
+            | E::Ambiguous { .. }
+            | E::PidReused { .. }
+            | E::AddressNotLocal { .. }
+            | E::WrongNetns { .. } => NotProbedReason::NetnsNotFound,
+            E::Open { source, .. } | E::Proc { source, .. } => match of_io(source) {
+                NotProbedReason::AgentOverloaded => NotProbedReason::AgentOverloaded,
+                _ if source.raw_os_error() == Some(libc::ESRCH) => NotProbedReason::NetnsNotFound,
+                _ => NotProbedReason::ProbeError,
+            },
+            E::Socket { source } | E::Verify { source } | E::Enter { source, .. } => of_io(source),
+            E::Spawn { .. } => NotProbedReason::AgentOverloaded,
+            E::BatchSize { .. } | E::HopFailed | E::ScanFailed | E::NotHome { .. } => {
+                NotProbedReason::ProbeError
+            }
+        }
     }
 }

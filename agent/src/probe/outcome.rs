@@ -1,7 +1,7 @@
 //! What a probe observed: the bounded [`Outcome`], the ICMP message behind an error, and the
 //! pure classification from errno (+ error-queue ICMP) to outcome. No I/O.
 //!
-//! Classification (reference/probe-facts.md, "Outcome classification"):
+//! Classification (`docs/reference/probe-facts.md`, "Outcome classification"):
 //!
 //! | result | outcome |
 //! |---|---|
@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// The bounded result of one probe (DESIGN.md, "Probing").
+/// The bounded result of one probe (docs/design.md, "Probing").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
     Open,
@@ -32,11 +32,15 @@ pub enum Outcome {
     Nxdomain,
     Servfail,
     DnsTimeout,
+    /// The probe failed with a local error that says something about the source side (a
+    /// firewall in the source pod's netns refused the packet: `EPERM`/`EACCES`).
     Error,
+    /// The probe could not run; [`Observation::not_probed`] says why. Nothing was observed.
+    NotProbed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Open,
         Outcome::Refused,
         Outcome::Timeout,
@@ -47,6 +51,7 @@ impl Outcome {
         Outcome::Servfail,
         Outcome::DnsTimeout,
         Outcome::Error,
+        Outcome::NotProbed,
     ];
 
     /// The label used in metrics and JSON.
@@ -62,6 +67,7 @@ impl Outcome {
             Outcome::Servfail => "servfail",
             Outcome::DnsTimeout => "dns_timeout",
             Outcome::Error => "error",
+            Outcome::NotProbed => "not_probed",
         }
     }
 
@@ -80,6 +86,78 @@ impl Outcome {
 }
 
 impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a probe could not run (bounded: JSON, metric labels, alerts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotProbedReason {
+    /// The source pod's network namespace was not found on this node (gone, not started yet,
+    /// recreated, or its handle went stale).
+    NetnsNotFound,
+    /// The source pod uses the host network: a probe from it would not meet pod policy.
+    HostNetworkSource,
+    /// The protocol cannot be probed here (no SCTP in this kernel, an address family the
+    /// pod netns lacks).
+    UnsupportedProtocol,
+    /// A file the probe needs from the pod (resolv.conf) could not be read safely.
+    PodFileUnreadable,
+    /// A host target's name did not resolve from the source pod.
+    ResolveFailed,
+    /// The agent is out of file descriptors, sockets, memory or probe slots.
+    AgentOverloaded,
+    /// Any other local failure (the detail names it).
+    ProbeError,
+}
+
+impl NotProbedReason {
+    pub const ALL: [NotProbedReason; 7] = [
+        NotProbedReason::NetnsNotFound,
+        NotProbedReason::HostNetworkSource,
+        NotProbedReason::UnsupportedProtocol,
+        NotProbedReason::PodFileUnreadable,
+        NotProbedReason::ResolveFailed,
+        NotProbedReason::AgentOverloaded,
+        NotProbedReason::ProbeError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotProbedReason::NetnsNotFound => "netns_not_found",
+            NotProbedReason::HostNetworkSource => "host_network_source",
+            NotProbedReason::UnsupportedProtocol => "unsupported_protocol",
+            NotProbedReason::PodFileUnreadable => "pod_file_unreadable",
+            NotProbedReason::ResolveFailed => "resolve_failed",
+            NotProbedReason::AgentOverloaded => "agent_overloaded",
+            NotProbedReason::ProbeError => "probe_error",
+        }
+    }
+
+    /// The reason with this code (`netns_not_found`, ...).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == code)
+    }
+
+    /// The reason a local errno stands for: running out of descriptors, buffers or memory is
+    /// the agent's overload; a missing protocol or family is unsupported.
+    pub fn of_errno(errno: i32) -> Self {
+        match errno {
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN => {
+                NotProbedReason::AgentOverloaded
+            }
+            libc::EPROTONOSUPPORT
+            | libc::EAFNOSUPPORT
+            | libc::ESOCKTNOSUPPORT
+            | libc::EPFNOSUPPORT
+            | libc::EOPNOTSUPP => NotProbedReason::UnsupportedProtocol,
+            _ => NotProbedReason::ProbeError,
+        }
+    }
+}
+
+impl fmt::Display for NotProbedReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -161,6 +239,11 @@ pub struct Observation {
     pub detail: String,
     /// DNS probes: the A/AAAA answers. Empty otherwise.
     pub answers: Vec<IpAddr>,
+    /// Why the probe did not run; set exactly when the outcome is `not_probed`.
+    pub not_probed: Option<NotProbedReason>,
+    /// The probe spoke an application protocol whose server must answer (a DNS query on UDP
+    /// 53), so UDP silence means the datagram or its reply was lost, not an ignored payload.
+    pub expects_reply: bool,
 }
 
 impl Observation {
@@ -173,6 +256,16 @@ impl Observation {
             errno: None,
             detail: detail.into(),
             answers: Vec::new(),
+            not_probed: None,
+            expects_reply: false,
+        }
+    }
+
+    /// A probe that could not run: nothing was observed.
+    pub fn not_probed(reason: NotProbedReason, detail: impl Into<String>) -> Self {
+        Self {
+            not_probed: Some(reason),
+            ..Self::new(Outcome::NotProbed, Duration::ZERO, detail)
         }
     }
 }
@@ -227,10 +320,16 @@ pub(crate) fn classify_errno(
                 std::io::Error::from_raw_os_error(errno)
             ),
         ),
-        _ => (
-            Outcome::Error,
-            std::io::Error::from_raw_os_error(errno).to_string(),
-        ),
+        // Any other errno is local to the agent: no packet left, nothing was observed.
+        _ => {
+            let mut observation = Observation::not_probed(
+                NotProbedReason::of_errno(errno),
+                std::io::Error::from_raw_os_error(errno).to_string(),
+            );
+            observation.latency = latency;
+            observation.errno = Some(errno);
+            return observation;
+        }
     };
     Observation {
         outcome,
@@ -241,6 +340,8 @@ pub(crate) fn classify_errno(
         errno: Some(errno),
         detail,
         answers: Vec::new(),
+        not_probed: None,
+        expects_reply: false,
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-/// Default minimum interval between probes of one pair (reference/probe-facts.md).
+/// Default minimum interval between probes of one pair (`docs/reference/probe-facts.md`).
 pub const DEFAULT_PAIR_SPACING: Duration = Duration::from_secs(1);
 /// Above this many remembered pairs, entries whose slot has passed are pruned.
 const PRUNE_ABOVE: usize = 4096;

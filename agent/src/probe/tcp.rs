@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::errqueue;
-use super::outcome::{Observation, Outcome, Transport, classify_errno};
+use super::outcome::{NotProbedReason, Observation, Outcome, Transport, classify_errno};
 use super::{Error, Result};
 
 /// How a connect attempt ended.
@@ -86,7 +86,9 @@ pub(super) async fn probe(
         Connect::TimedOut => Observation::new(
             Outcome::Timeout,
             latency,
-            format!("no answer to SYN within {timeout:?} (dropped?)"),
+            format!(
+                "no answer to the connection request (TCP SYN, SCTP INIT) within {timeout:?} (dropped?)"
+            ),
         ),
         Connect::Failed(error) => match error.raw_os_error() {
             Some(errno) => {
@@ -96,7 +98,7 @@ pub(super) async fn probe(
                 });
                 classify_errno(Transport::Tcp, errno, icmp, latency)
             }
-            None => Observation::new(Outcome::Error, latency, error.to_string()),
+            None => Observation::not_probed(NotProbedReason::ProbeError, error.to_string()),
         },
     };
     Ok(observation)

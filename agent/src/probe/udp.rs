@@ -22,7 +22,7 @@ use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::errqueue;
-use super::outcome::{Observation, Outcome, Transport, classify_errno};
+use super::outcome::{NotProbedReason, Observation, Outcome, Transport, classify_errno};
 use super::{Error, Result};
 
 /// The DNS port: probes send a real query there.
@@ -69,7 +69,9 @@ pub(super) async fn probe(
     .await
     .unwrap_or(Exchange::Silence);
     let latency = started.elapsed();
-    Ok(observe(exchange, socket.as_fd(), latency, timeout))
+    let mut observation = observe(exchange, socket.as_fd(), latency, timeout);
+    observation.expects_reply = target.port() == DNS_PORT;
+    Ok(observation)
 }
 
 /// Waits for a datagram or a socket error (an ICMP error surfaces as `EPOLLERR`, not as
@@ -116,7 +118,7 @@ fn observe(
                 });
                 classify_errno(Transport::Udp, errno, icmp, latency)
             }
-            None => Observation::new(Outcome::Error, latency, error.to_string()),
+            None => Observation::not_probed(NotProbedReason::ProbeError, error.to_string()),
         },
     }
 }

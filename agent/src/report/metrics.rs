@@ -32,7 +32,7 @@ use prometheus::{
 
 use crate::cluster::Index;
 use crate::cluster::model::Protocol;
-use crate::probe::Outcome;
+use crate::probe::{NotProbedReason, Outcome};
 
 pub use pairs::{PAIR_LABELS, PairKey, PairMetrics, PairState, VERDICT_LABELS};
 
@@ -115,15 +115,6 @@ pub struct CniAgentState {
     pub ready: bool,
 }
 
-/// The bounded `error` label of a probe that could not run at all.
-pub fn probe_error_label(error: &crate::probe::Error) -> &'static str {
-    match error {
-        crate::probe::Error::Netns(_) => "netns",
-        crate::probe::Error::Runtime { .. } => "runtime",
-        crate::probe::Error::Dns(_) => "dns_setup",
-    }
-}
-
 // === impl Metrics ===
 
 /// Handles to every metric the agent updates. Built once by [`Metrics::register`] and passed
@@ -172,7 +163,7 @@ impl Metrics {
         let probe_errors = IntCounterVec::new(
             opts(
                 "probe_errors_total",
-                "Probes that could not run at all (no network namespace, socket setup), by cause.",
+                "Probes that could not run at all, by their not_probed reason (netns_not_found, agent_overloaded, ...).",
             ),
             &["spec", "error"],
         )?;
@@ -245,8 +236,27 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// Counts a probe of `spec` that could not run; `error` is a bounded code such as
-    /// [`probe_error_label`] returns.
+    /// One attempt to probe a pair of `spec`: a probe that ran is counted by outcome with its
+    /// latency; one that could not run only in `netreach_probe_errors_total` by its reason.
+    pub fn observe_attempt(
+        &self,
+        spec: &str,
+        protocol: ProtocolLabel,
+        outcome: Outcome,
+        not_probed: Option<NotProbedReason>,
+        latency: Duration,
+    ) {
+        match (outcome, not_probed) {
+            (Outcome::NotProbed, reason) => {
+                let reason = reason.unwrap_or(NotProbedReason::ProbeError);
+                self.record_probe_error(spec, reason.as_str());
+            }
+            (outcome, _) => self.observe_probe(spec, protocol, outcome, latency),
+        }
+    }
+
+    /// Counts a probe of `spec` that could not run; `error` is a bounded code (a
+    /// [`NotProbedReason`]).
     pub fn record_probe_error(&self, spec: &str, error: &'static str) {
         self.probe_errors.with_label_values(&[spec, error]).inc();
         let mut seen = self.probe_error_labels.lock();

@@ -256,6 +256,8 @@ fn sum_counts(a: &VerdictCounts, b: &VerdictCounts) -> VerdictCounts {
         blocked_by_policy: a.blocked_by_policy.saturating_add(b.blocked_by_policy),
         policy_not_enforced: a.policy_not_enforced.saturating_add(b.policy_not_enforced),
         unexpected_block: a.unexpected_block.saturating_add(b.unexpected_block),
+        not_probed: a.not_probed.saturating_add(b.not_probed),
+        inconclusive: a.inconclusive.saturating_add(b.inconclusive),
     }
 }
 

@@ -29,7 +29,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimetableConfig {
     /// Minimum time between probe starts on one (source pod, destination) path: responders
-    /// rate-limit ICMP errors to ~1/s per destination (reference/probe-facts.md).
+    /// rate-limit ICMP errors to ~1/s per destination (`docs/reference/probe-facts.md`).
     pub spacing: Duration,
     /// Jitter bound, in percent of the interval, either way.
     pub jitter_percent: u8,

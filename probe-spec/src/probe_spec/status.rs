@@ -86,6 +86,12 @@ pub struct VerdictCounts {
     /// Not reachable, although the policy set allows it.
     #[serde(default)]
     pub unexpected_block: u32,
+    /// The probe could not run (nothing observed).
+    #[serde(default)]
+    pub not_probed: u32,
+    /// The probe ran but its observation cannot decide (UDP silence, a mesh redirect).
+    #[serde(default)]
+    pub inconclusive: u32,
 }
 
 impl VerdictCounts {
@@ -96,6 +102,8 @@ impl VerdictCounts {
             PairVerdict::BlockedByPolicy => self.blocked_by_policy,
             PairVerdict::PolicyNotEnforced => self.policy_not_enforced,
             PairVerdict::UnexpectedBlock => self.unexpected_block,
+            PairVerdict::NotProbed => self.not_probed,
+            PairVerdict::Inconclusive => self.inconclusive,
         }
     }
 
@@ -106,6 +114,8 @@ impl VerdictCounts {
             PairVerdict::BlockedByPolicy => &mut self.blocked_by_policy,
             PairVerdict::PolicyNotEnforced => &mut self.policy_not_enforced,
             PairVerdict::UnexpectedBlock => &mut self.unexpected_block,
+            PairVerdict::NotProbed => &mut self.not_probed,
+            PairVerdict::Inconclusive => &mut self.inconclusive,
         };
         *count = count.saturating_add(1);
     }
@@ -126,9 +136,9 @@ pub struct FailingPair {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::optional_enum::<Protocol>")]
     pub protocol: Option<Protocol>,
-    /// ok, blocked_by_policy, policy_not_enforced or unexpected_block.
+    /// ok, blocked_by_policy, policy_not_enforced, unexpected_block, not_probed or inconclusive.
     pub verdict: PairVerdict,
-    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) or a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown).
+    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown), why a probe did not run (netns_not_found, host_network_source, unsupported_protocol, pod_file_unreadable, resolve_failed, agent_overloaded, probe_error) or why an observation cannot decide (udp_silence, mesh_redirect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The NetworkPolicy that decides the pair, as namespace/name.

@@ -10,7 +10,7 @@ use crate::{
     },
 };
 
-/// The DESIGN.md example, as a `spec`.
+/// The docs/design.md example, as a `spec`.
 const FRONTEND_PATHS: &str = r#"
 from:
   podSelector: {matchLabels: {app: frontend}}
@@ -366,14 +366,18 @@ fn kind_is_none_unless_exactly_one_kind_is_set() {
 fn expectation_is_met_by_reachability() {
     use PairVerdict::*;
     let cases = [
-        (Expectation::Allow, Ok, true),
-        (Expectation::Allow, PolicyNotEnforced, true),
-        (Expectation::Allow, BlockedByPolicy, false),
-        (Expectation::Allow, UnexpectedBlock, false),
-        (Expectation::Deny, Ok, false),
-        (Expectation::Deny, PolicyNotEnforced, false),
-        (Expectation::Deny, BlockedByPolicy, true),
-        (Expectation::Deny, UnexpectedBlock, true),
+        (Expectation::Allow, Ok, Some(true)),
+        (Expectation::Allow, PolicyNotEnforced, Some(true)),
+        (Expectation::Allow, BlockedByPolicy, Some(false)),
+        (Expectation::Allow, UnexpectedBlock, Some(false)),
+        (Expectation::Allow, NotProbed, None),
+        (Expectation::Allow, Inconclusive, None),
+        (Expectation::Deny, Ok, Some(false)),
+        (Expectation::Deny, PolicyNotEnforced, Some(false)),
+        (Expectation::Deny, BlockedByPolicy, Some(true)),
+        (Expectation::Deny, UnexpectedBlock, Some(true)),
+        (Expectation::Deny, NotProbed, None),
+        (Expectation::Deny, Inconclusive, None),
     ];
     for (expect, verdict, met) in cases {
         assert_eq!(expect.is_met_by(verdict), met, "{expect:?} {verdict:?}");

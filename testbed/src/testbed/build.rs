@@ -33,10 +33,18 @@ use crate::{
 /// How long a pod's processes may take to come up.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The kernel's neighbour (ARP/NDP) tables, whose size limits are one setting for every network
+/// namespace of the host.
+const NEIGHBOUR_TABLES: [&str; 2] = [
+    "/proc/sys/net/ipv4/neigh/default",
+    "/proc/sys/net/ipv6/neigh/default",
+];
+
 impl Testbed {
     pub(super) fn build(&mut self) -> Result<()> {
         let prefix = self.prefix().to_string();
         let run = self.run_dir.clone();
+        self.ensure_neighbour_capacity()?;
         fs::create_dir_all(run.join("bin")).map_err(|e| Error::io("create", run.join("bin"), e))?;
         fs::create_dir_all(run.join("logs"))
             .map_err(|e| Error::io("create", run.join("logs"), e))?;
@@ -91,6 +99,37 @@ impl Testbed {
         self.dns = self.setup_dns()?;
         let objects = self.objects_path();
         fs::write(&objects, self.objects_yaml()).map_err(|e| Error::io("write", &objects, e))?;
+        Ok(())
+    }
+
+    /// A real node has a neighbour table of its own; here every simulated pod shares the
+    /// host's, whose default hard limit (`gc_thresh3`, 1,024 entries) a few dozen pods per
+    /// bridge exceed: each pod learns every peer on its bridge, so a node of `n` pods needs
+    /// about n² entries. Past the limit the kernel drops new packets ("neighbor table
+    /// overflow") and probes time out for no reason a real cluster would have. Raises the
+    /// limits to fit the scenario (never lowers them; other testbeds may share the host).
+    fn ensure_neighbour_capacity(&self) -> Result<()> {
+        let mut per_node = vec![0usize; self.nodes.len()];
+        for pod in self.plan.pods.iter().filter(|p| !p.host_network) {
+            if let Some(count) = per_node.get_mut(pod.node) {
+                *count += 1;
+            }
+        }
+        // Each pod: its bridge peers and the gateway; the router: every pod.
+        let needed: usize = per_node.iter().map(|n| n * (n + 1) + n).sum();
+        for table in NEIGHBOUR_TABLES {
+            for (name, want) in [("gc_thresh2", needed * 2), ("gc_thresh3", needed * 4)] {
+                let path = Path::new(table).join(name);
+                let Ok(current) = fs::read_to_string(&path) else {
+                    continue; // no IPv6 in this kernel
+                };
+                let current: usize = current.trim().parse().unwrap_or(0);
+                if current < want {
+                    fs::write(&path, want.to_string()).map_err(|e| Error::io("raise", &path, e))?;
+                    tracing::info!(path = %path.display(), from = current, to = want, "raised the host's neighbour table limit");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -172,7 +211,8 @@ impl Testbed {
     }
 
     /// Spawns a long-lived process, keeps it for teardown and returns its PID. `stdin_pipe`
-    /// gives it a stdin whose other end the testbed holds (closed on teardown or death).
+    /// gives it the run's shared stdin pipe, whose write end the testbed holds (closed on
+    /// teardown or death).
     pub(super) fn spawn(
         &self,
         cmd: &mut Command,
@@ -180,7 +220,7 @@ impl Testbed {
         log: Option<&Path>,
     ) -> Result<u32> {
         cmd.stdin(if stdin_pipe {
-            Stdio::piped()
+            self.live.child_stdin()?
         } else {
             Stdio::null()
         })

@@ -175,7 +175,9 @@ type Case = (
 fn transitions_flag_reachability_flips_and_events() {
     use EventReason::{NetworkPolicyDenied, ProbeFailed};
     use Expectation::{Allow, Deny};
-    use PairVerdict::{BlockedByPolicy, Ok, PolicyNotEnforced, UnexpectedBlock};
+    use PairVerdict::{
+        BlockedByPolicy, Inconclusive, NotProbed, Ok, PolicyNotEnforced, UnexpectedBlock,
+    };
     #[rustfmt::skip]
     let cases: &[Case] = &[
         // expect, previous, current, effect observed, event
@@ -192,6 +194,14 @@ fn transitions_flag_reachability_flips_and_events() {
         (Allow, Some(UnexpectedBlock), BlockedByPolicy, false, Some(NetworkPolicyDenied)),
         (Deny, Some(Ok), UnexpectedBlock, true, Some(ProbeFailed)),
         (Deny, Some(UnexpectedBlock), UnexpectedBlock, false, None),
+        // Nothing observed: no effect, no Event, whatever came before.
+        (Allow, None, NotProbed, false, None),
+        (Allow, Some(Ok), NotProbed, false, None),
+        (Allow, Some(BlockedByPolicy), NotProbed, false, None),
+        (Deny, Some(Ok), NotProbed, false, None),
+        (Allow, None, Inconclusive, false, None),
+        (Allow, Some(Ok), Inconclusive, false, None),
+        (Deny, Some(UnexpectedBlock), Inconclusive, false, None),
     ];
     for &(expect, previous, current, effect, event) in cases {
         let got = transition(expect, previous, current);

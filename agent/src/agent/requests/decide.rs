@@ -235,7 +235,7 @@ pub fn summarize(
             completed,
         );
     };
-    if reports.iter().all(|r| r.outcome == Outcome::Error) {
+    if reports.iter().all(|r| r.outcome == Outcome::NotProbed) {
         let detail = last
             .explanation
             .lines()

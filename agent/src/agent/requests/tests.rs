@@ -244,7 +244,7 @@ fn several_probes_report_the_most_frequent_outcome_and_the_median_latency() {
 #[test]
 fn a_probe_that_could_not_run_fails_the_request() {
     let (started, completed) = times();
-    let mut report = probed(Outcome::Error, PairVerdict::UnexpectedBlock, 0.0);
+    let mut report = probed(Outcome::NotProbed, PairVerdict::NotProbed, 0.0);
     report.explanation =
         "...\nprobe: cannot enter the source pod's network namespace: no process".into();
     let status = summarize("node-1", &target(), &[report], &started, &completed);

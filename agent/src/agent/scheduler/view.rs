@@ -182,6 +182,7 @@ impl Scheduler {
             return;
         }
         for id in removed {
+            self.last_decided.remove(id);
             if let Some(report) = self.reports.remove(id) {
                 if let Some(key) = report.metric_key() {
                     self.out.metrics.pairs.remove(&key);

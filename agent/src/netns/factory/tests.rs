@@ -7,6 +7,7 @@ use std::panic;
 use socket2::{Domain, Type};
 
 use super::*;
+use crate::netns::SpareBudget;
 use crate::netns::handle::THREAD_NETNS_PATH;
 
 fn is_root() -> bool {
@@ -107,7 +108,11 @@ async fn home_sockets_need_no_hop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_request_leaves_no_thread_outside_home() {
     require_root!();
-    let factory = SocketFactory::with_config(FactoryConfig { hop_threads: 2 }).unwrap();
+    let factory = SocketFactory::with_config(FactoryConfig {
+        hop_threads: 2,
+        ..FactoryConfig::default()
+    })
+    .unwrap();
     let pod = anonymous_netns();
     for _ in 0..2 {
         // One panic per lane (requests are spread round-robin).
@@ -177,9 +182,60 @@ async fn pooled_sockets_come_from_one_hop_per_batch() {
         .sockets(&pod, MAX_BATCH, Domain::IPV4, Type::DGRAM, None)
         .await
         .unwrap();
-    datagram.keep(many);
+    datagram.keep(many, &SpareBudget::new(usize::MAX), 0);
     assert_eq!(datagram.len(), crate::netns::MAX_SPARES);
     drop(first);
+}
+
+/// The factory-wide budget caps the spares of every namespace together; taking a spare or
+/// dropping its namespace gives the room back, and an exhausted budget shrinks refills.
+#[tokio::test]
+async fn the_spare_budget_bounds_spares_across_namespaces() {
+    require_root!();
+    let factory = SocketFactory::with_config(FactoryConfig {
+        spare_budget: 20,
+        ..FactoryConfig::default()
+    })
+    .unwrap();
+    let pods: Vec<NetnsHandle> = (0..4).map(|_| anonymous_netns()).collect();
+    let mut in_use = Vec::new();
+    for pod in &pods {
+        in_use.push(
+            factory
+                .pooled_socket(pod, Domain::IPV4, Type::STREAM, None)
+                .await
+                .unwrap(),
+        );
+        assert!(factory.spares_held() <= 20, "{}", factory.spares_held());
+    }
+    // 15 spares after the first pod, 5 after the second, none for the last two: the budget
+    // is reserved before each hop, so no refill ever makes more than it may keep.
+    assert_eq!(factory.spares_held(), 20);
+    assert_eq!(
+        pods[1]
+            .spares(raw_kind(Domain::IPV4, Type::STREAM, None))
+            .len(),
+        5
+    );
+    let last = pods[3].spares(raw_kind(Domain::IPV4, Type::STREAM, None));
+    assert_eq!(last.len(), 0);
+    // Taking a spare returns its room.
+    let first = pods[0].spares(raw_kind(Domain::IPV4, Type::STREAM, None));
+    let before = first.len();
+    in_use.push(
+        factory
+            .pooled_socket(&pods[0], Domain::IPV4, Type::STREAM, None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.len(), before - 1);
+    assert_eq!(factory.spares_held(), 19);
+    // A namespace that goes away takes its spares' room with it.
+    drop(first);
+    let mut pods = pods;
+    let gone = pods.remove(0);
+    drop(gone);
+    assert_eq!(factory.spares_held(), 5);
 }
 
 /// A burst of callers on an empty pool costs one hop: everyone gets a socket from one batch.

@@ -14,7 +14,7 @@ fn icmp(kind: u8, code: u8, offender: IpAddr) -> Option<Icmp> {
     })
 }
 
-/// The errno/errqueue tuples measured in reference/probe-facts.md.
+/// The errno/errqueue tuples measured in `docs/reference/probe-facts.md`.
 #[test]
 fn measured_tuples_classify_as_documented() {
     use Transport::*;
@@ -142,13 +142,22 @@ fn measured_tuples_classify_as_documented() {
             false,
             "firewall in the source",
         ),
+        // Local failures send nothing: not probed, never a network outcome.
         (
             Tcp,
             libc::EADDRNOTAVAIL,
             None,
-            Outcome::Error,
+            Outcome::NotProbed,
             false,
             "address",
+        ),
+        (
+            Tcp,
+            libc::EMFILE,
+            None,
+            Outcome::NotProbed,
+            false,
+            "open files",
         ),
     ];
     for (transport, errno, icmp, outcome, rejected, detail) in cases {
@@ -206,10 +215,42 @@ fn outcome_labels_are_the_design_set() {
             "nxdomain",
             "servfail",
             "dns_timeout",
-            "error"
+            "error",
+            "not_probed"
         ]
     );
     assert!(Outcome::Refused.is_reachable());
     assert!(!Outcome::Timeout.is_reachable());
     assert!(!Outcome::OpenOrFiltered.is_reachable());
+}
+
+#[test]
+fn local_errnos_name_why_nothing_was_probed() {
+    let cases = [
+        (libc::EMFILE, NotProbedReason::AgentOverloaded),
+        (libc::ENFILE, NotProbedReason::AgentOverloaded),
+        (libc::ENOBUFS, NotProbedReason::AgentOverloaded),
+        (libc::ENOMEM, NotProbedReason::AgentOverloaded),
+        (libc::EPROTONOSUPPORT, NotProbedReason::UnsupportedProtocol),
+        (libc::EAFNOSUPPORT, NotProbedReason::UnsupportedProtocol),
+        (libc::EADDRNOTAVAIL, NotProbedReason::ProbeError),
+        (libc::EINVAL, NotProbedReason::ProbeError),
+    ];
+    for (errno, reason) in cases {
+        assert_eq!(NotProbedReason::of_errno(errno), reason, "errno {errno}");
+        let observed = classify_errno(Transport::Udp, errno, None, Duration::ZERO);
+        assert_eq!(observed.outcome, Outcome::NotProbed, "errno {errno}");
+        assert_eq!(observed.not_probed, Some(reason), "errno {errno}");
+    }
+    // The errnos that describe the network stay observations.
+    for errno in [
+        libc::ECONNREFUSED,
+        libc::EHOSTUNREACH,
+        libc::ETIMEDOUT,
+        libc::EPERM,
+    ] {
+        let observed = classify_errno(Transport::Tcp, errno, None, Duration::ZERO);
+        assert_eq!(observed.not_probed, None, "errno {errno}");
+        assert_ne!(observed.outcome, Outcome::NotProbed, "errno {errno}");
+    }
 }

@@ -61,8 +61,9 @@ pub struct PairState {
     pub policy: String,
     /// The policy set allows the flow.
     pub policy_allowed: bool,
-    /// The verdict meets the spec's `expect`.
-    pub expectation_met: bool,
+    /// The verdict meets the spec's `expect`; `None` for `not_probed` and `inconclusive`,
+    /// which decide nothing (no `netreach_pair_expectation_met` series then).
+    pub expectation_met: Option<bool>,
 }
 
 impl PairState {
@@ -199,7 +200,7 @@ impl PairCollector {
             table,
             up: desc(
                 "pair_up",
-                "1 when the last probe of the pair reached the destination (refused counts as reached), 0 when not.",
+                "1 when the last probe of the pair reached the destination (refused counts as reached), 0 when not; absent while the pair is not_probed or inconclusive.",
                 &PAIR_LABELS,
             )?,
             policy_allowed: desc(
@@ -209,7 +210,7 @@ impl PairCollector {
             )?,
             expectation_met: desc(
                 "pair_expectation_met",
-                "1 when the pair's verdict meets its ProbeSpec's expect, 0 when it does not.",
+                "1 when the pair's verdict meets its ProbeSpec's expect, 0 when it does not; absent while the pair is not_probed or inconclusive.",
                 &PAIR_LABELS,
             )?,
             verdict: desc(
@@ -243,7 +244,7 @@ impl Collector for PairCollector {
         let mut policy_allowed = Vec::with_capacity(table.len());
         let mut expectation_met = Vec::with_capacity(table.len());
         let mut verdict = Vec::with_capacity(table.len());
-        let mut spec_counts: HashMap<&str, [u32; 4]> = HashMap::new();
+        let mut spec_counts: HashMap<&str, [u32; PairVerdict::ALL.len()]> = HashMap::new();
 
         for (row, state) in table.iter() {
             // Label pairs in label-name order, as prometheus' own vectors emit them.
@@ -254,9 +255,14 @@ impl Collector for PairCollector {
                 label("spec", &row.spec),
                 label("src", &row.src),
             ];
-            up.push(gauge(pair_labels.clone(), state.verdict.reachable()));
-            policy_allowed.push(gauge(pair_labels.clone(), state.policy_allowed));
-            expectation_met.push(gauge(pair_labels, state.expectation_met));
+            // Only what was observed gets a reachability or expectation series.
+            if state.verdict.is_decided() {
+                up.push(gauge(pair_labels.clone(), state.verdict.reachable()));
+            }
+            if let Some(met) = state.expectation_met {
+                expectation_met.push(gauge(pair_labels.clone(), met));
+            }
+            policy_allowed.push(gauge(pair_labels, state.policy_allowed));
             verdict.push(gauge(
                 vec![
                     label("direction", state.direction.map_or("", Direction::as_str)),
@@ -305,6 +311,8 @@ fn verdict_slot(verdict: PairVerdict) -> usize {
         PairVerdict::BlockedByPolicy => 1,
         PairVerdict::PolicyNotEnforced => 2,
         PairVerdict::UnexpectedBlock => 3,
+        PairVerdict::NotProbed => 4,
+        PairVerdict::Inconclusive => 5,
     }
 }
 

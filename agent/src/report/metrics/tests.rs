@@ -54,7 +54,7 @@ fn blocked_by(policy: &str) -> PairState {
         direction: Some(Direction::Ingress),
         policy: policy.into(),
         policy_allowed: false,
-        expectation_met: false,
+        expectation_met: Some(false),
     }
 }
 
@@ -65,7 +65,7 @@ fn ok() -> PairState {
         direction: None,
         policy: String::new(),
         policy_allowed: true,
-        expectation_met: true,
+        expectation_met: Some(true),
     }
 }
 
@@ -143,6 +143,8 @@ fn pair_series_appear_with_every_label() {
         samples(&text, "netreach_spec_pairs"),
         [
             r#"netreach_spec_pairs{spec="shop/paths",verdict="blocked_by_policy"} 1"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="inconclusive"} 0"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="not_probed"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="ok"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="policy_not_enforced"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="unexpected_block"} 0"#,
@@ -248,7 +250,7 @@ fn cardinality_stays_bounded_by_the_pairs() {
             direction: None,
             policy: String::new(),
             policy_allowed: true,
-            expectation_met: false,
+            expectation_met: Some(false),
         },
     ];
     for round in 0..20 {
@@ -265,7 +267,10 @@ fn cardinality_stays_bounded_by_the_pairs() {
     ] {
         assert_eq!(samples(&text, metric).len(), pairs.len(), "{metric}");
     }
-    assert_eq!(samples(&text, "netreach_spec_pairs").len(), 4);
+    assert_eq!(
+        samples(&text, "netreach_spec_pairs").len(),
+        PairVerdict::ALL.len()
+    );
     let total: i64 = samples(&text, "netreach_spec_pairs")
         .iter()
         .map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<i64>().ok()))
@@ -348,4 +353,46 @@ fn index_objects_are_read_at_scrape_time() {
     );
     // Registering twice is refused rather than double counting.
     assert!(IndexCollector::register(&registry, index).is_err());
+}
+
+/// A pair that was not probed (or is inconclusive) keeps its verdict and policy series but
+/// has no reachability or expectation series: nothing was observed to put there.
+#[test]
+fn undecided_pairs_have_no_reachability_or_expectation_series() {
+    let (registry, metrics) = registry_with_metrics();
+    let pair = key("shop/paths", "shop/frontend", "payments/gateway", 8443);
+    metrics.pairs.set(
+        &pair,
+        &PairState {
+            verdict: PairVerdict::NotProbed,
+            reason: "netns_not_found".into(),
+            direction: None,
+            policy: String::new(),
+            policy_allowed: false,
+            expectation_met: None,
+        },
+    );
+    metrics.observe_attempt(
+        "shop/paths",
+        ProtocolLabel::Tcp,
+        Outcome::NotProbed,
+        Some(crate::probe::NotProbedReason::NetnsNotFound),
+        Duration::ZERO,
+    );
+    let text = render(&registry);
+    assert!(samples(&text, "netreach_pair_up").is_empty(), "{text}");
+    assert!(samples(&text, "netreach_pair_expectation_met").is_empty());
+    assert_eq!(samples(&text, "netreach_pair_policy_allowed").len(), 1);
+    assert_eq!(
+        samples(&text, "netreach_pair_verdict"),
+        [
+            r#"netreach_pair_verdict{direction="",dst="payments/gateway",policy="",port="8443",protocol="TCP",reason="netns_not_found",spec="shop/paths",src="shop/frontend",verdict="not_probed"} 1"#
+        ]
+    );
+    assert!(samples(&text, "netreach_probes_total").is_empty());
+    assert!(
+        text.contains(
+            r#"netreach_probe_errors_total{error="netns_not_found",spec="shop/paths"} 1"#
+        )
+    );
 }

@@ -323,7 +323,7 @@ async fn publish_patches_own_node_entry_and_the_aggregate_with_a_precondition() 
         json!({
             "node-1": {
                 "observedGeneration": 3,
-                "counts": {"ok": 2, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0},
+                "counts": {"ok": 2, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0, "notProbed": 0, "inconclusive": 0},
                 "failing": 1,
                 "lastFailingPairs": [{
                     "from": "shop/frontend", "to": "pay/gateway", "port": 8443, "protocol": "TCP",
@@ -338,7 +338,7 @@ async fn publish_patches_own_node_entry_and_the_aggregate_with_a_precondition() 
     // The aggregate covers node-1 and node-2.
     assert_eq!(
         status["counts"],
-        json!({"ok": 7, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0})
+        json!({"ok": 7, "blockedByPolicy": 1, "policyNotEnforced": 0, "unexpectedBlock": 0, "notProbed": 0, "inconclusive": 0})
     );
     assert_eq!(status["observedGeneration"], json!(3));
     assert_eq!(status["lastFailingPairs"].as_array().unwrap().len(), 1);

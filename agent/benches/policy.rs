@@ -42,9 +42,10 @@ fn benches(c: &mut Criterion) {
     let yaml = cluster_yaml(SyntheticSpec::BENCH);
     let loaded = load_cluster(&yaml);
     assert!(
-        loaded.problems.is_empty(),
-        "synthetic cluster must load cleanly: {:?}",
-        loaded.problems.first()
+        loaded.problems.is_empty() && loaded.parse_errors.is_empty(),
+        "synthetic cluster must load cleanly: {:?} {:?}",
+        loaded.problems.first(),
+        loaded.parse_errors.first()
     );
     assert_eq!(loaded.index.counts().pods, 1000);
     assert_eq!(loaded.index.counts().policies, 200);

@@ -139,6 +139,7 @@ impl Harness {
     fn new() -> Self {
         let loaded = load_paths(&[data("cluster.yaml")]).expect("cluster.yaml loads");
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        assert!(loaded.parse_errors.is_empty(), "{:?}", loaded.parse_errors);
         let index = Arc::new(RwLock::new(loaded.index));
         let registry = Arc::new(Registry::new());
         let metrics = Arc::new(Metrics::register(&registry).expect("metrics register"));

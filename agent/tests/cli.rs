@@ -115,6 +115,7 @@ fn explain_json_has_the_contract_fields() {
     assert_eq!(v["policies"], serde_json::json!(["shop/api-from-frontend"]));
     assert_eq!(v["verdict"]["ingress"]["decision"], "denied");
     assert_eq!(v["verdict"]["egress"]["decision"], "not_isolated");
+    assert_eq!(v["incomplete"], false, "every document parsed");
 }
 
 #[test]
@@ -234,6 +235,7 @@ fn matrix_json_lists_every_ordered_pair_including_self() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["incomplete"], false, "every document parsed");
     let pairs = v["pairs"].as_array().expect("pairs");
     assert_eq!(pairs.len(), 16, "4 pods x 4 pods");
     let self_pairs = pairs.iter().filter(|p| p["self"] == true).count();
@@ -287,6 +289,172 @@ fn help_explains_every_subcommand() {
     for sub in ["explain", "matrix", "crd"] {
         assert!(text.contains(sub), "{text}");
     }
+    for sub in ["explain", "matrix"] {
+        let text = stdout(&netreach(&[sub, "--help"]));
+        assert!(
+            text.contains("--keep-going") && text.contains("\"incomplete\": true"),
+            "{sub}: {text}"
+        );
+    }
+}
+
+// === Input that does not parse: fail closed ===
+
+const SHOP_DENY: &str = "agent/tests/data/cli/shop-deny.yaml";
+const UNPARSABLE: &str = "agent/tests/data/cli/unparsable.yaml";
+
+fn explain_client_to_web(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "explain",
+        "-f",
+        SHOP_DENY,
+        "--from",
+        "shop/client",
+        "--to",
+        "shop/web",
+        "--port",
+        "80",
+    ];
+    args.extend_from_slice(extra);
+    netreach(&args)
+}
+
+#[test]
+fn unparsable_input_exits_2_naming_file_and_document() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-unparsable");
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+    // (file, contents, what stderr must say about it)
+    let generated: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "latin1.yaml",
+            b"apiVersion: v1\nkind: Namespace\nmetadata: {name: caf\xe9}\n".to_vec(),
+            "(document 1, line 3): not UTF-8 text",
+        ),
+        (
+            "laughs.yaml",
+            laughs.as_bytes().to_vec(),
+            "(document 1, line 1): invalid YAML: aliases expand",
+        ),
+        (
+            "deep.yaml",
+            format!("{}x\n", "- ".repeat(10_000)).into_bytes(),
+            "(document 1, line 1): invalid YAML: nested too deep",
+        ),
+        (
+            "deep.json",
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+            "(document 1, line 1): invalid JSON: nested too deep",
+        ),
+        (
+            "invalid.json",
+            b"{\"apiVersion\": \"v1\",}".to_vec(),
+            "(document 1, line 1): invalid JSON",
+        ),
+    ];
+    let mut cases: Vec<(String, String)> = vec![(
+        UNPARSABLE.to_string(),
+        format!("{UNPARSABLE} (document 2, line 12): invalid YAML"),
+    )];
+    for (name, contents, needle) in generated {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write input");
+        let path = path.display().to_string();
+        cases.push((path.clone(), format!("{path} {needle}")));
+    }
+    for (path, needle) in &cases {
+        let runs = [
+            explain_client_to_web(&["-f", path]),
+            explain_client_to_web(&["-f", path, "--format", "json", "-q"]),
+            netreach(&["matrix", "-f", SHOP_DENY, "-f", path, "--port", "80"]),
+        ];
+        for out in runs {
+            assert_eq!(out.status.code(), Some(2), "{path}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains(&format!("error: {needle}")),
+                "{path}: stderr lacks {needle:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                stderr(&out).contains("--keep-going"),
+                "{path}: {}",
+                stderr(&out)
+            );
+            assert_eq!(stdout(&out), "", "{path}: no result at all");
+        }
+    }
+}
+
+#[test]
+fn keep_going_skips_unparsable_documents_and_marks_the_result_incomplete() {
+    const INCOMPLETE: &str =
+        "incomplete: 1 document(s) could not be parsed; results may miss policies";
+    let warning = format!("warning: {UNPARSABLE} (document 2, line 12): invalid YAML");
+
+    // Exit codes as usual: the default-deny from the good file still applies.
+    let out = explain_client_to_web(&["-f", UNPARSABLE, "--keep-going", "--exit-code"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().next(), Some(INCOMPLETE), "{text}");
+    assert!(text.contains("shop/web-default-deny"), "{text}");
+    let out = explain_client_to_web(&["-f", UNPARSABLE, "--keep-going"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = explain_client_to_web(&["-f", UNPARSABLE, "--keep-going", "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&warning),
+        "-q still warns: {}",
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["incomplete"], true);
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["policies"], serde_json::json!(["shop/web-default-deny"]));
+
+    let out = netreach(&[
+        "matrix",
+        "-f",
+        SHOP_DENY,
+        "-f",
+        UNPARSABLE,
+        "--port",
+        "80",
+        "--keep-going",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&warning), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["incomplete"], true);
+    let pair = v["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .find(|p| p["from"] == "shop/client" && p["to"] == "shop/web")
+        .expect("pair");
+    assert_eq!(pair["allowed"], false);
+    assert_eq!(
+        pair["policies"],
+        serde_json::json!(["shop/web-default-deny"])
+    );
+
+    let out = netreach(&[
+        "matrix",
+        "-f",
+        SHOP_DENY,
+        "-f",
+        UNPARSABLE,
+        "--port",
+        "80",
+        "--keep-going",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().next(), Some(INCOMPLETE), "{text}");
+    assert!(text.contains("80/TCP: "), "{text}");
 }
 
 #[test]

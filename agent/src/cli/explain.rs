@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::input::{PortArg, PortValue, Sources};
+use super::input::{PortArg, PortValue, Sources, incomplete_line};
 use super::{EXIT_DENIED, Format};
 use crate::cluster::ObjectRef;
 use crate::policy::{Endpoint, Engine, Flow, explain};
@@ -50,6 +50,7 @@ impl Args {
             bail!("--format table is for matrix; explain prints text or json");
         }
         let loaded = sources.load()?;
+        let skipped = loaded.parse_errors.len();
         let engine = Engine::new(&loaded.index, sources.profile.clone());
         let number = match &port.port {
             PortValue::Number(n) => *n,
@@ -69,6 +70,7 @@ impl Args {
         match format {
             Format::Json => {
                 let value = json!({
+                    "incomplete": skipped > 0,
                     "from": flow.from.to_string(),
                     "to": flow.to.to_string(),
                     "port": flow.port,
@@ -91,7 +93,12 @@ impl Args {
                 serde_json::to_writer_pretty(&mut stdout, &value)?;
                 writeln!(stdout)?;
             }
-            _ => write!(stdout, "{}", explain::render(&flow, &verdict))?,
+            _ => {
+                if skipped > 0 {
+                    writeln!(stdout, "{}", incomplete_line(skipped))?;
+                }
+                write!(stdout, "{}", explain::render(&flow, &verdict))?;
+            }
         }
         stdout.flush()?;
         Ok(if exit_code && !verdict.allowed {

@@ -1,5 +1,5 @@
 //! Shared input handling of the offline commands: loading object files with a progress line,
-//! reporting invalid objects, and parsing ports.
+//! failing closed on input that does not parse, reporting invalid objects, and parsing ports.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,20 +21,34 @@ pub struct Sources {
     /// Fail (exit 2) when any object is invalid, instead of loading the valid ones.
     #[arg(long)]
     pub strict: bool,
+    /// Skip files and documents that do not parse (invalid YAML or JSON, not UTF-8, unreadable,
+    /// nested too deep, YAML alias bombs) instead of failing with exit code 2. Each one is
+    /// reported on stderr and the result is marked incomplete (a line in the text output,
+    /// "incomplete": true in JSON): a NetworkPolicy in a skipped document is missing from it.
+    #[arg(long)]
+    pub keep_going: bool,
     /// How the CNI treats what the API leaves open: upstream (the e2e suite's behaviour),
     /// ipblock-external-only, no-endport.
     #[arg(long, default_value = "upstream", value_parser = Profile::from_str)]
     pub profile: Profile,
-    /// Do not print the load summary and object problems on stderr.
+    /// Do not print the load summary and object problems on stderr (documents that do not
+    /// parse are still reported).
     #[arg(short, long)]
     pub quiet: bool,
 }
 
 impl Sources {
-    /// Loads the objects, printing a summary and every problem on stderr.
+    /// Loads the objects, printing a summary and every problem on stderr. Input that does not
+    /// parse is an error unless `--keep-going`: what it held is unknown, so any answer could
+    /// call a denied pair allowed.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let loaded = load_paths(&self.paths).context("reading Kubernetes objects")?;
         let mut stderr = std::io::stderr().lock();
+        // Always shown, even with --quiet: they are why the result is refused or incomplete.
+        for error in &loaded.parse_errors {
+            let level = if self.keep_going { "warning" } else { "error" };
+            let _ = writeln!(stderr, "{level}: {error}");
+        }
         if !self.quiet || self.strict {
             for problem in &loaded.problems {
                 let level = if self.strict { "error" } else { "warning" };
@@ -44,6 +58,15 @@ impl Sources {
         if !self.quiet {
             let _ = writeln!(stderr, "loaded {}", loaded.summary);
         }
+        if let (false, Some(first)) = (self.keep_going, loaded.parse_errors.first()) {
+            bail!(
+                "{} document(s) could not be parsed (first: {}); refusing to answer without them, \
+                 as a NetworkPolicy in them would be missing (--keep-going skips them and marks \
+                 the result incomplete)",
+                loaded.parse_errors.len(),
+                first.location()
+            );
+        }
         if self.strict && !loaded.problems.is_empty() {
             bail!(
                 "{} invalid object(s) and --strict is set",
@@ -52,6 +75,11 @@ impl Sources {
         }
         Ok(loaded)
     }
+}
+
+/// The line that marks a result computed without the documents `--keep-going` skipped.
+pub fn incomplete_line(skipped: usize) -> String {
+    format!("incomplete: {skipped} document(s) could not be parsed; results may miss policies")
 }
 
 /// `80`, `80/TCP`, `53/udp`, or a named port (`http`, `http/TCP`) where names are allowed.

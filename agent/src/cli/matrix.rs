@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::Format;
-use super::input::{PortArg, Sources, require_numeric};
+use super::input::{PortArg, Sources, incomplete_line, require_numeric};
 use crate::policy::{Engine, MatrixCell, MatrixPort, Reason};
 
 /// Print the allowed/denied verdict of every ordered pod pair (self included).
@@ -56,12 +56,18 @@ impl Args {
             .map(|p| require_numeric(p).map(|(port, protocol)| MatrixPort { port, protocol }))
             .collect::<anyhow::Result<_>>()?;
         let loaded = sources.load()?;
+        let skipped = loaded.parse_errors.len();
         let engine = Engine::new(&loaded.index, sources.profile.clone());
         let cells = engine.matrix(&ports);
         let mut out = BufWriter::new(std::io::stdout().lock());
         match format {
-            Format::Json => write_json(&mut out, &engine, &cells)?,
-            Format::Table | Format::Text => write_tables(&mut out, &engine, &cells)?,
+            Format::Json => write_json(&mut out, &engine, &cells, skipped > 0)?,
+            Format::Table | Format::Text => {
+                if skipped > 0 {
+                    writeln!(out, "{}", incomplete_line(skipped))?;
+                }
+                write_tables(&mut out, &engine, &cells)?
+            }
         }
         out.flush()?;
         if !sources.quiet {
@@ -77,9 +83,14 @@ impl Args {
     }
 }
 
-fn write_json(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> anyhow::Result<()> {
+fn write_json(
+    out: &mut impl Write,
+    engine: &Engine,
+    cells: &[MatrixCell],
+    incomplete: bool,
+) -> anyhow::Result<()> {
     let pods = engine.pods();
-    out.write_all(b"{\"pairs\":[")?;
+    write!(out, "{{\"incomplete\":{incomplete},\"pairs\":[")?;
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             out.write_all(b",\n")?;

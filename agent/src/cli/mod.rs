@@ -40,7 +40,8 @@ enum Command {
 
 /// Exit code for a flow denied with `explain --exit-code`.
 pub const EXIT_DENIED: u8 = 1;
-/// Exit code for bad input: unreadable or invalid files (with --strict), unknown pods, bad flags.
+/// Exit code for bad input: missing paths, files or documents that do not parse (unless
+/// --keep-going), invalid objects (with --strict), unknown pods, bad flags.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 pub fn main() -> ExitCode {

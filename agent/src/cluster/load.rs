@@ -7,22 +7,38 @@
 //! recursively) -> the `k8s_openapi` type via `serde_path_to_error`, so a type error names its
 //! field -> [`super::convert`] -> [`Index`] through [`Apply`].
 //!
-//! A problem never stops the load: it becomes an [`ObjectProblem`] naming the file, document,
-//! object and field, and every valid object still loads. Invalid NetworkPolicies whose
-//! podSelector is valid load in their fail-closed degraded form. Only an unreadable or missing
-//! path is a [`LoadError`]. When two documents define the same object, the last one wins.
+//! Two kinds of trouble are kept apart, because they call for opposite handling:
+//! - a file or document that does not parse (unreadable, not UTF-8, invalid YAML or JSON, nested
+//!   too deep, a YAML alias bomb) becomes a [`ParseError`]. What it held is unknown, so a
+//!   NetworkPolicy in it would silently vanish and its pairs read "allowed": the offline
+//!   commands refuse to answer unless told to keep going (fail closed).
+//! - an object that parsed but is invalid becomes an [`ObjectProblem`] naming the file,
+//!   document, object and field. Invalid NetworkPolicies whose podSelector is valid load in
+//!   their fail-closed degraded form, and the others mark their namespace as unreliable.
+//!
+//! Neither stops the load: every other document still loads. Only a missing path or a folder
+//! that cannot be listed is a [`LoadError`]. When two documents define the same object, the
+//! last one wins.
+//!
+//! Hostile input is bounded: JSON and YAML nesting stops at the parsers' recursion limit (128),
+//! Lists are followed 16 deep, and a YAML document may expand through aliases to at most one
+//! value per byte plus [`ALIAS_EXPANSION_SLACK`]; each is a [`ParseError`], never a hang or a
+//! stack overflow.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1 as corev1;
 use k8s_openapi::api::networking::v1 as netv1;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::convert::{ConvertError, DEFAULT_NAMESPACE};
 use super::index::{Apply, Index};
@@ -34,14 +50,20 @@ pub type Result<T, E = LoadError> = std::result::Result<T, E>;
 pub const CUSTOM_API_GROUP: &str = "netreach.dev/";
 /// The path that means standard input.
 pub const STDIN_PATH: &str = "-";
-/// `List`s nested deeper than this are reported, not followed.
+/// `List`s nested deeper than this are not followed: a [`ParseError`], as their items are unknown.
 const MAX_LIST_DEPTH: usize = 16;
 /// Folders nested deeper than this are not walked.
 const MAX_DIR_DEPTH: usize = 64;
+/// Values a YAML document may hold beyond one per byte of its text. Without aliases every
+/// value takes text of its own, so only alias expansion (a "billion laughs" bomb, or the
+/// quadratic one serde_yaml_ng's repetition limit lets through) can reach the bound; it keeps
+/// memory linear in the input.
+pub const ALIAS_EXPANSION_SLACK: usize = 100_000;
 
 // === Errors and results ===
 
-/// A path that cannot be read at all. Everything else is an [`ObjectProblem`].
+/// A path that cannot be read at all: missing, or a folder that cannot be listed. A file that
+/// cannot be read is a [`ParseError`], everything else an [`ObjectProblem`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{}: no such file or directory", path.display())]
@@ -83,7 +105,51 @@ impl LoadError {
     }
 }
 
-/// Something wrong with one document or object; the load went on without it (or with its
+/// A file or document that did not parse: the objects in it, if any, are unknown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", self.location())]
+pub struct ParseError {
+    /// The file as given (`<stdin>` for standard input).
+    pub file: String,
+    /// 1-based index of the document in the file (a YAML document or a JSON value), counted
+    /// even when the file has only one; `None` when the whole file failed (unreadable).
+    pub document: Option<usize>,
+    /// 1-based line in the file: where the parser stopped, else where the document starts.
+    pub line: Option<usize>,
+    pub kind: ParseErrorKind,
+    pub message: String,
+}
+
+impl ParseError {
+    /// `cluster.yaml (document 2, line 9)`.
+    pub fn location(&self) -> String {
+        match (self.document, self.line) {
+            (Some(d), Some(l)) => format!("{} (document {d}, line {l})", self.file),
+            (Some(d), None) => format!("{} (document {d})", self.file),
+            (None, Some(l)) => format!("{} (line {l})", self.file),
+            (None, None) => self.file.clone(),
+        }
+    }
+}
+
+/// Why a file or document did not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The file could not be read (permissions, I/O error, a folder given to `load_file`).
+    Unreadable,
+    /// The document holds bytes that are not UTF-8.
+    NotUtf8,
+    /// YAML syntax, or YAML with no JSON equivalent (a number out of range, a custom tag).
+    Yaml,
+    /// JSON syntax; a JSON stream cannot resynchronise, so the rest of the file is lost too.
+    Json,
+    /// Nested past the parser's recursion limit (128), or Lists nested more than 16 deep.
+    TooDeep,
+    /// YAML aliases expand past the bound: an alias bomb.
+    AliasExpansion,
+}
+
+/// Something wrong with one object that parsed; the load went on without it (or with its
 /// degraded form).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectProblem {
@@ -128,6 +194,8 @@ pub struct LoadSummary {
     /// Objects of other kinds, by kind (`Service`, `ProbeSpec`, `NetworkPolicy (extensions/v1beta1)`).
     pub ignored_by_kind: BTreeMap<String, usize>,
     pub problems: usize,
+    /// Files and documents that did not parse ([`ParseError`]s).
+    pub unparsed: usize,
     /// Objects that replaced an earlier definition of the same kind and name (last one wins).
     pub duplicates: usize,
 }
@@ -158,6 +226,13 @@ impl fmt::Display for LoadSummary {
         if self.problems > 0 {
             write!(f, "; {}", count(self.problems, "problem", "problems"))?;
         }
+        if self.unparsed > 0 {
+            write!(
+                f,
+                "; {} not parsed",
+                count(self.unparsed, "document", "documents")
+            )?;
+        }
         if self.duplicates > 0 {
             write!(f, "; {}", count(self.duplicates, "duplicate", "duplicates"))?;
         }
@@ -170,6 +245,8 @@ impl fmt::Display for LoadSummary {
 pub struct Loaded {
     pub index: Index,
     pub problems: Vec<ObjectProblem>,
+    /// Files and documents that did not parse, in reading order.
+    pub parse_errors: Vec<ParseError>,
     pub summary: LoadSummary,
     /// Raw `netreach.dev/*` objects (ProbeSpecs, ...) with their source, for later stages.
     pub custom_objects: Vec<(String, Value)>,
@@ -249,64 +326,121 @@ impl Loaded {
         Self::default()
     }
 
-    /// Reads one file (or stdin for `-`) whatever its extension.
+    /// Reads one file (or stdin for `-`) whatever its extension. A file that exists but cannot
+    /// be read is a [`ParseError`], so the other files still load; a missing one is an error.
     pub fn load_file(&mut self, path: &Path) -> Result<()> {
         let (name, bytes) = if path.as_os_str() == STDIN_PATH {
             let mut bytes = Vec::new();
-            io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|e| LoadError::from_io(path, e))?;
-            ("<stdin>".to_string(), bytes)
+            let read = io::stdin().read_to_end(&mut bytes).map(|_| bytes);
+            ("<stdin>".to_string(), read)
         } else {
-            (
-                path.display().to_string(),
-                fs::read(path).map_err(|e| LoadError::from_io(path, e))?,
-            )
+            (path.display().to_string(), fs::read(path))
         };
-        match String::from_utf8(bytes) {
-            Ok(text) => self.load_str(&name, &text),
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LoadError::from_io(path, e));
+            }
             Err(e) => {
                 self.summary.files += 1;
-                let message = format!(
-                    "not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                );
-                self.push_problem(problem(name, None, None, message));
+                self.push_parse_error(ParseError {
+                    file: name,
+                    document: None,
+                    line: None,
+                    kind: ParseErrorKind::Unreadable,
+                    message: format!("cannot read: {e}"),
+                });
+                return Ok(());
+            }
+        };
+        self.load_bytes(&name, bytes);
+        Ok(())
+    }
+
+    /// Loads the documents of one source's bytes; a document holding bytes that are not UTF-8
+    /// is a [`ParseError`], the others still load.
+    pub fn load_bytes(&mut self, source_name: &str, bytes: Vec<u8>) {
+        match String::from_utf8(bytes) {
+            Ok(text) => self.load_text(source_name, &text, &[]),
+            Err(e) => {
+                let (text, invalid) = decode_lossy(e.as_bytes());
+                self.load_text(source_name, &text, &invalid);
             }
         }
-        Ok(())
     }
 
     /// Loads the documents of one source's text.
     pub fn load_str(&mut self, source_name: &str, text: &str) {
+        self.load_text(source_name, text, &[]);
+    }
+
+    /// Loads the documents of `text`, failing those that hold one of the `invalid` bytes.
+    fn load_text(&mut self, source_name: &str, text: &str, invalid: &[InvalidUtf8]) {
         self.summary.files += 1;
+        let full_len = text.len();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        // Document spans are offsets into `text`, after the BOM.
+        let bom = full_len - text.len();
         let documents = match detect_format(source_name, text) {
             Format::Json => json_documents(text),
             Format::Yaml => yaml_documents(text),
             // Unnamed input that starts like JSON may still be YAML flow style.
             Format::Sniffed => match json_documents(text) {
-                documents if matches!(documents.first(), Some(Document::Failed(_))) => {
+                documents
+                    if matches!(
+                        documents.first(),
+                        Some(Document {
+                            body: Body::Failed(_),
+                            ..
+                        })
+                    ) =>
+                {
                     yaml_documents(text)
                 }
                 documents => documents,
             },
         };
         let numbered = documents.len() > 1;
+        let mut lines = LineCounter::default();
         for (i, document) in documents.into_iter().enumerate() {
             self.summary.documents += 1;
             let origin = Origin {
                 file: source_name,
+                index: i + 1,
                 document: numbered.then_some(i + 1),
                 items: String::new(),
             };
-            match document.parse() {
+            // Documents and invalid bytes both come in text order: search, do not scan.
+            let after_bom = |b: &InvalidUtf8| b.at.saturating_sub(bom);
+            let first = invalid.partition_point(|b| after_bom(b) < document.span.start);
+            let bad_byte = invalid
+                .get(first)
+                .map(|b| (after_bom(b), b))
+                .filter(|(at, _)| document.span.contains(at));
+            let parsed = match bad_byte {
+                Some((at, b)) => Err(Failure {
+                    kind: ParseErrorKind::NotUtf8,
+                    message: format!(
+                        "not UTF-8 text: invalid byte 0x{:02X} at offset {} of the file",
+                        b.byte, b.file_offset
+                    ),
+                    line: Some(lines.line_at(text, at)),
+                }),
+                None => document.parse(),
+            };
+            match parsed {
                 Ok(value) => self.load_origin(&origin, value, 0),
-                Err(ParseFailure { message, line }) => {
-                    let mut problem = problem(origin.to_string(), None, None, message);
-                    problem.line = line;
-                    self.push_problem(problem);
-                }
+                Err(Failure {
+                    kind,
+                    message,
+                    line,
+                }) => self.push_parse_error(ParseError {
+                    file: source_name.to_string(),
+                    document: Some(i + 1),
+                    line,
+                    kind,
+                    message,
+                }),
             }
         }
     }
@@ -315,6 +449,7 @@ impl Loaded {
     pub fn load_value(&mut self, source: &str, value: Value) {
         let origin = Origin {
             file: source,
+            index: 1,
             document: None,
             items: String::new(),
         };
@@ -326,6 +461,64 @@ impl Loaded {
         self.summary.problems += 1;
         self.problems.push(problem);
     }
+
+    fn push_parse_error(&mut self, error: ParseError) {
+        tracing::debug!(%error, "parse error");
+        self.summary.unparsed += 1;
+        self.parse_errors.push(error);
+    }
+}
+
+/// A byte that is not UTF-8, kept so that only the document holding it fails.
+struct InvalidUtf8 {
+    /// Offset of its U+FFFD stand-in in the decoded text.
+    at: usize,
+    /// Offset in the file, for the message.
+    file_offset: usize,
+    byte: u8,
+}
+
+/// Decodes like `String::from_utf8_lossy`, remembering where each invalid sequence was.
+fn decode_lossy(bytes: &[u8]) -> (String, Vec<InvalidUtf8>) {
+    let mut text = String::with_capacity(bytes.len());
+    let mut invalid = Vec::new();
+    let mut file_offset = 0;
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        file_offset += chunk.valid().len();
+        if let Some(&byte) = chunk.invalid().first() {
+            invalid.push(InvalidUtf8 {
+                at: text.len(),
+                file_offset,
+                byte,
+            });
+            text.push(char::REPLACEMENT_CHARACTER);
+            file_offset += chunk.invalid().len();
+        }
+    }
+    (text, invalid)
+}
+
+/// Line numbers of offsets asked in increasing order, counted once through the text (a file
+/// of a million bad documents must not be rescanned a million times).
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    /// Newlines before `offset`.
+    newlines: usize,
+}
+
+impl LineCounter {
+    /// 1-based line of byte `offset` in `text`.
+    fn line_at(&mut self, text: &str, offset: usize) -> usize {
+        if offset < self.offset {
+            *self = Self::default();
+        }
+        let between = text.get(self.offset..offset).unwrap_or_default();
+        self.newlines += between.bytes().filter(|&b| b == b'\n').count();
+        self.offset = offset;
+        self.newlines + 1
+    }
 }
 
 // === Documents ===
@@ -333,6 +526,9 @@ impl Loaded {
 /// Where an object came from, rendered as `file (document 2, items[3])`.
 struct Origin<'a> {
     file: &'a str,
+    /// 1-based index of the document in the file, for parse errors.
+    index: usize,
+    /// The index as shown in object problems: only when the file has several documents.
     document: Option<usize>,
     /// Path inside Lists: `items[3]`, `items[3].items[0]`.
     items: String,
@@ -347,6 +543,7 @@ impl Origin<'_> {
         };
         Origin {
             file: self.file,
+            index: self.index,
             document: self.document,
             items,
         }
@@ -366,39 +563,191 @@ impl fmt::Display for Origin<'_> {
 }
 
 /// One document of a source, parsed lazily so a large stream is not held twice.
-enum Document<'a> {
+struct Document<'a> {
+    /// Its bytes in the source text, to tell which document holds a byte that is not UTF-8.
+    span: Range<usize>,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
     Yaml {
         text: Cow<'a, str>,
         first_line: usize,
     },
     Parsed(Value),
-    Failed(ParseFailure),
+    Failed(Failure),
 }
 
-struct ParseFailure {
+/// A [`ParseError`] before it knows its file and document.
+struct Failure {
+    kind: ParseErrorKind,
     message: String,
     line: Option<usize>,
 }
 
 impl Document<'_> {
-    fn parse(self) -> Result<Value, ParseFailure> {
-        match self {
-            Document::Parsed(value) => Ok(value),
-            Document::Failed(failure) => Err(failure),
-            Document::Yaml { text, first_line } => {
-                serde_yaml_ng::from_str::<Value>(&text).map_err(|e| {
-                    // Positions are relative to the document; make them relative to the file.
-                    let offset = first_line.saturating_sub(1);
-                    ParseFailure {
-                        message: format!(
-                            "invalid YAML: {}",
-                            shift_line_numbers(&e.to_string(), offset)
-                        ),
-                        line: e.location().map(|l| l.line() + offset),
-                    }
-                })
+    fn parse(self) -> Result<Value, Failure> {
+        match self.body {
+            Body::Parsed(value) => Ok(value),
+            Body::Failed(failure) => Err(failure),
+            Body::Yaml { text, first_line } => parse_yaml(&text, first_line),
+        }
+    }
+}
+
+/// Parses one YAML document into a JSON value, within the alias expansion bound.
+fn parse_yaml(text: &str, first_line: usize) -> Result<Value, Failure> {
+    let budget = ValueBudget::new(text.len().saturating_add(ALIAS_EXPANSION_SLACK));
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    Budgeted(&budget).deserialize(deserializer).map_err(|e| {
+        // Positions are relative to the document; make them relative to the file.
+        let offset = first_line.saturating_sub(1);
+        let line = Some(e.location().map_or(first_line, |l| l.line() + offset));
+        let detail = shift_line_numbers(&e.to_string(), offset);
+        // serde_yaml_ng reports its own alias and depth limits only by message.
+        let (kind, message) = if budget.exceeded.get() {
+            (
+                ParseErrorKind::AliasExpansion,
+                format!(
+                    "invalid YAML: aliases expand the document past {} values (an alias bomb?)",
+                    budget.limit
+                ),
+            )
+        } else if detail.contains("repetition limit exceeded") {
+            (
+                ParseErrorKind::AliasExpansion,
+                format!("invalid YAML: aliases expand too far (an alias bomb?): {detail}"),
+            )
+        } else if detail.contains("recursion limit exceeded") {
+            (
+                ParseErrorKind::TooDeep,
+                format!("invalid YAML: nested too deep: {detail}"),
+            )
+        } else {
+            (ParseErrorKind::Yaml, format!("invalid YAML: {detail}"))
+        };
+        Failure {
+            kind,
+            message,
+            line,
+        }
+    })
+}
+
+/// How many values a YAML document may still expand to (see [`ALIAS_EXPANSION_SLACK`]).
+struct ValueBudget {
+    limit: usize,
+    left: Cell<usize>,
+    exceeded: Cell<bool>,
+}
+
+impl ValueBudget {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            left: Cell::new(limit),
+            exceeded: Cell::new(false),
+        }
+    }
+
+    fn take<E: de::Error>(&self) -> Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom(format_args!(
+                    "more than {} values after alias expansion",
+                    self.limit
+                )))
             }
         }
+    }
+}
+
+/// Builds a `serde_json::Value` the way its own `Deserialize` does, charging every value and
+/// key to the budget: expansion stops at the bound instead of exhausting memory.
+#[derive(Clone, Copy)]
+struct Budgeted<'b>(&'b ValueBudget);
+
+impl<'de> DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.0.take()?;
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        Number::deserialize(de::value::I128Deserializer::new(v)).map(Value::Number)
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        Number::deserialize(de::value::U128Deserializer::new(v)).map(Value::Number)
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.0.take()?;
+            let value = map.next_value_seed(self)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -426,18 +775,38 @@ fn detect_format(source_name: &str, text: &str) -> Format {
 /// A stream of JSON values; a syntax error ends it (JSON cannot resynchronise).
 fn json_documents(text: &str) -> Vec<Document<'static>> {
     let mut documents = Vec::new();
-    for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut start = 0;
+    while let Some(value) = stream.next() {
+        let end = stream.byte_offset();
         match value {
-            Ok(value) => documents.push(Document::Parsed(value)),
+            Ok(value) => documents.push(Document {
+                span: start..end,
+                body: Body::Parsed(value),
+            }),
             Err(e) => {
-                let message = format!("invalid JSON: {e}");
-                documents.push(Document::Failed(ParseFailure {
-                    message,
-                    line: Some(e.line()),
-                }));
+                let detail = e.to_string();
+                // serde_json reports its depth limit only by message.
+                let (kind, message) = if detail.contains("recursion limit exceeded") {
+                    (
+                        ParseErrorKind::TooDeep,
+                        format!("invalid JSON: nested too deep: {detail}"),
+                    )
+                } else {
+                    (ParseErrorKind::Json, format!("invalid JSON: {detail}"))
+                };
+                documents.push(Document {
+                    span: start..text.len(),
+                    body: Body::Failed(Failure {
+                        kind,
+                        message: format!("{message} (the rest of the file is not read)"),
+                        line: Some(e.line()),
+                    }),
+                });
                 break;
             }
         }
+        start = end;
     }
     documents
 }
@@ -446,34 +815,39 @@ fn json_documents(text: &str) -> Vec<Document<'static>> {
 /// the ones after it. Documents with nothing but comments and blank lines are dropped.
 fn yaml_documents(text: &str) -> Vec<Document<'_>> {
     let mut documents = Vec::new();
-    // The current document: byte offset where its lines start, its 1-based first line, and
-    // content that followed a `---` on the marker line itself.
+    // The current document: byte offset where its span starts (its `---` line when content
+    // follows the marker), where its lines start, its 1-based first line, and the content that
+    // followed a `---` on the marker line itself.
+    let mut span_start = 0;
     let mut start = 0;
     let mut first_line = 1;
     let mut inline: Option<&str> = None;
     let mut offset = 0;
-    let mut push = |start: usize, end: usize, first_line: usize, inline: Option<&str>| {
-        let body = text.get(start..end).unwrap_or_default();
+    let mut push = |span: Range<usize>, start: usize, first_line: usize, inline: Option<&str>| {
+        let body = text.get(start..span.end).unwrap_or_default();
         let text = match inline {
             None => Cow::Borrowed(body),
             Some(head) => Cow::Owned(format!("{head}\n{body}")),
         };
         if !is_blank_yaml(&text) {
-            documents.push(Document::Yaml { text, first_line });
+            documents.push(Document {
+                span,
+                body: Body::Yaml { text, first_line },
+            });
         }
     };
     for (line_index, line) in text.split_inclusive('\n').enumerate() {
         if let Some(marker) = marker(line) {
-            push(start, offset, first_line, inline);
+            push(span_start..offset, start, first_line, inline);
             start = offset + line.len();
-            (first_line, inline) = match marker {
-                Marker::Start(Some(head)) => (line_index + 1, Some(head)),
-                Marker::Start(None) | Marker::End => (line_index + 2, None),
+            (span_start, first_line, inline) = match marker {
+                Marker::Start(Some(head)) => (offset, line_index + 1, Some(head)),
+                Marker::Start(None) | Marker::End => (start, line_index + 2, None),
             };
         }
         offset += line.len();
     }
-    push(start, text.len(), first_line, inline);
+    push(span_start..text.len(), start, first_line, inline);
     documents
 }
 
@@ -617,13 +991,20 @@ impl Loaded {
         depth: usize,
     ) {
         if depth >= MAX_LIST_DEPTH {
-            let message = format!("Lists nested more than {MAX_LIST_DEPTH} deep are not read");
-            self.push_problem(problem(
-                origin.to_string(),
-                Some(kind.to_string()),
-                None,
-                message,
-            ));
+            let at = if origin.items.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", origin.items)
+            };
+            self.push_parse_error(ParseError {
+                file: origin.file.to_string(),
+                document: Some(origin.index),
+                line: None,
+                kind: ParseErrorKind::TooDeep,
+                message: format!(
+                    "{kind}{at}: Lists nested more than {MAX_LIST_DEPTH} deep are not read"
+                ),
+            });
             return;
         }
         let items = match map.remove("items") {

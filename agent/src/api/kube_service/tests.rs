@@ -57,6 +57,7 @@ fn index() -> Arc<RwLock<Index>> {
     let mut loaded = Loaded::new();
     loaded.load_str("cluster.yaml", CLUSTER);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    assert!(loaded.parse_errors.is_empty(), "{:?}", loaded.parse_errors);
     Arc::new(RwLock::new(loaded.index))
 }
 

@@ -22,6 +22,9 @@ fn load(names: &[&str]) -> Loaded {
     for problem in &mut loaded.problems {
         problem.source = problem.source.replace(&prefix, "");
     }
+    for error in &mut loaded.parse_errors {
+        error.file = error.file.replace(&prefix, "");
+    }
     for (source, _) in &mut loaded.custom_objects {
         *source = source.replace(&prefix, "");
     }
@@ -47,6 +50,15 @@ fn problem_keys(loaded: &Loaded) -> Vec<(String, Option<String>, Option<String>,
                 p.loaded_degraded,
             )
         })
+        .collect()
+}
+
+/// (file, document, line, kind) of every parse error.
+fn parse_keys(loaded: &Loaded) -> Vec<(String, Option<usize>, Option<usize>, ParseErrorKind)> {
+    loaded
+        .parse_errors
+        .iter()
+        .map(|e| (e.file.clone(), e.document, e.line, e.kind))
         .collect()
 }
 
@@ -236,29 +248,43 @@ fn json_list_and_json_stream() {
         names(loaded.index.namespaces().map(|n| n.name.as_str())),
         ["json-first", "json-second"]
     );
+    assert_eq!(loaded.problems, []);
     assert_eq!(
-        problem_keys(&loaded),
-        [key("broken.json (document 3)", None, None, false)]
+        parse_keys(&loaded),
+        [("broken.json".into(), Some(3), Some(4), ParseErrorKind::Json)]
     );
-    let problem = &loaded.problems[0];
-    assert_eq!(problem.line, Some(4));
+    let error = &loaded.parse_errors[0];
     assert!(
-        problem
+        error
             .message
             .starts_with("invalid JSON: EOF while parsing a value at line 4"),
         "{}",
-        problem.message
+        error.message
     );
-    assert_eq!(loaded.summary.documents, 3);
+    assert_eq!((loaded.summary.documents, loaded.summary.unparsed), (3, 1));
 }
 
 #[test]
 fn malformed_documents_do_not_stop_the_others() {
     let loaded = load(&["malformed.yaml"]);
+    // Document 2 does not parse: a parse error, kept apart from the invalid objects.
+    assert_eq!(
+        parse_keys(&loaded),
+        [(
+            "malformed.yaml".into(),
+            Some(2),
+            Some(9),
+            ParseErrorKind::Yaml
+        )]
+    );
+    assert_eq!(
+        loaded.parse_errors[0].to_string(),
+        "malformed.yaml (document 2, line 9): invalid YAML: mapping values are not allowed in \
+         this context at line 9 column 10"
+    );
     assert_eq!(
         problem_keys(&loaded),
         [
-            key("malformed.yaml (document 2)", None, None, false),
             key("malformed.yaml (document 3)", None, None, false),
             key("malformed.yaml (document 4)", None, Some("kind"), false),
             key(
@@ -273,25 +299,19 @@ fn malformed_documents_do_not_stop_the_others() {
     assert_eq!(
         messages,
         [
-            "invalid YAML: mapping values are not allowed in this context at line 9 column 10",
             "expected a Kubernetes object (a mapping with apiVersion and kind), found a string",
             "is missing or not a string",
             "invalid type: string \"http\", expected i32",
         ]
     );
     assert_eq!(
-        loaded.problems[0].line,
-        Some(9),
-        "absolute line in the file"
-    );
-    assert_eq!(
         names(loaded.index.namespaces().map(|n| n.name.as_str())),
         ["first", "last"]
     );
     assert_eq!(loaded.summary.documents, 6);
-    assert_eq!(loaded.summary.problems, 4);
+    assert_eq!((loaded.summary.problems, loaded.summary.unparsed), (3, 1));
     assert_eq!(
-        loaded.problems[3].to_string(),
+        loaded.problems[2].to_string(),
         "malformed.yaml (document 5): Pod shop/typed-wrong: spec.containers[0].ports[0].containerPort: \
          invalid type: string \"http\", expected i32"
     );
@@ -448,18 +468,24 @@ fn explicit_files_are_read_whatever_their_extension() {
     let loaded = load(&["folder/README.md", "latin1.yaml"]);
     assert_eq!(
         problem_keys(&loaded),
-        [
-            key("folder/README.md", None, None, false),
-            key("latin1.yaml", None, None, false)
-        ]
+        [key("folder/README.md", None, None, false)]
     );
     assert_eq!(
         loaded.problems[0].message,
         "expected a Kubernetes object (a mapping with apiVersion and kind), found a string"
     );
     assert_eq!(
-        loaded.problems[1].message,
-        "not UTF-8 text (invalid byte at offset 51)"
+        parse_keys(&loaded),
+        [(
+            "latin1.yaml".into(),
+            Some(1),
+            Some(3),
+            ParseErrorKind::NotUtf8
+        )]
+    );
+    assert_eq!(
+        loaded.parse_errors[0].message,
+        "not UTF-8 text: invalid byte 0xE9 at offset 51 of the file"
     );
     assert_eq!(loaded.summary.files, 2);
 }
@@ -477,6 +503,212 @@ fn missing_path_is_an_error_naming_it() {
         format!("{}: no such file or directory", missing.display())
     );
     assert_eq!(err.metric_label(), "not_found");
+}
+
+// === Parse errors: fail closed ===
+
+/// The classic "billion laughs": ten to the sixth expansions of a few lines.
+const LAUGHS: &str = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n";
+
+/// One anchor of `n` values aliased `n` times: quadratic, and under serde_yaml_ng's own
+/// repetition limit, so only the value budget stops it.
+fn quadratic_aliases(n: usize) -> String {
+    format!(
+        "a: &a [{}]\nb: [{}]\n",
+        vec!["x"; n].join(", "),
+        vec!["*a"; n].join(", ")
+    )
+}
+
+#[test]
+fn parse_failures_name_file_and_document() {
+    // Every case is a good document, then one that does not parse (document 2).
+    let yaml = |bad: &[u8]| {
+        let mut bytes = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: good}\n---\n".to_vec();
+        bytes.extend_from_slice(bad);
+        bytes
+    };
+    let json = |bad: &str| {
+        format!("{{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {{\"name\": \"good\"}}}}\n{bad}")
+            .into_bytes()
+    };
+    let deep_block = format!("{}x\n", "- ".repeat(10_000));
+    let deep_flow = format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_json = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases: Vec<(&str, Vec<u8>, ParseErrorKind, usize, &str)> = vec![
+        (
+            "invalid.yaml",
+            yaml(b"apiVersion: v1\nkind: [unclosed\nmetadata: {name: x}\n"),
+            ParseErrorKind::Yaml,
+            7,
+            "invalid YAML: did not find expected ',' or ']' at line 7 column 9, while parsing a flow \
+             sequence at line 6 column 7",
+        ),
+        (
+            "latin1.yaml",
+            yaml(b"apiVersion: v1\nkind: Namespace\nmetadata: {name: caf\xe9}\n"),
+            ParseErrorKind::NotUtf8,
+            7,
+            "not UTF-8 text: invalid byte 0xE9 at offset 109 of the file",
+        ),
+        (
+            "laughs.yaml",
+            yaml(LAUGHS.as_bytes()),
+            ParseErrorKind::AliasExpansion,
+            5,
+            "invalid YAML: aliases expand too far (an alias bomb?): repetition limit exceeded",
+        ),
+        (
+            "quadratic.yaml",
+            yaml(quadratic_aliases(1_000).as_bytes()),
+            ParseErrorKind::AliasExpansion,
+            5,
+            "invalid YAML: aliases expand the document past 107011 values (an alias bomb?)",
+        ),
+        (
+            "deep.yaml",
+            yaml(deep_block.as_bytes()),
+            ParseErrorKind::TooDeep,
+            5,
+            "invalid YAML: nested too deep: recursion limit exceeded at line 5 column 257",
+        ),
+        (
+            "deep-flow.yaml",
+            yaml(deep_flow.as_bytes()),
+            ParseErrorKind::TooDeep,
+            5,
+            "invalid YAML: nested too deep: recursion limit exceeded at line 5 column 129",
+        ),
+        (
+            "deep.json",
+            json(&deep_json),
+            ParseErrorKind::TooDeep,
+            2,
+            "invalid JSON: nested too deep: recursion limit exceeded at line 2 column 128 (the rest \
+             of the file is not read)",
+        ),
+        (
+            "invalid.json",
+            json("{\"apiVersion\": }"),
+            ParseErrorKind::Json,
+            2,
+            "invalid JSON: expected value at line 2 column 16 (the rest of the file is not read)",
+        ),
+    ];
+    for (file, bytes, kind, line, message) in cases {
+        let mut loaded = Loaded::new();
+        loaded.load_bytes(file, bytes);
+        assert_eq!(
+            parse_keys(&loaded),
+            [(file.to_string(), Some(2), Some(line), kind)],
+            "{file}: {:?}",
+            loaded.parse_errors
+        );
+        let error = &loaded.parse_errors[0];
+        assert_eq!(error.message, message, "{file}");
+        assert_eq!(
+            error.to_string(),
+            format!("{file} (document 2, line {line}): {message}")
+        );
+        assert_eq!(loaded.problems, [], "{file}: not an object problem");
+        assert_eq!(
+            names(loaded.index.namespaces().map(|n| n.name.as_str())),
+            ["good"],
+            "{file}: the good document still loads"
+        );
+        assert_eq!(
+            (loaded.summary.documents, loaded.summary.unparsed),
+            (2, 1),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn only_documents_with_bytes_that_are_not_utf8_fail() {
+    // A BOM, then good, bad, good, bad: the offsets and lines are those of the file.
+    let mut bytes = "\u{feff}apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n"
+        .as_bytes()
+        .to_vec();
+    bytes.extend_from_slice(b"apiVersion: v1\nkind: Namespace\nmetadata: {name: \xff}\n---\n");
+    bytes.extend_from_slice(b"apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n---\n");
+    bytes.extend_from_slice(b"# \xc3\n{apiVersion: v1, kind: Namespace, metadata: {name: c}}\n");
+    let mut loaded = Loaded::new();
+    loaded.load_bytes("mixed.yaml", bytes);
+    assert_eq!(
+        parse_keys(&loaded),
+        [
+            (
+                "mixed.yaml".into(),
+                Some(2),
+                Some(7),
+                ParseErrorKind::NotUtf8
+            ),
+            (
+                "mixed.yaml".into(),
+                Some(4),
+                Some(13),
+                ParseErrorKind::NotUtf8
+            ),
+        ]
+    );
+    assert_eq!(
+        loaded.parse_errors[0].message,
+        "not UTF-8 text: invalid byte 0xFF at offset 106 of the file"
+    );
+    assert_eq!(
+        names(loaded.index.namespaces().map(|n| n.name.as_str())),
+        ["a", "b"]
+    );
+
+    // Many bad documents cost linear time: no rescan of the file per document.
+    let bad = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: \xff}\n---\n".repeat(20_000);
+    let mut loaded = Loaded::new();
+    loaded.load_bytes("many.yaml", bad);
+    assert_eq!(loaded.parse_errors.len(), 20_000);
+    let last = &loaded.parse_errors[19_999];
+    assert_eq!((last.document, last.line), (Some(20_000), Some(79_999)));
+}
+
+#[test]
+fn an_unreadable_file_is_a_parse_error_a_missing_one_an_error() {
+    // Reading a folder as a file fails like an unreadable file does, even as root.
+    let folder = data("folder");
+    let mut loaded = Loaded::new();
+    loaded
+        .load_file(&folder)
+        .expect("an unreadable file is recorded, not returned");
+    let file = folder.display().to_string();
+    assert_eq!(
+        parse_keys(&loaded),
+        [(file.clone(), None, None, ParseErrorKind::Unreadable)]
+    );
+    let shown = loaded.parse_errors[0].to_string();
+    assert!(
+        shown.starts_with(&format!("{file}: cannot read: ")),
+        "{shown}"
+    );
+    assert_eq!(loaded.summary.files, 1);
+
+    let missing = data("no-such-file.yaml");
+    assert!(matches!(
+        loaded.load_file(&missing),
+        Err(LoadError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn modest_aliases_still_load() {
+    let text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: a, labels: &labels {app: web}}}\n- {apiVersion: v1, kind: Pod, metadata: {name: q, namespace: a, labels: *labels}}\n";
+    let loaded = from_str("aliases.yaml", text);
+    assert_eq!((loaded.problems.len(), loaded.parse_errors.len()), (0, 0));
+    assert_eq!(
+        pod(&loaded, "a", "q").labels.get("app").map(String::as_str),
+        Some("web")
+    );
+    // Just under the bound: 200 x 200 values in a document of ~1.4 kB.
+    let loaded = from_str("square.yaml", &quadratic_aliases(200));
+    assert_eq!(loaded.parse_errors, []);
 }
 
 // === In-memory sources ===
@@ -531,14 +763,15 @@ fn load_str_details() {
 fn yaml_errors_point_at_the_file_line() {
     let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n# comment\napiVersion: v1\nkind: [unclosed\n";
     let loaded = from_str("e.yaml", text);
-    assert_eq!(loaded.problems.len(), 1);
-    let problem = &loaded.problems[0];
-    assert_eq!(problem.source, "e.yaml (document 2)");
-    assert!(problem.line.is_some_and(|l| l >= 7), "{problem:?}");
+    assert_eq!(loaded.problems, []);
+    assert_eq!(loaded.parse_errors.len(), 1);
+    let error = &loaded.parse_errors[0];
+    assert_eq!((error.file.as_str(), error.document), ("e.yaml", Some(2)));
+    assert!(error.line.is_some_and(|l| l >= 7), "{error:?}");
     assert!(
-        problem.message.contains("line 8") || problem.message.contains("line 7"),
+        error.message.contains("line 8") || error.message.contains("line 7"),
         "{}",
-        problem.message
+        error.message
     );
     assert_eq!(loaded.summary.namespaces, 1);
 }
@@ -573,11 +806,12 @@ fn summary_display() {
             ("Service".to_string(), 1),
         ]),
         problems: 1,
+        unparsed: 2,
         duplicates: 2,
     };
     assert_eq!(
         summary.to_string(),
-        "1 file, 9 documents: 2 namespaces, 4 pods, 1 node, 3 policies; ignored 2 Deployment, 1 Service; 1 problem; 2 duplicates"
+        "1 file, 9 documents: 2 namespaces, 4 pods, 1 node, 3 policies; ignored 2 Deployment, 1 Service; 1 problem; 2 documents not parsed; 2 duplicates"
     );
 }
 
@@ -613,6 +847,7 @@ fn check_invariants(loaded: &Loaded, what: &str) {
     let counts = loaded.index.counts();
     let s = &loaded.summary;
     assert_eq!(s.problems, loaded.problems.len(), "{what}");
+    assert_eq!(s.unparsed, loaded.parse_errors.len(), "{what}");
     assert_eq!(
         (
             counts.namespaces,
@@ -751,14 +986,18 @@ fn pathological_inputs_never_panic() {
         let loaded = from_str(name, &text);
         check_invariants(&loaded, name);
     }
+    // Lists too deep to follow hide their items: a parse error, not an object problem.
     let nested = from_str("nested.json", &nested_lists);
-    assert_eq!(nested.problems.len(), 1);
+    assert_eq!(nested.problems, []);
+    assert_eq!(
+        parse_keys(&nested),
+        [("nested.json".into(), Some(1), None, ParseErrorKind::TooDeep)]
+    );
+    let message = &nested.parse_errors[0].message;
     assert!(
-        nested.problems[0]
-            .message
-            .starts_with("Lists nested more than 16 deep"),
-        "{:?}",
-        nested.problems
+        message.starts_with("List at items[0].items[0]")
+            && message.ends_with(": Lists nested more than 16 deep are not read"),
+        "{message}"
     );
     let types = from_str("types.yaml", wrong_types);
     let problems: Vec<String> = types.problems.iter().map(ToString::to_string).collect();
@@ -769,8 +1008,15 @@ fn pathological_inputs_never_panic() {
             "types.yaml (document 2): kind: is missing or not a string",
             "types.yaml (document 3): Pod default/<unnamed>: metadata: invalid type: sequence, expected ObjectMeta",
             "types.yaml (document 4): PodList: items: expected a list, found a number",
-            "types.yaml (document 5): invalid YAML: spec.ingress[0].ports[0].port: JSON number out of range at line 20 column 122",
             "types.yaml (document 6): NetworkPolicy default/y: spec.policyTypes[0]: invalid type: integer `1`, expected a string",
+        ]
+    );
+    // A number JSON cannot hold leaves the document without a value at all: a parse error.
+    let errors: Vec<String> = types.parse_errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "types.yaml (document 5, line 20): invalid YAML: spec.ingress[0].ports[0].port: JSON number out of range at line 20 column 122"
         ]
     );
 }

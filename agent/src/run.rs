@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use crate::api::PairReport;
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
 use crate::diagnose::{self, CniHealth, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
@@ -223,7 +223,7 @@ impl Pipeline {
             outcome: observation.outcome,
             not_probed: observation.not_probed,
             expects_reply: observation.expects_reply,
-            mesh_redirected: false,
+            mesh_redirected: observation.mesh_redirected,
             rejected_by_policy: observation.rejected_by_policy,
             prediction: prediction
                 .as_ref()
@@ -239,7 +239,7 @@ impl Pipeline {
         if !observation.detail.is_empty() {
             explanation.push_str(&format!("\nprobe: {}", observation.detail));
         }
-        report(
+        let mut report = report(
             pair,
             expect,
             &observation,
@@ -252,7 +252,12 @@ impl Pipeline {
             explanation,
             diagnosis.hints.iter().map(ToString::to_string).collect(),
             diagnosis.meets_expectation,
-        )
+        );
+        report.mesh = index
+            .pod(&pair.from)
+            .and_then(|p| p.mesh)
+            .map(|m| m.kind().to_string());
+        report
     }
 
     /// One on-demand probe (a ProbeRequest or `POST /v1/probe`): probed, predicted and
@@ -389,11 +394,13 @@ impl Pipeline {
             }
             | PairTarget::Ip { ip, port, protocol } => {
                 let addr = SocketAddr::new(*ip, *port);
-                match protocol {
-                    Protocol::Tcp => self.prober.probe_tcp(&pod.handle, addr, timeout).await,
-                    Protocol::Udp => self.prober.probe_udp(&pod.handle, addr, timeout).await,
-                    Protocol::Sctp => self.prober.probe_sctp(&pod.handle, addr, timeout).await,
-                }
+                let source = index.pod(&pair.from);
+                // A pod probing its own IP goes out as itself: with the proxy's uid, Istio
+                // would send that connection to the proxy's inbound listener.
+                let mesh = source.filter(|p| !p.ips.contains(ip)).and_then(|p| p.mesh);
+                self.prober
+                    .probe_from(&pod.handle, addr, *protocol, timeout, mesh)
+                    .await
             }
             PairTarget::Dns { name } => {
                 let config = match DnsConfig::for_pod(&pod) {
@@ -516,6 +523,7 @@ fn report(
     PairReport {
         spec: Some(pair.spec.to_string()),
         from: pair.from.to_string(),
+        mesh: None,
         to,
         ip,
         dns,

@@ -296,3 +296,51 @@ fn errors_exit_2_with_a_clear_message() {
         Err(error) => eprintln!("not-root check skipped: setpriv unavailable ({error})"),
     }
 }
+
+/// In a pod whose mesh redirects all TCP to a local accept-all proxy (the testbed installs
+/// what the mesh's init container does), a probe made as anyone reads every port open; with
+/// `--mesh` it is made with the identity the mesh exempts and sees the real drop. An SCTP
+/// probe on a kernel without SCTP did not run: exit 2, named.
+#[test]
+fn mesh_identity_gets_past_the_sidecar_redirect() {
+    if !is_root() {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let scenario =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios/mesh-udp-sctp.yaml");
+    let tb = Testbed::start_file(&scenario).expect("testbed starts");
+    let backend = pod(&tb, "shop", "backend");
+    let blocked = tcp(backend, 9090);
+    let open = tcp(backend, 8080);
+    for (client, mesh) in [
+        ("istio-client", "istio"),
+        ("linkerd-client", "linkerd"),
+        ("ambient-client", "istio-ambient"),
+    ] {
+        let uid = pod(&tb, "shop", client).uid.clone();
+        let common = ["--pod-uid", uid.as_str(), "--timeout", "300ms"];
+        // Through the proxy: the dropped port looks open.
+        let naive = probe_json(&[&common[..], &["--to", &blocked, "--mesh", "none"]].concat());
+        assert_all(&naive, "open", 1);
+        // Past it: the drop shows, and the open port is still open.
+        let past = probe_json(&[&common[..], &["--to", &blocked, "--mesh", mesh]].concat());
+        assert_all(&past, "timeout", 1);
+        let past = probe_json(&[&common[..], &["--to", &open, "--mesh", mesh]].concat());
+        assert_all(&past, "open", 1);
+    }
+    let sctp_supported = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::SCTP),
+    )
+    .is_ok();
+    if !sctp_supported {
+        let uid = pod(&tb, "shop", "istio-client").uid.clone();
+        let sctp = format!("{}:3868/SCTP", backend.ip.expect("ip"));
+        let out = netreach(&["--pod-uid", &uid, "--to", &sctp, "--timeout", "300ms"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Protocol not supported"), "{text}");
+    }
+}

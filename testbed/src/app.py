@@ -1,6 +1,7 @@
 """netreach testbed: a pod's "app" process.
 
-Usage: app.py listen READY_FILE IP SPEC...   SPEC = tcp:PORT | udp:PORT
+Usage: app.py listen READY_FILE IP SPEC...   SPEC = tcp:PORT | udp:PORT, optionally @ADDR
+                                             (bind ADDR instead of IP: a mesh proxy on 127.0.0.1)
        app.py servfail READY_FILE IP          (DNS: answers every query with SERVFAIL)
 
 Binds every listener on IP (in the pod's network namespace, where `ip netns exec` started it),
@@ -29,11 +30,12 @@ def main():
     parent = os.getppid()
     tcp, udp = {}, {}
     for spec in specs:
+        spec, _, addr = spec.partition("@")
         proto, port = spec.split(":")
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         s = socket.socket(socket.AF_INET, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((ip, int(port)))
+        s.bind((addr or ip, int(port)))
         if proto == "tcp":
             s.listen(128)
             tcp[s.fileno()] = s

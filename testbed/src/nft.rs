@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::{
     plan::{FaultPlan, RulePlan},
-    scenario::{Action, RuleProtocol},
+    scenario::{Action, MeshKind, RuleProtocol},
 };
 
 /// The enforcement table in each pod netns.
@@ -114,6 +114,21 @@ pub(crate) fn fault_ruleset(
     s
 }
 
+/// A mesh sidecar's outbound capture in the pod's netns, as the mesh's init container writes
+/// it (Istio `ISTIO_OUTPUT`, Linkerd `PROXY_INIT_OUTPUT`, ambient's in-pod rules): loopback
+/// is left alone, so is the proxy's own identity (owner uid, or ztunnel's packet mark), and
+/// every other TCP connection is redirected to the local proxy port.
+pub(crate) fn mesh_ruleset(kind: MeshKind) -> String {
+    let exempt = match kind.exempt_uid() {
+        Some(uid) => format!("meta skuid {uid} return"),
+        None => "meta mark & 0xfff == 0x539 return".to_string(),
+    };
+    format!(
+        "table ip netreach_mesh {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    oifname \"lo\" return\n    {exempt}\n    meta l4proto tcp redirect to :{}\n  }}\n}}\n",
+        kind.proxy_port()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +204,25 @@ mod tests {
         );
         assert!(s.contains("oifname { \"v0\" } counter drop"), "{s}");
         assert!(s.contains("type filter hook output priority 0"));
+    }
+
+    #[test]
+    fn mesh_rulesets_exempt_the_proxy_identity_and_loopback() {
+        let istio = super::mesh_ruleset(MeshKind::Istio);
+        assert!(istio.contains("oifname \"lo\" return"), "{istio}");
+        assert!(istio.contains("meta skuid 1337 return"), "{istio}");
+        assert!(
+            istio.contains("meta l4proto tcp redirect to :15001"),
+            "{istio}"
+        );
+        let linkerd = super::mesh_ruleset(MeshKind::Linkerd);
+        assert!(linkerd.contains("meta skuid 2102 return"), "{linkerd}");
+        assert!(linkerd.contains("redirect to :4140"), "{linkerd}");
+        let ambient = super::mesh_ruleset(MeshKind::IstioAmbient);
+        assert!(
+            ambient.contains("meta mark & 0xfff == 0x539 return"),
+            "{ambient}"
+        );
+        assert!(!ambient.contains("skuid"), "{ambient}");
     }
 }

@@ -12,7 +12,8 @@ use crate::{
     Error, Result,
     cgroup::CgroupLayout,
     scenario::{
-        Action, DnsAnswer, Fault, Ipv4Cidr, Peer, PodRef, Protocol, Rule, RuleProtocol, Scenario,
+        Action, DnsAnswer, Fault, Ipv4Cidr, MeshKind, Peer, PodRef, Protocol, Rule, RuleProtocol,
+        Scenario,
     },
 };
 
@@ -53,6 +54,8 @@ pub(crate) struct PodPlan {
     /// Listeners the app serves (container ports minus `closed` minus the DNS server's).
     pub listeners: Vec<(Protocol, u16)>,
     pub layout: CgroupLayout,
+    /// The mesh whose redirect this pod's netns gets (`dataplane.mesh`).
+    pub mesh: Option<MeshKind>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +119,13 @@ pub(crate) fn analyze(scenario: &Scenario) -> Result<Plan> {
     let mut pods = pods(scenario, &objects, &nodes)?;
     let closed = closed_ports(scenario, &objects, &pods)?;
     let dns = dns(scenario, &pods)?;
+    for (i, sidecar) in scenario.dataplane.mesh.iter().enumerate() {
+        let label = format!("dataplane.mesh[{i}]");
+        let k = netns_pod(scenario, &pods, &label, "meshed", &sidecar.pod)?;
+        if pods[k].mesh.replace(sidecar.kind).is_some() {
+            return Err(scenario.invalid(label, format!("pod {} is meshed twice", sidecar.pod)));
+        }
+    }
     for (i, p) in pods.iter_mut().enumerate() {
         p.listeners.retain(|l| !closed.contains(&(i, *l)));
         if dns.as_ref().is_some_and(|d| d.pod == i) {
@@ -300,6 +310,7 @@ fn pods(scenario: &Scenario, objects: &[Value], nodes: &[NodePlan]) -> Result<Ve
             host_network,
             listeners,
             layout,
+            mesh: None,
         });
     }
     Ok(out)

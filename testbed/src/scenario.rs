@@ -54,6 +54,51 @@ pub struct Dataplane {
     /// Injected faults, installed in the router namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<Fault>,
+    /// Service-mesh sidecars: in each listed pod's netns, what the mesh's init container
+    /// installs (an nftables nat-output redirect of all TCP, except to loopback and except the
+    /// proxy's own identity, to a local proxy port) and an accept-all listener on that port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mesh: Vec<MeshSidecar>,
+}
+
+/// A pod whose outbound TCP a mesh redirects to a local proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshSidecar {
+    /// The pod, `namespace/name`.
+    pub pod: PodRef,
+    pub kind: MeshKind,
+}
+
+/// Which mesh's redirect rules a pod gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MeshKind {
+    /// Istio sidecar: TCP to 15001 unless the socket's owner is uid 1337.
+    Istio,
+    /// Linkerd: TCP to 4140 unless the socket's owner is uid 2102.
+    Linkerd,
+    /// Istio ambient: TCP to 15001 unless the packet mark is 0x539/0xfff (ztunnel's).
+    IstioAmbient,
+}
+
+impl MeshKind {
+    /// The local proxy port the redirect sends TCP to.
+    pub fn proxy_port(self) -> u16 {
+        match self {
+            MeshKind::Istio | MeshKind::IstioAmbient => 15001,
+            MeshKind::Linkerd => 4140,
+        }
+    }
+
+    /// The uid whose sockets the redirect leaves alone (none for ambient).
+    pub fn exempt_uid(self) -> Option<u32> {
+        match self {
+            MeshKind::Istio => Some(1337),
+            MeshKind::Linkerd => Some(2102),
+            MeshKind::IstioAmbient => None,
+        }
+    }
 }
 
 /// A container port without a listener.

@@ -2,7 +2,9 @@
 
 A fake pod is built the way a node has one: a network namespace, a kubepods-style cgroup
 holding its sandbox process, which runs as uid 65535 like pause, in its own mount namespace
-with its own resolv.conf; in the namespace, a TCP listener and dnsmasq answering one name.
+with its own resolv.conf; in the namespace, a TCP listener, dnsmasq answering one name, and an
+Istio-style sidecar redirect (nat output: TCP to port 9 from anyone but uid 1337 goes to the
+listener, as the mesh's rules send it to the local proxy).
 The built `netreach probe --pod-uid` (the agent's own /proc resolver and socket factory) then
 runs as root with exactly the capabilities the rendered DaemonSet adds (bounding set, as the
 container runtime applies them, plus no_new_privs): TCP, UDP and DNS probes must work. With any
@@ -111,6 +113,20 @@ def fake_pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakePod]:
             "--no-resolv", "--no-hosts", "--pid-file=", "--user=root",
             f"--address=/{DNS_NAME}/{DNS_ANSWER}",
         )
+        # The mesh's capture, reduced to one port: a probe made as uid 1337 reaches port 9
+        # (nothing listens: refused); made as anyone else it lands on the listener (open).
+        subprocess.run(
+            ["ip", "netns", "exec", netns, "nft", "-f", "-"],
+            input=(
+                "table ip netreach_capmesh {\n"
+                "  chain output {\n"
+                "    type nat hook output priority -100; policy accept;\n"
+                "    tcp dport 9 meta skuid != 1337 redirect to :8080\n"
+                "  }\n"
+                "}\n"
+            ).encode(),
+            check=True,
+        )
         wait_for("the TCP listener", lambda: listening(netns, "-t sport = :8080"))
         wait_for("dnsmasq", lambda: listening(netns, "-u sport = :53"))
         yield FakePod(uid=uid, netns=netns, sandbox_pid=sandbox.pid)
@@ -151,6 +167,7 @@ def chart_caps(default) -> set[str]:
 
 TARGETS = {
     "tcp-open": (["--to", "127.0.0.1:8080/TCP"], "open"),
+    "tcp-past-mesh": (["--to", "127.0.0.1:9/TCP", "--mesh", "istio"], "refused"),
     "udp-closed": (["--to", "127.0.0.1:9/UDP"], "refused"),
     "dns": (["--dns", DNS_NAME], "resolved"),
 }
@@ -165,9 +182,21 @@ def test_chart_capabilities_suffice(fake_pod: FakePod, default, target: str) -> 
         assert DNS_ANSWER in report["answers"], report
 
 
-@pytest.mark.parametrize("missing", ["SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN"])
+# What each capability is for, and the probe that fails without it (its outcome must not be
+# the one the full set gives).
+NEEDED_FOR = {
+    "SYS_ADMIN": "tcp-open",
+    "SYS_PTRACE": "tcp-open",
+    "NET_ADMIN": "tcp-open",
+    "SETUID": "tcp-past-mesh",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(NEEDED_FOR))
 def test_each_capability_is_needed(fake_pod: FakePod, default, missing: str) -> None:
     caps = chart_caps(default)
     assert missing in caps
-    report = probe(fake_pod, caps - {missing}, "--to", "127.0.0.1:8080/TCP")
-    assert report["outcomes"].get("open", 0) == 0, f"probing worked without {missing}: {report}"
+    assert set(NEEDED_FOR) == caps, "every added capability has a probe that needs it"
+    args, outcome = TARGETS[NEEDED_FOR[missing]]
+    report = probe(fake_pod, caps - {missing}, *args)
+    assert report["outcomes"].get(outcome, 0) == 0, f"probing worked without {missing}: {report}"

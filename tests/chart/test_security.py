@@ -13,7 +13,7 @@ from typing import Any
 from conftest import AGENT_BIN, CHART, VALUE_SETS, Rendered, agent_container, env_of, run
 
 # Each capability is needed by the agent for one syscall (see templates/daemonset.yaml).
-CAPABILITIES = {"SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN"}
+CAPABILITIES = {"SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "SETUID"}
 
 # (apiGroup, resource, verb): exactly what the agent calls.
 RBAC = {

@@ -35,6 +35,7 @@ pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: 
             protocol: Protocol::Tcp,
         }],
         restarts: 0,
+        mesh: None,
     }
 }
 
@@ -93,6 +94,7 @@ pub(crate) fn report(
     PairReport {
         spec: Some(spec.into()),
         from: from.into(),
+        mesh: None,
         to: Some(to.into()),
         ip: None,
         dns: None,

@@ -29,6 +29,10 @@ pub struct PairReport {
     pub spec: Option<String>,
     /// The source pod, `namespace/name`.
     pub from: String,
+    /// The source pod's service mesh (`istio`, `linkerd`, `istio-ambient`): TCP probes were
+    /// made with the identity its redirect exempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
     /// The destination: a pod's `namespace/name`, an IP address or a host name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,

@@ -319,10 +319,11 @@ fn print_round(
                 },
                 r.outcome.as_str().to_string(),
                 format!("{:.2} ms", r.latency_seconds * 1000.0),
-                if r.meets_expectation == Some(false) {
-                    "NO".into()
-                } else {
-                    "yes".into()
+                match r.meets_expectation {
+                    Some(false) => "NO".into(),
+                    Some(true) => "yes".into(),
+                    // not_probed / inconclusive decide nothing.
+                    None => "-".into(),
                 },
             ]
         })

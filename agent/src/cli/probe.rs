@@ -27,6 +27,7 @@ use super::Format;
 use super::input::PortArg;
 use super::probe_cluster::{self, ClusterArgs};
 use crate::cluster::Protocol;
+use crate::cluster::model::Mesh;
 use crate::netns::{NetnsHandle, Resolution, SocketFactory, resolve_pod};
 use crate::probe::{DnsConfig, Observation, Outcome, Prober};
 
@@ -93,6 +94,37 @@ pub struct Args {
     /// Output format: text or json.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Local mode: the service mesh whose sidecar redirects the pod's outbound TCP to a local
+    /// proxy. TCP probes are then made with the identity the mesh's own rules exempt (istio:
+    /// uid 1337; linkerd: uid 2102; istio-ambient: packet mark 0x539), so they meet the network
+    /// and not the proxy. With `none` in a meshed pod, every TCP port reads open.
+    #[arg(long, value_enum, default_value = "none", conflicts_with = "from")]
+    mesh: MeshArg,
+}
+
+/// `--mesh`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MeshArg {
+    None,
+    Istio,
+    Linkerd,
+    IstioAmbient,
+}
+
+impl MeshArg {
+    fn mesh(self) -> Option<Mesh> {
+        match self {
+            MeshArg::None => None,
+            MeshArg::Istio => Some(Mesh::Istio {
+                uid: Mesh::ISTIO_PROXY_UID,
+                gid: Mesh::ISTIO_PROXY_UID,
+            }),
+            MeshArg::Linkerd => Some(Mesh::Linkerd {
+                uid: Mesh::LINKERD_PROXY_UID,
+            }),
+            MeshArg::IstioAmbient => Some(Mesh::IstioAmbient),
+        }
+    }
 }
 
 /// The flags that pick local mode; cluster-only flags conflict with them.
@@ -135,9 +167,6 @@ impl FromStr for TargetArg {
         if addr.port() == 0 {
             return Err("port 0 cannot be probed".into());
         }
-        if protocol == Protocol::Sctp {
-            return Err("SCTP probes are not supported yet (TCP and UDP are)".into());
-        }
         Ok(Self { addr, protocol })
     }
 }
@@ -171,10 +200,16 @@ struct Tally {
 impl Tally {
     fn record(&mut self, result: Result<Observation, crate::probe::Error>) {
         match result {
+            // Nothing was sent (no SCTP in this kernel, out of descriptors, ...).
+            Ok(obs) if obs.outcome == Outcome::NotProbed => {
+                *self.failed_to_run.entry(obs.detail).or_default() += 1;
+            }
             Ok(obs) => {
                 *self.outcomes.entry(obs.outcome.as_str()).or_default() += 1;
                 self.latencies.push(obs.latency);
-                if !matches!(obs.outcome, Outcome::Open | Outcome::Resolved)
+                // An `open` through a mesh proxy is no reachability: say so.
+                if (!matches!(obs.outcome, Outcome::Open | Outcome::Resolved)
+                    || obs.mesh_redirected)
                     && !obs.detail.is_empty()
                 {
                     *self.details.entry(obs.detail).or_default() += 1;
@@ -206,6 +241,7 @@ impl Args {
             timeout,
             wait_timeout,
             format,
+            mesh,
         } = self;
         if let Some(from) = from {
             return probe_cluster::run(ClusterArgs {
@@ -266,6 +302,7 @@ impl Args {
             count,
             concurrency,
             timeout,
+            mesh.mesh(),
         ))?;
         let elapsed = started.elapsed();
         print_report(
@@ -326,6 +363,7 @@ async fn run_probes(
     count: u32,
     concurrency: u32,
     timeout: Duration,
+    mesh: Option<Mesh>,
 ) -> anyhow::Result<Tally> {
     let factory = SocketFactory::start().context("starting the socket factory")?;
     let prober = Arc::new(Prober::new(factory));
@@ -346,12 +384,10 @@ async fn run_probes(
         workers.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let result = match &target {
-                    Target::Socket(TargetArg {
-                        addr,
-                        protocol: Protocol::Udp,
-                    }) => prober.probe_udp(&handle, *addr, timeout).await,
-                    Target::Socket(TargetArg { addr, .. }) => {
-                        prober.probe_tcp(&handle, *addr, timeout).await
+                    Target::Socket(TargetArg { addr, protocol }) => {
+                        prober
+                            .probe_from(&handle, *addr, *protocol, timeout, mesh)
+                            .await
                     }
                     Target::Dns(name, config) => {
                         prober.probe_dns(&handle, config, name, timeout).await

@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::model::{
-    Cidr, ContainerPort, IpBlock, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, Peer, Pod,
-    PodPhase, PolicyPort, PortRef, Protocol, Rule, parse_ip_lenient,
+    Cidr, ContainerPort, IpBlock, Mesh, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, Peer,
+    Pod, PodPhase, PolicyPort, PortRef, Protocol, Rule, parse_ip_lenient,
 };
 use super::selector::Selector;
 
@@ -280,7 +280,81 @@ impl TryFrom<&corev1::Pod> for Pod {
             terminating: meta.deletion_timestamp.is_some(),
             ports,
             restarts,
+            mesh: mesh_of(pod),
         })
+    }
+}
+
+/// Istio's sidecar injection record; present on every injected pod.
+pub const ISTIO_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
+/// `REDIRECT` (default), `TPROXY` or `NONE` (no capture at all).
+pub const ISTIO_INTERCEPTION_ANNOTATION: &str = "sidecar.istio.io/interceptionMode";
+/// Set by the Istio CNI agent once a pod's in-pod (ambient) redirection is installed.
+pub const AMBIENT_REDIRECTION_ANNOTATION: &str = "ambient.istio.io/redirection";
+/// Set by Linkerd's injector on every meshed pod.
+pub const LINKERD_VERSION_ANNOTATION: &str = "linkerd.io/proxy-version";
+/// Linkerd's per-pod proxy uid override.
+pub const LINKERD_UID_ANNOTATION: &str = "config.linkerd.io/proxy-uid";
+/// The annotations mesh detection reads (the watcher keeps only these).
+pub const MESH_ANNOTATIONS: [&str; 5] = [
+    ISTIO_STATUS_ANNOTATION,
+    ISTIO_INTERCEPTION_ANNOTATION,
+    AMBIENT_REDIRECTION_ANNOTATION,
+    LINKERD_VERSION_ANNOTATION,
+    LINKERD_UID_ANNOTATION,
+];
+/// The proxy containers mesh detection looks for (as containers, or as native sidecars
+/// among the init containers).
+pub const MESH_PROXY_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
+
+/// The mesh whose redirect rules live in the pod's netns, from its annotations and proxy
+/// container: Istio sidecar (`istio-proxy` or `sidecar.istio.io/status`), Linkerd
+/// (`linkerd-proxy` or `linkerd.io/proxy-version`), Istio ambient
+/// (`ambient.istio.io/redirection: enabled|pending`). The exempt uid is the proxy container's
+/// `runAsUser` (a root proxy, as in Istio's TPROXY mode, still has `-u 1337` in its rules),
+/// else the mesh's default. Malformed values fall back to the defaults; they never fail the pod.
+fn mesh_of(pod: &corev1::Pod) -> Option<Mesh> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let annotation = |key: &str| annotations.and_then(|a| a.get(key)).map(String::as_str);
+    let spec = pod.spec.as_ref();
+    let proxy = |name: &str| {
+        spec.and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+        })
+    };
+    let run_as = |container: Option<&corev1::Container>| {
+        let context = container?.security_context.as_ref()?;
+        Some((
+            context.run_as_user.and_then(|u| u32::try_from(u).ok()),
+            context.run_as_group.and_then(|g| u32::try_from(g).ok()),
+        ))
+    };
+    let istio_proxy = proxy("istio-proxy");
+    if istio_proxy.is_some() || annotation(ISTIO_STATUS_ANNOTATION).is_some() {
+        if annotation(ISTIO_INTERCEPTION_ANNOTATION).is_some_and(|m| m.eq_ignore_ascii_case("NONE"))
+        {
+            return None;
+        }
+        let (user, group) = run_as(istio_proxy).unwrap_or((None, None));
+        let uid = user.filter(|u| *u != 0).unwrap_or(Mesh::ISTIO_PROXY_UID);
+        let gid = group.filter(|g| *g != 0).unwrap_or(uid);
+        return Some(Mesh::Istio { uid, gid });
+    }
+    let linkerd_proxy = proxy("linkerd-proxy");
+    if linkerd_proxy.is_some() || annotation(LINKERD_VERSION_ANNOTATION).is_some() {
+        let uid = run_as(linkerd_proxy)
+            .and_then(|(user, _)| user)
+            .filter(|u| *u != 0)
+            .or_else(|| annotation(LINKERD_UID_ANNOTATION)?.trim().parse().ok())
+            .unwrap_or(Mesh::LINKERD_PROXY_UID);
+        return Some(Mesh::Linkerd { uid });
+    }
+    match annotation(AMBIENT_REDIRECTION_ANNOTATION) {
+        Some("enabled" | "pending") => Some(Mesh::IstioAmbient),
+        _ => None,
     }
 }
 

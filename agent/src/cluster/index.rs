@@ -219,6 +219,7 @@ mod tests {
             terminating: false,
             ports: vec![],
             restarts: 0,
+            mesh: None,
         }
     }
 

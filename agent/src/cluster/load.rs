@@ -40,7 +40,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::convert::{ConvertError, DEFAULT_NAMESPACE};
+use super::convert::{ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS};
 use super::index::{Apply, Index};
 use super::model::{Namespace, NetworkPolicy, Node, Pod};
 
@@ -1174,11 +1174,21 @@ impl LoadKind for NetworkPolicy {
 }
 
 /// Drops metadata nothing downstream reads (managedFields, annotations such as
-/// last-applied-configuration): less to deserialize and nothing to fail on.
+/// last-applied-configuration, all but the few mesh detection reads): less to deserialize
+/// and nothing to fail on.
 fn strip_unused_metadata(map: &mut Map<String, Value>) {
     if let Some(Value::Object(meta)) = map.get_mut("metadata") {
         meta.remove("managedFields");
-        meta.remove("annotations");
+        let keep = match meta.remove("annotations") {
+            Some(Value::Object(mut annotations)) => {
+                annotations.retain(|key, _| MESH_ANNOTATIONS.contains(&key.as_str()));
+                (!annotations.is_empty()).then_some(Value::Object(annotations))
+            }
+            _ => None,
+        };
+        if let Some(annotations) = keep {
+            meta.insert("annotations".into(), annotations);
+        }
     }
 }
 

@@ -170,6 +170,47 @@ pub struct Pod {
     pub ports: Vec<ContainerPort>,
     /// Sum of the containers' restart counts (CNI agent health uses it).
     pub restarts: u32,
+    /// The service mesh that redirects the pod's outbound traffic inside its netns, if any.
+    pub mesh: Option<Mesh>,
+}
+
+/// A service-mesh data plane whose rules in the pod's own netns redirect outbound TCP to a
+/// local proxy, and the identity those rules exempt (the proxy's own upstream connections).
+/// A probe socket made with that identity meets the network as the proxy's upstream does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mesh {
+    /// Istio sidecar: `ISTIO_OUTPUT` returns for sockets owned by the proxy uid (or gid) and
+    /// redirects all other TCP to 15001.
+    Istio { uid: u32, gid: u32 },
+    /// Linkerd: `PROXY_INIT_OUTPUT` returns for the proxy uid and redirects other TCP to 4140.
+    Linkerd { uid: u32 },
+    /// Istio ambient, in-pod redirection: TCP whose packet mark is not `0x539/0xfff` (the mark
+    /// ztunnel puts on its own sockets) goes to ztunnel on 15001; no uid is exempt.
+    IstioAmbient,
+}
+
+impl Mesh {
+    /// Istio's default proxy uid and gid (`istio-proxy`).
+    pub const ISTIO_PROXY_UID: u32 = 1337;
+    /// Linkerd's default proxy uid.
+    pub const LINKERD_PROXY_UID: u32 = 2102;
+    /// The packet mark ztunnel sets on its sockets, and the mask the ambient rules test.
+    pub const AMBIENT_MARK: u32 = 0x539;
+
+    /// `istio`, `linkerd`, `istio-ambient` (JSON and CLI).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Mesh::Istio { .. } => "istio",
+            Mesh::Linkerd { .. } => "linkerd",
+            Mesh::IstioAmbient => "istio-ambient",
+        }
+    }
+}
+
+impl fmt::Display for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
 }
 
 impl Pod {

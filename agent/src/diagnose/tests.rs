@@ -61,6 +61,7 @@ fn pod(ns: &str, name: &str, app: &str, ip: &str, node: &str, port: (&str, u16, 
             protocol: port.2,
         }],
         restarts: 0,
+        mesh: None,
     }
 }
 

@@ -169,7 +169,17 @@ impl SocketFactory {
         ty: Type,
         protocol: Option<Protocol>,
     ) -> Result<Vec<Socket>> {
-        match self.submit(netns, count, domain, ty, protocol)? {
+        self.sockets_of(netns, count, raw_kind(domain, ty, protocol))
+            .await
+    }
+
+    async fn sockets_of(
+        &self,
+        netns: &NetnsHandle,
+        count: usize,
+        kind: RawSocketKind,
+    ) -> Result<Vec<Socket>> {
+        match self.submit(netns, count, kind)? {
             Submitted::Done(result) => result,
             Submitted::Pending(reply) => reply.await.map_err(|_| Error::HopFailed)?,
         }
@@ -187,7 +197,26 @@ impl SocketFactory {
         ty: Type,
         protocol: Option<Protocol>,
     ) -> Result<Socket> {
-        let spares = netns.spares(raw_kind(domain, ty, protocol));
+        self.pooled_socket_as(netns, domain, ty, protocol, None)
+            .await
+    }
+
+    /// [`Self::pooled_socket`] made with filesystem uid `fsuid` (a service-mesh proxy's uid,
+    /// which the mesh's redirect rules exempt). Sockets of each identity have spares of their
+    /// own. Without CAP_SETUID: [`Error::Identity`].
+    pub async fn pooled_socket_as(
+        &self,
+        netns: &NetnsHandle,
+        domain: Domain,
+        ty: Type,
+        protocol: Option<Protocol>,
+        fsuid: Option<u32>,
+    ) -> Result<Socket> {
+        let kind = RawSocketKind {
+            fsuid,
+            ..raw_kind(domain, ty, protocol)
+        };
+        let spares = netns.spares(kind);
         if let Some(spare) = spares.take() {
             return Ok(spare);
         }
@@ -200,10 +229,7 @@ impl SocketFactory {
         let budget = &self.shared.spare_budget;
         let refill = spares.plan_refill(budget);
         drop(queued);
-        let mut sockets = match self
-            .sockets(netns, refill.batch, domain, ty, protocol)
-            .await
-        {
+        let mut sockets = match self.sockets_of(netns, refill.batch, kind).await {
             Ok(sockets) => sockets,
             Err(error) => {
                 budget.give_back(refill.reserved);
@@ -233,7 +259,7 @@ impl SocketFactory {
         ty: Type,
         protocol: Option<Protocol>,
     ) -> Result<Vec<Socket>> {
-        match self.submit(netns, count, domain, ty, protocol)? {
+        match self.submit(netns, count, raw_kind(domain, ty, protocol))? {
             Submitted::Done(result) => result,
             Submitted::Pending(reply) => reply.blocking_recv().map_err(|_| Error::HopFailed)?,
         }
@@ -262,19 +288,13 @@ impl SocketFactory {
         })
     }
 
-    fn submit(
-        &self,
-        netns: &NetnsHandle,
-        count: usize,
-        domain: Domain,
-        ty: Type,
-        protocol: Option<Protocol>,
-    ) -> Result<Submitted> {
+    fn submit(&self, netns: &NetnsHandle, count: usize, kind: RawSocketKind) -> Result<Submitted> {
         if count == 0 || count > MAX_BATCH {
             return Err(Error::BatchSize { count });
         }
-        let kind = raw_kind(domain, ty, protocol);
-        if netns.same_netns(&self.shared.home) {
+        // A socket with another identity is made on a hop thread even at home: fsuid, like
+        // the namespace, changes only on threads this module owns.
+        if netns.same_netns(&self.shared.home) && kind.fsuid.is_none() {
             // No namespace switch needed: create right here.
             return Ok(Submitted::Done(create_at_home(netns, kind, count)));
         }
@@ -317,6 +337,7 @@ fn raw_kind(domain: Domain, ty: Type, protocol: Option<Protocol>) -> RawSocketKi
         domain: domain.into(),
         ty: ty.into(),
         protocol: protocol.map(i32::from).unwrap_or(0),
+        fsuid: None,
     }
 }
 
@@ -415,6 +436,7 @@ fn create_in_netns(
                     source,
                 },
                 WindowError::Socket(source) => Error::Socket { source },
+                WindowError::Identity { fsuid } => Error::Identity { fsuid },
             }
         })?;
     verify(target, fds.into_iter().map(Socket::from).collect())

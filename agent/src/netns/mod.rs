@@ -140,6 +140,8 @@ pub enum Error {
     ScanFailed,
     #[error("hop thread started in netns {inode}, not home {home}")]
     NotHome { inode: u64, home: u64 },
+    #[error("cannot make a socket as uid {fsuid} (CAP_SETUID missing?)")]
+    Identity { fsuid: u32 },
     #[error("cannot start a hop thread: {source}")]
     Spawn {
         #[source]
@@ -184,6 +186,7 @@ impl Error {
             Error::ScanFailed => "scan_failed",
             Error::NotHome { .. } => "not_home",
             Error::Spawn { .. } => "spawn_failed",
+            Error::Identity { .. } => "identity_failed",
         }
     }
 }

@@ -14,12 +14,17 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-/// What `socket(2)` is asked for, as raw `c_int`s (`SOCK_CLOEXEC` is always added).
+/// What `socket(2)` is asked for, as raw `c_int`s (`SOCK_CLOEXEC` is always added), and the
+/// filesystem uid the socket is made with: netfilter's owner match (`-m owner --uid-owner`,
+/// nft `meta skuid`) reads the fsuid of the thread that called `socket()`, so a socket made
+/// with a service-mesh proxy's uid passes the mesh's redirect rules as the proxy's own
+/// upstream connections do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct RawSocketKind {
     pub domain: i32,
     pub ty: i32,
     pub protocol: i32,
+    pub fsuid: Option<u32>,
 }
 
 /// Why a batch could not be (fully) created. The thread is home again in every case.
@@ -29,6 +34,8 @@ pub(crate) enum WindowError {
     Enter(io::Error),
     /// `socket()` failed part way; the sockets already made were closed.
     Socket(io::Error),
+    /// The thread could not take the requested fsuid (no CAP_SETUID): no socket was made.
+    Identity { fsuid: u32 },
 }
 
 #[cfg(target_os = "linux")]
@@ -57,6 +64,44 @@ mod imp {
         }
     }
 
+    /// This thread's filesystem uid, set for one window and restored when dropped (also when
+    /// unwinding). fsuid is per thread: only the hop thread that owns the window changes it.
+    struct FsuidGuard {
+        previous: libc::uid_t,
+    }
+
+    /// `setfsuid(-1)` changes nothing and returns the current fsuid.
+    fn current_fsuid() -> libc::uid_t {
+        // SAFETY: FFI call with an integer argument; -1 is never a valid uid, so no change.
+        unsafe { libc::setfsuid(libc::uid_t::MAX) as libc::uid_t }
+    }
+
+    impl FsuidGuard {
+        /// Sets the fsuid, or `None` when the kernel refused it (setfsuid reports failure
+        /// only by leaving the fsuid as it was).
+        fn take(fsuid: u32) -> Option<Self> {
+            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
+            let previous = unsafe { libc::setfsuid(fsuid) } as libc::uid_t;
+            if current_fsuid() == fsuid {
+                Some(Self { previous })
+            } else {
+                None
+            }
+        }
+    }
+
+    impl Drop for FsuidGuard {
+        fn drop(&mut self) {
+            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
+            unsafe { libc::setfsuid(self.previous) };
+            if current_fsuid() != self.previous {
+                // A hop thread that kept a pod proxy's uid would make every later socket
+                // with it: abort rather than continue with the wrong identity.
+                std::process::abort();
+            }
+        }
+    }
+
     pub(crate) fn sockets_in_netns(
         home: BorrowedFd<'_>,
         target: BorrowedFd<'_>,
@@ -73,6 +118,17 @@ mod imp {
                 return Err(WindowError::Enter(io::Error::last_os_error()));
             }
             let return_home = ReturnHome { home };
+            // Declared after `return_home`, so dropped (fsuid restored) before going home.
+            let identity = match kind.fsuid {
+                Some(fsuid) => match FsuidGuard::take(fsuid) {
+                    Some(guard) => Some(guard),
+                    None => {
+                        drop(return_home);
+                        return Err(WindowError::Identity { fsuid });
+                    }
+                },
+                None => None,
+            };
             for slot in raw.iter_mut() {
                 // SAFETY: FFI call with plain integer arguments.
                 let fd = unsafe {
@@ -85,6 +141,7 @@ mod imp {
                 *slot = fd;
                 created += 1;
             }
+            drop(identity);
             drop(return_home);
         }
         // Home again: from here on anything may fail or panic without consequence for the
@@ -152,6 +209,44 @@ mod imp {
 
     fn unsupported() -> io::Error {
         io::Error::new(io::ErrorKind::Unsupported, "network namespaces need Linux")
+    }
+
+    /// This thread's filesystem uid, set for one window and restored when dropped (also when
+    /// unwinding). fsuid is per thread: only the hop thread that owns the window changes it.
+    struct FsuidGuard {
+        previous: libc::uid_t,
+    }
+
+    /// `setfsuid(-1)` changes nothing and returns the current fsuid.
+    fn current_fsuid() -> libc::uid_t {
+        // SAFETY: FFI call with an integer argument; -1 is never a valid uid, so no change.
+        unsafe { libc::setfsuid(libc::uid_t::MAX) as libc::uid_t }
+    }
+
+    impl FsuidGuard {
+        /// Sets the fsuid, or `None` when the kernel refused it (setfsuid reports failure
+        /// only by leaving the fsuid as it was).
+        fn take(fsuid: u32) -> Option<Self> {
+            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
+            let previous = unsafe { libc::setfsuid(fsuid) } as libc::uid_t;
+            if current_fsuid() == fsuid {
+                Some(Self { previous })
+            } else {
+                None
+            }
+        }
+    }
+
+    impl Drop for FsuidGuard {
+        fn drop(&mut self) {
+            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
+            unsafe { libc::setfsuid(self.previous) };
+            if current_fsuid() != self.previous {
+                // A hop thread that kept a pod proxy's uid would make every later socket
+                // with it: abort rather than continue with the wrong identity.
+                std::process::abort();
+            }
+        }
     }
 
     pub(crate) fn sockets_in_netns(

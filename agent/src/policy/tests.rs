@@ -65,6 +65,7 @@ fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ips: &str, node: &str) -> P
         terminating: false,
         ports: vec![],
         restarts: 0,
+        mesh: None,
     }
 }
 

@@ -26,8 +26,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{Domain, Type};
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, debug, debug_span, warn};
 
+use crate::cluster::model::{Mesh, Protocol};
 use crate::netns::{self, NetnsHandle, SocketFactory};
 
 pub use dns::{DnsConfig, DnsError};
@@ -122,6 +123,82 @@ impl Prober {
         self.probe_socket(netns, target, Type::DGRAM, timeout)
             .instrument(span)
             .await
+    }
+
+    /// A probe of `target` over `protocol` from a source pod whose service mesh (if any)
+    /// redirects outbound TCP to a local proxy. The TCP socket is made with the identity the
+    /// mesh's own rules exempt, so the probe meets the network as the proxy's upstream
+    /// connection does: the proxy's uid (Istio, Linkerd; fsuid set on the hop thread before
+    /// `socket()`) or ztunnel's packet mark (Istio ambient; `SO_MARK`). Meshes redirect only
+    /// TCP: UDP and SCTP go out as they are. When the identity cannot be taken (no
+    /// CAP_SETUID, no CAP_NET_ADMIN) the probe runs anyway and is flagged
+    /// `mesh_redirected`, so an `open` from the proxy never reads as reachability.
+    pub async fn probe_from(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        protocol: Protocol,
+        timeout: Duration,
+        mesh: Option<Mesh>,
+    ) -> Result<Observation> {
+        match (protocol, mesh) {
+            (Protocol::Udp, _) => self.probe_udp(netns, target, timeout).await,
+            (Protocol::Sctp, _) => self.probe_sctp(netns, target, timeout).await,
+            (Protocol::Tcp, None) => self.probe_tcp(netns, target, timeout).await,
+            (Protocol::Tcp, Some(mesh)) => {
+                let span = debug_span!("probe_tcp", %target, netns = netns.inode(), %mesh);
+                self.probe_tcp_past(netns, target, timeout, mesh)
+                    .instrument(span)
+                    .await
+            }
+        }
+    }
+
+    async fn probe_tcp_past(
+        &self,
+        netns: &NetnsHandle,
+        target: SocketAddr,
+        timeout: Duration,
+        mesh: Mesh,
+    ) -> Result<Observation> {
+        let domain = Domain::for_address(target);
+        let ty = Type::STREAM.nonblocking();
+        let (socket, bypassed) = match mesh {
+            Mesh::Istio { uid, .. } | Mesh::Linkerd { uid } => {
+                match self
+                    .factory
+                    .pooled_socket_as(netns, domain, ty, None, Some(uid))
+                    .await
+                {
+                    Ok(socket) => (socket, true),
+                    Err(netns::Error::Identity { fsuid }) => {
+                        warn!(fsuid, %mesh, "cannot take the mesh proxy's uid: the probe goes through the proxy");
+                        (
+                            self.factory.pooled_socket(netns, domain, ty, None).await?,
+                            false,
+                        )
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Mesh::IstioAmbient => {
+                let socket = self.factory.pooled_socket(netns, domain, ty, None).await?;
+                let marked = socket.set_mark(Mesh::AMBIENT_MARK);
+                if let Err(error) = &marked {
+                    warn!(%error, "cannot mark the probe for ztunnel: the probe goes through it");
+                }
+                (socket, marked.is_ok())
+            }
+        };
+        let mut observation = tcp::probe(socket, target, timeout).await?;
+        if !bypassed {
+            observation.mesh_redirected = true;
+            observation.detail.push_str(&format!(
+                " (through the {mesh} proxy: its redirect could not be bypassed)"
+            ));
+        }
+        debug!(outcome = %observation.outcome, latency = ?observation.latency, bypassed, "probed");
+        Ok(observation)
     }
 
     /// SCTP association from `netns` to `target` (one-to-one style socket, connected like
@@ -230,9 +307,11 @@ impl From<&netns::Error> for NotProbedReason {
             },
             E::Socket { source } | E::Verify { source } | E::Enter { source, .. } => of_io(source),
             E::Spawn { .. } => NotProbedReason::AgentOverloaded,
-            E::BatchSize { .. } | E::HopFailed | E::ScanFailed | E::NotHome { .. } => {
-                NotProbedReason::ProbeError
-            }
+            E::BatchSize { .. }
+            | E::HopFailed
+            | E::ScanFailed
+            | E::NotHome { .. }
+            | E::Identity { .. } => NotProbedReason::ProbeError,
         }
     }
 }

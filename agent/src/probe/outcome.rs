@@ -244,6 +244,9 @@ pub struct Observation {
     /// The probe spoke an application protocol whose server must answer (a DNS query on UDP
     /// 53), so UDP silence means the datagram or its reply was lost, not an ignored payload.
     pub expects_reply: bool,
+    /// The source pod's service mesh redirected the probe to its local proxy and the probe
+    /// could not bypass it: an `open` came from the proxy, not the destination.
+    pub mesh_redirected: bool,
 }
 
 impl Observation {
@@ -258,6 +261,7 @@ impl Observation {
             answers: Vec::new(),
             not_probed: None,
             expects_reply: false,
+            mesh_redirected: false,
         }
     }
 
@@ -342,6 +346,7 @@ pub(crate) fn classify_errno(
         answers: Vec::new(),
         not_probed: None,
         expects_reply: false,
+        mesh_redirected: false,
     }
 }
 

@@ -56,6 +56,7 @@ pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: 
             },
         ],
         restarts: 0,
+        mesh: None,
     }
 }
 

@@ -256,6 +256,9 @@ impl Testbed {
                 node.gateway
             );
             self.ip_batch(Some(ns), ns, &batch)?;
+            if let Some(kind) = p.mesh {
+                self.nft_load(ns, &format!("mesh-{ns}"), &nft::mesh_ruleset(kind))?;
+            }
             let rules = self.rules.lock().clone();
             if rules.iter().any(|r| r.dst == k) {
                 self.load_pod_rules(k, &rules)?;
@@ -316,7 +319,12 @@ impl Testbed {
                     .args(p.listeners.iter().map(|(proto, port)| match proto {
                         Protocol::Tcp => format!("tcp:{port}"),
                         Protocol::Udp => format!("udp:{port}"),
-                    }));
+                    }))
+                    // The mesh's local proxy: accepts whatever the redirect sends it.
+                    .args(
+                        p.mesh
+                            .map(|kind| format!("tcp:{}@127.0.0.1", kind.proxy_port())),
+                    );
                 let pid = self.spawn(&mut cmd, true, Some(&log))?;
                 cgroup::attach(&self.hier, prefix, &app_rel, pid)?;
                 Some((pid, ready, log))

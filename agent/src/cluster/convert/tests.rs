@@ -880,3 +880,96 @@ fn negative_restart_counts_do_not_panic() {
     );
     assert_eq!(Pod::try_from(&pod).expect("valid").restarts, u32::MAX);
 }
+
+/// The mesh whose redirect rules live in a pod's netns, and the identity they exempt.
+#[test]
+fn mesh_detection_from_annotations_and_proxy_containers() {
+    let istio = |uid, gid| Some(Mesh::Istio { uid, gid });
+    let cases: &[(&str, &str, Option<Mesh>)] = &[
+        ("no mesh", "spec: {containers: [{name: app}]}", None),
+        (
+            "istio sidecar container, defaults",
+            "spec: {containers: [{name: app}, {name: istio-proxy}]}",
+            istio(1337, 1337),
+        ),
+        (
+            "istio status annotation alone",
+            "metadata: {annotations: {sidecar.istio.io/status: '{\"containers\":[\"istio-proxy\"]}'}}\nspec: {containers: [{name: app}]}",
+            istio(1337, 1337),
+        ),
+        (
+            "istio proxy uid and gid from its security context (OpenShift ranges)",
+            "spec: {containers: [{name: app}, {name: istio-proxy, securityContext: {runAsUser: 1000670000, runAsGroup: 1000670001}}]}",
+            istio(1000670000, 1000670001),
+        ),
+        (
+            "istio TPROXY: the proxy runs as root, its rules still exempt 1337",
+            "spec: {containers: [{name: istio-proxy, securityContext: {runAsUser: 0, runAsGroup: 1337}}]}",
+            istio(1337, 1337),
+        ),
+        (
+            "istio native sidecar among the init containers",
+            "spec: {initContainers: [{name: istio-proxy, restartPolicy: Always}], containers: [{name: app}]}",
+            istio(1337, 1337),
+        ),
+        (
+            "istio interception NONE: no redirect",
+            "metadata: {annotations: {sidecar.istio.io/interceptionMode: NONE}}\nspec: {containers: [{name: istio-proxy}]}",
+            None,
+        ),
+        (
+            "linkerd proxy container, default uid",
+            "spec: {containers: [{name: app}, {name: linkerd-proxy}]}",
+            Some(Mesh::Linkerd { uid: 2102 }),
+        ),
+        (
+            "linkerd version annotation with a uid override",
+            "metadata: {annotations: {linkerd.io/proxy-version: stable-2.14.10, config.linkerd.io/proxy-uid: '4242'}}\nspec: {containers: [{name: app}]}",
+            Some(Mesh::Linkerd { uid: 4242 }),
+        ),
+        (
+            "linkerd: the container's runAsUser wins over the annotation",
+            "metadata: {annotations: {config.linkerd.io/proxy-uid: '4242'}}\nspec: {containers: [{name: linkerd-proxy, securityContext: {runAsUser: 3000}}]}",
+            Some(Mesh::Linkerd { uid: 3000 }),
+        ),
+        (
+            "linkerd: a malformed uid annotation falls back to the default",
+            "metadata: {annotations: {linkerd.io/proxy-version: x, config.linkerd.io/proxy-uid: lots}}\nspec: {containers: [{name: app}]}",
+            Some(Mesh::Linkerd { uid: 2102 }),
+        ),
+        (
+            "istio ambient, enabled",
+            "metadata: {annotations: {ambient.istio.io/redirection: enabled}}\nspec: {containers: [{name: app}]}",
+            Some(Mesh::IstioAmbient),
+        ),
+        (
+            "istio ambient, pending: rules in place, traffic captured",
+            "metadata: {annotations: {ambient.istio.io/redirection: pending}}\nspec: {containers: [{name: app}]}",
+            Some(Mesh::IstioAmbient),
+        ),
+        (
+            "istio ambient, disabled",
+            "metadata: {annotations: {ambient.istio.io/redirection: disabled}}\nspec: {containers: [{name: app}]}",
+            None,
+        ),
+        (
+            "a negative runAsUser is ignored",
+            "spec: {containers: [{name: istio-proxy, securityContext: {runAsUser: -5}}]}",
+            istio(1337, 1337),
+        ),
+    ];
+    for (name, yaml, want) in cases {
+        let mut doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("yaml");
+        let meta = doc
+            .as_mapping_mut()
+            .expect("mapping")
+            .entry("metadata".into())
+            .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
+        meta.as_mapping_mut()
+            .expect("metadata mapping")
+            .insert("name".into(), "web".into());
+        let pod: corev1::Pod = serde_yaml_ng::from_value(doc).expect("pod");
+        let converted = Pod::try_from(&pod).expect(name);
+        assert_eq!(converted.mesh, *want, "{name}");
+    }
+}

@@ -30,7 +30,9 @@ use probe_spec::{ProbeRequest, ProbeSpec};
 use tracing::warn;
 
 use crate::cluster::changes::{ChangeKind, ChangeLog};
-use crate::cluster::convert::{ConvertError, DEFAULT_NAMESPACE};
+use crate::cluster::convert::{
+    ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS, MESH_PROXY_CONTAINERS,
+};
 use crate::cluster::index::{Apply, Index};
 use crate::cluster::model::{Namespace, NetworkPolicy, Node, ObjectRef, Pod};
 
@@ -172,10 +174,28 @@ fn strip_meta(meta: &mut ObjectMeta) {
 
 impl Strip for corev1::Pod {
     fn strip(&mut self) {
+        // Mesh detection reads a few annotations: keep those, drop the rest.
+        let annotations = self.metadata.annotations.take().map(|mut all| {
+            all.retain(|key, _| MESH_ANNOTATIONS.contains(&key.as_str()));
+            all
+        });
         strip_meta(&mut self.metadata);
+        self.metadata.annotations = annotations.filter(|a| !a.is_empty());
         if let Some(spec) = &mut self.spec {
             spec.volumes = None;
-            spec.init_containers = None;
+            // Native sidecars (a mesh proxy among the init containers) stay, as a name and
+            // a security context.
+            spec.init_containers = spec.init_containers.take().map(|inits| {
+                inits
+                    .into_iter()
+                    .filter(|c| MESH_PROXY_CONTAINERS.contains(&c.name.as_str()))
+                    .map(|c| corev1::Container {
+                        name: c.name,
+                        security_context: c.security_context,
+                        ..Default::default()
+                    })
+                    .collect()
+            });
             spec.ephemeral_containers = None;
             spec.affinity = None;
             spec.tolerations = None;

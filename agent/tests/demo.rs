@@ -31,7 +31,7 @@ fn expectations(scenario: &Path) -> Vec<Value> {
 
 /// Whether a report is the pair an expectation names.
 fn same_pair(expect: &Value, report: &Value) -> bool {
-    let keys = ["spec", "from", "to", "dns", "port", "protocol"];
+    let keys = ["spec", "from", "to", "host", "dns", "port", "protocol"];
     keys.iter()
         .all(|k| expect.get(*k).is_none() || expect[*k] == report[*k])
 }
@@ -109,6 +109,11 @@ fn dns_failures_scenario() {
 #[test]
 fn node_not_ready_scenario() {
     check_scenario("examples/scenarios/node-not-ready.yaml");
+}
+
+#[test]
+fn host_targets_scenario() {
+    check_scenario("examples/scenarios/host-targets.yaml");
 }
 
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {

@@ -94,6 +94,7 @@ pub(crate) fn report(
         spec: Some(spec.into()),
         from: from.into(),
         to: Some(to.into()),
+        host: None,
         ip: None,
         dns: None,
         port: Some(8080),

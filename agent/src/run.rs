@@ -10,11 +10,16 @@
 //!                    CNI agents / nodes / pods ─> diagnose::Health ───────┼─> diagnose ─> PairReport
 //! ```
 //!
+//! A host pair first resolves its name from the source pod (A and AAAA, the pod's resolv.conf),
+//! then probes every address ([`schedule::host_targets`]: a pod's address as that pod, any
+//! other as an IP) and yields one report per address ([`PairReports`]); a name that does not
+//! resolve yields one `not_probed` report, reason `resolve_failed`.
+//!
 //! `agent` feeds it from kube watchers and `demo` from a testbed's snapshot; only the source
 //! of objects and the node scope differ. This is the only module that wires the layers.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -25,9 +30,9 @@ use tracing::{debug, warn};
 use crate::api::PairReport;
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
-use crate::cluster::model::ObjectRef;
+use crate::cluster::model::{Mesh, ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
-use crate::diagnose::{self, CniHealth, Health, Input, Prediction};
+use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
 use crate::policy::{Engine, Profile};
 use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
@@ -79,10 +84,22 @@ pub struct ProbeContext {
     cni: Vec<CniHealth>,
 }
 
+impl ProbeContext {
+    fn view<'a>(&'a self, index: &'a Index, changes: &'a ChangeLog) -> View<'a> {
+        View {
+            index,
+            engine: &self.engine,
+            cni: &self.cni,
+            changes,
+        }
+    }
+}
+
 /// What one round produced.
 #[derive(Debug, Default)]
 pub struct Round {
-    /// Every probed pair, sorted by spec, source and destination.
+    /// Every probed pair's reports (a host pair: one per resolved address), sorted by spec,
+    /// source, destination, host name and port.
     pub reports: Vec<PairReport>,
     /// Specs that could not be planned, with why (`ns/name: ...`).
     pub problems: Vec<String>,
@@ -96,8 +113,74 @@ pub struct Pipeline {
     prober: Prober,
     registry: PodNetnsRegistry,
     config: PipelineConfig,
-    /// When each failing pair's current failure streak began (for the change hints).
-    first_failures: Mutex<HashMap<PairId, SystemTime>>,
+    /// When each failing pair's current failure streak began (for the change hints); a host
+    /// pair's per resolved address.
+    first_failures: Mutex<BTreeMap<StreakKey, SystemTime>>,
+}
+
+/// One value or more, never none: what one probe of a pair yields (one report, or for a host
+/// target one per resolved address).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneOrMore<T> {
+    first: T,
+    more: Vec<T>,
+}
+
+/// The reports of one probe of a pair: one, or one per resolved address of a host target.
+pub type PairReports = OneOrMore<PairReport>;
+
+impl<T> OneOrMore<T> {
+    pub fn one(first: T) -> Self {
+        Self {
+            first,
+            more: Vec::new(),
+        }
+    }
+
+    /// The values of `values`; `None` when it has none.
+    pub fn from_vec(values: Vec<T>) -> Option<Self> {
+        let mut values = values.into_iter();
+        let first = values.next()?;
+        Some(Self {
+            first,
+            more: values.collect(),
+        })
+    }
+
+    pub fn first(&self) -> &T {
+        &self.first
+    }
+
+    pub fn into_first(self) -> T {
+        self.first
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        std::iter::once(&self.first).chain(&self.more)
+    }
+
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> OneOrMore<U> {
+        OneOrMore {
+            first: f(self.first),
+            more: self.more.into_iter().map(f).collect(),
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<T> {
+        let mut values = Vec::with_capacity(1 + self.more.len());
+        values.push(self.first);
+        values.extend(self.more);
+        values
+    }
+}
+
+impl<T> IntoIterator for OneOrMore<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::iter::Once<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        std::iter::once(self.first).chain(self.more)
+    }
 }
 
 /// One planned pair with the context its diagnosis needs.
@@ -107,13 +190,58 @@ struct Job<'a> {
     timeout: Duration,
 }
 
+/// The cluster view one diagnosis reads.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    index: &'a Index,
+    engine: &'a Engine,
+    cni: &'a [CniHealth],
+    changes: &'a ChangeLog,
+}
+
+/// One probe of a pair, ready to be predicted and diagnosed.
+#[derive(Clone, Debug)]
+struct Probed {
+    /// The target as probed: the pair's own; for a host pair, one resolved address as a pod
+    /// or IP target (the host target itself when its name did not resolve).
+    target: PairTarget,
+    /// The host name, for a host pair's probes.
+    host: Option<String>,
+    observation: Observation,
+    /// The nameserver a DNS probe asked (the prediction is that of the lookup's own flow).
+    dns_server: Option<IpAddr>,
+}
+
+impl Probed {
+    /// A probe of the pair's own target.
+    fn of(pair: &Pair, observation: Observation) -> Self {
+        Self {
+            target: pair.target.clone(),
+            host: match &pair.target {
+                PairTarget::Host { name, .. } => Some(name.clone()),
+                _ => None,
+            },
+            observation,
+            dns_server: None,
+        }
+    }
+
+    /// Its failure streak: the pair's, or for a host pair the address's.
+    fn streak_key(&self, pair: PairId) -> StreakKey {
+        (pair, self.host.as_ref().and(self.target.ip()))
+    }
+}
+
+/// A failure streak: of a pair, or of one resolved address of a host pair.
+type StreakKey = (PairId, Option<IpAddr>);
+
 impl Pipeline {
     pub fn new(prober: Prober, config: PipelineConfig) -> Self {
         Self {
             prober,
             registry: PodNetnsRegistry::new(),
             config,
-            first_failures: Mutex::new(HashMap::new()),
+            first_failures: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -162,6 +290,12 @@ impl Pipeline {
             }
         }
         let ProbeContext { engine, cni } = self.context(index, changes);
+        let view = View {
+            index,
+            engine: &engine,
+            cni: &cni,
+            changes,
+        };
         let jobs: Vec<Job<'_>> = plans
             .iter()
             .flat_map(|plan| {
@@ -174,94 +308,83 @@ impl Pipeline {
             .collect();
         let concurrency = self.config.concurrency.max(1);
         let mut reports: Vec<PairReport> = futures::stream::iter(jobs)
-            .map(|job| self.run_job(job, index, &engine, &cni, changes))
+            .map(|job| self.run_job(job, view))
             .buffer_unordered(concurrency)
+            .flat_map(futures::stream::iter)
             .collect()
             .await;
-        reports.sort_by(|a, b| {
-            (&a.spec, &a.from, &a.to, &a.dns, a.port)
-                .cmp(&(&b.spec, &b.from, &b.to, &b.dns, b.port))
-        });
+        reports.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         round.reports = reports;
         round
     }
 
-    async fn run_job(
-        &self,
-        job: Job<'_>,
-        index: &Index,
-        engine: &Engine,
-        cni: &[CniHealth],
-        changes: &ChangeLog,
-    ) -> PairReport {
+    /// Probes one pair (a host pair: every address its name resolves to) and diagnoses each
+    /// probe.
+    async fn run_job(&self, job: Job<'_>, view: View<'_>) -> PairReports {
         let Job {
             pair,
             expect,
             timeout,
         } = job;
-        let (observation, dns_server) = self.observe(index, pair, timeout).await;
-        let prediction = diagnose::predict(engine, &pair.from, &pair.target, dns_server);
-        let health = Health::gather(index, cni, &pair.from, pair.target.pod());
+        let probes = self.observe(view.index, pair, timeout).await;
+        self.forget_vanished_addresses(pair.id, &probes);
         let now = SystemTime::now();
-        let first_failure = {
-            let mut streaks = self.first_failures.lock();
-            // A probe that did not run neither starts nor ends a failure streak.
-            if observation.outcome == Outcome::NotProbed {
-                streaks.get(&pair.id).copied()
-            } else if observation.outcome.is_reachable()
-                && !matches!(observation.outcome, Outcome::Refused)
-            {
-                streaks.remove(&pair.id);
-                None
-            } else {
-                Some(*streaks.entry(pair.id).or_insert(now))
-            }
-        };
-        let input = Input {
-            from: &pair.from,
-            target: &pair.target,
-            outcome: observation.outcome,
-            not_probed: observation.not_probed,
-            expects_reply: observation.expects_reply,
-            mesh_redirected: observation.mesh_redirected,
-            rejected_by_policy: observation.rejected_by_policy,
-            prediction: prediction
-                .as_ref()
-                .map(|(flow, verdict)| Prediction { flow, verdict }),
-            health: &health,
-            changes,
-            expect,
-            first_failure,
-        };
-        let diagnosis = diagnose::diagnose(&input, &self.config.diagnose);
-        let reason = diagnosis.reason_code();
-        let mut explanation = diagnosis.explanation;
-        if !observation.detail.is_empty() {
-            explanation.push_str(&format!("\nprobe: {}", observation.detail));
+        probes.map(|probed| {
+            let first_failure =
+                self.failure_streak(probed.streak_key(pair.id), probed.observation.outcome, now);
+            assess(
+                pair,
+                &probed,
+                expect,
+                first_failure,
+                view,
+                &self.config.diagnose,
+            )
+        })
+    }
+
+    /// When the current failure streak began, after this outcome: a probe that did not run
+    /// neither starts nor ends one; a reached destination (not a refusal) ends it.
+    fn failure_streak(
+        &self,
+        key: StreakKey,
+        outcome: Outcome,
+        now: SystemTime,
+    ) -> Option<SystemTime> {
+        let mut streaks = self.first_failures.lock();
+        if outcome == Outcome::NotProbed {
+            streaks.get(&key).copied()
+        } else if outcome.is_reachable() && outcome != Outcome::Refused {
+            streaks.remove(&key);
+            None
+        } else {
+            Some(*streaks.entry(key).or_insert(now))
         }
-        let mut report = report(
-            pair,
-            expect,
-            &observation,
-            prediction.as_ref().is_none_or(|(_, v)| v.allowed),
-            diagnosis.verdict,
-            reason,
-            diagnosis.direction,
-            diagnosis.policies,
-            diagnosis.summary,
-            explanation,
-            diagnosis.hints.iter().map(ToString::to_string).collect(),
-            diagnosis.meets_expectation,
-        );
-        report.mesh = index
-            .pod(&pair.from)
-            .and_then(|p| p.mesh)
-            .map(|m| m.kind().to_string());
-        report
+    }
+
+    /// A host pair whose name resolved: drops the streaks of addresses it no longer resolves
+    /// to (a name that did not resolve keeps them: that probe observed nothing of them).
+    fn forget_vanished_addresses(&self, pair: PairId, probes: &OneOrMore<Probed>) {
+        let addresses: Vec<StreakKey> = probes.iter().map(|p| p.streak_key(pair)).collect();
+        if addresses.iter().all(|(_, address)| address.is_none()) {
+            return;
+        }
+        let mut streaks = self.first_failures.lock();
+        let vanished: Vec<StreakKey> = streaks
+            .range((pair, None)..)
+            .take_while(|((id, _), _)| *id == pair)
+            .map(|(key, _)| *key)
+            .filter(|key| !addresses.contains(key))
+            .collect();
+        for key in vanished {
+            streaks.remove(&key);
+        }
     }
 
     /// One on-demand probe (a ProbeRequest or `POST /v1/probe`): probed, predicted and
     /// diagnosed like a ProbeSpec pair, judged against `expect: Allow`, reported without a spec.
+    /// On-demand targets are pods, IPs and DNS names: one report (a host target would be
+    /// reported by its first address).
     pub async fn probe_once(
         &self,
         index: &Index,
@@ -284,8 +407,9 @@ impl Pipeline {
             timeout,
         };
         let mut report = self
-            .run_job(job, index, &context.engine, &context.cni, changes)
-            .await;
+            .run_job(job, context.view(index, changes))
+            .await
+            .into_first();
         report.spec = None;
         report.expect = None;
         report
@@ -315,7 +439,7 @@ impl Pipeline {
         expect: Expectation,
         timeout: Duration,
         changes: &ChangeLog,
-    ) -> PairReport {
+    ) -> PairReports {
         let context = self.context(index, changes);
         self.probe_pair_in(&context, index, pair, expect, timeout, changes)
             .await
@@ -330,22 +454,28 @@ impl Pipeline {
         expect: Expectation,
         timeout: Duration,
         changes: &ChangeLog,
-    ) -> PairReport {
+    ) -> PairReports {
         let job = Job {
             pair,
             expect,
             timeout,
         };
-        self.run_job(job, index, &context.engine, &context.cni, changes)
-            .await
+        self.run_job(job, context.view(index, changes)).await
     }
 
     /// Drops what the pipeline remembers about pairs that no longer exist (their failure
-    /// streaks), so a long-running agent does not accumulate them.
+    /// streaks, a host pair's per address), so a long-running agent does not accumulate them.
     pub fn forget_pairs(&self, ids: &[PairId]) {
         let mut streaks = self.first_failures.lock();
-        for id in ids {
-            streaks.remove(id);
+        for &id in ids {
+            let keys: Vec<StreakKey> = streaks
+                .range((id, None)..)
+                .take_while(|((pair, _), _)| *pair == id)
+                .map(|(key, _)| *key)
+                .collect();
+            for key in keys {
+                streaks.remove(&key);
+            }
         }
     }
 
@@ -368,73 +498,168 @@ impl Pipeline {
             .collect()
     }
 
-    /// Probes one pair from its source pod's netns; also returns the DNS server of a DNS
-    /// probe (for the prediction of the lookup's own flow).
-    async fn observe(
-        &self,
-        index: &Index,
-        pair: &Pair,
-        timeout: Duration,
-    ) -> (Observation, Option<std::net::IpAddr>) {
+    /// Probes one pair from its source pod's netns: one probe, or for a host pair one per
+    /// address its name resolves to.
+    async fn observe(&self, index: &Index, pair: &Pair, timeout: Duration) -> OneOrMore<Probed> {
         let pod = match self.source_netns(index, &pair.from).await {
             Ok(pod) => pod,
             Err((reason, why)) => {
-                return (
+                return OneOrMore::one(Probed::of(
+                    pair,
                     not_probed(
                         reason,
                         format!("cannot enter the source pod's network namespace: {why}"),
                     ),
-                    None,
-                );
+                ));
             }
         };
-        let result = match &pair.target {
+        match &pair.target {
             PairTarget::Pod {
                 ip, port, protocol, ..
             }
             | PairTarget::Ip { ip, port, protocol } => {
                 let addr = SocketAddr::new(*ip, *port);
-                let source = index.pod(&pair.from);
-                // A pod probing its own IP goes out as itself: with the proxy's uid, Istio
-                // would send that connection to the proxy's inbound listener.
-                let mesh = source.filter(|p| !p.ips.contains(ip)).and_then(|p| p.mesh);
-                self.prober
-                    .probe_from(&pod.handle, addr, *protocol, timeout, mesh)
-                    .await
+                let mesh = source_mesh(index, &pair.from, *ip);
+                let observation = self
+                    .probe_address(&pod, addr, *protocol, timeout, mesh)
+                    .await;
+                OneOrMore::one(Probed::of(pair, observation))
             }
             PairTarget::Dns { name } => {
-                let config = match DnsConfig::for_pod(&pod) {
-                    Ok(config) => config,
-                    Err(error) => {
-                        return (
-                            not_probed(
-                                error.not_probed_reason(),
-                                format!("reading the pod's resolv.conf: {error}"),
-                            ),
-                            None,
-                        );
-                    }
-                };
-                let server = config.nameservers().first().copied();
-                let result = self
-                    .prober
-                    .probe_dns(&pod.handle, &config, name, timeout)
-                    .await;
-                return (result.unwrap_or_else(not_probed_by), server);
+                OneOrMore::one(self.probe_dns(pair, &pod, name, timeout).await)
             }
-            PairTarget::Host { name, .. } => {
-                return (
+            PairTarget::Host {
+                name,
+                port,
+                protocol,
+            } => {
+                self.probe_host(index, pair, &pod, name, *port, *protocol, timeout)
+                    .await
+            }
+        }
+    }
+
+    /// A TCP, UDP or SCTP probe of one address from the pod's netns.
+    async fn probe_address(
+        &self,
+        pod: &PodNetns,
+        addr: SocketAddr,
+        protocol: Protocol,
+        timeout: Duration,
+        mesh: Option<Mesh>,
+    ) -> Observation {
+        self.prober
+            .probe_from(&pod.handle, addr, protocol, timeout, mesh)
+            .await
+            .unwrap_or_else(not_probed_by)
+    }
+
+    /// A DNS probe with the pod's own resolv.conf; remembers the nameserver asked.
+    async fn probe_dns(
+        &self,
+        pair: &Pair,
+        pod: &PodNetns,
+        name: &str,
+        timeout: Duration,
+    ) -> Probed {
+        let config = match DnsConfig::for_pod(pod) {
+            Ok(config) => config,
+            Err(error) => {
+                return Probed::of(
+                    pair,
                     not_probed(
-                        NotProbedReason::ResolveFailed,
-                        format!(
-                            "host targets ({name}) are not probed yet; use a dns target and an ip target"
-                        ),
+                        error.not_probed_reason(),
+                        format!("reading the pod's resolv.conf: {error}"),
                     ),
-                    None,
                 );
             }
         };
-        (result.unwrap_or_else(not_probed_by), None)
+        let dns_server = config.nameservers().first().copied();
+        let observation = self
+            .prober
+            .probe_dns(&pod.handle, &config, name, timeout)
+            .await
+            .unwrap_or_else(not_probed_by);
+        Probed {
+            dns_server,
+            ..Probed::of(pair, observation)
+        }
+    }
+
+    /// A host pair: its name resolved from the source pod (A and AAAA, the pod's resolv.conf,
+    /// the pair's timeout), then every address probed at once, each with the pair's timeout,
+    /// as the pod or IP target it is (`schedule::host_targets`). A name that does not resolve
+    /// is one probe that did not run.
+    #[allow(clippy::too_many_arguments)]
+    async fn probe_host(
+        &self,
+        index: &Index,
+        pair: &Pair,
+        pod: &PodNetns,
+        name: &str,
+        port: u16,
+        protocol: Protocol,
+        timeout: Duration,
+    ) -> OneOrMore<Probed> {
+        let lookup = match DnsConfig::for_pod(pod) {
+            Ok(config) => self
+                .prober
+                .resolve_host(&pod.handle, &config, name, timeout)
+                .await
+                .unwrap_or_else(not_probed_by),
+            Err(error) => not_probed(
+                error.not_probed_reason(),
+                format!("reading the pod's resolv.conf: {error}"),
+            ),
+        };
+        let resolved = match host_addresses(name, lookup) {
+            Ok(resolved) => resolved,
+            Err(unresolved) => {
+                // A lookup that could not run was logged as such already.
+                if unresolved.not_probed == Some(NotProbedReason::ResolveFailed) {
+                    warn!(host = %name, detail = %unresolved.detail, "host name not resolved");
+                }
+                return OneOrMore::one(Probed::of(pair, unresolved));
+            }
+        };
+        let targets = schedule::host_targets(index, &resolved.addresses, port, protocol);
+        let mut lookup_detail = resolved.detail;
+        if !targets.left_out.is_empty() {
+            lookup_detail.push_str(&format!(
+                "; not probed: {:?} (one address per pod, at most {})",
+                targets.left_out,
+                schedule::MAX_HOST_ADDRESSES
+            ));
+        }
+        let probes = targets.targets.into_iter().filter_map(|target| {
+            let ip = target.ip()?;
+            let lookup_detail = &lookup_detail;
+            let mesh = source_mesh(index, &pair.from, ip);
+            Some(async move {
+                let mut observation = self
+                    .probe_address(pod, SocketAddr::new(ip, port), protocol, timeout, mesh)
+                    .await;
+                observation.detail = format!("{lookup_detail}; {ip}: {}", observation.detail);
+                Probed {
+                    target,
+                    host: Some(name.to_string()),
+                    observation,
+                    dns_server: None,
+                }
+            })
+        });
+        let probes = futures::future::join_all(probes).await;
+        OneOrMore::from_vec(probes).unwrap_or_else(|| {
+            // A resolved name always has an address to probe; should that ever fail, the
+            // pair still reports, and says nothing was probed.
+            OneOrMore::one(Probed::of(
+                pair,
+                not_probed(
+                    NotProbedReason::ResolveFailed,
+                    format!("host {name}: no address to probe ({lookup_detail})"),
+                ),
+            ))
+        })
     }
 
     async fn source_netns(
@@ -478,22 +703,100 @@ fn not_probed_by(error: crate::probe::Error) -> Observation {
     not_probed(error.not_probed_reason(), error.to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A host name's addresses, resolved from the source pod.
+#[derive(Clone, Debug, PartialEq)]
+struct ResolvedHost {
+    /// In answer order (A first, then AAAA).
+    addresses: Vec<IpAddr>,
+    /// The lookup's own detail (the name queried, its answers, the sockets used).
+    detail: String,
+}
+
+/// A host lookup's addresses, or the observation of a host pair whose name did not resolve:
+/// `resolve_failed` naming the DNS outcome (NXDOMAIN, SERVFAIL, a timeout, no address — a
+/// blocked lookup too: the spec's `dns` targets report DNS itself), or the lookup's own
+/// `not_probed` reason when it could not run (an unreadable resolv.conf, the agent out of
+/// sockets).
+fn host_addresses(name: &str, lookup: Observation) -> Result<ResolvedHost, Observation> {
+    match lookup.outcome {
+        Outcome::Resolved if !lookup.answers.is_empty() => Ok(ResolvedHost {
+            addresses: lookup.answers,
+            detail: lookup.detail,
+        }),
+        Outcome::NotProbed => Err(Observation {
+            detail: format!("resolving host {name}: {}", lookup.detail),
+            ..lookup
+        }),
+        outcome => Err(Observation::not_probed(
+            NotProbedReason::ResolveFailed,
+            format!(
+                "host {name} did not resolve from the source pod ({outcome}): {}",
+                lookup.detail
+            ),
+        )),
+    }
+}
+
+/// Predicts and diagnoses one probe of `pair` and builds its report. No I/O: the start of the
+/// failure streak comes in.
+fn assess(
+    pair: &Pair,
+    probed: &Probed,
+    expect: Expectation,
+    first_failure: Option<SystemTime>,
+    view: View<'_>,
+    config: &diagnose::Config,
+) -> PairReport {
+    let observation = &probed.observation;
+    let prediction = diagnose::predict(view.engine, &pair.from, &probed.target, probed.dns_server);
+    let health = Health::gather(view.index, view.cni, &pair.from, probed.target.pod());
+    let input = Input {
+        from: &pair.from,
+        target: &probed.target,
+        host: probed.host.as_deref(),
+        outcome: observation.outcome,
+        not_probed: observation.not_probed,
+        expects_reply: observation.expects_reply,
+        mesh_redirected: observation.mesh_redirected,
+        rejected_by_policy: observation.rejected_by_policy,
+        prediction: prediction
+            .as_ref()
+            .map(|(flow, verdict)| Prediction { flow, verdict }),
+        health: &health,
+        changes: view.changes,
+        expect,
+        first_failure,
+    };
+    let diagnosis = diagnose::diagnose(&input, config);
+    let policy_allowed = prediction.as_ref().is_none_or(|(_, v)| v.allowed);
+    let mut report = report(pair, probed, expect, policy_allowed, diagnosis);
+    report.mesh = view
+        .index
+        .pod(&pair.from)
+        .and_then(|p| p.mesh)
+        .map(|m| m.kind().to_string());
+    report
+}
+
+/// The mesh whose redirect a probe from `from` to `ip` must get past: the source pod's,
+/// except towards the pod's own address (with the proxy's uid, Istio would send that
+/// connection to the proxy's inbound listener; as itself it goes out untouched).
+fn source_mesh(index: &Index, from: &ObjectRef, ip: std::net::IpAddr) -> Option<Mesh> {
+    index
+        .pod(from)
+        .filter(|pod| !pod.ips.contains(&ip))
+        .and_then(|pod| pod.mesh)
+}
+
 fn report(
     pair: &Pair,
+    probed: &Probed,
     expect: Expectation,
-    observation: &Observation,
     policy_allowed: bool,
-    verdict: probe_spec::PairVerdict,
-    reason: &str,
-    direction: Option<probe_spec::Direction>,
-    policies: Vec<String>,
-    summary: String,
-    explanation: String,
-    hints: Vec<String>,
-    meets_expectation: Option<bool>,
+    diagnosis: Diagnosis,
 ) -> PairReport {
-    let (to, ip, dns, port, protocol) = match &pair.target {
+    let observation = &probed.observation;
+    let (to, ip, dns, port, protocol) = match &probed.target {
         PairTarget::Pod {
             pod,
             ip,
@@ -520,27 +823,36 @@ fn report(
         } => (Some(name.clone()), None, None, Some(*port), Some(*protocol)),
         PairTarget::Dns { name } => (None, None, Some(name.clone()), None, None),
     };
+    let reason = diagnosis.reason_code().to_string();
+    let mut explanation = diagnosis.explanation;
+    if !observation.detail.is_empty() {
+        explanation.push_str(&format!("\nprobe: {}", observation.detail));
+    }
     PairReport {
         spec: Some(pair.spec.to_string()),
         from: pair.from.to_string(),
         mesh: None,
         to,
+        host: probed.host.clone(),
         ip,
         dns,
         port,
         protocol,
         outcome: observation.outcome,
         policy_allowed,
-        verdict,
-        reason: reason.to_string(),
-        direction,
-        policies,
-        summary,
+        verdict: diagnosis.verdict,
+        reason,
+        direction: diagnosis.direction,
+        policies: diagnosis.policies,
+        summary: diagnosis.summary,
         explanation,
-        hints,
+        hints: diagnosis.hints.iter().map(ToString::to_string).collect(),
         latency_seconds: observation.latency.as_secs_f64(),
         last_probe: k8s_openapi::jiff::Timestamp::now(),
         expect: Some(expect),
-        meets_expectation,
+        meets_expectation: diagnosis.meets_expectation,
     }
 }
+
+#[cfg(test)]
+mod tests;

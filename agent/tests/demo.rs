@@ -31,7 +31,7 @@ fn expectations(scenario: &Path) -> Vec<Value> {
 
 /// Whether a report is the pair an expectation names.
 fn same_pair(expect: &Value, report: &Value) -> bool {
-    let keys = ["spec", "from", "to", "dns", "port", "protocol"];
+    let keys = ["spec", "from", "to", "host", "dns", "port", "protocol"];
     keys.iter()
         .all(|k| expect.get(*k).is_none() || expect[*k] == report[*k])
 }
@@ -142,6 +142,11 @@ fn node_not_ready_scenario() {
 #[test]
 fn mesh_udp_sctp_scenario() {
     check_scenario("examples/scenarios/mesh-udp-sctp.yaml");
+}
+
+#[test]
+fn host_targets_scenario() {
+    check_scenario("examples/scenarios/host-targets.yaml");
 }
 
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {

@@ -239,3 +239,59 @@ async fn the_registry_validates_with_the_pod_ip_caches_and_forgets() {
     assert!(!registry.forget(&uid));
     assert!(registry.get(&uid).is_none());
 }
+
+/// A pod whose sandbox is recreated under the same UID (new netns, new holder process): the
+/// cached handle is checked again after `REVALIDATE_EVERY` (sandbox PID, start time and netns
+/// inode), found stale, dropped, and the next resolve opens the new namespace. Without this a
+/// dead namespace would be probed for ever (every probe a false block).
+#[tokio::test]
+async fn a_recreated_sandbox_is_resolved_again() {
+    require_root!();
+    let Some(v2) = cgroup_v2_root() else { return };
+    let first = Netns::create(format!("{}-old", unique_prefix()));
+    let mut procs = PodProcesses::new();
+    let uid = new_uid();
+    let top = procs.top();
+    let old_cg = procs.cgroup(
+        &v2,
+        &systemd_pod_path(&top, &uid, &format!("cri-containerd-{CID}.scope")),
+    );
+    let old_pause = procs.spawn("pause", Some(&first), &old_cg);
+
+    let factory = SocketFactory::start().unwrap();
+    let registry = PodNetnsRegistry::new();
+    let before = pod_of(registry.resolve(&factory, &uid, None).await.unwrap());
+    assert_eq!(before.sandbox_pid, old_pause);
+    assert_eq!(before.handle.inode(), netns_inode(first.path()).unwrap());
+
+    // The sandbox dies and comes back: a new pause in a new netns, same pod UID.
+    procs.kill(old_pause);
+    let second = Netns::create(format!("{}-new", unique_prefix()));
+    let new_cg = procs.cgroup(
+        &v2,
+        &systemd_pod_path(&top, &uid, &format!("cri-containerd-{}.scope", &CID[..63])),
+    );
+    let new_pause = procs.spawn("pause", Some(&second), &new_cg);
+    tokio::time::sleep(netreach::netns::REVALIDATE_EVERY + std::time::Duration::from_millis(100))
+        .await;
+
+    let after = pod_of(registry.resolve(&factory, &uid, None).await.unwrap());
+    assert_eq!(after.sandbox_pid, new_pause);
+    assert_eq!(after.handle.inode(), netns_inode(second.path()).unwrap());
+    assert!(!after.handle.same_netns(&before.handle));
+    assert_eq!(registry.len(), 1);
+    // The old handle is no longer the registry's (only this test's copy keeps it open).
+    assert!(
+        registry
+            .get(&uid)
+            .is_some_and(|pod| pod.handle.same_netns(&after.handle))
+    );
+
+    // A pod that is gone for good: evicted, and resolving says so.
+    procs.kill(new_pause);
+    tokio::time::sleep(netreach::netns::REVALIDATE_EVERY + std::time::Duration::from_millis(100))
+        .await;
+    let error = registry.resolve(&factory, &uid, None).await.unwrap_err();
+    assert_eq!(error.metric_label(), "pod_not_found", "{error}");
+    assert!(registry.is_empty());
+}

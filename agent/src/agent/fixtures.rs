@@ -96,6 +96,7 @@ pub(crate) fn report(
         from: from.into(),
         mesh: None,
         to: Some(to.into()),
+        host: None,
         ip: None,
         dns: None,
         port: Some(8080),

@@ -2,7 +2,8 @@
 //! [`ViewSnapshot`], both clocks in [`Now`]) and who runs it ([`PairProber`]).
 //!
 //! ```text
-//! Scheduler ──ProbeJob + Arc<ViewSnapshot>──> PairProber::probe ──> PairReport
+//! Scheduler ──ProbeJob + Arc<ViewSnapshot>──> PairProber::probe ──> PairReports (one, or one per
+//!                                               │                     resolved address of a host)
 //!                                               ├─ PipelineProber: Pipeline::probe_pair_in, with the
 //!                                               │  policy engine built once per snapshot generation
 //!                                               └─ tests: a closure (no netns, no root)
@@ -16,10 +17,9 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use probe_spec::Expectation;
 
-use crate::api::PairReport;
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
-use crate::run::{Pipeline, ProbeContext};
+use crate::run::{PairReports, Pipeline, ProbeContext};
 use crate::schedule::{Pair, PairId};
 
 /// One reading of both clocks: the timetable runs on `instant`, the change log stamps `wall`.
@@ -55,10 +55,11 @@ pub struct ProbeJob {
     pub timeout: Duration,
 }
 
-/// Probes one pair and diagnoses it. The agent uses [`PipelineProber`]; tests pass a closure
-/// `Fn(Arc<ViewSnapshot>, ProbeJob) -> BoxFuture<'static, PairReport>`.
+/// Probes one pair and diagnoses it: one report, or one per resolved address of a host target.
+/// The agent uses [`PipelineProber`]; tests pass a closure
+/// `Fn(Arc<ViewSnapshot>, ProbeJob) -> BoxFuture<'static, PairReports>`.
 pub trait PairProber: Send + Sync + 'static {
-    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReport>;
+    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReports>;
 
     /// The pairs are gone for good: drop anything remembered about them.
     fn forget(&self, _ids: &[PairId]) {}
@@ -66,9 +67,9 @@ pub trait PairProber: Send + Sync + 'static {
 
 impl<F> PairProber for F
 where
-    F: Fn(Arc<ViewSnapshot>, ProbeJob) -> BoxFuture<'static, PairReport> + Send + Sync + 'static,
+    F: Fn(Arc<ViewSnapshot>, ProbeJob) -> BoxFuture<'static, PairReports> + Send + Sync + 'static,
 {
-    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReport> {
+    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReports> {
         self(view, job)
     }
 }
@@ -108,7 +109,7 @@ impl PipelineProber {
 }
 
 impl PairProber for PipelineProber {
-    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReport> {
+    fn probe(&self, view: Arc<ViewSnapshot>, job: ProbeJob) -> BoxFuture<'static, PairReports> {
         let context = self.context_for(&view);
         let pipeline = self.pipeline.clone();
         Box::pin(async move {

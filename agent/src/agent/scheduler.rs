@@ -6,10 +6,16 @@
 //!   │ ProbeSpecs ──schedule::plan(node)──> Timetable::sync ──> vanished pairs: series, reports, streaks go
 //!   └ ChangeLog::after(seen) ──cluster_change──affected_pairs──> Timetable::mark_due_now(ids, change time)
 //! Timetable::ready(now, --concurrency) ──> PairProber (the Pipeline, in the source pod's netns) ─┐
-//!   ┌──────────────────────────────────────── (PairId, PairReport) ─────────────────────────────┘
+//!   ┌──────────────────────────────── (PairId, PairReports: one, or one per host address) ───────┘
 //!   └─> Timetable::complete + record_observation ──> netreach_policy_change_to_effect_seconds
 //!       per-pair metrics, Events on verdict transitions, published pairs (/v1/pairs, status writer)
 //! ```
+//!
+//! A pair's latest probe replaces all its reports ([`PairRecord`]): a host pair has one per
+//! address its name resolved to, so an address the name no longer gives loses its report and
+//! its metric series with the next probe, and a name that does not resolve leaves one
+//! `not_probed` report. Verdict transitions (Events, change-to-effect) are followed per report:
+//! per address for a host pair.
 //!
 //! The decisions live in [`crate::schedule`] (planning, due times, spacing, re-probe sets) and
 //! in [`super::changes`] (change mapping, transitions); this module does the I/O around them.
@@ -26,6 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +50,8 @@ use crate::api::PairReport;
 use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::ClusterView;
 use crate::report::events::EventTarget;
-use crate::report::metrics::Metrics;
+use crate::report::metrics::{Metrics, PairKey};
+use crate::run::PairReports;
 use crate::schedule::{Pair, PairId, Timetable, TimetableConfig};
 
 // === Configuration and outputs ===
@@ -123,10 +131,12 @@ pub struct Step {
 }
 
 /// What [`Scheduler::finish`] made of one result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
-    pub transition: Transition,
-    /// The time from a pending change to this observation, when it showed the change's effect.
+    /// One per report, in the order the prober returned them (a host pair: per address).
+    pub transitions: Vec<Transition>,
+    /// The time from a pending change to this observation, when it showed the change's effect
+    /// (on any of its reports).
     pub change_to_effect: Option<Duration>,
 }
 
@@ -147,7 +157,24 @@ struct Revisions {
     specs: u64,
 }
 
-type InFlight = FuturesUnordered<BoxFuture<'static, (PairId, PairReport)>>;
+type InFlight = FuturesUnordered<BoxFuture<'static, (PairId, PairReports)>>;
+
+/// What the scheduler keeps of one probed pair.
+#[derive(Clone, Debug, Default)]
+struct PairRecord {
+    /// The reports of its latest probe: one, or one per resolved address of a host target.
+    reports: Vec<PairReport>,
+    /// The last verdict that decided something (not `not_probed`/`inconclusive`) per report
+    /// ([`report_slot`]), so a probe that could not run between two blocks raises no second
+    /// Event.
+    last_decided: HashMap<Option<IpAddr>, probe_spec::PairVerdict>,
+}
+
+/// Which of a pair's reports this is, from one probe to the next: a host target's resolved
+/// address; `None` for the one report of any other pair (or of a name that did not resolve).
+fn report_slot(report: &PairReport) -> Option<IpAddr> {
+    report.host.as_ref().and(report.ip)
+}
 
 /// The scheduler of one agent.
 pub struct Scheduler {
@@ -162,11 +189,8 @@ pub struct Scheduler {
     snapshot_at: Option<(Instant, Revisions)>,
     /// The last change-log entry turned into re-probes.
     last_change_seq: u64,
-    /// The latest report of every pair probed at least once.
-    reports: HashMap<PairId, PairReport>,
-    /// The last verdict that decided something (not `not_probed`/`inconclusive`) per pair, so
-    /// a probe that could not run between two blocks raises no second Event.
-    last_decided: HashMap<PairId, probe_spec::PairVerdict>,
+    /// The latest reports of every pair probed at least once.
+    records: HashMap<PairId, PairRecord>,
     in_flight: InFlight,
     /// Reports changed since the last publish.
     unpublished: bool,
@@ -203,8 +227,7 @@ impl Scheduler {
             snapshot: None,
             snapshot_at: None,
             last_change_seq: 0,
-            reports: HashMap::new(),
-            last_decided: HashMap::new(),
+            records: HashMap::new(),
             in_flight: FuturesUnordered::new(),
             unpublished: false,
             last_publish: None,
@@ -237,8 +260,8 @@ impl Scheduler {
             let wake = self.next_wakeup(now.instant);
             tokio::select! {
                 () = super::stop_requested(&mut shutdown) => break,
-                Some((id, report)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.finish(Now::current(), id, report);
+                Some((id, reports)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.finish(Now::current(), id, reports);
                 }
                 // The sender lives in the view this scheduler holds, so this never fails.
                 _ = updates.changed() => {}
@@ -277,23 +300,54 @@ impl Scheduler {
     }
 
     /// Takes one probe result in: frees its slot, measures change-to-effect, updates metrics,
-    /// raises Events on transitions and keeps the report. `None` when the pair went away
-    /// while it was probed.
-    pub fn finish(&mut self, now: Now, id: PairId, report: PairReport) -> Option<Finished> {
+    /// raises Events on transitions and keeps the reports (replacing the previous ones, whose
+    /// series go when their report does not come back). `None` when the pair went away while
+    /// it was probed.
+    pub fn finish(&mut self, now: Now, id: PairId, reports: PairReports) -> Option<Finished> {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
-        let expect = report.expect.unwrap_or_default();
-        let previous = self.last_decided.get(&id).copied();
-        let transition = transition(expect, previous, report.verdict);
-        let change_to_effect =
-            self.timetable
-                .record_observation(id, now.instant, transition.effect_observed);
+        let reports = reports.into_vec();
+        let mut record = self.records.remove(&id).unwrap_or_default();
+        let transitions: Vec<Transition> = reports
+            .iter()
+            .map(|report| {
+                let slot = report_slot(report);
+                let previous = record.last_decided.get(&slot).copied();
+                let transition =
+                    transition(report.expect.unwrap_or_default(), previous, report.verdict);
+                if previous.is_some_and(|p| p != report.verdict) {
+                    info!(%pair, from = ?previous, to = %report.verdict, reason = %report.reason, "verdict changed");
+                }
+                if let Some(reason) = transition.event {
+                    self.notify(&pair, reason, &report.summary);
+                }
+                if report.verdict.is_decided() {
+                    record.last_decided.insert(slot, report.verdict);
+                }
+                transition
+            })
+            .collect();
+        let change_to_effect = self.timetable.record_observation(
+            id,
+            now.instant,
+            transitions.iter().any(|t| t.effect_observed),
+        );
         let metrics = &self.out.metrics;
         if let Some(elapsed) = change_to_effect {
             metrics.observe_policy_change_to_effect(elapsed);
-            info!(%pair, elapsed = ?elapsed, verdict = %report.verdict, "change took effect");
+            let verdicts: Vec<&str> = reports.iter().map(|r| r.verdict.as_str()).collect();
+            info!(%pair, elapsed = ?elapsed, verdict = %verdicts.join(","), "change took effect");
         }
-        if let Some(key) = report.metric_key() {
+        let keys: Vec<PairKey> = reports.iter().filter_map(PairReport::metric_key).collect();
+        for gone in record.reports.iter().filter_map(PairReport::metric_key) {
+            if !keys.contains(&gone) {
+                metrics.pairs.remove(&gone);
+            }
+        }
+        for (report, key) in reports
+            .iter()
+            .filter_map(|report| Some((report, report.metric_key()?)))
+        {
             metrics.pairs.set(&key, &report.metric_state());
             let latency = Duration::try_from_secs_f64(report.latency_seconds).unwrap_or_default();
             metrics.observe_attempt(
@@ -304,19 +358,17 @@ impl Scheduler {
                 latency,
             );
         }
-        if previous.is_some_and(|p| p != report.verdict) {
-            info!(%pair, from = ?previous, to = %report.verdict, reason = %report.reason, "verdict changed");
+        // A host name that resolved: the addresses it no longer gives are forgotten. One that
+        // did not keeps them: that probe observed nothing of them.
+        if reports.iter().any(|report| report_slot(report).is_some()) {
+            let slots: Vec<Option<IpAddr>> = reports.iter().map(report_slot).collect();
+            record.last_decided.retain(|slot, _| slots.contains(slot));
         }
-        if let Some(reason) = transition.event {
-            self.notify(&pair, reason, &report.summary);
-        }
-        if report.verdict.is_decided() {
-            self.last_decided.insert(id, report.verdict);
-        }
-        self.reports.insert(id, report);
+        record.reports = reports;
+        self.records.insert(id, record);
         self.unpublished = true;
         Some(Finished {
-            transition,
+            transitions,
             change_to_effect,
         })
     }
@@ -333,11 +385,12 @@ impl Scheduler {
         if !force && recently && !self.in_flight.is_empty() {
             return;
         }
-        let mut pairs: Vec<PairReport> = self.reports.values().cloned().collect();
-        pairs.sort_by(|a, b| {
-            (&a.spec, &a.from, &a.to, &a.dns, a.port)
-                .cmp(&(&b.spec, &b.from, &b.to, &b.dns, b.port))
-        });
+        let mut pairs: Vec<PairReport> = self
+            .records
+            .values()
+            .flat_map(|record| record.reports.iter().cloned())
+            .collect();
+        pairs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.out.pairs.send_replace(Arc::new(pairs));
         self.unpublished = false;
         self.last_publish = Some(now);
@@ -363,8 +416,8 @@ impl Scheduler {
         }
         loop {
             match tokio::time::timeout_at(deadline.into(), self.in_flight.next()).await {
-                Ok(Some((id, report))) => {
-                    self.finish(Now::current(), id, report);
+                Ok(Some((id, reports))) => {
+                    self.finish(Now::current(), id, reports);
                 }
                 Ok(None) => break,
                 Err(_) => {

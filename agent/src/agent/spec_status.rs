@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use probe_spec::{FailingPair, PairVerdict, VerdictCounts};
+use probe_spec::{FailingPair, VerdictCounts};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -34,8 +34,16 @@ use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 /// Failing pairs kept per spec in this node's report.
 pub const NODE_FAILING_PAIRS: usize = 5;
 
-/// A pair as the failing-since map knows it: spec, source, destination, port, protocol.
-type PairName = (String, String, String, Option<u16>, Option<Protocol>);
+/// A pair as the failing-since map knows it: spec, source, destination, host name (of a host
+/// target's address), port, protocol.
+type PairName = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<u16>,
+    Option<Protocol>,
+);
 
 /// When each failing pair was first seen failing.
 #[derive(Debug, Default)]
@@ -59,6 +67,7 @@ fn pair_name(report: &PairReport) -> PairName {
             .clone()
             .or_else(|| report.dns.clone())
             .unwrap_or_default(),
+        report.host.clone(),
         report.port,
         report.protocol,
     )
@@ -126,15 +135,33 @@ fn spec_protocol(protocol: Protocol) -> probe_spec::Protocol {
 }
 
 /// Whether this node's report of a spec may be written: once every planned pair has been
-/// probed (a partial first report would show a transient picture), and from then on always
-/// (pairs that churn in must not hold the status back). A problem or no planned pairs (the
-/// node withdraws its entry) are reported at once.
-fn ready_to_report(summary: &SpecSummary, report: &NodeReport, reported_before: bool) -> bool {
-    let probed = PairVerdict::ALL
-        .iter()
-        .map(|v| report.counts.get(*v) as usize)
-        .sum::<usize>();
+/// probed (`probed`, from [`probed_pairs`]; a partial first report would show a transient
+/// picture), and from then on always (pairs that churn in must not hold the status back). A
+/// problem or no planned pairs (the node withdraws its entry) are reported at once.
+fn ready_to_report(
+    summary: &SpecSummary,
+    report: &NodeReport,
+    probed: usize,
+    reported_before: bool,
+) -> bool {
     reported_before || report.problem.is_some() || probed >= summary.planned
+}
+
+/// How many planned pairs of `spec` the published reports cover: a host pair's reports (one
+/// per resolved address) count once.
+fn probed_pairs(spec: &str, pairs: &[PairReport]) -> usize {
+    // Source, destination (a host pair's name), port, protocol.
+    type Identity<'a> = (&'a str, Option<&'a str>, Option<u16>, Option<Protocol>);
+    let mut seen: HashSet<Identity<'_>> = HashSet::new();
+    for report in pairs.iter().filter(|r| r.spec.as_deref() == Some(spec)) {
+        let destination = report
+            .host
+            .as_deref()
+            .or(report.to.as_deref())
+            .or(report.dns.as_deref());
+        seen.insert((&report.from, destination, report.port, report.protocol));
+    }
+    seen.len()
 }
 
 /// Writes every spec's report each `interval` until `shutdown` turns true. Waits for the
@@ -180,7 +207,8 @@ pub async fn write_spec_statuses(
                     .filter(|r| r.meets_expectation == Some(false))
                     .map(pair_name),
             );
-            if !ready_to_report(summary, &report, reported.contains(spec)) {
+            let probed = probed_pairs(&name, &pairs);
+            if !ready_to_report(summary, &report, probed, reported.contains(spec)) {
                 continue;
             }
             reported.insert(spec.clone());

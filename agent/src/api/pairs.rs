@@ -21,7 +21,9 @@ use crate::cluster::model::Protocol;
 use crate::probe::{NotProbedReason, Outcome};
 use crate::report::metrics::{PairKey, PairState, ProtocolLabel};
 
-/// One diagnosed pair. DNS lookups carry `dns` instead of `to`/`port`/`protocol`.
+/// One diagnosed pair. DNS lookups carry `dns` instead of `to`/`port`/`protocol`. A host
+/// target gives one report per address its name resolved to, each with `host`; a name that
+/// did not resolve gives one `not_probed` report with `to` and `host` the name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairReport {
     /// The ProbeSpec, `namespace/name`; absent for on-demand probes.
@@ -33,9 +35,13 @@ pub struct PairReport {
     /// made with the identity its redirect exempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<String>,
-    /// The destination: a pod's `namespace/name`, an IP address or a host name.
+    /// The destination: a pod's `namespace/name` or an IP address (for a host target, the pod
+    /// that holds the resolved address, else the address); a host name that did not resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The host name of a host target (`to` is what it resolved to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The address probed, when known (a pod target's IP, an IP target, a resolved host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
@@ -95,9 +101,27 @@ impl PairReport {
             spec,
             src: self.from.clone(),
             dst,
+            host: self.host.clone(),
             port: if self.dns.is_some() { None } else { self.port },
             protocol,
         })
+    }
+
+    /// The order pairs are listed in: by spec, source, destination, host name, port.
+    #[allow(clippy::type_complexity)]
+    pub fn sort_key(
+        &self,
+    ) -> (
+        &Option<String>,
+        &str,
+        &Option<String>,
+        &Option<String>,
+        &Option<String>,
+        Option<u16>,
+    ) {
+        (
+            &self.spec, &self.from, &self.to, &self.dns, &self.host, self.port,
+        )
     }
 
     /// The pair's metric state.
@@ -157,7 +181,8 @@ pub struct PairsQuery {
     pub verdict: Option<String>,
     /// The source pod, `namespace/name`.
     pub from: Option<String>,
-    /// The destination: a pod's `namespace/name`, an IP, a host or a DNS name.
+    /// The destination: a pod's `namespace/name`, an IP, a host or a DNS name (a host name
+    /// lists every pair of its resolved addresses).
     pub to: Option<String>,
     /// Pairs whose source or destination pod is in this namespace.
     pub namespace: Option<String>,
@@ -198,11 +223,19 @@ impl PairFilter {
                 .as_deref()
                 .is_none_or(|wanted| actual == Some(wanted))
         };
-        let to = pair.to.as_deref().or(pair.dns.as_deref());
+        // A host target's pairs answer to their host name as well as to what it resolved to.
+        let to = [
+            pair.to.as_deref(),
+            pair.dns.as_deref(),
+            pair.host.as_deref(),
+        ];
         is(&query.spec, pair.spec.as_deref())
             && self.verdict.is_none_or(|verdict| pair.verdict == verdict)
             && is(&query.from, Some(&pair.from))
-            && is(&query.to, to)
+            && query
+                .to
+                .as_deref()
+                .is_none_or(|wanted| to.contains(&Some(wanted)))
             && query.namespace.as_deref().is_none_or(|namespace| {
                 pair.source_namespace() == namespace
                     || pair.destination_namespace() == Some(namespace)
@@ -250,5 +283,32 @@ mod outcome_code {
             .into_iter()
             .find(|outcome| outcome.as_str() == code)
             .ok_or_else(|| D::Error::custom(format!("unknown outcome {code:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use probe_spec::PairVerdict;
+
+    use super::*;
+    use crate::agent::fixtures::report;
+
+    #[test]
+    fn a_host_pair_is_found_by_its_host_name_and_by_what_it_resolved_to() {
+        let mut pair = report("shop/hosts", "shop/web", "shop/api", PairVerdict::Ok, true);
+        pair.host = Some("api.example".into());
+        let cases = [
+            ("api.example", true),
+            ("shop/api", true),
+            ("other.example", false),
+        ];
+        for (to, listed) in cases {
+            let filter = PairFilter::new(PairsQuery {
+                to: Some(to.into()),
+                ..PairsQuery::default()
+            })
+            .expect("valid query");
+            assert_eq!(filter.matches(&pair), listed, "?to={to}");
+        }
     }
 }

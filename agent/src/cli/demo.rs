@@ -298,12 +298,17 @@ fn print_round(
     let rows: Vec<[String; 7]> = reports
         .iter()
         .map(|r| {
-            let to = match (&r.dns, &r.to, r.port, r.protocol) {
+            let mut to = match (&r.dns, &r.to, r.port, r.protocol) {
                 (Some(name), ..) => format!("dns {name}"),
                 (None, Some(to), Some(port), Some(proto)) => format!("{to}:{port}/{proto}"),
                 (None, Some(to), ..) => to.clone(),
                 _ => String::new(),
             };
+            // A host target's address: which name it came from (not when it did not resolve:
+            // `to` is the name then).
+            if let Some(host) = r.host.as_ref().filter(|host| r.to.as_ref() != Some(*host)) {
+                to.push_str(&format!(" (host {host})"));
+            }
             [
                 format!("{} -> {to}", r.from),
                 r.verdict.as_str().to_string(),

@@ -525,7 +525,10 @@ mod tests {
             ("[fd00::3]:443/TCP", Some(("[fd00::3]:443", Protocol::Tcp))),
             ("10.244.1.3", None),
             ("10.244.1.3:0", None),
-            ("10.244.1.3:80/SCTP", None),
+            (
+                "10.244.1.3:80/SCTP",
+                Some(("10.244.1.3:80", Protocol::Sctp)),
+            ),
             ("host:80", None),
         ];
         for (input, want) in cases {

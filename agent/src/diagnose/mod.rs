@@ -17,9 +17,11 @@
 //! Verdicts (docs/design.md): `ok` (reachable, policy allows), `blocked_by_policy` (not reachable,
 //! policy denies), `policy_not_enforced` (reachable, policy denies), `unexpected_block` (not
 //! reachable, policy allows). Without a prediction (a DNS name whose server is unknown, a host
-//! name) the verdict follows the outcome alone: `ok` or `unexpected_block`. For a DNS target
-//! the prediction is that of the lookup's own flow, source -> DNS server:53/UDP, so a
-//! `dns_timeout` under an egress default-deny is `blocked_by_policy`.
+//! name that did not resolve) the verdict follows the outcome alone: `ok` or
+//! `unexpected_block`. For a DNS target the prediction is that of the lookup's own flow,
+//! source -> DNS server:53/UDP, so a `dns_timeout` under an egress default-deny is
+//! `blocked_by_policy`. A host target's resolved address is diagnosed as the pod or IP target
+//! it is (`Input::target`), with the host name beside it.
 //!
 //! **Refused and `not_listening`.** `refused` is reachable for the network: NetworkPolicy let
 //! the connection through and the destination answered. So the verdict stays `ok` (the policy
@@ -139,7 +141,10 @@ pub struct Prediction<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a> {
     pub from: &'a ObjectRef,
+    /// The target as probed: a host target's resolved address is a pod or IP target here.
     pub target: &'a PairTarget,
+    /// The host name of a host target (named in the summary next to the address probed).
+    pub host: Option<&'a str>,
     pub outcome: Outcome,
     /// Why the probe did not run; set exactly when `outcome` is `not_probed`.
     pub not_probed: Option<NotProbedReason>,
@@ -264,7 +269,8 @@ fn allowing_policies(verdict: &Verdict) -> Vec<String> {
 
 /// The flow a probe of `target` takes, and the engine's verdict for it: pod and IP targets
 /// directly; a DNS target as the lookup to `dns_server`:53/UDP (the source pod's nameserver;
-/// `None` when unknown); a host target has no address before probing, so no prediction.
+/// `None` when unknown). A host target's resolved addresses come here as pod or IP targets
+/// (`schedule::host_targets`); its name alone, unresolved, has no address and no prediction.
 /// `None` also when the engine cannot resolve an endpoint (a pod that just went away).
 pub fn predict(
     engine: &Engine,

@@ -15,7 +15,12 @@ use super::{Input, Reason};
 
 /// `shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)`.
 pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
-    let head = format!("{} -> {}", input.from, input.target);
+    let head = match (input.host, input.target) {
+        (Some(host), target) if !matches!(target, PairTarget::Host { .. }) => {
+            format!("{} -> {target} (host {host})", input.from)
+        }
+        _ => format!("{} -> {}", input.from, input.target),
+    };
     let outcome = input.outcome;
     let reason = c.reason.map_or("", Reason::as_str);
     match (c.verdict, c.reason) {

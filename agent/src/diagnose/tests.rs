@@ -283,6 +283,7 @@ fn run(
     let input = Input {
         from: &w.from,
         target: &w.target,
+        host: None,
         outcome,
         not_probed: (outcome == NotProbed).then_some(NotProbedReason::NetnsNotFound),
         expects_reply: false,
@@ -965,6 +966,7 @@ fn change_hints_carry_time_and_object() {
     let input = Input {
         from: &w.from,
         target: &w.target,
+        host: None,
         outcome: Timeout,
         not_probed: None,
         expects_reply: false,
@@ -1125,6 +1127,7 @@ fn reply_due_silence_and_mesh_redirects() {
         let input = Input {
             from: &w.from,
             target: &w.target,
+            host: None,
             outcome,
             not_probed: None,
             expects_reply,

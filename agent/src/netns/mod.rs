@@ -32,7 +32,7 @@ pub use factory::{FactoryConfig, MAX_BATCH, SocketFactory, threads_outside};
 pub use handle::{
     NetnsHandle, SELF_NETNS_PATH, THREAD_NETNS_PATH, current_thread_netns_inode, netns_inode,
 };
-pub use registry::PodNetnsRegistry;
+pub use registry::{PodNetnsRegistry, REVALIDATE_EVERY};
 pub use scan::resolve_pod;
 pub use spares::{DEFAULT_SPARE_BUDGET, MAX_SPARES, SPARE_BATCH, SpareBudget};
 pub use sys::{NofileLimit, raise_nofile_limit};

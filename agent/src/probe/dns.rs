@@ -9,6 +9,10 @@
 //! [`MAX_SOCKETS_PER_PROBE`] -> `lookup(name, A)` bounded by the timeout -> `resolved` (with
 //! answers), `nxdomain`, `servfail`, `dns_timeout` or `error`.
 //!
+//! A host target's name goes the same way with [`Lookup::HostAddresses`]: A and AAAA queried
+//! in parallel (as a dual-stack client resolves), twice the socket budget, the same outcomes;
+//! the answers are the addresses the pair then probes.
+//!
 //! A name with a trailing dot is one query. A shorter name walks the pod's search list as the
 //! pod's libc would (the first hit wins), so `web.other` finds `web.other.svc.cluster.local.`.
 
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_resolver::Resolver;
-use hickory_resolver::config::{ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
 use hickory_resolver::net::runtime::{RuntimeProvider, TokioHandle, TokioTime};
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
@@ -34,6 +38,34 @@ use crate::netns::{NetnsHandle, PodNetns, SocketFactory};
 
 /// Sockets one DNS probe may create (UDP per query, TCP on truncation), across the search list.
 pub const MAX_SOCKETS_PER_PROBE: usize = 8;
+
+/// What a lookup asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A `dns` target: the name's A records.
+    ARecords,
+    /// A `host` target: the name's A and AAAA records, queried in parallel.
+    HostAddresses,
+}
+
+impl Lookup {
+    /// The record types asked for, for messages.
+    fn records(self) -> &'static str {
+        match self {
+            Lookup::ARecords => "A",
+            Lookup::HostAddresses => "A or AAAA",
+        }
+    }
+
+    /// Two queries per searched name need twice the sockets of one.
+    fn socket_budget(self) -> usize {
+        match self {
+            Lookup::ARecords => MAX_SOCKETS_PER_PROBE,
+            Lookup::HostAddresses => 2 * MAX_SOCKETS_PER_PROBE,
+        }
+    }
+}
+
 /// Default TCP connect timeout when hickory passes none.
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -140,8 +172,11 @@ impl DnsConfig {
     }
 
     /// Options for one probe: see the module docs for why each is forced.
-    fn probe_options(&self, timeout: Duration) -> ResolverOpts {
+    fn probe_options(&self, timeout: Duration, lookup: Lookup) -> ResolverOpts {
         let mut options = self.options.clone();
+        if lookup == Lookup::HostAddresses {
+            options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        }
         options.use_hosts_file = ResolveHosts::Never;
         options.cache_size = 0;
         options.attempts = 1;
@@ -153,17 +188,21 @@ impl DnsConfig {
     }
 }
 
+/// One lookup of `name` from `netns`: `resolved` with the answers (`Lookup::ARecords`: A;
+/// `Lookup::HostAddresses`: A then AAAA), `nxdomain`, `servfail`, `dns_timeout`, or what a
+/// socket error says.
 pub(super) async fn probe(
     factory: &SocketFactory,
     netns: &NetnsHandle,
     config: &DnsConfig,
     name: &str,
+    lookup: Lookup,
     timeout: Duration,
 ) -> Result<Observation, super::Error> {
-    let runtime = PodNetnsRuntime::new(factory.clone(), netns.clone());
+    let runtime = PodNetnsRuntime::new(factory.clone(), netns.clone(), lookup.socket_budget());
     let sockets = runtime.sockets_created.clone();
     let resolver = Resolver::builder_with_config(config.config.clone(), runtime)
-        .with_options(config.probe_options(timeout))
+        .with_options(config.probe_options(timeout, lookup))
         .build()
         .map_err(|error| DnsError::Build {
             message: error.to_string(),
@@ -175,7 +214,16 @@ pub(super) async fn probe(
         }
     })?;
     let started = Instant::now();
-    let looked_up = tokio::time::timeout(timeout, resolver.lookup(query_name, RecordType::A)).await;
+    let looking_up = async {
+        match lookup {
+            Lookup::ARecords => resolver.lookup(query_name, RecordType::A).await,
+            Lookup::HostAddresses => resolver
+                .lookup_ip(query_name)
+                .await
+                .map(hickory_resolver::lookup::Lookup::from),
+        }
+    };
+    let looked_up = tokio::time::timeout(timeout, looking_up).await;
     let latency = started.elapsed();
     let mut observation = match looked_up {
         Err(_elapsed) => Observation::new(
@@ -187,18 +235,18 @@ pub(super) async fn probe(
                 config.origin()
             ),
         ),
-        Ok(Ok(lookup)) => {
-            let answers: Vec<IpAddr> = lookup
+        Ok(Ok(answer)) => {
+            let answers: Vec<IpAddr> = answer
                 .answers()
                 .iter()
                 .filter_map(|record| record.data.ip_addr())
                 .collect();
-            let queried = lookup.query().name().to_string();
+            let queried = answer.query().name().to_string();
             let mut observation = Observation::new(
                 Outcome::Resolved,
                 latency,
                 if answers.is_empty() {
-                    format!("{queried}: no A record")
+                    format!("{queried}: no {} record", lookup.records())
                 } else {
                     format!("{queried} -> {answers:?}")
                 },
@@ -206,7 +254,7 @@ pub(super) async fn probe(
             observation.answers = answers;
             observation
         }
-        Ok(Err(error)) => classify_lookup_error(&error, latency),
+        Ok(Err(error)) => classify_lookup_error(&error, lookup, latency),
     };
     observation.detail = format!(
         "{} ({} socket{} in the pod netns)",
@@ -221,7 +269,7 @@ pub(super) async fn probe(
     Ok(observation)
 }
 
-fn classify_lookup_error(error: &NetError, latency: Duration) -> Observation {
+fn classify_lookup_error(error: &NetError, lookup: Lookup, latency: Duration) -> Observation {
     let (outcome, detail) = match error {
         NetError::Dns(HickoryDnsError::NoRecordsFound(no_records)) => {
             match no_records.response_code {
@@ -232,8 +280,9 @@ fn classify_lookup_error(error: &NetError, latency: Duration) -> Observation {
                 ResponseCode::NoError => (
                     Outcome::Resolved,
                     format!(
-                        "{}: exists but has no A record (NODATA)",
-                        no_records.query.name()
+                        "{}: exists but has no {} record (NODATA)",
+                        no_records.query.name(),
+                        lookup.records()
                     ),
                 ),
                 code => (Outcome::Servfail, format!("response code {code}")),
@@ -280,21 +329,24 @@ struct PodNetnsRuntime {
     netns: NetnsHandle,
     handle: TokioHandle,
     sockets_created: Arc<AtomicUsize>,
+    /// The most sockets this lookup may create.
+    socket_budget: usize,
 }
 
 impl PodNetnsRuntime {
-    fn new(factory: SocketFactory, netns: NetnsHandle) -> Self {
+    fn new(factory: SocketFactory, netns: NetnsHandle, socket_budget: usize) -> Self {
         Self {
             factory,
             netns,
             handle: TokioHandle::default(),
             sockets_created: Arc::new(AtomicUsize::new(0)),
+            socket_budget,
         }
     }
 
-    /// A socket in the pod netns, counted against [`MAX_SOCKETS_PER_PROBE`].
+    /// A socket in the pod netns, counted against the lookup's socket budget.
     async fn pod_socket(&self, peer: SocketAddr, ty: Type) -> io::Result<socket2::Socket> {
-        if self.sockets_created.fetch_add(1, Ordering::Relaxed) >= MAX_SOCKETS_PER_PROBE {
+        if self.sockets_created.fetch_add(1, Ordering::Relaxed) >= self.socket_budget {
             return Err(io::Error::other("DNS probe socket budget exhausted"));
         }
         self.factory
@@ -368,12 +420,17 @@ mod tests {
         );
         assert_eq!(config.ndots(), 5);
         assert_eq!(config.search().len(), 3);
-        let options = config.probe_options(Duration::from_millis(500));
+        let options = config.probe_options(Duration::from_millis(500), Lookup::ARecords);
         assert_eq!(options.use_hosts_file, ResolveHosts::Never);
         assert_eq!(options.cache_size, 0);
         assert_eq!(options.attempts, 1);
         assert_eq!(options.timeout, Duration::from_millis(500));
         assert!(options.os_port_selection);
+        // A host target asks for both families at once, with the same forced options.
+        let host = config.probe_options(Duration::from_millis(500), Lookup::HostAddresses);
+        assert_eq!(host.ip_strategy, LookupIpStrategy::Ipv4AndIpv6);
+        assert_eq!(host.cache_size, 0);
+        assert_eq!(host.attempts, 1);
     }
 
     #[test]

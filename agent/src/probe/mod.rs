@@ -7,7 +7,8 @@
 //! latency from an `Instant`) -> on failure the error queue (`errqueue`) names the ICMP
 //! message and sender -> `outcome::classify_errno` -> [`Observation`].
 //! [`Prober::probe_dns`] goes through hickory-resolver with a runtime provider whose sockets
-//! come from the same factory (`dns`).
+//! come from the same factory (`dns`); so does [`Prober::resolve_host`], which finds a host
+//! target's addresses (A and AAAA) before they are probed.
 //!
 //! Rate limits (`docs/reference/probe-facts.md`): responders send ~1 ICMP error per second per
 //! destination after a burst, so probe one pair at most about once a second
@@ -31,7 +32,7 @@ use tracing::{Instrument, debug, debug_span, warn};
 use crate::cluster::model::{Mesh, Protocol};
 use crate::netns::{self, NetnsHandle, SocketFactory};
 
-pub use dns::{DnsConfig, DnsError};
+pub use dns::{DnsConfig, DnsError, Lookup};
 pub use outcome::{Icmp, NotProbedReason, Observation, Outcome};
 pub use spacing::{DEFAULT_PAIR_SPACING, Pair, PairSpacing};
 pub use udp::{DNS_PORT, dns_query, payload_for};
@@ -272,8 +273,44 @@ impl Prober {
     ) -> Result<Observation> {
         let span = debug_span!("probe_dns", %name, netns = netns.inode());
         async {
-            let observation = dns::probe(&self.factory, netns, config, name, timeout).await?;
+            let observation = dns::probe(
+                &self.factory,
+                netns,
+                config,
+                name,
+                Lookup::ARecords,
+                timeout,
+            )
+            .await?;
             debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+            Ok(observation)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A host target's addresses: `name`'s A and AAAA records looked up from `netns` with the
+    /// pod's resolver configuration, in parallel, within `timeout`. The outcomes are a DNS
+    /// probe's; a `resolved` observation lists the addresses in `answers` (A first).
+    pub async fn resolve_host(
+        &self,
+        netns: &NetnsHandle,
+        config: &DnsConfig,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let span = debug_span!("resolve_host", %name, netns = netns.inode());
+        async {
+            let observation = dns::probe(
+                &self.factory,
+                netns,
+                config,
+                name,
+                Lookup::HostAddresses,
+                timeout,
+            )
+            .await?;
+            debug!(outcome = %observation.outcome, addresses = observation.answers.len(), "resolved");
             Ok(observation)
         }
         .instrument(span)

@@ -18,6 +18,8 @@
 //!   concurrency limit, at least 1 s between probes of one (source pod, destination) path.
 //! - [`affected_pairs`]: the pairs a NetworkPolicy, namespace-label or pod-label change can
 //!   alter, to re-probe at once.
+//! - [`host_targets`]: at probe time, the addresses a host pair's name resolved to, as the
+//!   pod or IP targets it probes (at most [`MAX_HOST_ADDRESSES`]).
 //!
 //! On a change the caller: records `change_time`, computes `affected_pairs` against its
 //! pairs, re-plans the specs and `sync`s (new pairs in `added`), then calls `mark_due_now`
@@ -26,11 +28,13 @@
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod hash;
+mod host;
 mod pair;
 mod plan;
 mod reprobe;
 mod timetable;
 
+pub use host::{HostTargets, MAX_HOST_ADDRESSES, host_targets};
 pub use pair::{Pair, PairId, PairTarget, pair_id};
 pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
 pub use reprobe::{ClusterChange, affected_pairs};

@@ -358,6 +358,17 @@ impl PodProcesses {
     }
 }
 
+impl PodProcesses {
+    /// Kills and reaps one of the processes this fixture started (a pod's sandbox going away).
+    pub fn kill(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut child = self.children.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for PodProcesses {
     fn drop(&mut self) {
         for child in &mut self.children {

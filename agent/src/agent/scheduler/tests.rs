@@ -60,7 +60,7 @@ fn view() -> ClusterView {
 /// Reachable unless a policy in the snapshot isolates the destination's ingress.
 fn enforcing_prober() -> Arc<dyn PairProber> {
     Arc::new(
-        |view: Arc<ViewSnapshot>, job: ProbeJob| -> BoxFuture<'static, PairReport> {
+        |view: Arc<ViewSnapshot>, job: ProbeJob| -> BoxFuture<'static, PairReports> {
             Box::pin(async move {
                 let to = job.pair.target.pod().expect("pod target").clone();
                 let labels = view.index.pod(&to).expect("destination").labels.clone();
@@ -74,13 +74,13 @@ fn enforcing_prober() -> Arc<dyn PairProber> {
                 } else {
                     PairVerdict::Ok
                 };
-                report(
+                PairReports::one(report(
                     &job.pair.spec.to_string(),
                     &job.pair.from.to_string(),
                     &to.to_string(),
                     verdict,
                     !denied,
-                )
+                ))
             })
         },
     )
@@ -121,7 +121,10 @@ struct Harness {
 }
 
 fn harness(concurrency: usize) -> Harness {
-    let view = view();
+    harness_with(view(), enforcing_prober(), concurrency)
+}
+
+fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usize) -> Harness {
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::register(&registry).expect("metrics register"));
     let (pairs_tx, pairs) = watch::channel(Arc::new(Vec::new()));
@@ -131,7 +134,7 @@ fn harness(concurrency: usize) -> Harness {
     let scheduler = Scheduler::new(
         SchedulerConfig::new("node-1", concurrency, Duration::from_secs(1)),
         view.clone(),
-        enforcing_prober(),
+        prober,
         SchedulerOutputs {
             metrics: metrics.clone(),
             pairs: pairs_tx,
@@ -206,9 +209,10 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
     assert!(step.added.is_empty() && step.reprobe.is_empty());
     let finished = h.finish_all(h.clock.at(13.1)).await;
     for (_, finished) in &finished {
-        let finished = finished.expect("pair still planned");
-        assert!(finished.transition.effect_observed, "first observation");
-        assert_eq!(finished.transition.event, None);
+        let finished = finished.as_ref().expect("pair still planned");
+        assert_eq!(finished.transitions.len(), 1);
+        assert!(finished.transitions[0].effect_observed, "first observation");
+        assert_eq!(finished.transitions[0].event, None);
         assert_eq!(finished.change_to_effect, None, "no change pending");
     }
     h.scheduler.publish(h.clock.at(13.1).instant, false);
@@ -240,10 +244,10 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
     let finished = h.finish_all(h.clock.at(14.3)).await;
     let (id, finished) = &finished[0];
     assert_eq!(*id, api);
-    let finished = finished.expect("pair still planned");
-    assert!(finished.transition.effect_observed);
+    let finished = finished.as_ref().expect("pair still planned");
+    assert!(finished.transitions[0].effect_observed);
     assert_eq!(
-        finished.transition.event,
+        finished.transitions[0].event,
         Some(EventReason::NetworkPolicyDenied)
     );
     let elapsed = finished.change_to_effect.expect("effect measured");
@@ -358,4 +362,161 @@ async fn an_invalid_spec_is_summarised_with_its_problem() {
     assert_eq!(summary.planned, 0);
     let problem = summary.problem.expect("a problem");
     assert!(problem.contains("spec.interval"), "{problem}");
+}
+
+// === Host targets ===
+
+const HOST: &str = "api.example";
+
+/// What the fake DNS answers for [`HOST`]: the addresses, each with the verdict its probe
+/// gets; none: the name does not resolve.
+type Answers = Arc<parking_lot::Mutex<Vec<(&'static str, PairVerdict)>>>;
+
+/// One report per answered address (`to` the pod for shop/api's 10.0.2.1), or one
+/// `resolve_failed` report when there is no answer.
+fn host_prober(answers: Answers) -> Arc<dyn PairProber> {
+    Arc::new(
+        move |_view: Arc<ViewSnapshot>, job: ProbeJob| -> BoxFuture<'static, PairReports> {
+            let answers = answers.lock().clone();
+            Box::pin(async move {
+                let spec = job.pair.spec.to_string();
+                let from = job.pair.from.to_string();
+                let reports: Vec<PairReport> = answers
+                    .iter()
+                    .map(|&(address, verdict)| {
+                        let to = if address == "10.0.2.1" {
+                            "shop/api"
+                        } else {
+                            address
+                        };
+                        let mut report = report(&spec, &from, to, verdict, verdict.reachable());
+                        report.host = Some(HOST.into());
+                        report.ip = address.parse().ok();
+                        report
+                    })
+                    .collect();
+                PairReports::from_vec(reports).unwrap_or_else(|| {
+                    let mut report = report(&spec, &from, HOST, PairVerdict::NotProbed, false);
+                    report.host = Some(HOST.into());
+                    report.reason = "resolve_failed".into();
+                    report.outcome = crate::probe::Outcome::NotProbed;
+                    report.meets_expectation = None;
+                    PairReports::one(report)
+                })
+            })
+        },
+    )
+}
+
+impl Harness {
+    /// Steps a second at a time from `from` until the pair is due, probes it and takes the
+    /// result in; returns when that was and what finishing made of it.
+    async fn probe_once_due(&mut self, from: f64) -> (f64, Finished) {
+        let mut at = from;
+        while self.scheduler.step(self.clock.at(at)).started.is_empty() {
+            at += 1.0;
+            assert!(at < from + 30.0, "the pair came due within 30 s");
+        }
+        let finished = self.finish_all(self.clock.at(at)).await;
+        self.scheduler.publish(self.clock.at(at).instant, true);
+        let (_, finished) = finished.into_iter().next().expect("one pair finished");
+        (at, finished.expect("pair still planned"))
+    }
+
+    /// The published reports as (to, verdict), sorted.
+    fn published(&self) -> Vec<(String, PairVerdict)> {
+        let mut pairs: Vec<(String, PairVerdict)> = self
+            .pairs
+            .borrow()
+            .iter()
+            .map(|r| (r.to.clone().unwrap_or_default(), r.verdict))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+}
+
+#[tokio::test]
+async fn a_host_pair_reports_each_address_and_forgets_the_vanished_ones() {
+    let view = view();
+    view.specs.write().insert(
+        ObjectRef::new("shop", "hosts"),
+        probe_spec(
+            "shop",
+            "hosts",
+            "  from: {podSelector: {matchLabels: {app: web}}}\n  to:\n    - host: api.example\n      ports: [{port: 8080}]\n  interval: 10s\n  timeout: 1s\n",
+        ),
+    );
+    view.specs.write().remove(&ObjectRef::new("shop", "paths"));
+    let answers: Answers = Arc::new(parking_lot::Mutex::new(vec![
+        ("10.0.2.1", PairVerdict::Ok),
+        ("192.0.2.10", PairVerdict::Ok),
+    ]));
+    let mut h = harness_with(view, host_prober(answers.clone()), 64);
+    assert_eq!(
+        h.scheduler.step(h.clock.at(0.0)).added.len(),
+        1,
+        "one host pair"
+    );
+
+    // Two addresses: two reports, two series told apart from pod pairs by `host`.
+    let (at, finished) = h.probe_once_due(1.0).await;
+    assert_eq!(finished.transitions.len(), 2);
+    assert_eq!(
+        h.published(),
+        [
+            ("192.0.2.10".to_string(), PairVerdict::Ok),
+            ("shop/api".to_string(), PairVerdict::Ok),
+        ]
+    );
+    assert_eq!(h.metrics.pairs.len(), 2);
+    let text = h.metrics_text();
+    assert!(
+        text.contains(r#"dst="shop/api",host="api.example",port="8080""#),
+        "{text}"
+    );
+
+    // The name drops shop/api and 192.0.2.10 gets blocked: its report and series stay (with
+    // an Event for the transition), shop/api's go.
+    *answers.lock() = vec![("192.0.2.10", PairVerdict::BlockedByPolicy)];
+    let (at, finished) = h.probe_once_due(at + 1.0).await;
+    assert_eq!(
+        finished.transitions[0].event,
+        Some(EventReason::NetworkPolicyDenied)
+    );
+    assert_eq!(
+        h.published(),
+        [("192.0.2.10".to_string(), PairVerdict::BlockedByPolicy)]
+    );
+    assert_eq!(h.metrics.pairs.len(), 1);
+    let text = h.metrics_text();
+    assert!(
+        !text.contains(r#"dst="shop/api""#),
+        "no stale series: {text}"
+    );
+    assert!(h.events.try_recv().is_ok(), "the block raised an Event");
+
+    // The name stops resolving: one not_probed pair named by the host, nothing else.
+    answers.lock().clear();
+    let (at, finished) = h.probe_once_due(at + 1.0).await;
+    assert_eq!(finished.transitions[0].event, None);
+    assert_eq!(h.published(), [(HOST.to_string(), PairVerdict::NotProbed)]);
+    assert_eq!(h.metrics.pairs.len(), 1);
+    assert!(
+        h.metrics_text()
+            .contains(r#"dst="api.example",host="api.example""#),
+        "{}",
+        h.metrics_text()
+    );
+
+    // It resolves again, still blocked: the failed lookup in between raises no second Event.
+    *answers.lock() = vec![("192.0.2.10", PairVerdict::BlockedByPolicy)];
+    let (_, finished) = h.probe_once_due(at + 1.0).await;
+    assert_eq!(finished.transitions[0].event, None);
+    assert!(h.events.try_recv().is_err(), "no second Event");
+    assert_eq!(
+        h.published(),
+        [("192.0.2.10".to_string(), PairVerdict::BlockedByPolicy)]
+    );
+    assert_eq!(h.metrics.pairs.len(), 1, "the not_probed series went");
 }

@@ -182,9 +182,8 @@ impl Scheduler {
             return;
         }
         for id in removed {
-            self.last_decided.remove(id);
-            if let Some(report) = self.reports.remove(id) {
-                if let Some(key) = report.metric_key() {
+            if let Some(record) = self.records.remove(id) {
+                for key in record.reports.iter().filter_map(|r| r.metric_key()) {
                     self.out.metrics.pairs.remove(&key);
                 }
                 self.unpublished = true;

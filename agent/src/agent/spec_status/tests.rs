@@ -90,12 +90,14 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         report("shop/paths", "shop/web", "shop/db", PairVerdict::Ok, true),
     ];
     let partial = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    let probed = probed_pairs("shop/paths", &pairs);
+    assert_eq!(probed, 2);
     assert!(
-        !ready_to_report(&summary(), &partial, false),
+        !ready_to_report(&summary(), &partial, probed, false),
         "2 of 3 probed"
     );
     assert!(
-        ready_to_report(&summary(), &partial, true),
+        ready_to_report(&summary(), &partial, probed, true),
         "reported before: always"
     );
 
@@ -103,7 +105,24 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         planned: 2,
         ..summary()
     };
-    assert!(ready_to_report(&all_probed, &partial, false));
+    assert!(ready_to_report(&all_probed, &partial, probed, false));
+
+    // A host pair's reports, one per resolved address, are one planned pair.
+    let mut with_host = pairs.clone();
+    for to in ["shop/cache", "192.0.2.10"] {
+        let mut address = report("shop/paths", "shop/web", to, PairVerdict::Ok, true);
+        address.host = Some("cache.example".into());
+        with_host.push(address);
+    }
+    let partial = node_report("shop/paths", &summary(), &with_host, &mut since, 5);
+    assert_eq!(
+        partial.counts.get(PairVerdict::Ok),
+        4,
+        "counted per address"
+    );
+    let probed = probed_pairs("shop/paths", &with_host);
+    assert_eq!(probed, 3);
+    assert!(ready_to_report(&summary(), &partial, probed, false));
 
     let nothing_planned = SpecSummary {
         planned: 0,
@@ -111,7 +130,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
     };
     let empty = node_report("shop/paths", &nothing_planned, &[], &mut since, 5);
     assert!(
-        ready_to_report(&nothing_planned, &empty, false),
+        ready_to_report(&nothing_planned, &empty, 0, false),
         "no pairs here: withdraw this node's entry"
     );
 
@@ -122,5 +141,5 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
     };
     let report = node_report("shop/paths", &broken, &[], &mut since, 5);
     assert_eq!(report.problem.as_deref(), Some("spec.interval: invalid"));
-    assert!(ready_to_report(&broken, &report, false));
+    assert!(ready_to_report(&broken, &report, 0, false));
 }

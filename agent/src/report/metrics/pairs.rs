@@ -30,7 +30,7 @@ use prometheus::{Opts, Registry};
 use super::{NAMESPACE, ProtocolLabel};
 
 /// The labels that identify a pair.
-pub const PAIR_LABELS: [&str; 5] = ["spec", "src", "dst", "port", "protocol"];
+pub const PAIR_LABELS: [&str; 6] = ["spec", "src", "dst", "host", "port", "protocol"];
 /// The labels `netreach_pair_verdict` adds to [`PAIR_LABELS`].
 pub const VERDICT_LABELS: [&str; 4] = ["verdict", "reason", "direction", "policy"];
 
@@ -43,6 +43,9 @@ pub struct PairKey {
     pub src: String,
     /// The destination: a pod's `namespace/name`, an IP address, a host name or a DNS name.
     pub dst: String,
+    /// The host name of a host target, whose resolved addresses are the `dst`s of its series
+    /// (it tells them apart from a pod target's series with the same `dst`).
+    pub host: Option<String>,
     /// The destination port; `None` for DNS lookups.
     pub port: Option<u16>,
     pub protocol: ProtocolLabel,
@@ -116,10 +119,12 @@ impl PairMetrics {
 }
 
 /// A pair's label values, ordered like the registry orders series: by value, in label-name
-/// order (`dst`, `port`, `protocol`, `spec`, `src`).
+/// order (`dst`, `host`, `port`, `protocol`, `spec`, `src`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct RowKey {
     dst: String,
+    /// Empty unless the pair is a host target's.
+    host: String,
     /// The port as its label value (empty for DNS), so rows sort like label values do.
     port: String,
     protocol: ProtocolLabel,
@@ -131,6 +136,7 @@ impl From<&PairKey> for RowKey {
     fn from(key: &PairKey) -> Self {
         Self {
             dst: key.dst.clone(),
+            host: key.host.clone().unwrap_or_default(),
             port: key.port.map(|port| port.to_string()).unwrap_or_default(),
             protocol: key.protocol,
             spec: key.spec.clone(),
@@ -145,14 +151,16 @@ impl RowKey {
             spec: self.spec.clone(),
             src: self.src.clone(),
             dst: self.dst.clone(),
+            host: Some(self.host.clone()).filter(|host| !host.is_empty()),
             port: self.port.parse().ok(),
             protocol: self.protocol,
         }
     }
 
-    fn sort_tuple(&self) -> (&str, &str, &str, &str, &str) {
+    fn sort_tuple(&self) -> (&str, &str, &str, &str, &str, &str) {
         (
             &self.dst,
+            &self.host,
             &self.port,
             self.protocol.as_str(),
             &self.spec,
@@ -250,6 +258,7 @@ impl Collector for PairCollector {
             // Label pairs in label-name order, as prometheus' own vectors emit them.
             let pair_labels = vec![
                 label("dst", &row.dst),
+                label("host", &row.host),
                 label("port", &row.port),
                 label("protocol", row.protocol.as_str()),
                 label("spec", &row.spec),
@@ -267,6 +276,7 @@ impl Collector for PairCollector {
                 vec![
                     label("direction", state.direction.map_or("", Direction::as_str)),
                     label("dst", &row.dst),
+                    label("host", &row.host),
                     label("policy", &state.policy),
                     label("port", &row.port),
                     label("protocol", row.protocol.as_str()),

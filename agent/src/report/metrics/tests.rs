@@ -42,6 +42,7 @@ fn key(spec: &str, src: &str, dst: &str, port: u16) -> PairKey {
         spec: spec.into(),
         src: src.into(),
         dst: dst.into(),
+        host: None,
         port: Some(port),
         protocol: ProtocolLabel::Tcp,
     }
@@ -120,7 +121,7 @@ fn pair_series_appear_with_every_label() {
         .set(&frontend, &blocked_by("payments/default-deny"));
     let text = render(&registry);
 
-    let pair = r#"dst="payments/gateway",port="8443",protocol="TCP",spec="shop/paths",src="shop/frontend""#;
+    let pair = r#"dst="payments/gateway",host="",port="8443",protocol="TCP",spec="shop/paths",src="shop/frontend""#;
     assert_eq!(
         samples(&text, "netreach_pair_up"),
         [format!("netreach_pair_up{{{pair}}} 0")]
@@ -136,7 +137,7 @@ fn pair_series_appear_with_every_label() {
     assert_eq!(
         samples(&text, "netreach_pair_verdict"),
         [
-            r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",spec="shop/paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#
+            r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",host="",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",spec="shop/paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#
         ]
     );
     assert_eq!(
@@ -386,7 +387,7 @@ fn undecided_pairs_have_no_reachability_or_expectation_series() {
     assert_eq!(
         samples(&text, "netreach_pair_verdict"),
         [
-            r#"netreach_pair_verdict{direction="",dst="payments/gateway",policy="",port="8443",protocol="TCP",reason="netns_not_found",spec="shop/paths",src="shop/frontend",verdict="not_probed"} 1"#
+            r#"netreach_pair_verdict{direction="",dst="payments/gateway",host="",policy="",port="8443",protocol="TCP",reason="netns_not_found",spec="shop/paths",src="shop/frontend",verdict="not_probed"} 1"#
         ]
     );
     assert!(samples(&text, "netreach_probes_total").is_empty());

@@ -344,3 +344,71 @@ fn mesh_identity_gets_past_the_sidecar_redirect() {
         assert!(text.contains("Protocol not supported"), "{text}");
     }
 }
+
+/// Out of file descriptors, a probe does not run, and says so: never a network outcome. With
+/// an open-files limit of 12 (just above what the process needs to start), forty concurrent
+/// probes of a closed local port either run (`refused`) or fail to run with EMFILE
+/// (`failed_to_run`, exit 2): no timeout, no unreachable, nothing that would read as a block.
+#[test]
+fn out_of_descriptors_is_not_a_network_outcome() {
+    if !is_root() {
+        eprintln!("skipped: needs root (CI runs as root)");
+        return;
+    }
+    let name = format!("nrfd-{}", std::process::id());
+    let netns = PathBuf::from("/run/netns").join(&name);
+    let ok = Command::new("ip").args(["netns", "add", &name]).status();
+    assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
+    let _ = Command::new("ip")
+        .args(["-n", &name, "link", "set", "lo", "up"])
+        .status();
+    let out = Command::new("prlimit")
+        .arg("--nofile=12:12")
+        .arg(env!("CARGO_BIN_EXE_netreach"))
+        .args(["probe", "--netns"])
+        .arg(&netns)
+        .args([
+            "--to",
+            "127.0.0.1:9/TCP",
+            "--count",
+            "40",
+            "--concurrency",
+            "40",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("run netreach under prlimit");
+    let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {text} {}", stderr(&out)));
+    let outcomes = report["outcomes"].as_object().expect("outcomes");
+    assert!(
+        outcomes.keys().all(|k| k == "refused"),
+        "only refusals may be observed: {report:#}"
+    );
+    let ran = outcomes.get("refused").and_then(Value::as_u64).unwrap_or(0);
+    let failed: u64 = report["failed_to_run"]
+        .as_array()
+        .expect("failed_to_run")
+        .iter()
+        .map(|f| {
+            assert!(
+                f["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("Too many open files"),
+                "{report:#}"
+            );
+            f["count"].as_u64().unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(ran + failed, 40, "{report:#}");
+    assert!(failed > 0, "the limit was hit: {report:#}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a probe that did not run is exit 2"
+    );
+}

@@ -231,6 +231,19 @@ impl SocketFactory {
         drop(queued);
         let mut sockets = match self.sockets_of(netns, refill.batch, kind).await {
             Ok(sockets) => sockets,
+            // Out of descriptors for a whole batch (a batch is all or nothing): one socket,
+            // no spares, may still fit. Under fd pressure probes go on one at a time.
+            Err(Error::Socket { source })
+                if refill.batch > 1
+                    && matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                budget.give_back(refill.reserved);
+                return self
+                    .sockets_of(netns, 1, kind)
+                    .await?
+                    .pop()
+                    .ok_or(Error::HopFailed);
+            }
             Err(error) => {
                 budget.give_back(refill.reserved);
                 return Err(error);

@@ -211,44 +211,6 @@ mod imp {
         io::Error::new(io::ErrorKind::Unsupported, "network namespaces need Linux")
     }
 
-    /// This thread's filesystem uid, set for one window and restored when dropped (also when
-    /// unwinding). fsuid is per thread: only the hop thread that owns the window changes it.
-    struct FsuidGuard {
-        previous: libc::uid_t,
-    }
-
-    /// `setfsuid(-1)` changes nothing and returns the current fsuid.
-    fn current_fsuid() -> libc::uid_t {
-        // SAFETY: FFI call with an integer argument; -1 is never a valid uid, so no change.
-        unsafe { libc::setfsuid(libc::uid_t::MAX) as libc::uid_t }
-    }
-
-    impl FsuidGuard {
-        /// Sets the fsuid, or `None` when the kernel refused it (setfsuid reports failure
-        /// only by leaving the fsuid as it was).
-        fn take(fsuid: u32) -> Option<Self> {
-            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
-            let previous = unsafe { libc::setfsuid(fsuid) } as libc::uid_t;
-            if current_fsuid() == fsuid {
-                Some(Self { previous })
-            } else {
-                None
-            }
-        }
-    }
-
-    impl Drop for FsuidGuard {
-        fn drop(&mut self) {
-            // SAFETY: FFI call with an integer argument; changes only this thread's fsuid.
-            unsafe { libc::setfsuid(self.previous) };
-            if current_fsuid() != self.previous {
-                // A hop thread that kept a pod proxy's uid would make every later socket
-                // with it: abort rather than continue with the wrong identity.
-                std::process::abort();
-            }
-        }
-    }
-
     pub(crate) fn sockets_in_netns(
         _home: BorrowedFd<'_>,
         _target: BorrowedFd<'_>,

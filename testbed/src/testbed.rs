@@ -259,6 +259,23 @@ impl Testbed {
         Ok(())
     }
 
+    /// Recreates a pod's sandbox under the same UID: its holder and app are killed, its netns
+    /// is deleted and made again with the same IP, and a new holder and app start in new
+    /// container cgroups of the pod. Returns the pod's new handle (also in [`Self::pods`]).
+    pub fn recreate_pod_sandbox(&mut self, namespace: &str, name: &str) -> Result<PodHandle> {
+        let k = self
+            .pods
+            .iter()
+            .position(|p| p.namespace == namespace && p.name == name)
+            .ok_or_else(|| Error::Pod {
+                pod: format!("{namespace}/{name}"),
+                problem: "no such pod in this testbed".into(),
+            })?;
+        let handle = self.recreate_sandbox(k)?;
+        self.pods[k] = handle.clone();
+        Ok(handle)
+    }
+
     /// Replaces the injected faults (same format and checks as `dataplane.faults`).
     pub fn set_faults(&self, faults: &[Fault]) -> Result<()> {
         let plans = plan::resolve_faults(&self.scenario, &self.plan.nodes, faults.iter())?;

@@ -133,6 +133,52 @@ impl Testbed {
         Ok(())
     }
 
+    /// What a node does when a pod's sandbox is recreated under the same UID (the sandbox
+    /// crashed, or the runtime restarted it): the holder and app processes die, the netns goes
+    /// (its veth with it), and a new netns with the same IP, a new holder and a new app come
+    /// up in new container cgroups of the same pod. Returns the new handle.
+    pub(super) fn recreate_sandbox(&self, k: usize) -> Result<PodHandle> {
+        let old = &self.pods[k];
+        let Some(ns) = old.netns_name.clone() else {
+            return Err(Error::Pod {
+                pod: self.plan.pods[k].pod.to_string(),
+                problem: "hostNetwork pods have no sandbox netns to recreate".into(),
+            });
+        };
+        for pid in [Some(old.pause_pid), old.app_pid].into_iter().flatten() {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SIGKILL by PID: these are this run's own children (reaped at teardown).
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).ok_or_else(|| panicked("pid 0"))?,
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+        let router = self.router_netns();
+        let bridge = &self.nodes[self.plan.pods[k].node].bridge;
+        // Deleting the router's end takes the pod's eth0 with it, even if someone (the agent)
+        // still holds the old netns open: no stale copy of the pod IP stays on the bridge.
+        self.ip_batch(
+            Some(&router),
+            &format!("recreate-del-{ns}"),
+            &format!("link del v{k}\n"),
+        )?;
+        self.ip_batch(
+            None,
+            &format!("recreate-netns-{ns}"),
+            &format!("netns del {ns}\nnetns add {ns}\n"),
+        )?;
+        self.ip_batch(
+            Some(&router),
+            &format!("recreate-add-{ns}"),
+            &format!("link add v{k} type veth peer name eth0 netns {ns}\nlink set v{k} master {bridge} up\n"),
+        )?;
+        // The new app signals readiness through the same file: the old one's must not count.
+        let ready = self.run_dir.join(format!("{ns}.ready"));
+        let _ = fs::remove_file(&ready);
+        self.setup_pod(k)
+    }
+
     /// Indexes of pods with a netns of their own.
     fn netns_pods(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.plan.pods.len()).filter(|&k| !self.plan.pods[k].host_network)
@@ -240,7 +286,7 @@ impl Testbed {
         Ok(pid)
     }
 
-    fn setup_pod(&self, k: usize) -> Result<PodHandle> {
+    pub(super) fn setup_pod(&self, k: usize) -> Result<PodHandle> {
         let p = &self.plan.pods[k];
         let prefix = self.prefix();
         let node = &self.nodes[p.node];

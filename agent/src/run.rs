@@ -562,7 +562,7 @@ impl Pipeline {
         name: &str,
         timeout: Duration,
     ) -> Probed {
-        let config = match DnsConfig::for_pod(pod) {
+        let config = match DnsConfig::load(pod).await {
             Ok(config) => config,
             Err(error) => {
                 return Probed::of(
@@ -601,7 +601,7 @@ impl Pipeline {
         protocol: Protocol,
         timeout: Duration,
     ) -> OneOrMore<Probed> {
-        let lookup = match DnsConfig::for_pod(pod) {
+        let lookup = match DnsConfig::load(pod).await {
             Ok(config) => self
                 .prober
                 .resolve_host(&pod.handle, &config, name, timeout)

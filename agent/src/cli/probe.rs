@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -28,7 +28,10 @@ use super::input::PortArg;
 use super::probe_cluster::{self, ClusterArgs};
 use crate::cluster::Protocol;
 use crate::cluster::model::Mesh;
-use crate::netns::{NetnsHandle, Resolution, SocketFactory, resolve_pod};
+use crate::netns::{
+    MAX_POD_FILE_BYTES, NetnsHandle, RESOLV_CONF, Resolution, SocketFactory, read_pod_file,
+    resolve_pod,
+};
 use crate::probe::{DnsConfig, Observation, Outcome, Prober};
 
 /// Probe a target from inside a pod's network namespace: here (local mode, needs root) or
@@ -269,9 +272,10 @@ impl Args {
                 let config = match resolv_conf_pid {
                     Some(pid) => {
                         let path = format!("/proc/{pid}/root/etc/resolv.conf");
-                        let bytes = std::fs::read(&path).with_context(|| {
-                            format!("reading the namespace's resolver config {path}")
-                        })?;
+                        // The same bounded, in-root read the agent does: a symlink or FIFO in
+                        // the pod cannot point this root process elsewhere or hang it.
+                        let bytes = read_pod_file(pid, Path::new(RESOLV_CONF), MAX_POD_FILE_BYTES)
+                            .context("reading the namespace's resolver config")?;
                         DnsConfig::from_resolv_conf(&bytes, path).context("parsing resolv.conf")?
                     }
                     None => bail!(

@@ -19,6 +19,7 @@
 pub mod cgroup;
 mod factory;
 mod handle;
+mod pod_file;
 mod registry;
 pub mod scan;
 mod spares;
@@ -32,6 +33,7 @@ pub use factory::{FactoryConfig, MAX_BATCH, SocketFactory, threads_outside};
 pub use handle::{
     NetnsHandle, SELF_NETNS_PATH, THREAD_NETNS_PATH, current_thread_netns_inode, netns_inode,
 };
+pub use pod_file::{MAX_POD_FILE_BYTES, PodFileError, read_in_root, read_pod_file};
 pub use registry::{PodNetnsRegistry, REVALIDATE_EVERY};
 pub use scan::resolve_pod;
 pub use spares::{DEFAULT_SPARE_BUDGET, MAX_SPARES, SPARE_BATCH, SpareBudget};
@@ -69,12 +71,20 @@ impl PodNetns {
         PathBuf::from(format!("/proc/{pid}/root/etc/resolv.conf"))
     }
 
-    /// Reads [`Self::resolv_conf_path`].
+    /// Reads the pod's `/etc/resolv.conf` inside its root ([`read_pod_file`]: symlinks
+    /// cannot leave the pod, only a regular file of at most 64 KiB is read).
     pub fn read_resolv_conf(&self) -> Result<Vec<u8>> {
-        let path = self.resolv_conf_path();
-        std::fs::read(&path).map_err(|source| Error::Proc { path, source })
+        let pid = self.app_pid.unwrap_or(self.sandbox_pid);
+        Ok(read_pod_file(
+            pid,
+            Path::new(RESOLV_CONF),
+            MAX_POD_FILE_BYTES,
+        )?)
     }
 }
+
+/// A pod's resolver configuration, relative to its root.
+pub const RESOLV_CONF: &str = "etc/resolv.conf";
 
 /// Where a pod's traffic originates.
 #[derive(Clone, Debug)]
@@ -140,6 +150,8 @@ pub enum Error {
     ScanFailed,
     #[error("hop thread started in netns {inode}, not home {home}")]
     NotHome { inode: u64, home: u64 },
+    #[error(transparent)]
+    PodFile(#[from] PodFileError),
     #[error("cannot make a socket as uid {fsuid} (CAP_SETUID missing?)")]
     Identity { fsuid: u32 },
     #[error("cannot start a hop thread: {source}")]
@@ -187,6 +199,7 @@ impl Error {
             Error::NotHome { .. } => "not_home",
             Error::Spawn { .. } => "spawn_failed",
             Error::Identity { .. } => "identity_failed",
+            Error::PodFile(_) => "pod_file_unreadable",
         }
     }
 }

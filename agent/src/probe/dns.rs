@@ -68,6 +68,8 @@ impl Lookup {
 
 /// Default TCP connect timeout when hickory passes none.
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long reading a pod's resolv.conf may take.
+pub const POD_FILE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a DNS probe could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,29 @@ impl DnsConfig {
     }
 
     /// The pod's resolv.conf as its app container sees it (`/proc/<app pid>/root/…`).
+    /// [`Self::for_pod`] off the async runtime, within [`POD_FILE_TIMEOUT`]: the read is
+    /// bounded and cannot block on a FIFO or device, but a regular file on a hung filesystem
+    /// could still stall it, and with it the scheduler that awaits the probe.
+    pub async fn load(pod: &PodNetns) -> Result<Self, DnsError> {
+        let origin = pod.resolv_conf_path().display().to_string();
+        let unreadable = |why: String| DnsError::ResolvConfUnreadable {
+            origin: origin.clone(),
+            source: crate::netns::Error::Proc {
+                path: pod.resolv_conf_path(),
+                source: std::io::Error::other(why),
+            },
+        };
+        let owned = pod.clone();
+        let read = tokio::task::spawn_blocking(move || Self::for_pod(&owned));
+        match tokio::time::timeout(POD_FILE_TIMEOUT, read).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(unreadable("the reading task failed".into())),
+            Err(_) => Err(unreadable(format!(
+                "not read within {POD_FILE_TIMEOUT:?} (a hung filesystem?)"
+            ))),
+        }
+    }
+
     pub fn for_pod(pod: &PodNetns) -> Result<Self, DnsError> {
         let origin = pod.resolv_conf_path().display().to_string();
         let contents = pod

@@ -349,6 +349,7 @@ impl From<&netns::Error> for NotProbedReason {
             | E::ScanFailed
             | E::NotHome { .. }
             | E::Identity { .. } => NotProbedReason::ProbeError,
+            E::PodFile(_) => NotProbedReason::PodFileUnreadable,
         }
     }
 }

@@ -631,6 +631,10 @@ impl Pipeline {
                 schedule::MAX_HOST_ADDRESSES
             ));
         }
+        for (ip, why) in &targets.refused {
+            lookup_detail.push_str(&format!("; refused {ip}: {why}, never a probe target"));
+        }
+        let all_refused = targets.targets.is_empty() && !targets.refused.is_empty();
         let probes = targets.targets.into_iter().filter_map(|target| {
             let ip = target.ip()?;
             let lookup_detail = &lookup_detail;
@@ -650,12 +654,17 @@ impl Pipeline {
         });
         let probes = futures::future::join_all(probes).await;
         OneOrMore::from_vec(probes).unwrap_or_else(|| {
-            // A resolved name always has an address to probe; should that ever fail, the
-            // pair still reports, and says nothing was probed.
+            // Every address was refused (loopback, metadata, ...), or none came back: the pair
+            // still reports, and says nothing was probed and why.
+            let reason = if all_refused {
+                NotProbedReason::RefusedTarget
+            } else {
+                NotProbedReason::ResolveFailed
+            };
             OneOrMore::one(Probed::of(
                 pair,
                 not_probed(
-                    NotProbedReason::ResolveFailed,
+                    reason,
                     format!("host {name}: no address to probe ({lookup_detail})"),
                 ),
             ))

@@ -625,10 +625,11 @@ async fn probe_sources_must_be_probeable_pods_of_this_node() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "port_not_declared",
         ),
+        // Refused addresses fail the request's own validation, which names why.
         (
             "probe-multicast-ip.json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "target_not_allowed",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
         ),
     ];
     for (name, status, code) in cases {

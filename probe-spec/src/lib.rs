@@ -18,6 +18,7 @@
 //! - [`crd`]: the generated CRDs; a test fails when the committed YAML drifts from them.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod crd;
 pub mod duration;
 pub mod port;
@@ -30,6 +31,7 @@ pub mod verdict;
 #[cfg(test)]
 mod test_support;
 
+pub use address::{refused_target, refused_target_message};
 pub use crd::{crds, crds_yaml};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use port::{PortSpec, Protocol};

@@ -13,10 +13,10 @@
 //!
 //! Never an open port scanner: every probe runs from a pod the caller may create ProbeRequests
 //! for, one target and port at a time, rate limited per caller. Targets are pods, DNS names,
-//! or IP addresses (unicast only); IPs are allowed because an operator with that permission can
+//! or IP addresses (never loopback, link-local, multicast, broadcast or unspecified:
+//! `probe_spec::refused_target`); IPs are allowed because an operator with that permission can
 //! create the same probe as a ProbeRequest.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -315,11 +315,8 @@ fn resolve(
             }
         }
         RequestTargetKind::Ip { ip, port, protocol } => {
-            if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255])
-            {
-                return Err(ApiError::TargetNotAllowed(format!(
-                    "ip: {ip} is not a unicast address"
-                )));
+            if let Some(message) = probe_spec::refused_target_message(ip) {
+                return Err(ApiError::TargetNotAllowed(format!("ip: {message}")));
             }
             ProbeCallTarget::Ip {
                 ip,

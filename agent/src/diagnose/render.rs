@@ -249,6 +249,9 @@ fn not_probed(reason: &str) -> &'static str {
             "a file the probe needs (resolv.conf) could not be read safely from the pod"
         }
         "resolve_failed" => "the host name did not resolve from the source pod",
+        "refused_target" => {
+            "the target is an address probes never go to (loopback, link-local, multicast, broadcast)"
+        }
         "agent_overloaded" => "the agent ran out of file descriptors, sockets or probe slots",
         _ => "the probe failed locally before anything was sent",
     }

@@ -106,6 +106,9 @@ pub enum NotProbedReason {
     PodFileUnreadable,
     /// A host target's name did not resolve from the source pod.
     ResolveFailed,
+    /// The target is an address probes never go to (loopback, link-local such as the cloud
+    /// metadata service, multicast, broadcast, unspecified): a host resolved only to such.
+    RefusedTarget,
     /// The agent is out of file descriptors, sockets, memory or probe slots.
     AgentOverloaded,
     /// Any other local failure (the detail names it).
@@ -113,12 +116,13 @@ pub enum NotProbedReason {
 }
 
 impl NotProbedReason {
-    pub const ALL: [NotProbedReason; 7] = [
+    pub const ALL: [NotProbedReason; 8] = [
         NotProbedReason::NetnsNotFound,
         NotProbedReason::HostNetworkSource,
         NotProbedReason::UnsupportedProtocol,
         NotProbedReason::PodFileUnreadable,
         NotProbedReason::ResolveFailed,
+        NotProbedReason::RefusedTarget,
         NotProbedReason::AgentOverloaded,
         NotProbedReason::ProbeError,
     ];
@@ -130,6 +134,7 @@ impl NotProbedReason {
             NotProbedReason::UnsupportedProtocol => "unsupported_protocol",
             NotProbedReason::PodFileUnreadable => "pod_file_unreadable",
             NotProbedReason::ResolveFailed => "resolve_failed",
+            NotProbedReason::RefusedTarget => "refused_target",
             NotProbedReason::AgentOverloaded => "agent_overloaded",
             NotProbedReason::ProbeError => "probe_error",
         }

@@ -30,6 +30,9 @@ pub struct HostTargets {
     /// Addresses not probed: repeats, further addresses of a pod already probed, and those
     /// beyond [`MAX_HOST_ADDRESSES`].
     pub left_out: Vec<IpAddr>,
+    /// Addresses a probe never targets (loopback, link-local, multicast, broadcast,
+    /// unspecified), with why.
+    pub refused: Vec<(IpAddr, &'static str)>,
 }
 
 /// The targets a host pair on `port`/`protocol` probes for `addresses`; see the module docs.
@@ -41,6 +44,12 @@ pub fn host_targets(
 ) -> HostTargets {
     let mut out = HostTargets::default();
     for &ip in addresses {
+        // A name that resolves to loopback, link-local (cloud metadata), multicast, ... must
+        // not turn the agent towards it.
+        if let Some(why) = probe_spec::refused_target(ip) {
+            out.refused.push((ip, why));
+            continue;
+        }
         let target = match index.pod_by_ip(ip) {
             Some(pod) => PairTarget::Pod {
                 pod: Pod::key(pod),
@@ -157,5 +166,27 @@ mod tests {
             let left_out: Vec<IpAddr> = left_out.into_iter().map(ip).collect();
             assert_eq!(got.left_out, left_out, "{name}");
         }
+    }
+
+    /// A name that resolves to loopback or the cloud metadata address does not turn the
+    /// agent towards it: those addresses are refused, the others still probed.
+    #[test]
+    fn refused_addresses_are_never_targets() {
+        let index = cluster();
+        let resolved = [
+            ip("127.0.0.1"),
+            ip("169.254.169.254"),
+            ip("192.0.2.10"),
+            ip("ff02::1"),
+        ];
+        let got = host_targets(&index, &resolved, 443, Protocol::Tcp);
+        assert_eq!(got.targets, vec![ip_at("192.0.2.10")]);
+        let refused: Vec<IpAddr> = got.refused.iter().map(|(ip, _)| *ip).collect();
+        assert_eq!(
+            refused,
+            vec![ip("127.0.0.1"), ip("169.254.169.254"), ip("ff02::1")]
+        );
+        assert!(got.refused[1].1.contains("link-local"), "{:?}", got.refused);
+        assert!(got.left_out.is_empty());
     }
 }

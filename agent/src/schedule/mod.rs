@@ -68,6 +68,12 @@ pub enum Error {
         field: String,
         value: String,
     },
+    #[error("ProbeSpec {spec}: spec.to[{index}].ip: {message}")]
+    RefusedTarget {
+        spec: ObjectRef,
+        index: usize,
+        message: String,
+    },
     #[error("ProbeSpec {spec}: {field}: {source}")]
     InvalidDuration {
         spec: ObjectRef,
@@ -86,6 +92,7 @@ impl Error {
             Error::InvalidTarget { .. } => "invalid_target",
             Error::InvalidPort { .. } => "invalid_port",
             Error::InvalidDuration { .. } => "invalid_duration",
+            Error::RefusedTarget { .. } => "refused_target",
         }
     }
 }

@@ -339,6 +339,15 @@ fn select_destinations(
                 }
             }
             TargetKind::Ip { ip, ports } => {
+                // The CRD schema only checks the syntax: loopback, cloud metadata and the
+                // like are refused here too, whoever created the spec.
+                if let Some(message) = probe_spec::refused_target_message(ip) {
+                    return Err(Error::RefusedTarget {
+                        spec: spec_ref.clone(),
+                        index: t,
+                        message,
+                    });
+                }
                 for (p, port) in ports.iter().enumerate() {
                     push(PairTarget::Ip {
                         ip,

@@ -51,7 +51,7 @@ fn valid_requests_pass_validate_and_the_cel_rules() {
         ),
         (
             "longest timeout, most probes",
-            "{from: {pod: web-0}, to: {ip: '::1', port: 80}, timeout: 1m, count: 100}",
+            "{from: {pod: web-0}, to: {ip: 'fd00::1', port: 80}, timeout: 1m, count: 100}",
         ),
     ];
     for (name, yaml) in cases {
@@ -288,4 +288,28 @@ fn schema_and_crd_names() {
         columns,
         ["From", "Target", "Phase", "Verdict", "Reason", "Age"]
     );
+}
+
+/// Loopback, link-local (cloud metadata), multicast, broadcast and unspecified addresses are
+/// never probe targets: `validate()` (which the agent runs on every request) names why.
+#[test]
+fn refused_addresses_are_invalid_targets() {
+    for (ip, why) in [
+        ("127.0.0.1", "a loopback address"),
+        ("'::1'", "a loopback address"),
+        ("169.254.169.254", "a link-local address"),
+        ("'fe80::1'", "a link-local address"),
+        ("224.0.0.251", "a multicast address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("0.0.0.0", "the unspecified address"),
+    ] {
+        let yaml = format!("{{from: {{pod: frontend}}, to: {{ip: {ip}, port: 80}}}}");
+        let errors = field_errors(&parse_spec(&yaml));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.to.ip: ") && e.contains(why)),
+            "{ip}: {errors:?}"
+        );
+    }
 }

@@ -528,3 +528,26 @@ fn crd_names_and_printer_columns() {
         ["Expect", "Interval", "Satisfied", "OK", "Blocked", "Age"]
     );
 }
+
+/// An `ip` target that is loopback, link-local (cloud metadata), multicast, broadcast or
+/// unspecified is invalid, with the path and why.
+#[test]
+fn refused_addresses_are_invalid_ip_targets() {
+    for (ip, why) in [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("'ff02::1'", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let yaml = format!(
+            "{{from: {{podSelector: {{}}}}, to: [{{dns: example.com}}, {{ip: {ip}, ports: [{{port: 80}}]}}]}}"
+        );
+        let errors = field_errors(&parse_spec(&yaml));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("spec.to[1].ip: ") && e.contains(why)),
+            "{ip}: {errors:?}"
+        );
+    }
+}

@@ -494,6 +494,24 @@ fn errors_name_the_field_and_have_bounded_labels() {
             "invalid_selector",
             "spec.to[0].podSelector",
         ),
+        (
+            probe_spec(
+                "shop",
+                "s",
+                "  from: {podSelector: {}}\n  to: [{dns: a.b}, {ip: 169.254.169.254, ports: [{port: 80}]}]\n",
+            ),
+            "refused_target",
+            "spec.to[1].ip: 169.254.169.254 is a link-local address",
+        ),
+        (
+            probe_spec(
+                "shop",
+                "s",
+                "  from: {podSelector: {}}\n  to: [{ip: 127.0.0.1, ports: [{port: 15000}]}]\n",
+            ),
+            "refused_target",
+            "is a loopback address",
+        ),
     ];
     for (spec, label, fragment) in cases {
         let error = plan(&index, &spec, "node-1").unwrap_err();

@@ -7,6 +7,8 @@
 //! cargo test --release -p netreach --test demo_scale -- --nocapture
 //! ```
 
+mod netns_support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,15 +21,6 @@ const NODES: usize = 4;
 const PODS_PER_NODE: usize = 25;
 /// The issue's bound for 100 source pods.
 const MAX_FDS: usize = 400;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// 100 pods over four nodes, each listening on 8080, one ProbeSpec from every pod to every pod.
 fn scenario() -> String {
@@ -72,7 +65,7 @@ fn fd_kinds(pid: u32) -> BTreeMap<String, usize> {
 
 #[test]
 fn ten_thousand_pairs_fit_in_400_descriptors_under_a_1024_limit() {
-    if !is_root() {
+    if !netns_support::is_root() {
         eprintln!("skipped: needs root");
         return;
     }

@@ -5,6 +5,8 @@
 //! re-check, runs in the NEW netns and reads open. With the old handle kept, the probe would
 //! run in a namespace whose eth0 is gone: a false block.
 
+mod netns_support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,18 +36,9 @@ objects:
     status: {phase: Running, podIP: 10.244.2.10, conditions: [{type: Ready, status: \"True\"}]}
 ";
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_probe_after_a_sandbox_restart_runs_in_the_new_netns() {
-    if !is_root() {
+    if !netns_support::is_root() {
         eprintln!("skipped: needs root");
         return;
     }

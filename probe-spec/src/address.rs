@@ -30,6 +30,14 @@ pub fn refused_target(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why an `ip` field's text is not a probe target: not an address at all, or a refused one.
+pub fn ip_target_problem(text: &str) -> Option<String> {
+    match text.parse::<IpAddr>() {
+        Err(_) => Some(format!("{text:?} is not an IPv4 or IPv6 address")),
+        Ok(ip) => refused_target_message(ip),
+    }
+}
+
 /// The validation message for a refused `ip`.
 pub fn refused_target_message(ip: IpAddr) -> Option<String> {
     refused_target(ip).map(|why| format!("{ip} is {why}: probes never target it"))

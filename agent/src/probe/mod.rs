@@ -272,21 +272,9 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Observation> {
         let span = debug_span!("probe_dns", %name, netns = netns.inode());
-        async {
-            let observation = dns::probe(
-                &self.factory,
-                netns,
-                config,
-                name,
-                Lookup::ARecords,
-                timeout,
-            )
-            .await?;
-            debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
-            Ok(observation)
-        }
-        .instrument(span)
-        .await
+        self.lookup(netns, config, name, Lookup::ARecords, timeout)
+            .instrument(span)
+            .await
     }
 
     /// A host target's addresses: `name`'s A and AAAA records looked up from `netns` with the
@@ -300,21 +288,22 @@ impl Prober {
         timeout: Duration,
     ) -> Result<Observation> {
         let span = debug_span!("resolve_host", %name, netns = netns.inode());
-        async {
-            let observation = dns::probe(
-                &self.factory,
-                netns,
-                config,
-                name,
-                Lookup::HostAddresses,
-                timeout,
-            )
-            .await?;
-            debug!(outcome = %observation.outcome, addresses = observation.answers.len(), "resolved");
-            Ok(observation)
-        }
-        .instrument(span)
-        .await
+        self.lookup(netns, config, name, Lookup::HostAddresses, timeout)
+            .instrument(span)
+            .await
+    }
+
+    async fn lookup(
+        &self,
+        netns: &NetnsHandle,
+        config: &DnsConfig,
+        name: &str,
+        lookup: Lookup,
+        timeout: Duration,
+    ) -> Result<Observation> {
+        let observation = dns::probe(&self.factory, netns, config, name, lookup, timeout).await?;
+        debug!(outcome = %observation.outcome, latency = ?observation.latency, "probed");
+        Ok(observation)
     }
 }
 

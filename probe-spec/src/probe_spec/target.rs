@@ -141,18 +141,12 @@ impl ProbeTarget {
         if let Some(problem) = self.dns.as_deref().and_then(dns_name_problem) {
             problems.push(format!("{path}.dns"), problem);
         }
-        if let Some(ip) = &self.ip {
-            match ip.parse::<IpAddr>() {
-                Err(_) => problems.push(
-                    format!("{path}.ip"),
-                    format!("{ip:?} is not an IPv4 or IPv6 address"),
-                ),
-                Ok(ip) => {
-                    if let Some(message) = crate::address::refused_target_message(ip) {
-                        problems.push(format!("{path}.ip"), message);
-                    }
-                }
-            }
+        if let Some(problem) = self
+            .ip
+            .as_deref()
+            .and_then(crate::address::ip_target_problem)
+        {
+            problems.push(format!("{path}.ip"), problem);
         }
         if let Some(problem) = self.host.as_deref().and_then(dns_name_problem) {
             problems.push(format!("{path}.host"), problem);

@@ -10,9 +10,11 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use netreach::api::{
-    ApiLimits, AppState, BoxFuture, ErrorBody, PairReport, PairsResponse, ProbeCall,
-    ProbeCallTarget, ProbeService, RateLimit, ServiceError, UserInfo, router,
+    Access, ApiLimits, AppState, AuthMode, BoxFuture, ErrorBody, PairReport, PairsResponse,
+    ProbeCall, ProbeCallTarget, ProbeService, RateLimit, ServiceError, TokenUse, UserInfo, router,
 };
 use netreach::cluster::load::load_paths;
 use netreach::cluster::model::{ObjectRef, Protocol};
@@ -40,12 +42,16 @@ fn published_pairs() -> Vec<PairReport> {
 
 /// The fake Kubernetes API and prober.
 ///
-/// Tokens: `alice-token` and `dave-token` may probe from `shop`; `bob-token` may probe from
-/// nowhere; `carol-token` authenticates but SubjectAccessReview fails; `apiserver-down` makes
-/// TokenReview fail. DNS targets `unavailable.example`, `rejected.example` and `slow.example`
-/// make the probe fail, be refused, or hang.
+/// Tokens: `alice-token` and `dave-token` may probe from `shop`; alice may read pods in
+/// every namespace, dave only in `shop`; `bob-token` may do nothing; `reader-token` (and
+/// alice) may read `/metrics` and `/v1/pairs`; `carol-token` authenticates but
+/// SubjectAccessReview fails; `apiserver-down` makes TokenReview fail; `slow-bogus` takes a
+/// second to be found invalid. DNS targets `unavailable.example`, `rejected.example` and
+/// `slow.example` make the probe fail, be refused, or hang.
 struct FakeProbes {
     calls: Mutex<Vec<ProbeCall>>,
+    token_reviews: AtomicUsize,
+    access_reviews: Mutex<Vec<Access>>,
     result: PairReport,
 }
 
@@ -53,8 +59,18 @@ impl FakeProbes {
     fn new() -> Self {
         Self {
             calls: Mutex::default(),
+            token_reviews: AtomicUsize::new(0),
+            access_reviews: Mutex::default(),
             result: serde_json::from_str(&fixture("probe-result.json")).expect("result parses"),
         }
+    }
+
+    fn token_reviews(&self) -> usize {
+        self.token_reviews.load(Ordering::SeqCst)
+    }
+
+    fn access_reviews(&self) -> Vec<Access> {
+        self.access_reviews.lock().clone()
     }
 
     fn calls(&self) -> Vec<ProbeCall> {
@@ -75,10 +91,18 @@ impl ProbeService for FakeProbes {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        token_use: TokenUse,
     ) -> BoxFuture<'a, Result<Option<UserInfo>, ServiceError>> {
         Box::pin(async move {
+            self.token_reviews.fetch_add(1, Ordering::SeqCst);
             match token {
                 "alice-token" => Ok(Some(user("alice"))),
+                // Prometheus's own service-account token: for the API server, not netreach.
+                "reader-token" if token_use == TokenUse::Read => Ok(Some(user("reader"))),
+                "slow-bogus" => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok(None)
+                }
                 "bob-token" => Ok(Some(user("bob"))),
                 "carol-token" => Ok(Some(user("carol"))),
                 "dave-token" => Ok(Some(user("dave"))),
@@ -93,14 +117,20 @@ impl ProbeService for FakeProbes {
     fn authorize<'a>(
         &'a self,
         user: &'a UserInfo,
-        namespace: &'a str,
+        access: &'a Access,
     ) -> BoxFuture<'a, Result<bool, ServiceError>> {
         Box::pin(async move {
-            match user.username.as_str() {
-                "alice" | "dave" => Ok(namespace == "shop"),
-                "carol" => Err(ServiceError::unavailable(
+            self.access_reviews.lock().push(access.clone());
+            match (user.username.as_str(), access) {
+                ("carol", _) => Err(ServiceError::unavailable(
                     "SubjectAccessReview: 500 Internal Server Error",
                 )),
+                ("alice" | "dave", Access::CreateProbeRequests { namespace }) => {
+                    Ok(namespace == "shop")
+                }
+                ("alice", Access::GetPods { .. }) => Ok(true),
+                ("dave", Access::GetPods { namespace }) => Ok(namespace == "shop"),
+                ("alice" | "reader", Access::GetUrl { .. }) => Ok(true),
                 _ => Ok(false),
             }
         })
@@ -181,11 +211,21 @@ impl Harness {
         router(self.state.clone())
     }
 
+    /// A GET as `reader`, who may read `/metrics` and `/v1/pairs`.
     async fn get(&self, uri: &str) -> Reply {
-        let request = Request::get(uri)
-            .body(Body::empty())
-            .expect("request builds");
-        send(self.router(), request).await
+        self.get_as(Some("reader-token"), uri).await
+    }
+
+    async fn get_as(&self, token: Option<&str>, uri: &str) -> Reply {
+        let mut request = Request::get(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        send(
+            self.router(),
+            request.body(Body::empty()).expect("request builds"),
+        )
+        .await
     }
 
     async fn probe(&self, token: Option<&str>, body: impl Into<Body>) -> Reply {
@@ -770,4 +810,177 @@ async fn probe_failures_of_the_prober_are_reported() {
         .probe(Some("alice-token"), dns("slow.example"))
         .await
         .assert_error(StatusCode::GATEWAY_TIMEOUT, "probe_timeout");
+}
+
+// === Who may call: issue 9's attacks, each reproduced and refused ===
+
+/// `/metrics` and `/v1/pairs` name pods, IPs and policies: a token and `get` on the URL.
+#[tokio::test]
+async fn reading_metrics_and_pairs_needs_a_token_and_get_on_the_url() {
+    let harness = Harness::new();
+    for uri in ["/metrics", "/v1/pairs"] {
+        harness
+            .get_as(None, uri)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+        harness
+            .get_as(Some("stolen-token"), uri)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+        let error = harness
+            .get_as(Some("bob-token"), uri)
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(error.message, format!("bob may not get {uri}"));
+        let reply = harness.get_as(Some("reader-token"), uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+    }
+    assert!(
+        harness
+            .probes
+            .access_reviews()
+            .contains(&Access::GetUrl { path: "/v1/pairs" })
+    );
+    // The kubelet's checks stay open.
+    for uri in ["/healthz", "/readyz"] {
+        let reply = harness.get_as(None, uri).await;
+        assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn review_answers_are_cached() {
+    let harness = Harness::new();
+    for _ in 0..5 {
+        let reply = harness.get("/metrics").await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    assert_eq!(harness.probes.token_reviews(), 1);
+    assert_eq!(harness.probes.access_reviews().len(), 1);
+    // A bad token is remembered too, so repeating it costs no more TokenReviews.
+    for _ in 0..5 {
+        harness.get_as(Some("stolen-token"), "/metrics").await;
+    }
+    assert_eq!(harness.probes.token_reviews(), 2);
+}
+
+#[tokio::test]
+async fn with_auth_disabled_nobody_is_checked() {
+    let mut harness = Harness::new();
+    harness.state = harness.state.clone().with_auth(AuthMode::Disabled);
+    for uri in ["/metrics", "/v1/pairs"] {
+        let reply = harness.get_as(None, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
+    }
+    let reply = harness.probe(None, fixture("probe-pod.json")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(harness.probes.calls()[0].requested_by, "system:anonymous");
+    assert_eq!(harness.probes.token_reviews(), 0);
+    assert!(harness.probes.access_reviews().is_empty());
+}
+
+/// Before: 8 requests with bogus tokens held the 8 probe slots during their TokenReviews, and
+/// every valid request got 503. Now a slot is taken only after authentication.
+#[tokio::test]
+async fn bogus_tokens_never_take_probe_slots() {
+    let harness = Harness::new();
+    let bogus: Vec<_> = (0..8)
+        .map(|_| {
+            let router = harness.router();
+            tokio::spawn(async move {
+                let request = Request::post("/v1/probe")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::AUTHORIZATION, "Bearer slow-bogus")
+                    .body(Body::from(fixture("probe-pod.json")))
+                    .expect("request builds");
+                send(router, request).await
+            })
+        })
+        .collect();
+    // Give the bogus requests time to be in their TokenReviews.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = harness.probe_fixture("alice-token", "probe-pod.json").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    for request in bogus {
+        request
+            .await
+            .expect("task")
+            .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+    }
+}
+
+/// Before: the body was read before authentication, so a body that never arrives held the
+/// connection for anyone. Now an unauthenticated request is answered without reading it,
+/// and an authenticated caller gets 408 after the body timeout.
+#[tokio::test]
+async fn a_body_that_never_arrives_is_not_waited_for() {
+    let harness = Harness::new().with_limits(ApiLimits {
+        body_timeout: Duration::from_millis(100),
+        ..ApiLimits::default()
+    });
+    let stalled = || Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        harness.probe(Some("stolen-token"), stalled()),
+    )
+    .await
+    .expect("answered without reading the body");
+    reply.assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
+
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        harness.probe(Some("alice-token"), stalled()),
+    )
+    .await
+    .expect("the body timeout answers");
+    reply.assert_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+    assert!(harness.probes.calls().is_empty());
+}
+
+#[tokio::test]
+async fn every_request_is_answered_within_the_request_timeout() {
+    let harness = Harness::new().with_limits(ApiLimits {
+        request_timeout: Duration::from_millis(200),
+        ..ApiLimits::default()
+    });
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        harness.probe(
+            Some("alice-token"),
+            r#"{"from": "shop/frontend", "dns": "slow.example", "timeout": "10s"}"#,
+        ),
+    )
+    .await
+    .expect("answered");
+    reply.assert_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+}
+
+/// Before: a caller allowed to probe from `shop` learned a `payments` pod's IP, ports and
+/// policies. Now that needs `get pods` in `payments`, for a pod target and for a pod's IP.
+#[tokio::test]
+async fn probing_a_pod_in_another_namespace_needs_get_pods_there() {
+    let harness = Harness::new();
+    let to_pod = fixture("probe-pod.json");
+    let to_pod_ip = r#"{"from": "shop/frontend", "ip": "10.244.2.30", "port": 8443}"#;
+    for body in [to_pod.as_str(), to_pod_ip] {
+        let error = harness
+            .probe(Some("dave-token"), body.to_string())
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(
+            error.message, "dave may not get pods in namespace payments",
+            "{body}"
+        );
+        let reply = harness.probe(Some("alice-token"), body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{body}: {}", reply.text());
+    }
+    // Within the source's namespace, and to addresses that are no pod's, no extra check.
+    let reply = harness
+        .probe(
+            Some("dave-token"),
+            r#"{"from": "shop/frontend", "dns": "api.shop.svc.cluster.local"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(harness.probes.calls().len(), 3);
 }

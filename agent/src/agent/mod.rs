@@ -41,9 +41,13 @@ use std::time::{Duration, Instant};
 
 use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::api::{self, AppState, KubeProbeService, OnDemandProber, PairReport, ProbeService};
+use crate::api::serve::{ConnectionMetrics, ServeConfig};
+use crate::api::tls::TlsSource;
+use crate::api::{
+    self, AppState, AuthMode, KubeProbeService, OnDemandProber, PairReport, ProbeService,
+};
 use crate::cluster::watch::{self as cluster_watch, ClusterView, CniAgentMatcher, Watchers};
 use crate::netns::SocketFactory;
 use crate::policy::Profile;
@@ -80,6 +84,41 @@ pub struct AgentConfig {
     pub termination_log: PathBuf,
     /// How long probes in flight may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How the HTTP API is served and who may call it.
+    pub api: ApiServing,
+}
+
+/// How the HTTP API is served: TLS, auth, bounds, and the kubelet's health port.
+#[derive(Clone, Debug)]
+pub struct ApiServing {
+    /// Where `/healthz` and `/readyz` are served in plain HTTP (loopback: the kubelet of a
+    /// hostNetwork pod reaches it).
+    pub health_listen: SocketAddr,
+    /// The certificate of the API's HTTPS.
+    pub tls: TlsSource,
+    /// TokenReview and SubjectAccessReview on every API route, or nobody is checked.
+    pub auth: AuthMode,
+    /// The audiences an on-demand prober's token must carry.
+    pub audiences: Vec<String>,
+    /// The audiences a reader's token (`/metrics`, `/v1/pairs`) must carry; empty: the API
+    /// server's own, so Prometheus's service-account token works.
+    pub read_audiences: Vec<String>,
+    /// Open API connections at once.
+    pub max_connections: usize,
+}
+
+impl ApiServing {
+    /// HTTPS with a self-signed certificate for `names`, auth on, the default bounds.
+    pub fn self_signed(names: Vec<String>, health_listen: SocketAddr) -> Self {
+        Self {
+            health_listen,
+            tls: TlsSource::SelfSigned { names },
+            auth: AuthMode::Enabled,
+            audiences: vec![api::DEFAULT_AUDIENCE.to_string()],
+            read_audiences: Vec::new(),
+            max_connections: ServeConfig::default().max_connections,
+        }
+    }
 }
 
 /// Why the agent could not start or had to stop.
@@ -101,6 +140,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("the API's TLS certificate: {0}")]
+    Tls(#[from] crate::api::tls::TlsError),
     #[error("installing the SIGTERM handler: {0}")]
     Signal(#[source] std::io::Error),
     #[error("critical task {} ended: {}", .0.task, .0.reason)]
@@ -116,6 +157,7 @@ impl Error {
             Error::Metrics(_) => "metrics",
             Error::SocketFactory(_) => "socket_factory",
             Error::Listen { .. } => "listen",
+            Error::Tls(_) => "tls",
             Error::Signal(_) => "signal",
             Error::TaskEnded(_) => "task_ended",
         }
@@ -140,10 +182,17 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         status_interval,
         termination_log: _,
         shutdown_grace,
+        api: serving,
     } = config;
     info!(node = %node_name, %listen, profile = profile.name, concurrency, events, "starting");
+    if serving.auth == AuthMode::Disabled {
+        warn!(
+            "API authentication is disabled (--api-auth=false): anyone who reaches {listen} can read pairs and metrics and run probes"
+        );
+    }
 
     // Configuration errors first: they need no cluster to report.
+    let tls = api::tls::server_config(&serving.tls)?;
     let mut cni = CniAgentMatcher::builtin();
     if let Some(selector) = &cni_selector {
         cni = cni.with_extra(selector)?;
@@ -167,12 +216,9 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             ..PipelineConfig::default()
         },
     ));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: listen,
-            source,
-        })?;
+    let listener = bind(listen).await?;
+    let health_listener = bind(serving.health_listen).await?;
+    let connection_metrics = ConnectionMetrics::register(&registry)?;
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(Error::Signal)?;
 
@@ -276,11 +322,10 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     );
 
     // HTTP API.
-    let probe_service: Arc<dyn ProbeService> = Arc::new(KubeProbeService::from_view(
-        client.clone(),
-        &view,
-        on_demand,
-    ));
+    let probe_service: Arc<dyn ProbeService> = Arc::new(
+        KubeProbeService::from_view(client.clone(), &view, on_demand)
+            .with_audiences(serving.audiences.clone(), serving.read_audiences.clone()),
+    );
     let state = AppState::new(
         node_name.as_str(),
         registry,
@@ -288,21 +333,37 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         view.readiness.subscribe(),
         pairs_rx,
         probe_service,
-    );
-    let mut stop = shutdown_rx.clone();
-    tasks.spawn_graceful(
+    )
+    .with_auth(serving.auth);
+    let serve_config = ServeConfig {
+        max_connections: serving.max_connections,
+        shutdown_grace,
+        tls: Some(tls),
+        ..ServeConfig::default()
+    };
+    let (router, health_router) = (api::router(state.clone()), api::health_router(state));
+    info!(addr = %listen, "serving /metrics, /v1/pairs and /v1/probe over HTTPS");
+    spawn_server(
+        &mut tasks,
         "http",
-        async move {
-            info!(addr = %listen, "serving /metrics, /healthz, /readyz, /v1/pairs and /v1/probe");
-            let served = axum::serve(listener, api::router(state))
-                .with_graceful_shutdown(async move { stop_requested(&mut stop).await })
-                .await;
-            match served {
-                Ok(()) => Err("the HTTP server stopped".into()),
-                Err(error) => Err(format!("the HTTP server failed: {error}")),
-            }
-        }
-        .instrument(info_span!("http", server.addr = %listen)),
+        (listener, router),
+        serve_config,
+        connection_metrics,
+        shutdown_rx.clone(),
+    );
+    info!(addr = %serving.health_listen, "serving /healthz and /readyz");
+    let health_config = ServeConfig {
+        max_connections: 16,
+        shutdown_grace,
+        ..ServeConfig::default()
+    };
+    spawn_server(
+        &mut tasks,
+        "health",
+        (health_listener, health_router),
+        health_config,
+        ConnectionMetrics::unregistered(),
+        shutdown_rx.clone(),
     );
 
     let signal = tokio::select! {
@@ -320,6 +381,41 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     tasks.stop(shutdown_grace + Duration::from_secs(2)).await;
     info!("stopped");
     Ok(())
+}
+
+/// Serves `router` on `listener` as a critical task named `name`, until shutdown.
+fn spawn_server(
+    tasks: &mut CriticalTasks,
+    name: &'static str,
+    (listener, router): (tokio::net::TcpListener, axum::Router),
+    config: ServeConfig,
+    metrics: ConnectionMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let addr = listener
+        .local_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
+    tasks.spawn_graceful(
+        name,
+        async move {
+            let served = api::serve::serve(listener, router, config, metrics, async move {
+                stop_requested(&mut stop).await
+            })
+            .await;
+            match served {
+                Ok(()) => Err(format!("the {name} server stopped")),
+                Err(error) => Err(format!("the {name} server failed: {error}")),
+            }
+        }
+        .instrument(info_span!("server", name, server.addr = %addr)),
+    );
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })
 }
 
 #[cfg(test)]

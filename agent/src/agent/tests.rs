@@ -13,7 +13,22 @@ fn config() -> AgentConfig {
         status_interval: Duration::from_secs(30),
         termination_log: std::env::temp_dir().join("netreach-agent-test-termination-log"),
         shutdown_grace: Duration::from_secs(1),
+        api: ApiServing::self_signed(vec!["node-1".into()], "127.0.0.1:0".parse().expect("addr")),
     }
+}
+
+#[tokio::test]
+async fn unusable_certificate_files_stop_the_agent_before_it_needs_a_cluster() {
+    let missing = std::env::temp_dir().join("netreach-agent-test-missing.crt");
+    let mut config = config();
+    config.api.tls = TlsSource::Files {
+        cert: missing.clone(),
+        key: missing.clone(),
+    };
+    let error = run(config).await.expect_err("missing certificate");
+    assert_eq!(error.metric_label(), "tls");
+    let message = error.to_string();
+    assert!(message.contains(&*missing.to_string_lossy()), "{message}");
 }
 
 #[tokio::test]

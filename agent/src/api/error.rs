@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Access;
 use crate::cluster::model::ObjectRef;
 
 /// The JSON body of every error response.
@@ -26,10 +27,12 @@ pub enum ApiError {
     MissingToken,
     #[error("the bearer token was not accepted")]
     InvalidToken,
-    #[error("{user} may not create proberequests.netreach.dev in namespace {namespace}")]
-    Forbidden { user: String, namespace: String },
+    #[error("{user} may not {access}")]
+    Forbidden { user: String, access: Access },
     #[error("too many requests; retry in {}s", retry_after_seconds(*retry_after))]
     RateLimited { retry_after: Duration },
+    #[error("the request did not finish within {}", probe_spec::format_duration(*.0))]
+    RequestTimeout(Duration),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidRequest(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::SourceNotFound(_)
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::InvalidQuery(_) => "invalid_query",

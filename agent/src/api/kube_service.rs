@@ -2,13 +2,19 @@
 //! probe pipeline.
 //!
 //! ```text
-//! bearer token ──TokenReview (authentication.k8s.io/v1)──> UserInfo | not authenticated
-//! UserInfo + namespace ──SubjectAccessReview (authorization.k8s.io/v1):
-//!                          create proberequests.netreach.dev in the source namespace──> allowed?
+//! bearer token ──TokenReview (authentication.k8s.io/v1, audiences per TokenUse)──> UserInfo | not authenticated
+//! UserInfo + Access ──SubjectAccessReview (authorization.k8s.io/v1)──> allowed?
+//!   Access: create proberequests.netreach.dev in a namespace | get pods in a namespace
+//!           | get a non-resource URL (/metrics, /v1/pairs)
 //! ProbeCall ──snapshot of Index + ChangeLog──> PairTarget ──OnDemandProber (Pipeline)──> PairReport
 //! ```
 //!
-//! Both reviews are `create` calls with the agent's own credentials (its ClusterRole needs
+//! For on-demand probes TokenReview asks for the audience `netreach` (configurable) and accepts
+//! only a token the API server confirms for it: a token minted for another audience (the pod's
+//! own API token, a token for another service) is not authenticated, and a token a caller hands
+//! the agent is worthless against the API server. Reads of `/metrics` and `/v1/pairs` accept
+//! the API server's own audience by default, so Prometheus scrapes with its service-account
+//! token (the kube-rbac-proxy convention). Both reviews are `create` calls with the agent's own credentials (its ClusterRole needs
 //! `create` on `tokenreviews` and `subjectaccessreviews`); any failure to get an answer is
 //! [`ServiceError::Unavailable`] (503), never a silent allow. Probes run against a copy of the
 //! index and change log taken under their read locks, so no lock is held across the probe's
@@ -21,13 +27,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
 use parking_lot::RwLock;
 use tracing::{debug, info, warn};
 
+use super::auth::{Access, TokenUse};
 use super::{
     BoxFuture, PairReport, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
 };
@@ -37,6 +44,9 @@ use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::ClusterView;
 use crate::run::Pipeline;
 use crate::schedule::PairTarget;
+
+/// The audience on-demand callers' tokens must carry (`kubectl create token SA --audience netreach`).
+pub const DEFAULT_AUDIENCE: &str = "netreach";
 
 /// The API group of the resource SubjectAccessReview asks about.
 pub const PROBE_REQUEST_GROUP: &str = "netreach.dev";
@@ -101,11 +111,16 @@ pub struct KubeProbeService {
     index: Arc<RwLock<Index>>,
     changes: Arc<RwLock<ChangeLog>>,
     prober: Arc<dyn OnDemandProber>,
+    probe_audiences: Vec<String>,
+    read_audiences: Vec<String>,
 }
 
 impl fmt::Debug for KubeProbeService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KubeProbeService").finish_non_exhaustive()
+        f.debug_struct("KubeProbeService")
+            .field("probe_audiences", &self.probe_audiences)
+            .field("read_audiences", &self.read_audiences)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,6 +137,24 @@ impl KubeProbeService {
             index,
             changes,
             prober,
+            probe_audiences: vec![DEFAULT_AUDIENCE.to_string()],
+            read_audiences: Vec::new(),
+        }
+    }
+
+    /// Audiences for each [`TokenUse`]: on-demand probes (default [`DEFAULT_AUDIENCE`]) and
+    /// reads of `/metrics` and `/v1/pairs` (default none). An empty list sends TokenReviews
+    /// without audiences, so the API server checks the token against its own.
+    pub fn with_audiences(mut self, probe: Vec<String>, read: Vec<String>) -> Self {
+        self.probe_audiences = probe;
+        self.read_audiences = read;
+        self
+    }
+
+    fn audiences(&self, token_use: TokenUse) -> &[String] {
+        match token_use {
+            TokenUse::Probe => &self.probe_audiences,
+            TokenUse::Read => &self.read_audiences,
         }
     }
 
@@ -130,11 +163,16 @@ impl KubeProbeService {
         Self::new(client, view.index.clone(), view.changes.clone(), prober)
     }
 
-    async fn review_token(&self, token: &str) -> Result<Option<UserInfo>, ReviewError> {
+    async fn review_token(
+        &self,
+        token: &str,
+        token_use: TokenUse,
+    ) -> Result<Option<UserInfo>, ReviewError> {
+        let audiences = self.audiences(token_use);
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
-                audiences: None,
+                audiences: (!audiences.is_empty()).then(|| audiences.to_vec()),
             },
             ..TokenReview::default()
         };
@@ -142,20 +180,20 @@ impl KubeProbeService {
             .create(&PostParams::default(), &review)
             .await
             .map_err(ReviewError::TokenReview)?;
-        Ok(user_of(reviewed))
+        Ok(user_of(reviewed, audiences))
     }
 
-    async fn review_access(&self, user: &UserInfo, namespace: &str) -> Result<bool, ReviewError> {
-        let review = access_review(user, namespace);
+    async fn review_access(&self, user: &UserInfo, access: &Access) -> Result<bool, ReviewError> {
+        let review = access_review(user, access);
         let reviewed = Api::<SubjectAccessReview>::all(self.client.clone())
             .create(&PostParams::default(), &review)
             .await
             .map_err(ReviewError::SubjectAccessReview)?;
         let status = reviewed.status.unwrap_or_default();
         if let Some(error) = status.evaluation_error.as_deref().filter(|e| !e.is_empty()) {
-            warn!(user = %user.username, %namespace, %error, allowed = status.allowed, "SubjectAccessReview evaluation error");
+            warn!(user = %user.username, %access, %error, allowed = status.allowed, "SubjectAccessReview evaluation error");
         }
-        debug!(user = %user.username, %namespace, allowed = status.allowed, reason = status.reason.as_deref().unwrap_or(""), "SubjectAccessReview");
+        debug!(user = %user.username, %access, allowed = status.allowed, reason = status.reason.as_deref().unwrap_or(""), "SubjectAccessReview");
         Ok(status.allowed)
     }
 
@@ -171,9 +209,10 @@ impl ProbeService for KubeProbeService {
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        token_use: TokenUse,
     ) -> BoxFuture<'a, Result<Option<UserInfo>, ServiceError>> {
         Box::pin(async move {
-            self.review_token(token)
+            self.review_token(token, token_use)
                 .await
                 .map_err(ServiceError::unavailable)
         })
@@ -182,10 +221,10 @@ impl ProbeService for KubeProbeService {
     fn authorize<'a>(
         &'a self,
         user: &'a UserInfo,
-        namespace: &'a str,
+        access: &'a Access,
     ) -> BoxFuture<'a, Result<bool, ServiceError>> {
         Box::pin(async move {
-            self.review_access(user, namespace)
+            self.review_access(user, access)
                 .await
                 .map_err(ServiceError::unavailable)
         })
@@ -210,14 +249,30 @@ impl ProbeService for KubeProbeService {
     }
 }
 
-/// The caller of a reviewed token: `None` unless `status.authenticated` is true and names a user.
-fn user_of(review: TokenReview) -> Option<UserInfo> {
+/// The caller of a reviewed token: `None` unless `status.authenticated` is true, names a user
+/// and, when `audiences` were asked for, confirms one of them (an API server that ignores
+/// audiences returns none, and then the token's audience is unknown).
+fn user_of(review: TokenReview, audiences: &[String]) -> Option<UserInfo> {
     let status = review.status?;
     if status.authenticated != Some(true) {
         if let Some(error) = status.error.as_deref().filter(|e| !e.is_empty()) {
             debug!(%error, "token not authenticated");
         }
         return None;
+    }
+    if !audiences.is_empty() {
+        let confirmed = status.audiences.as_deref().unwrap_or_default();
+        if !confirmed
+            .iter()
+            .any(|audience| audiences.contains(audience))
+        {
+            warn!(
+                asked = ?audiences,
+                ?confirmed,
+                "TokenReview did not confirm the audience; treating the token as invalid"
+            );
+            return None;
+        }
     }
     let user = status.user?;
     let username = user.username.filter(|name| !name.is_empty());
@@ -233,22 +288,45 @@ fn user_of(review: TokenReview) -> Option<UserInfo> {
     })
 }
 
-/// May `user` create `proberequests.netreach.dev` in `namespace`?
-fn access_review(user: &UserInfo, namespace: &str) -> SubjectAccessReview {
+/// May `user` do `access`?
+fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
+    let (resource_attributes, non_resource_attributes) = match access {
+        Access::CreateProbeRequests { namespace } => (
+            Some(ResourceAttributes {
+                group: Some(PROBE_REQUEST_GROUP.into()),
+                resource: Some(PROBE_REQUEST_RESOURCE.into()),
+                verb: Some(PROBE_REQUEST_VERB.into()),
+                namespace: Some(namespace.clone()),
+                ..ResourceAttributes::default()
+            }),
+            None,
+        ),
+        Access::GetPods { namespace } => (
+            Some(ResourceAttributes {
+                group: Some(String::new()),
+                resource: Some("pods".into()),
+                verb: Some("get".into()),
+                namespace: Some(namespace.clone()),
+                ..ResourceAttributes::default()
+            }),
+            None,
+        ),
+        Access::GetUrl { path } => (
+            None,
+            Some(NonResourceAttributes {
+                path: Some((*path).to_string()),
+                verb: Some("get".into()),
+            }),
+        ),
+    };
     SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(user.username.clone()),
             uid: user.uid.clone(),
             groups: (!user.groups.is_empty()).then(|| user.groups.clone()),
             extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(PROBE_REQUEST_GROUP.into()),
-                resource: Some(PROBE_REQUEST_RESOURCE.into()),
-                verb: Some(PROBE_REQUEST_VERB.into()),
-                namespace: Some(namespace.into()),
-                ..ResourceAttributes::default()
-            }),
-            non_resource_attributes: None,
+            resource_attributes,
+            non_resource_attributes,
         },
         ..SubjectAccessReview::default()
     }

@@ -2,14 +2,18 @@
 //! allows to create `proberequests.netreach.dev` in the source pod's namespace.
 //!
 //! ```text
-//! request ─> slot (bounded in-flight probes, else 503)
-//!         ─> bearer token ─ProbeService::authenticate (TokenReview)─> 401 | 503
+//! request ─> bearer token ─Gate::authenticate (TokenReview, cached)─> 401 | 503
 //!         ─> per-caller token bucket ─> 429 + Retry-After
-//!         ─> JSON body (size limit ─> 413) ─validate─> 400
-//!         ─ProbeService::authorize (SubjectAccessReview in the source namespace)─> 403 | 503
+//!         ─> JSON body, read only now (type ─> 415, size ─> 413, slow ─> 408) ─validate─> 400
+//!         ─Gate::authorize (create proberequests in the source namespace)─> 403 | 503
 //!         ─> index: source pod on this node and probeable, destination pod and port ─> 404/409/422
+//!         ─Gate::authorize (get pods in a destination namespace other than the source's)─> 403
+//!         ─> slot (bounded in-flight probes, else 503)
 //!         ─ProbeService::probe─> PairReport (200) | 503 | 504
 //! ```
+//!
+//! Nothing costly happens before authentication: an unauthenticated request never takes a
+//! probe slot and its body is never read.
 //!
 //! Never an open port scanner: every probe runs from a pod the caller may create ProbeRequests
 //! for, one target and port at a time, rate limited per caller. Targets are pods, DNS names,
@@ -20,15 +24,17 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use probe_spec::{PodRef, ProbeRequestSpec, RequestSource, RequestTarget, RequestTargetKind};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::{ApiError, AppState, PairReport, ProbeCall, ProbeCallTarget, ServiceError};
+use super::auth::{Access, TokenUse};
+use super::{ApiError, ApiLimits, AppState, PairReport, ProbeCall, ProbeCallTarget, ServiceError};
 use crate::cluster::Index;
 use crate::cluster::model::{ObjectRef, PodPhase, Protocol};
 
@@ -130,22 +136,9 @@ fn body_field(path: &str) -> &str {
 pub(super) async fn probe(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<ProbeBody>, JsonRejection>,
+    body: Body,
 ) -> Result<Json<PairReport>, ApiError> {
-    let _slot = state
-        .probe_slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded)?;
-    let token = bearer_token(&headers)?;
-    let auth_timeout = state.limits.auth_timeout;
-
-    let user = tokio::time::timeout(auth_timeout, state.probes.authenticate(token))
-        .await
-        .map_err(|_| ApiError::AuthUnavailable("TokenReview timed out".into()))?
-        .map_err(auth_unavailable)?
-        .ok_or(ApiError::InvalidToken)?;
-
+    let user = state.gate.authenticate(&headers, TokenUse::Probe).await?;
     state
         .rate_limiter
         .check(&user.username, tokio::time::Instant::now().into_std())
@@ -154,26 +147,40 @@ pub(super) async fn probe(
             ApiError::RateLimited { retry_after }
         })?;
 
-    let Json(body) =
-        body.map_err(|rejection| body_error(&rejection, state.limits.max_body_bytes))?;
+    let body = read_json_body(&headers, body, &state.limits).await?;
     let checked = body.check()?;
+    state
+        .gate
+        .authorize(
+            &user,
+            Access::CreateProbeRequests {
+                namespace: checked.from.namespace.clone(),
+            },
+        )
+        .await?;
 
-    let allowed = tokio::time::timeout(
-        auth_timeout,
-        state.probes.authorize(&user, &checked.from.namespace),
-    )
-    .await
-    .map_err(|_| ApiError::AuthUnavailable("SubjectAccessReview timed out".into()))?
-    .map_err(auth_unavailable)?;
-    if !allowed {
-        info!(user = %user.username, namespace = %checked.from.namespace, "probe request forbidden");
-        return Err(ApiError::Forbidden {
-            user: user.username,
-            namespace: checked.from.namespace,
-        });
+    let (call, destination_namespace) = {
+        let index = state.index.read();
+        let call = resolve(&index, &state.node, &user.username, checked)?;
+        let namespace = destination_namespace(&index, &call);
+        (call, namespace)
+    };
+    // The report names the destination pod, its IP, ports and the policies of its namespace:
+    // a caller must be able to read pods there.
+    if let Some(namespace) =
+        destination_namespace.filter(|namespace| *namespace != call.from.namespace)
+    {
+        state
+            .gate
+            .authorize(&user, Access::GetPods { namespace })
+            .await?;
     }
 
-    let call = resolve(&state.index.read(), &state.node, &user.username, checked)?;
+    let _slot = state
+        .probe_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded)?;
     info!(user = %call.requested_by, from = %call.from, target = %call.target, "on-demand probe");
     let deadline = call.timeout + state.limits.probe_deadline_margin;
     let report = tokio::time::timeout(deadline, state.probes.probe(call))
@@ -189,31 +196,65 @@ pub(super) async fn probe(
     Ok(Json(report))
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(ApiError::MissingToken)?;
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::MissingToken)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::MissingToken);
+/// The namespace of the pod a call's report would describe: a destination pod, or the pod
+/// that owns a destination IP.
+fn destination_namespace(index: &Index, call: &ProbeCall) -> Option<String> {
+    match &call.target {
+        ProbeCallTarget::Pod { pod, .. } => Some(pod.namespace.clone()),
+        ProbeCallTarget::Ip { ip, .. } => index.pod_by_ip(*ip).map(|pod| pod.namespace.clone()),
+        ProbeCallTarget::Dns { .. } => None,
     }
-    Ok(token)
 }
 
-fn auth_unavailable(error: ServiceError) -> ApiError {
-    warn!(%error, "cannot check an API caller");
-    ApiError::AuthUnavailable(error.to_string())
-}
-
-fn body_error(rejection: &JsonRejection, limit: usize) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit },
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(rejection.body_text()),
-        _ => ApiError::InvalidRequest(rejection.body_text()),
+/// The JSON body, read only now that the caller is authenticated: `application/json`, at most
+/// `max_body_bytes`, within `body_timeout`.
+async fn read_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &ApiLimits,
+) -> Result<ProbeBody, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "Expected request with `Content-Type: application/json`".into(),
+        ));
     }
+    let limit = limits.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let collected = tokio::time::timeout(limits.body_timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| ApiError::RequestTimeout(limits.body_timeout))?;
+    let bytes = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        Err(error) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "cannot read the request body: {error}"
+            )));
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::InvalidRequest(format!(
+            "Failed to deserialize the JSON body into the target type: {error}"
+        ))
+    })
 }
 
 /// Checks the request against the index (the source runs on this node and can be probed from,

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::PairReport;
+use super::auth::{Access, TokenUse};
 use crate::cluster::model::{ObjectRef, Protocol};
 
 /// A boxed future, so [`ProbeService`] can be a trait object.
@@ -22,19 +23,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What the API needs from Kubernetes and the prober. The agent implements it with TokenReview,
 /// SubjectAccessReview and its prober; tests use a fake.
 pub trait ProbeService: Send + Sync + 'static {
-    /// Who holds `token`: `Ok(None)` when the token is not valid (TokenReview
-    /// `authenticated: false`).
+    /// Who holds `token`, presented for `token_use`: `Ok(None)` when the token is not valid
+    /// for it (TokenReview `authenticated: false`, or not for the audience that use needs).
     fn authenticate<'a>(
         &'a self,
         token: &'a str,
+        token_use: TokenUse,
     ) -> BoxFuture<'a, Result<Option<UserInfo>, ServiceError>>;
 
-    /// Whether `user` may `create` `proberequests.netreach.dev` in `namespace`
-    /// (SubjectAccessReview).
+    /// Whether `user` may do `access` (SubjectAccessReview).
     fn authorize<'a>(
         &'a self,
         user: &'a UserInfo,
-        namespace: &'a str,
+        access: &'a Access,
     ) -> BoxFuture<'a, Result<bool, ServiceError>>;
 
     /// Runs one probe, checked and resolved by the API, and diagnoses it.
@@ -42,7 +43,7 @@ pub trait ProbeService: Send + Sync + 'static {
 }
 
 /// The authenticated caller, as TokenReview reports it (SubjectAccessReview needs all of it).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct UserInfo {
     pub username: String,
     pub uid: Option<String>,

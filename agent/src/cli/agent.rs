@@ -17,7 +17,9 @@ use clap::builder::BoolishValueParser;
 use tracing::error;
 
 use crate::agent::lifecycle::write_termination_log;
-use crate::agent::{self, AgentConfig};
+use crate::agent::{self, AgentConfig, ApiServing};
+use crate::api::AuthMode;
+use crate::api::tls::TlsSource;
 use crate::policy::Profile;
 
 /// Run the node agent (the DaemonSet process): probe this node's ProbeSpec pairs from inside
@@ -26,13 +28,20 @@ use crate::policy::Profile;
 /// Every flag can also be set through the environment variable named in its help; NODE_NAME
 /// usually comes from the downward API (`fieldRef: spec.nodeName`).
 ///
+/// The API (/metrics, /v1/pairs, /v1/probe) is served over HTTPS, with the certificate from
+/// --tls-cert-file/--tls-key-file or, without them, a self-signed one generated at start.
+/// Callers present a bearer token for the audience `netreach` (`kubectl create token SA
+/// --audience netreach`) and need RBAC: `get` on the non-resource URL `/metrics` or
+/// `/v1/pairs`, `create proberequests` in a probe's source namespace. /healthz and /readyz
+/// are also served in plain HTTP on --health-listen for the kubelet.
+///
 /// Example: NODE_NAME=node-1 netreach agent --listen 0.0.0.0:9464
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The node this agent runs on; its pods are the sources it probes from.
     #[arg(long, env = "NODE_NAME", value_name = "NODE")]
     node_name: String,
-    /// Where to serve /metrics, /healthz, /readyz, /v1/pairs and /v1/probe.
+    /// Where to serve /metrics, /v1/pairs and /v1/probe (HTTPS).
     #[arg(
         long,
         env = "NETREACH_LISTEN",
@@ -40,6 +49,82 @@ pub struct Args {
         default_value = "0.0.0.0:9464"
     )]
     listen: SocketAddr,
+    /// Where to serve /healthz and /readyz in plain HTTP, for the kubelet.
+    #[arg(
+        long,
+        env = "NETREACH_HEALTH_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    health_listen: SocketAddr,
+    /// The API's certificate chain (PEM, leaf first); re-read when it changes. Without it
+    /// (and --tls-key-file), a self-signed certificate is generated at start.
+    #[arg(
+        long,
+        env = "NETREACH_TLS_CERT_FILE",
+        value_name = "PATH",
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(
+        long,
+        env = "NETREACH_TLS_KEY_FILE",
+        value_name = "PATH",
+        requires = "tls_cert_file"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Names and addresses in the self-signed certificate (comma-separated); default: the node
+    /// name and POD_IP.
+    #[arg(
+        long,
+        env = "NETREACH_TLS_SELF_SIGNED_NAMES",
+        value_name = "NAMES",
+        value_delimiter = ','
+    )]
+    tls_self_signed_names: Vec<String>,
+    /// Check API callers with TokenReview and SubjectAccessReview. `--api-auth=false` lets
+    /// anyone who reaches --listen read pairs and metrics and run probes: a trusted network only.
+    #[arg(
+        long,
+        env = "NETREACH_API_AUTH",
+        value_name = "BOOL",
+        default_value = "true",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    api_auth: bool,
+    /// The audiences a caller's token must be issued for (comma-separated).
+    #[arg(
+        long,
+        env = "NETREACH_API_AUDIENCES",
+        value_name = "AUDIENCES",
+        value_delimiter = ',',
+        default_value = crate::api::DEFAULT_AUDIENCE
+    )]
+    api_audiences: Vec<String>,
+    /// The audiences a token for /metrics and /v1/pairs must be issued for (comma-separated);
+    /// empty: the API server's own, so Prometheus scrapes with its service-account token.
+    #[arg(
+        long,
+        env = "NETREACH_READ_AUDIENCES",
+        value_name = "AUDIENCES",
+        value_delimiter = ','
+    )]
+    read_audiences: Vec<String>,
+    /// Open API connections at once; more are closed as soon as they arrive.
+    #[arg(
+        long,
+        env = "NETREACH_API_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=65536)
+    )]
+    api_max_connections: u32,
+    /// The pod's IP (downward API `status.podIP`), put in the self-signed certificate.
+    #[arg(long, env = "POD_IP", value_name = "IP", hide = true)]
+    pod_ip: Option<String>,
     /// How the CNI treats what the NetworkPolicy API leaves open (see `explain --help`).
     #[arg(long, env = "NETREACH_PROFILE", default_value = "upstream", value_parser = Profile::from_str)]
     profile: Profile,
@@ -96,6 +181,15 @@ pub struct Args {
     shutdown_grace: Duration,
 }
 
+/// The trimmed, non-empty items of a comma-separated flag.
+fn non_empty(items: Vec<String>) -> Vec<String> {
+    items
+        .into_iter()
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     probe_spec::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -113,6 +207,15 @@ impl Args {
         let Self {
             node_name,
             listen,
+            health_listen,
+            tls_cert_file,
+            tls_key_file,
+            tls_self_signed_names,
+            api_auth,
+            api_audiences,
+            read_audiences,
+            api_max_connections,
+            pod_ip,
             profile,
             concurrency,
             cni_selector,
@@ -121,7 +224,34 @@ impl Args {
             termination_log,
             shutdown_grace,
         } = self;
+        let tls = match (tls_cert_file, tls_key_file) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => {
+                let mut names = non_empty(tls_self_signed_names);
+                if names.is_empty() {
+                    names.push(node_name.clone());
+                    names.extend(pod_ip.filter(|ip| !ip.is_empty()));
+                    if !listen.ip().is_unspecified() {
+                        names.push(listen.ip().to_string());
+                    }
+                }
+                TlsSource::SelfSigned { names }
+            }
+        };
+        let api = ApiServing {
+            health_listen,
+            tls,
+            auth: if api_auth {
+                AuthMode::Enabled
+            } else {
+                AuthMode::Disabled
+            },
+            audiences: non_empty(api_audiences),
+            read_audiences: non_empty(read_audiences),
+            max_connections: api_max_connections as usize,
+        };
         AgentConfig {
+            api,
             node_name,
             listen,
             profile,

@@ -155,13 +155,26 @@ impl Args {
                 ready_rx,
                 pairs_rx,
                 Arc::new(NoKubeApi),
-            );
+            )
+            // No API server to review tokens with: the demo's API is open, so it belongs on
+            // loopback.
+            .with_auth(api::AuthMode::Disabled);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            if !listen.ip().is_loopback() {
+                eprintln!(
+                    "warning: the demo's API has no authentication and {listen} is not a loopback address; anyone who reaches it can read the simulated cluster's pairs"
+                );
+            }
             eprintln!("serving /metrics, /healthz, /readyz and /v1/pairs on http://{listen}");
-            let mut server =
-                tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+            let mut server = tokio::spawn(api::serve::serve(
+                listener,
+                api::router(state),
+                api::serve::ServeConfig::default(),
+                api::serve::ConnectionMetrics::register(&registry)?,
+                std::future::pending(),
+            ));
             let mut round_no = 0u32;
             loop {
                 round_no += 1;
@@ -198,14 +211,15 @@ impl Args {
     }
 }
 
-/// The demo has no Kubernetes API to check bearer tokens with, so `POST /v1/probe` answers
-/// 503 and says why; `netreach agent` serves it.
+/// The demo has no Kubernetes API: its API runs with auth disabled, and `POST /v1/probe`
+/// answers 422 saying that on-demand probes need `netreach agent`.
 struct NoKubeApi;
 
 impl api::ProbeService for NoKubeApi {
     fn authenticate<'a>(
         &'a self,
         _token: &'a str,
+        _token_use: api::TokenUse,
     ) -> api::BoxFuture<'a, Result<Option<api::UserInfo>, api::ServiceError>> {
         Box::pin(async {
             Err(api::ServiceError::Unavailable("netreach demo has no Kubernetes API for TokenReview; on-demand probes need `netreach agent`".into()))
@@ -214,7 +228,7 @@ impl api::ProbeService for NoKubeApi {
     fn authorize<'a>(
         &'a self,
         _user: &'a api::UserInfo,
-        _namespace: &'a str,
+        _access: &'a api::Access,
     ) -> api::BoxFuture<'a, Result<bool, api::ServiceError>> {
         Box::pin(async { Ok(false) })
     }

@@ -125,6 +125,7 @@ fn token_review(status: Value) -> Value {
 fn authenticated_alice() -> Value {
     token_review(json!({
         "authenticated": true,
+        "audiences": ["netreach"],
         "user": {
             "username": "alice", "uid": "uid-alice",
             "groups": ["devs", "system:authenticated"],
@@ -146,27 +147,99 @@ fn access_review(allowed: bool) -> Value {
 async fn token_review_request_and_allowed_user() {
     let (service, mut server, _) = service();
     let (user, request) = tokio::join!(
-        service.authenticate("secret-token"),
+        service.authenticate("secret-token", TokenUse::Probe),
         server.respond(201, authenticated_alice()),
     );
     assert_eq!(request.method, http::Method::POST);
     assert_eq!(request.path, TOKEN_REVIEWS);
     assert_eq!(request.body["apiVersion"], "authentication.k8s.io/v1");
     assert_eq!(request.body["kind"], "TokenReview");
-    assert_eq!(request.body["spec"], json!({"token": "secret-token"}));
+    assert_eq!(
+        request.body["spec"],
+        json!({"token": "secret-token", "audiences": ["netreach"]})
+    );
     assert_eq!(user.unwrap(), Some(alice()));
+}
+
+/// A token the API server accepts but not for `netreach` (the pod's own API token, a token
+/// for another service), or an API server that ignores audiences: not authenticated.
+#[tokio::test]
+async fn token_review_needs_the_netreach_audience_confirmed() {
+    let (service, mut server, _) = service();
+    let user = json!({"username": "alice"});
+    let cases = [
+        (json!(["https://kubernetes.default.svc"]), None),
+        (json!([]), None),
+        (Value::Null, None),
+        (json!(["other", "netreach"]), Some("alice")),
+    ];
+    for (audiences, expected) in cases {
+        let mut status = json!({"authenticated": true, "user": user});
+        if !audiences.is_null() {
+            status["audiences"] = audiences.clone();
+        }
+        let (reviewed, _) = tokio::join!(
+            service.authenticate("some-token", TokenUse::Probe),
+            server.respond(201, token_review(status)),
+        );
+        let username = reviewed.unwrap().map(|user| user.username);
+        assert_eq!(username.as_deref(), expected, "audiences {audiences}");
+    }
+
+    // Configured audiences are asked for; none at all asks for none and trusts the answer.
+    let (client, mut server) = mock_client();
+    let service = KubeProbeService::new(
+        client,
+        index(),
+        Arc::default(),
+        Arc::new(FakeProber::default()),
+    )
+    .with_audiences(vec![], vec![]);
+    let (reviewed, request) = tokio::join!(
+        service.authenticate("some-token", TokenUse::Probe),
+        server.respond(
+            201,
+            token_review(json!({"authenticated": true, "user": user}))
+        ),
+    );
+    assert!(request.body["spec"].get("audiences").is_none());
+    assert!(reviewed.unwrap().is_some());
+
+    // Reads (Prometheus's own service-account token) default to the API server's audience.
+    let (client, mut server) = mock_client();
+    let service = KubeProbeService::new(
+        client,
+        index(),
+        Arc::default(),
+        Arc::new(FakeProber::default()),
+    );
+    let (reviewed, request) = tokio::join!(
+        service.authenticate("prometheus-token", TokenUse::Read),
+        server.respond(
+            201,
+            token_review(json!({"authenticated": true, "user": user}))
+        ),
+    );
+    assert_eq!(request.body["spec"], json!({"token": "prometheus-token"}));
+    assert!(reviewed.unwrap().is_some());
 }
 
 #[tokio::test]
 async fn token_review_denied_is_none() {
     let (service, mut server, _) = service();
     let denied = token_review(json!({"authenticated": false, "error": "invalid bearer token"}));
-    let (user, _) = tokio::join!(service.authenticate("bad"), server.respond(201, denied));
+    let (user, _) = tokio::join!(
+        service.authenticate("bad", TokenUse::Probe),
+        server.respond(201, denied)
+    );
     assert_eq!(user.unwrap(), None);
 
     // Authenticated without a username is no usable identity either.
     let nameless = token_review(json!({"authenticated": true, "user": {"groups": ["x"]}}));
-    let (user, _) = tokio::join!(service.authenticate("odd"), server.respond(201, nameless));
+    let (user, _) = tokio::join!(
+        service.authenticate("odd", TokenUse::Probe),
+        server.respond(201, nameless)
+    );
     assert_eq!(user.unwrap(), None);
 }
 
@@ -174,7 +247,7 @@ async fn token_review_denied_is_none() {
 async fn token_review_api_error_is_unavailable() {
     let (service, mut server, _) = service();
     let (user, _) = tokio::join!(
-        service.authenticate("secret-token"),
+        service.authenticate("secret-token", TokenUse::Probe),
         server.respond(500, api_error(500, "InternalError", "etcd is down")),
     );
     let error = user.unwrap_err();
@@ -188,8 +261,9 @@ async fn token_review_api_error_is_unavailable() {
 async fn access_review_request_and_allowed() {
     let (service, mut server, _) = service();
     let user = alice();
+    let access = create_in("shop");
     let (allowed, request) = tokio::join!(
-        service.authorize(&user, "shop"),
+        service.authorize(&user, &access),
         server.respond(201, access_review(true)),
     );
     assert_eq!(request.method, http::Method::POST);
@@ -214,6 +288,49 @@ async fn access_review_request_and_allowed() {
     assert!(allowed.unwrap());
 }
 
+fn create_in(namespace: &str) -> Access {
+    Access::CreateProbeRequests {
+        namespace: namespace.into(),
+    }
+}
+
+#[tokio::test]
+async fn access_reviews_ask_for_each_kind_of_access() {
+    let (service, mut server, _) = service();
+    let user = UserInfo {
+        username: "bob".into(),
+        ..UserInfo::default()
+    };
+    let cases = [
+        (
+            Access::GetPods {
+                namespace: "payments".into(),
+            },
+            json!({"resourceAttributes": {"group": "", "resource": "pods", "verb": "get", "namespace": "payments"}}),
+        ),
+        (
+            Access::GetUrl { path: "/metrics" },
+            json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}),
+        ),
+        (
+            Access::GetUrl { path: "/v1/pairs" },
+            json!({"nonResourceAttributes": {"path": "/v1/pairs", "verb": "get"}}),
+        ),
+    ];
+    for (access, attributes) in cases {
+        let (allowed, request) = tokio::join!(
+            service.authorize(&user, &access),
+            server.respond(201, access_review(true)),
+        );
+        let mut expected = json!({"user": "bob"});
+        for (key, value) in attributes.as_object().expect("object") {
+            expected[key] = value.clone();
+        }
+        assert_eq!(request.body["spec"], expected, "{access}");
+        assert!(allowed.unwrap());
+    }
+}
+
 #[tokio::test]
 async fn access_review_denied() {
     let (service, mut server, _) = service();
@@ -221,8 +338,9 @@ async fn access_review_denied() {
         username: "bob".into(),
         ..UserInfo::default()
     };
+    let access = create_in("payments");
     let (allowed, request) = tokio::join!(
-        service.authorize(&user, "payments"),
+        service.authorize(&user, &access),
         server.respond(201, access_review(false)),
     );
     // A user without uid, groups or extra sends only the name.
@@ -241,8 +359,9 @@ async fn access_review_api_error_is_unavailable() {
     let (service, mut server, _) = service();
     let user = alice();
     for (code, reason) in [(500, "InternalError"), (403, "Forbidden")] {
+        let access = create_in("shop");
         let (allowed, _) = tokio::join!(
-            service.authorize(&user, "shop"),
+            service.authorize(&user, &access),
             server.respond(code, api_error(code, reason, "no")),
         );
         let error = allowed.unwrap_err();
@@ -434,6 +553,23 @@ async fn router_access_denied_is_403() {
 }
 
 #[tokio::test]
+async fn router_destination_namespace_denied_is_403_naming_the_permission() {
+    let (service, mut server, prober) = service();
+    let api = async {
+        server.respond(201, authenticated_alice()).await;
+        server.respond(201, access_review(true)).await;
+        server.respond(201, access_review(false)).await;
+    };
+    let (reply, ()) = tokio::join!(post_probe(app(service), "alice-token", probe_body()), api);
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.error().message,
+        "alice may not get pods in namespace payments"
+    );
+    assert!(prober.calls.lock().is_empty());
+}
+
+#[tokio::test]
 async fn router_api_error_is_503() {
     let (service, mut server, _) = service();
     let (reply, _) = tokio::join!(
@@ -450,8 +586,15 @@ async fn router_allowed_probe_runs() {
     let api = async {
         server.respond(201, authenticated_alice()).await;
         server.respond(201, access_review(true)).await;
+        server.respond(201, access_review(true)).await
     };
-    let (reply, ()) = tokio::join!(post_probe(app(service), "alice-token", probe_body()), api);
+    let (reply, pods_review) =
+        tokio::join!(post_probe(app(service), "alice-token", probe_body()), api);
+    // The destination is in another namespace: its pods must be readable to the caller.
+    assert_eq!(
+        pods_review.body["spec"]["resourceAttributes"],
+        json!({"group": "", "resource": "pods", "verb": "get", "namespace": "payments"})
+    );
     assert_eq!(
         reply.status,
         StatusCode::OK,

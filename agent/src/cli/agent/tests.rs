@@ -6,6 +6,8 @@ use clap::{CommandFactory, Parser};
 
 use super::Args;
 use crate::agent::AgentConfig;
+use crate::api::AuthMode;
+use crate::api::tls::TlsSource;
 
 /// `netreach agent` alone, so tests parse its flags without the other subcommands.
 #[derive(Debug, Parser)]
@@ -32,8 +34,8 @@ fn every_flag_reads_an_environment_variable() {
             .get_env()
             .unwrap_or_else(|| panic!("--{id} has no environment variable"));
         let env = env.to_string_lossy();
-        let expected = if id == "node_name" {
-            "NODE_NAME".to_string()
+        let expected = if id == "node_name" || id == "pod_ip" {
+            id.to_ascii_uppercase()
         } else {
             format!("NETREACH_{}", id.to_ascii_uppercase())
         };
@@ -41,7 +43,7 @@ fn every_flag_reads_an_environment_variable() {
         assert!(arg.get_help().is_some(), "--{id} has no help");
         checked += 1;
     }
-    assert_eq!(checked, 9, "every AgentConfig field has a flag");
+    assert_eq!(checked, 18, "every AgentConfig field has a flag");
 }
 
 #[test]
@@ -62,6 +64,60 @@ fn defaults_match_the_contract() {
         PathBuf::from("/dev/termination-log")
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(
+        config.api.health_listen,
+        "127.0.0.1:9465".parse::<SocketAddr>().expect("addr")
+    );
+    assert_eq!(config.api.auth, AuthMode::Enabled);
+    assert_eq!(config.api.audiences, ["netreach"]);
+    assert!(config.api.read_audiences.is_empty());
+    assert_eq!(config.api.max_connections, 256);
+    assert_eq!(
+        config.api.tls,
+        TlsSource::SelfSigned {
+            names: vec!["node-1".into()]
+        }
+    );
+}
+
+#[test]
+fn api_serving_flags() {
+    let config = parse(&[
+        "--node-name=node-1",
+        "--listen=10.244.0.5:9464",
+        "--pod-ip=10.244.0.5",
+        "--api-auth=false",
+        "--api-audiences=netreach, other",
+        "--read-audiences=netreach",
+        "--api-max-connections=32",
+        "--health-listen=127.0.0.1:8081",
+    ])
+    .expect("parses");
+    assert_eq!(config.api.auth, AuthMode::Disabled);
+    assert_eq!(config.api.audiences, ["netreach", "other"]);
+    assert_eq!(config.api.read_audiences, ["netreach"]);
+    assert_eq!(config.api.max_connections, 32);
+    assert_eq!(config.api.health_listen.port(), 8081);
+    assert_eq!(
+        config.api.tls,
+        TlsSource::SelfSigned {
+            names: vec!["node-1".into(), "10.244.0.5".into(), "10.244.0.5".into()]
+        }
+    );
+
+    let config = parse(&[
+        "--node-name=node-1",
+        "--tls-cert-file=/certs/tls.crt",
+        "--tls-key-file=/certs/tls.key",
+    ])
+    .expect("parses");
+    assert_eq!(
+        config.api.tls,
+        TlsSource::Files {
+            cert: "/certs/tls.crt".into(),
+            key: "/certs/tls.key".into()
+        }
+    );
 }
 
 #[test]
@@ -119,6 +175,10 @@ fn invalid_values_are_rejected() {
         &["--node-name=n", "--shutdown-grace=5"],
         &["--node-name=n", "--profile=nonsense"],
         &["--node-name=n", "--listen=localhost"],
+        &["--node-name=n", "--tls-cert-file=/c.crt"],
+        &["--node-name=n", "--tls-key-file=/c.key"],
+        &["--node-name=n", "--api-max-connections=0"],
+        &["--node-name=n", "--api-auth=sometimes"],
     ];
     for argv in cases {
         assert!(parse(argv).is_err(), "{argv:?} should be rejected");

@@ -33,7 +33,11 @@ KUBE_VERSIONS = ["1.30.0", "1.34.0", "1.37.0"]
 SKIPPED_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
+    ("cert-manager.io/v1", "Certificate"),
 }
+# Kinds a value set may render more than once: the agent's ClusterRole and the two reader
+# roles (with their bindings).
+REPEATED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
 
 CORE = {"ClusterRole", "ClusterRoleBinding", "DaemonSet", "NetworkPolicy", "Service", "ServiceAccount"}
 # What each value set must render, by kind.
@@ -43,6 +47,7 @@ EXPECTED_KINDS = {
     "operator": CORE | {"ServiceMonitor", "PrometheusRule"},
     "dashboard": CORE | {"ConfigMap"},
     "minimal": {"DaemonSet"},
+    "tls": CORE | {"Certificate", "ServiceMonitor", "PrometheusRule"},
 }
 
 
@@ -54,7 +59,8 @@ def test_renders_expected_kinds(value_set: tuple[str, dict[str, Any]], rendered_
     name, _ = value_set
     rendered = rendered_sets[name]
     assert set(rendered.kinds()) == EXPECTED_KINDS[name]
-    assert len(rendered.kinds()) == len(set(rendered.kinds())), "one object per kind"
+    singles = [kind for kind in rendered.kinds() if kind not in REPEATED_KINDS]
+    assert len(singles) == len(set(singles)), "one object per kind"
     for obj in rendered.objects:
         meta = obj["metadata"]
         assert meta["labels"]["app.kubernetes.io/name"] == "netreach"
@@ -106,7 +112,7 @@ def test_only_known_kinds_are_skipped(rendered_sets: dict[str, Rendered]) -> Non
         for obj in rendered.objects
         if (obj["apiVersion"], obj["kind"]) in SKIPPED_KINDS
     }
-    assert skipped == SKIPPED_KINDS, "the operator value set must exercise every skipped kind"
+    assert skipped == SKIPPED_KINDS, "the value sets must exercise every skipped kind"
 
 
 def test_crds_validate(tmp_path: pathlib.Path) -> None:
@@ -225,8 +231,74 @@ def test_notes_tell_how_to_declare_and_read_results(rendered_sets: dict[str, Ren
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"appArmorProfile": {"type": "Localhost"}}, "localhostProfile"),
         ({"tolerations": [{"operator": "Maybe"}]}, "/tolerations/0/operator"),
+        ({"agent": {"api": {"auth": "no"}}}, "/agent/api/auth"),
+        ({"agent": {"api": {"audiences": ""}}}, "/agent/api/audiences"),
+        ({"agent": {"api": {"maxConnections": 0}}}, "/agent/api/maxConnections"),
+        ({"metricsReader": {"subjects": [{"kind": "Robot", "name": "x"}]}}, "/metricsReader/subjects/0/kind"),
     ],
 )
 def test_schema_rejects(values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(HelmValuesError, match=re.escape(complaint)):
         render(values)
+
+
+# === HTTPS and who may read: the ServiceMonitor's TLS and token, the reader roles ===
+
+
+def test_service_monitor_scrapes_over_https_with_its_token(rendered_sets: dict[str, Rendered]) -> None:
+    (self_signed,) = rendered_sets["operator"].one("ServiceMonitor")["spec"]["endpoints"]
+    (verified,) = rendered_sets["tls"].one("ServiceMonitor")["spec"]["endpoints"]
+    for endpoint in (self_signed, verified):
+        assert endpoint["scheme"] == "https"
+        assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    # Self-signed at start: nothing to verify against.
+    assert self_signed["tlsConfig"] == {"insecureSkipVerify": True}
+    # cert-manager: verified with the Secret's CA, under the Service's name.
+    assert verified["tlsConfig"] == {
+        "ca": {"secret": {"name": "netreach-tls", "key": "ca.crt"}},
+        "serverName": f"netreach.{NAMESPACE}.svc",
+    }
+    certificate = rendered_sets["tls"].one("Certificate")["spec"]
+    assert certificate["secretName"] == "netreach-tls"
+    assert f"netreach.{NAMESPACE}.svc" in certificate["dnsNames"]
+    assert certificate["issuerRef"] == {"kind": "ClusterIssuer", "name": "cluster-ca"}
+    assert certificate["usages"] == ["server auth"]
+
+
+def test_the_agent_reads_the_certificate_secret(rendered_sets: dict[str, Rendered]) -> None:
+    from conftest import agent_container, env_of
+
+    for name, secret in (("tls", "netreach-tls"), ("default", None)):
+        rendered = rendered_sets[name]
+        env = env_of(agent_container(rendered))
+        pod = rendered.one("DaemonSet")["spec"]["template"]["spec"]
+        if secret is None:
+            assert "NETREACH_TLS_CERT_FILE" not in env and "volumes" not in pod
+            continue
+        assert env["NETREACH_TLS_CERT_FILE"] == "/etc/netreach/tls/tls.crt"
+        assert env["NETREACH_TLS_KEY_FILE"] == "/etc/netreach/tls/tls.key"
+        (volume,) = pod["volumes"]
+        assert volume["secret"]["secretName"] == secret
+        (mount,) = agent_container(rendered)["volumeMounts"]
+        assert mount == {"name": volume["name"], "mountPath": "/etc/netreach/tls", "readOnly": True}
+
+
+def test_reader_roles_grant_get_on_their_url_only(rendered_sets: dict[str, Rendered]) -> None:
+    rendered = rendered_sets["tls"]
+    roles = {role["metadata"]["name"]: role["rules"] for role in rendered.all("ClusterRole")}
+    assert roles["netreach-metrics-reader"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert roles["netreach-pairs-reader"] == [{"nonResourceURLs": ["/v1/pairs"], "verbs": ["get"]}]
+    bindings = {b["metadata"]["name"]: b for b in rendered.all("ClusterRoleBinding")}
+    prometheus = bindings["netreach-metrics-reader"]
+    assert prometheus["roleRef"]["name"] == "netreach-metrics-reader"
+    assert prometheus["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kube-prometheus-stack-prometheus", "namespace": "monitoring"}
+    ]
+    # Without subjects, the roles exist and nothing is bound to them.
+    default_bindings = [b["metadata"]["name"] for b in rendered_sets["default"].all("ClusterRoleBinding")]
+    assert default_bindings == ["netreach"]
+
+
+def test_certificate_needs_an_issuer() -> None:
+    with pytest.raises(Exception, match="issuerRef.name"):
+        render({"tls": {"certManager": {"enabled": True}}})

@@ -54,7 +54,8 @@ def test_host_namespaces(value_set: tuple[str, dict[str, Any]], rendered_sets: d
     assert spec["hostNetwork"] is True
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert "hostIPC" not in spec
-    assert "volumes" not in spec, "the agent needs no host path: /proc comes with hostPID"
+    volumes = spec.get("volumes", [])
+    assert all(set(v) == {"name", "secret"} for v in volumes), "the agent needs no host path: /proc comes with hostPID"
 
 
 def test_agent_wiring(value_set: tuple[str, dict[str, Any]], rendered_sets: dict[str, Rendered]) -> None:
@@ -68,8 +69,12 @@ def test_agent_wiring(value_set: tuple[str, dict[str, Any]], rendered_sets: dict
     (port,) = container["ports"]
     assert port["name"] == "metrics" and port["protocol"] == "TCP"
     assert env["NETREACH_LISTEN"].endswith(f":{port['containerPort']}")
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # The kubelet's checks go to the plain-HTTP health port on loopback, not the HTTPS API.
+    health_port = int(env["NETREACH_HEALTH_LISTEN"].removeprefix("127.0.0.1:"))
+    assert health_port != port["containerPort"]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"host": "127.0.0.1", "path": path, "port": health_port}
+    assert env["NETREACH_API_AUTH"] == "true", "auth is on in every value set"
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     strategy = ds["spec"]["updateStrategy"]
     assert strategy["type"] == "RollingUpdate"
@@ -146,10 +151,10 @@ def test_rbac_is_exactly_what_the_agent_calls(value_set: tuple[str, dict[str, An
     if name == "minimal":
         assert not rendered.all("ClusterRole") and not rendered.all("ClusterRoleBinding")
         return
-    role = rendered.one("ClusterRole")
+    (role,) = [r for r in rendered.all("ClusterRole") if "rules" in r and not r["metadata"]["name"].endswith("-reader")]
     assert rbac_tuples(role) == RBAC
     assert not any("*" in part for t in rbac_tuples(role) for part in t)
-    binding = rendered.one("ClusterRoleBinding")
+    (binding,) = [b for b in rendered.all("ClusterRoleBinding") if not b["metadata"]["name"].endswith("-reader")]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",

@@ -123,7 +123,7 @@ pub struct Args {
     )]
     api_max_connections: u32,
     /// The pod's IP (downward API `status.podIP`), put in the self-signed certificate.
-    #[arg(long, env = "POD_IP", value_name = "IP", hide = true)]
+    #[arg(long, env = "POD_IP", value_name = "IP")]
     pod_ip: Option<String>,
     /// How the CNI treats what the NetworkPolicy API leaves open (see `explain --help`).
     #[arg(long, env = "NETREACH_PROFILE", default_value = "upstream", value_parser = Profile::from_str)]

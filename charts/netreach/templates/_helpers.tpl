@@ -75,6 +75,18 @@ Prometheus Operator API monitoring.coreos.com/v1" (offline `helm template` sees 
 {{- end }}
 {{- end }}
 
+{{/*
+The Secret holding the API's certificate: tls.secretName, or the one cert-manager fills, or ""
+(each agent then generates a self-signed certificate at start).
+*/}}
+{{- define "netreach.tlsSecretName" -}}
+{{- if .Values.tls.secretName }}
+{{- .Values.tls.secretName }}
+{{- else if .Values.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "netreach.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* The switches of the optional objects; templates test `eq (include ...) "true"`. */}}
 {{- define "netreach.serviceMonitor.enabled" -}}
 {{- include "netreach.switch" (dict "enabled" .Values.serviceMonitor.enabled "context" .) }}

@@ -393,6 +393,22 @@ impl Pipeline {
         timeout: Duration,
         changes: &ChangeLog,
     ) -> PairReport {
+        let context = self.context(index, changes);
+        self.probe_once_in(&context, index, from, target, timeout, changes)
+            .await
+    }
+
+    /// [`Pipeline::probe_once`] with a context built from the same `index` and `changes`
+    /// (on-demand probes share one per snapshot).
+    pub async fn probe_once_in(
+        &self,
+        context: &ProbeContext,
+        index: &Index,
+        from: &ObjectRef,
+        target: PairTarget,
+        timeout: Duration,
+        changes: &ChangeLog,
+    ) -> PairReport {
         let spec = ObjectRef::new("", "");
         let pair = Pair {
             id: schedule::pair_id(&spec, from, &target),
@@ -400,7 +416,6 @@ impl Pipeline {
             from: from.clone(),
             target,
         };
-        let context = self.context(index, changes);
         let job = Job {
             pair: &pair,
             expect: Expectation::Allow,

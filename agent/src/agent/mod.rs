@@ -25,6 +25,7 @@
 pub mod changes;
 pub mod events;
 pub mod lifecycle;
+pub mod on_demand;
 pub mod prober;
 pub mod requests;
 pub mod scheduler;
@@ -276,7 +277,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     );
 
     // ProbeRequests.
-    let on_demand: Arc<dyn OnDemandProber> = pipeline.clone();
+    let on_demand: Arc<dyn OnDemandProber> =
+        Arc::new(on_demand::ViewProber::new(pipeline.clone(), view.clone()));
     let runner = RequestRunner::new(
         RequestRunnerConfig::new(&node_name, shutdown_grace),
         view.clone(),
@@ -323,7 +325,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
 
     // HTTP API.
     let probe_service: Arc<dyn ProbeService> = Arc::new(
-        KubeProbeService::from_view(client.clone(), &view, on_demand)
+        KubeProbeService::new(client.clone(), on_demand)
             .with_audiences(serving.audiences.clone(), serving.read_audiences.clone()),
     );
     let state = AppState::new(

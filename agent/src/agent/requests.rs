@@ -4,7 +4,7 @@
 //! ```text
 //! view.requests ──runnable_here(node, handled UIDs)──> Runnable ──prepare(index)──┐
 //!   Err(why) ──────────────────────────────────────────────────────────────────────┴─> status Failed
-//!   Ok(PreparedRequest) ──> status Running ──> OnDemandProber::probe_once × count (on a snapshot)
+//!   Ok(PreparedRequest) ──> status Running ──> OnDemandProber::probe_once × count (shared snapshot)
 //!                       ──summarize()──> status Succeeded (outcome, verdict, reason, summary, ...)
 //!                                        or Failed when no probe could run at all
 //! ```
@@ -210,20 +210,21 @@ async fn handle(shared: Arc<Shared>, key: ObjectRef, prepared: Result<PreparedRe
             )
             .await;
             info!(from = %request.from, target = %request.target, count = request.count, "running ProbeRequest");
-            let reports = probe_all(&shared, &request).await;
-            summarize(&shared.node, &request.target, &reports, &started, &now())
+            match probe_all(&shared, &request).await {
+                Ok(reports) => summarize(&shared.node, &request.target, &reports, &started, &now()),
+                Err(message) => {
+                    info!(%message, "ProbeRequest could not run");
+                    failed_status(&shared.node, None, message, &started, &now())
+                }
+            }
         }
     };
     write_status(&shared.writer, &key, &status, STATUS_WRITE_ATTEMPTS).await;
 }
 
-/// Probes `count` times against one snapshot of the view.
-async fn probe_all(shared: &Shared, request: &PreparedRequest) -> Vec<PairReport> {
-    let (index, changes) = {
-        let index = shared.view.index.read();
-        let changes = shared.view.changes.read();
-        (index.clone(), changes.clone())
-    };
+/// Probes `count` times (on the on-demand prober's shared snapshot); `Err` when the first
+/// probe cannot run, otherwise what ran.
+async fn probe_all(shared: &Shared, request: &PreparedRequest) -> Result<Vec<PairReport>, String> {
     let spacing = match request.target.port() {
         Some((_, Protocol::Udp)) => UDP_PROBE_SPACING,
         _ => Duration::ZERO,
@@ -233,19 +234,20 @@ async fn probe_all(shared: &Shared, request: &PreparedRequest) -> Vec<PairReport
         if probe > 0 && !spacing.is_zero() {
             tokio::time::sleep(spacing).await;
         }
-        let report = shared
+        match shared
             .prober
-            .probe_once(
-                &index,
-                &request.from,
-                request.target.clone(),
-                request.timeout,
-                &changes,
-            )
-            .await;
-        reports.push(report);
+            .probe_once(&request.from, request.target.clone(), request.timeout)
+            .await
+        {
+            Ok(report) => reports.push(report),
+            Err(message) if reports.is_empty() => return Err(message),
+            Err(message) => {
+                info!(%message, done = reports.len(), "stopping the ProbeRequest's probes");
+                break;
+            }
+        }
     }
-    reports
+    Ok(reports)
 }
 
 /// Writes a status, retrying API errors with a short back-off.

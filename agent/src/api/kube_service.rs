@@ -6,7 +6,7 @@
 //! UserInfo + Access ──SubjectAccessReview (authorization.k8s.io/v1)──> allowed?
 //!   Access: create proberequests.netreach.dev in a namespace | get pods in a namespace
 //!           | get a non-resource URL (/metrics, /v1/pairs)
-//! ProbeCall ──snapshot of Index + ChangeLog──> PairTarget ──OnDemandProber (Pipeline)──> PairReport
+//! ProbeCall ──> PairTarget ──OnDemandProber (the pipeline on a shared snapshot)──> PairReport
 //! ```
 //!
 //! For on-demand probes TokenReview asks for the audience `netreach` (configurable) and accepts
@@ -16,10 +16,11 @@
 //! the API server's own audience by default, so Prometheus scrapes with its service-account
 //! token (the kube-rbac-proxy convention). Both reviews are `create` calls with the agent's own credentials (its ClusterRole needs
 //! `create` on `tokenreviews` and `subjectaccessreviews`); any failure to get an answer is
-//! [`ServiceError::Unavailable`] (503), never a silent allow. Probes run against a copy of the
-//! index and change log taken under their read locks, so no lock is held across the probe's
-//! `.await`. The prober is an [`OnDemandProber`] behind an `Arc`: the agent passes its
-//! [`Pipeline`]; tests pass a fake and need neither root nor network namespaces.
+//! [`ServiceError::Unavailable`] (503), never a silent allow. The prober is an
+//! [`OnDemandProber`] behind an `Arc`: the agent passes its `ViewProber` (the pipeline on one
+//! snapshot of the view shared by every on-demand probe, so no lock is held across a probe's
+//! `.await` and no request copies the index); tests pass a fake and need neither root nor
+//! network namespaces.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,18 +32,13 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
-use parking_lot::RwLock;
 use tracing::{debug, info, warn};
 
 use super::auth::{Access, TokenUse};
 use super::{
     BoxFuture, PairReport, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
 };
-use crate::cluster::Index;
-use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::ObjectRef;
-use crate::cluster::watch::ClusterView;
-use crate::run::Pipeline;
 use crate::schedule::PairTarget;
 
 /// The audience on-demand callers' tokens must carry (`kubectl create token SA --audience netreach`).
@@ -74,33 +70,18 @@ impl ReviewError {
     }
 }
 
-/// Runs one on-demand probe against a snapshot of the cluster view; [`Pipeline`] is the real
-/// one.
+/// Runs one on-demand probe against the latest view of the cluster; the agent's is
+/// `agent::on_demand::ViewProber`.
 pub trait OnDemandProber: Send + Sync + 'static {
-    /// Probes `target` from `from`, predicts and diagnoses it (see [`Pipeline::probe_once`]).
+    /// Probes `target` from `from`, predicts and diagnoses it (see
+    /// `Pipeline::probe_once`); `Err` says why it could not run (the source or destination pod
+    /// left the view).
     fn probe_once<'a>(
         &'a self,
-        index: &'a Index,
         from: &'a ObjectRef,
         target: PairTarget,
         timeout: Duration,
-        changes: &'a ChangeLog,
-    ) -> BoxFuture<'a, PairReport>;
-}
-
-impl OnDemandProber for Pipeline {
-    fn probe_once<'a>(
-        &'a self,
-        index: &'a Index,
-        from: &'a ObjectRef,
-        target: PairTarget,
-        timeout: Duration,
-        changes: &'a ChangeLog,
-    ) -> BoxFuture<'a, PairReport> {
-        Box::pin(Pipeline::probe_once(
-            self, index, from, target, timeout, changes,
-        ))
-    }
+    ) -> BoxFuture<'a, Result<PairReport, String>>;
 }
 
 /// The agent's [`ProbeService`]: TokenReview, SubjectAccessReview and the probe pipeline.
@@ -108,8 +89,6 @@ impl OnDemandProber for Pipeline {
 #[derive(Clone)]
 pub struct KubeProbeService {
     client: Client,
-    index: Arc<RwLock<Index>>,
-    changes: Arc<RwLock<ChangeLog>>,
     prober: Arc<dyn OnDemandProber>,
     probe_audiences: Vec<String>,
     read_audiences: Vec<String>,
@@ -125,17 +104,9 @@ impl fmt::Debug for KubeProbeService {
 }
 
 impl KubeProbeService {
-    /// A service over the shared index and change log (the same `Arc`s the watchers write).
-    pub fn new(
-        client: Client,
-        index: Arc<RwLock<Index>>,
-        changes: Arc<RwLock<ChangeLog>>,
-        prober: Arc<dyn OnDemandProber>,
-    ) -> Self {
+    pub fn new(client: Client, prober: Arc<dyn OnDemandProber>) -> Self {
         Self {
             client,
-            index,
-            changes,
             prober,
             probe_audiences: vec![DEFAULT_AUDIENCE.to_string()],
             read_audiences: Vec::new(),
@@ -156,11 +127,6 @@ impl KubeProbeService {
             TokenUse::Probe => &self.probe_audiences,
             TokenUse::Read => &self.read_audiences,
         }
-    }
-
-    /// A service over a live [`ClusterView`].
-    pub fn from_view(client: Client, view: &ClusterView, prober: Arc<dyn OnDemandProber>) -> Self {
-        Self::new(client, view.index.clone(), view.changes.clone(), prober)
     }
 
     async fn review_token(
@@ -196,13 +162,6 @@ impl KubeProbeService {
         debug!(user = %user.username, %access, allowed = status.allowed, reason = status.reason.as_deref().unwrap_or(""), "SubjectAccessReview");
         Ok(status.allowed)
     }
-
-    /// Copies of the index and change log, taken under their read locks.
-    fn snapshot(&self) -> (Index, ChangeLog) {
-        let index = self.index.read().clone();
-        let changes = self.changes.read().clone();
-        (index, changes)
-    }
 }
 
 impl ProbeService for KubeProbeService {
@@ -232,19 +191,12 @@ impl ProbeService for KubeProbeService {
 
     fn probe(&self, call: ProbeCall) -> BoxFuture<'_, Result<PairReport, ServiceError>> {
         Box::pin(async move {
-            let (index, changes) = self.snapshot();
-            if index.pod(&call.from).is_none() {
-                return Err(ServiceError::Rejected(format!(
-                    "source pod {} is gone",
-                    call.from
-                )));
-            }
-            let target = pair_target(&index, &call.target)?;
+            let target = pair_target(&call.target);
             info!(user = %call.requested_by, from = %call.from, %target, "probing on demand");
-            Ok(self
-                .prober
-                .probe_once(&index, &call.from, target, call.timeout, &changes)
-                .await)
+            self.prober
+                .probe_once(&call.from, target, call.timeout)
+                .await
+                .map_err(ServiceError::Rejected)
         })
     }
 }
@@ -332,36 +284,27 @@ fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
     }
 }
 
-/// The pipeline's target for an API call, with a pod target re-resolved in the snapshot (the
-/// pod may have gone or changed its IP since the API checked it).
-fn pair_target(index: &Index, target: &ProbeCallTarget) -> Result<PairTarget, ServiceError> {
-    Ok(match target {
+/// The pipeline's target for an API call (the prober re-resolves a pod's IP in its snapshot).
+fn pair_target(target: &ProbeCallTarget) -> PairTarget {
+    match target {
         ProbeCallTarget::Pod {
             pod,
+            ip,
             port,
             protocol,
-            ..
-        } => {
-            let destination = index
-                .pod(pod)
-                .ok_or_else(|| ServiceError::Rejected(format!("destination pod {pod} is gone")))?;
-            let ip = destination.ips.first().copied().ok_or_else(|| {
-                ServiceError::Rejected(format!("destination pod {pod} has no IP"))
-            })?;
-            PairTarget::Pod {
-                pod: pod.clone(),
-                ip,
-                port: *port,
-                protocol: *protocol,
-            }
-        }
+        } => PairTarget::Pod {
+            pod: pod.clone(),
+            ip: *ip,
+            port: *port,
+            protocol: *protocol,
+        },
         ProbeCallTarget::Ip { ip, port, protocol } => PairTarget::Ip {
             ip: *ip,
             port: *port,
             protocol: *protocol,
         },
         ProbeCallTarget::Dns { name } => PairTarget::Dns { name: name.clone() },
-    })
+    }
 }
 
 #[cfg(test)]

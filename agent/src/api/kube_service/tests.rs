@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use super::mock_api::{ApiServer, api_error, mock_client};
 use super::*;
 use crate::api::{AppState, ErrorBody, router};
+use crate::cluster::Index;
 use crate::cluster::load::Loaded;
 use crate::cluster::model::Protocol;
 
@@ -79,22 +80,20 @@ struct FakeProber {
     calls: Mutex<Vec<(ObjectRef, PairTarget, Duration)>>,
 }
 
+/// Pods named `gone` have left the prober's view.
 impl OnDemandProber for FakeProber {
     fn probe_once<'a>(
         &'a self,
-        index: &'a Index,
         from: &'a ObjectRef,
         target: PairTarget,
         timeout: Duration,
-        _changes: &'a ChangeLog,
-    ) -> BoxFuture<'a, PairReport> {
+    ) -> BoxFuture<'a, Result<PairReport, String>> {
         Box::pin(async move {
-            assert!(
-                index.pod(from).is_some(),
-                "probed from a pod of the snapshot"
-            );
+            if from.name == "gone" {
+                return Err(format!("source pod {from} is gone"));
+            }
             self.calls.lock().push((from.clone(), target, timeout));
-            report()
+            Ok(report())
         })
     }
 }
@@ -102,7 +101,7 @@ impl OnDemandProber for FakeProber {
 fn service() -> (KubeProbeService, ApiServer, Arc<FakeProber>) {
     let (client, server) = mock_client();
     let prober = Arc::new(FakeProber::default());
-    let service = KubeProbeService::new(client, index(), Arc::default(), prober.clone());
+    let service = KubeProbeService::new(client, prober.clone());
     (service, server, prober)
 }
 
@@ -188,13 +187,8 @@ async fn token_review_needs_the_netreach_audience_confirmed() {
 
     // Configured audiences are asked for; none at all asks for none and trusts the answer.
     let (client, mut server) = mock_client();
-    let service = KubeProbeService::new(
-        client,
-        index(),
-        Arc::default(),
-        Arc::new(FakeProber::default()),
-    )
-    .with_audiences(vec![], vec![]);
+    let service = KubeProbeService::new(client, Arc::new(FakeProber::default()))
+        .with_audiences(vec![], vec![]);
     let (reviewed, request) = tokio::join!(
         service.authenticate("some-token", TokenUse::Probe),
         server.respond(
@@ -207,12 +201,7 @@ async fn token_review_needs_the_netreach_audience_confirmed() {
 
     // Reads (Prometheus's own service-account token) default to the API server's audience.
     let (client, mut server) = mock_client();
-    let service = KubeProbeService::new(
-        client,
-        index(),
-        Arc::default(),
-        Arc::new(FakeProber::default()),
-    );
+    let service = KubeProbeService::new(client, Arc::new(FakeProber::default()));
     let (reviewed, request) = tokio::join!(
         service.authenticate("prometheus-token", TokenUse::Read),
         server.respond(
@@ -385,12 +374,12 @@ fn call(target: ProbeCallTarget) -> ProbeCall {
 }
 
 #[tokio::test]
-async fn probe_maps_targets_through_the_snapshot() {
+async fn probe_maps_call_targets_to_pair_targets() {
     let (service, _server, prober) = service();
     let gateway = ObjectRef::new("payments", "gateway");
     let cases = [
         (
-            // The pod's current IP comes from the index, not from the call.
+            // The prober re-resolves the pod's current IP in its snapshot.
             ProbeCallTarget::Pod {
                 pod: gateway.clone(),
                 ip: "10.244.9.9".parse().unwrap(),
@@ -399,7 +388,7 @@ async fn probe_maps_targets_through_the_snapshot() {
             },
             PairTarget::Pod {
                 pod: gateway.clone(),
-                ip: "10.244.2.30".parse().unwrap(),
+                ip: "10.244.9.9".parse().unwrap(),
                 port: 8443,
                 protocol: Protocol::Tcp,
             },
@@ -436,27 +425,15 @@ async fn probe_maps_targets_through_the_snapshot() {
 }
 
 #[tokio::test]
-async fn probe_rejects_pods_gone_from_the_index() {
+async fn probes_that_cannot_run_are_rejected_with_the_probers_reason() {
     let (service, _server, prober) = service();
-    let gone = call(ProbeCallTarget::Pod {
-        pod: ObjectRef::new("payments", "gone"),
-        ip: "10.244.2.99".parse().unwrap(),
-        port: 80,
-        protocol: Protocol::Tcp,
-    });
-    let error = service.probe(gone).await.unwrap_err();
-    assert!(
-        matches!(&error, ServiceError::Rejected(m) if m.contains("payments/gone")),
-        "{error:?}"
-    );
-
     let mut from_gone = call(ProbeCallTarget::Dns {
         name: "example.com".into(),
     });
     from_gone.from = ObjectRef::new("shop", "gone");
     let error = service.probe(from_gone).await.unwrap_err();
     assert!(
-        matches!(&error, ServiceError::Rejected(m) if m.contains("shop/gone")),
+        matches!(&error, ServiceError::Rejected(m) if m == "source pod shop/gone is gone"),
         "{error:?}"
     );
     assert!(prober.calls.lock().is_empty());
@@ -478,11 +455,10 @@ impl Reply {
 fn app(service: KubeProbeService) -> axum::Router {
     let (_, ready) = watch::channel(true);
     let (_, pairs) = watch::channel(Arc::new(Vec::new()));
-    let index = service.index.clone();
     let state = AppState::new(
         "node-1",
         Arc::new(Registry::new()),
-        index,
+        index(),
         ready,
         pairs,
         Arc::new(service),

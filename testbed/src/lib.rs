@@ -43,4 +43,6 @@ pub use scenario::{
     Action, ClosedPort, Dataplane, DnsAnswer, DnsConfig, Fault, Ipv4Cidr, Peer, PodRef, Protocol,
     Rule, RuleProtocol, Scenario,
 };
-pub use testbed::{DnsHandle, NodeHandle, PodHandle, SERVFAIL_UPSTREAM, TIMEOUT_UPSTREAM, Testbed};
+pub use testbed::{
+    DnsHandle, NodeHandle, PodHandle, SERVFAIL_UPSTREAM, TIMEOUT_UPSTREAM, Testbed, dnsmasq_args,
+};

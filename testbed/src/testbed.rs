@@ -32,6 +32,7 @@ mod build;
 mod dns;
 mod handles;
 
+pub use dns::dnsmasq_args;
 pub use handles::{DnsHandle, NodeHandle, PodHandle};
 
 /// The router-local address of the SERVFAIL responder.

@@ -32,7 +32,7 @@ use crate::netns::{
     MAX_POD_FILE_BYTES, NetnsHandle, RESOLV_CONF, Resolution, SocketFactory, read_pod_file,
     resolve_pod,
 };
-use crate::probe::{DnsConfig, Observation, Outcome, Prober};
+use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 
 /// Probe a target from inside a pod's network namespace: here (local mode, needs root) or
 /// through the netreach agent on the pod's node (cluster mode).
@@ -273,10 +273,17 @@ impl Args {
                     Some(pid) => {
                         let path = format!("/proc/{pid}/root/etc/resolv.conf");
                         // The same bounded, in-root read the agent does: a symlink or FIFO in
-                        // the pod cannot point this root process elsewhere or hang it.
+                        // the pod cannot point this root process elsewhere or hang it. A file
+                        // that fails is named with the agent's not_probed reason.
+                        let not_probed = || {
+                            format!(
+                                "not probed ({}): the pod's resolv.conf",
+                                NotProbedReason::PodFileUnreadable.as_str()
+                            )
+                        };
                         let bytes = read_pod_file(pid, Path::new(RESOLV_CONF), MAX_POD_FILE_BYTES)
-                            .context("reading the namespace's resolver config")?;
-                        DnsConfig::from_resolv_conf(&bytes, path).context("parsing resolv.conf")?
+                            .with_context(not_probed)?;
+                        DnsConfig::from_resolv_conf(&bytes, path).with_context(not_probed)?
                     }
                     None => bail!(
                         "--dns needs --pid or --pod-uid: a bare --netns has no resolv.conf to read"

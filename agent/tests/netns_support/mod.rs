@@ -1,9 +1,11 @@
 //! Minimal fixtures for the netns/probe integration tests: named network namespaces, a
 //! src–router–dst topology on veth pairs, nftables rules, kubepods-style cgroups with
-//! processes in them. Every name starts with `nrnt-<pid>-<n>`; everything is torn down by name
+//! processes in them, pod root filesystems with a process chroot'ed into them (`pod_root`). Every name starts with `nrnt-<pid>-<n>`; everything is torn down by name
 //! or PID on drop (also during a panic's unwinding). Addresses come from 10.244.250.0/24 and
 //! live only inside namespaces created here. Needs root, `ip` (iproute2) and `nft`.
 #![allow(dead_code)]
+
+pub mod pod_root;
 
 use std::fs;
 use std::io::Write;

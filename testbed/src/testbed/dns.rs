@@ -3,6 +3,8 @@
 //! forwarded to the router's SERVFAIL responder, `TIMEOUT` names to a black hole.
 
 use std::fs;
+use std::net::Ipv4Addr;
+use std::path::Path;
 
 use super::{
     DnsHandle, SERVFAIL_UPSTREAM, TIMEOUT_UPSTREAM, Testbed,
@@ -23,25 +25,11 @@ impl Testbed {
         let ns = pod.netns_name.clone().unwrap_or_default();
         let log_path = self.run_dir.join("logs/dnsmasq.log");
         let mut cmd = self.in_netns(Some(&ns), &dnsmasq);
-        cmd.args([
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--keep-in-foreground",
-            "--port=53",
-            "--bind-interfaces",
-            "--user=root",
-            "--cache-size=0",
-            "--no-negcache",
-            "--log-queries",
-            "--local=/#/",
-        ])
-        .arg(format!("--listen-address={}", d.ip))
-        .arg(format!(
-            "--pid-file={}",
-            self.run_dir.join("dnsmasq.pid").display()
-        ))
-        .arg(format!("--log-facility={}", log_path.display()));
+        cmd.args(dnsmasq_args(
+            d.ip,
+            &self.run_dir.join("dnsmasq.pid"),
+            &log_path,
+        ));
         for (name, answer) in &d.records {
             cmd.arg(match answer {
                 DnsAnswer::A(ip) => format!("--host-record={name},{ip}"),
@@ -82,4 +70,29 @@ impl Testbed {
             }),
         }
     }
+}
+
+/// dnsmasq's flags for a responder on `listen`:53 that answers only what further
+/// `--host-record`/`--server` flags add (NXDOMAIN otherwise), runs in the foreground as root
+/// without caching, and logs every query to `log`. Also for tests that start their own.
+pub fn dnsmasq_args(listen: Ipv4Addr, pid_file: &Path, log: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--keep-in-foreground",
+        "--port=53",
+        "--bind-interfaces",
+        "--user=root",
+        "--cache-size=0",
+        "--no-negcache",
+        "--log-queries",
+        "--local=/#/",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("--listen-address={listen}"));
+    args.push(format!("--pid-file={}", pid_file.display()));
+    args.push(format!("--log-facility={}", log.display()));
+    args
 }

@@ -36,8 +36,9 @@ pub use crd::{crds, crds_yaml};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use port::{PortSpec, Protocol};
 pub use probe_request::{
-    PodRef, ProbeRequest, ProbeRequestPhase, ProbeRequestSpec, ProbeRequestStatus, RequestSource,
-    RequestTarget, RequestTargetKind,
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED, MAX_TTL_SECONDS_AFTER_FINISHED, PodRef, ProbeRequest,
+    ProbeRequestPhase, ProbeRequestSpec, ProbeRequestStatus, RequestSource, RequestTarget,
+    RequestTargetKind,
 };
 pub use probe_spec::{
     Expectation, FailingPair, NodeContribution, ProbeSource, ProbeSpec, ProbeSpecSpec,

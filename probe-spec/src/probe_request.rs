@@ -30,6 +30,10 @@ use crate::{
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most probes one ProbeRequest may run.
 pub const MAX_REQUEST_COUNT: u32 = 100;
+/// How long a finished ProbeRequest is kept by default (`ttlSecondsAfterFinished`).
+pub const DEFAULT_TTL_SECONDS_AFTER_FINISHED: u32 = 3600;
+/// The longest a finished ProbeRequest may be kept: a week.
+pub const MAX_TTL_SECONDS_AFTER_FINISHED: u32 = 7 * 24 * 3600;
 
 /// The desired state of a ProbeRequest: one probe from a pod to a target, run `count` times.
 // clippy takes the repeated `type_ = ...` keys of the printcolumn(...) entries for duplicated
@@ -74,6 +78,15 @@ pub struct ProbeRequestSpec {
     #[serde(default = "default_count")]
     #[schemars(range(min = 1, max = MAX_REQUEST_COUNT))]
     pub count: u32,
+    /// Seconds after the request finishes (Succeeded or Failed) when the agent that ran it
+    /// deletes it (default 3600, at most a week; 0: as soon as the result is written).
+    #[serde(default = "default_ttl_seconds_after_finished")]
+    #[schemars(range(max = MAX_TTL_SECONDS_AFTER_FINISHED))]
+    pub ttl_seconds_after_finished: u32,
+}
+
+fn default_ttl_seconds_after_finished() -> u32 {
+    DEFAULT_TTL_SECONDS_AFTER_FINISHED
 }
 
 fn default_timeout() -> String {
@@ -156,6 +169,11 @@ impl ProbeRequestSpec {
         parse_duration(&self.timeout)
     }
 
+    /// How long the request is kept once finished.
+    pub fn ttl_after_finished(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl_seconds_after_finished))
+    }
+
     /// Checks everything the CRD schema checks and reports each problem with its field path
     /// (`spec.to.port: 70000 is out of range 1..65535`).
     pub fn validate(&self) -> Result<(), ValidationErrors> {
@@ -173,6 +191,15 @@ impl ProbeRequestSpec {
                 );
             }
             _ => {}
+        }
+        if self.ttl_seconds_after_finished > MAX_TTL_SECONDS_AFTER_FINISHED {
+            problems.push(
+                "spec.ttlSecondsAfterFinished",
+                format!(
+                    "{} is longer than the maximum {MAX_TTL_SECONDS_AFTER_FINISHED} (a week)",
+                    self.ttl_seconds_after_finished
+                ),
+            );
         }
         if !(1..=MAX_REQUEST_COUNT).contains(&self.count) {
             problems.push(

@@ -38,8 +38,18 @@ SKIPPED_KINDS = {
 # Kinds a value set may render more than once: the agent's ClusterRole and the two reader
 # roles (with their bindings).
 REPEATED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
-CORE = {"ClusterRole", "ClusterRoleBinding", "DaemonSet", "NetworkPolicy", "Service", "ServiceAccount"}
+CORE = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "DaemonSet",
+    "NetworkPolicy",
+    "Service",
+    "ServiceAccount",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 # What each value set must render, by kind.
 EXPECTED_KINDS = {
     "default": CORE,
@@ -65,7 +75,7 @@ def test_renders_expected_kinds(value_set: tuple[str, dict[str, Any]], rendered_
         meta = obj["metadata"]
         assert meta["labels"]["app.kubernetes.io/name"] == "netreach"
         assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-        if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding"}:
+        if obj["kind"] not in CLUSTER_SCOPED:
             assert "namespace" in meta, f"{obj['kind']} has no namespace"
 
 
@@ -302,3 +312,18 @@ def test_reader_roles_grant_get_on_their_url_only(rendered_sets: dict[str, Rende
 def test_certificate_needs_an_issuer() -> None:
     with pytest.raises(Exception, match="issuerRef.name"):
         render({"tls": {"certManager": {"enabled": True}}})
+
+
+def test_admission_policy_checks_get_pods_in_a_destination_namespace(default: Rendered) -> None:
+    policy = default.one("ValidatingAdmissionPolicy")["spec"]
+    binding = default.one("ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding == {"policyName": "netreach-proberequest-destination", "validationActions": ["Deny"]}
+    assert policy["failurePolicy"] == "Fail"
+    (rule,) = policy["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["proberequests"] and rule["operations"] == ["CREATE"]
+    (validation,) = policy["validations"]
+    assert validation["reason"] == "Forbidden"
+    expression = " ".join(validation["expression"].split())
+    assert "authorizer.group('').resource('pods').namespace(variables.destinationNamespace).check('get').allowed()" in expression
+    # CEL escapes the reserved word: the field is spec.to.pod.namespace.
+    assert "object.spec.to.pod.__namespace__" in policy["variables"][0]["expression"]

@@ -22,6 +22,7 @@ RBAC = {
     *{("netreach.dev", r, v) for r in ("probespecs", "proberequests") for v in ("get", "list", "watch")},
     ("netreach.dev", "probespecs/status", "patch"),
     ("netreach.dev", "proberequests/status", "patch"),
+    ("netreach.dev", "proberequests", "delete"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),
     ("authentication.k8s.io", "tokenreviews", "create"),

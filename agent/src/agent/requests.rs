@@ -23,10 +23,15 @@
 //!   logged and the request stays `Running` until an agent on the node restarts.
 //! - **Shutdown.** Requests in flight get the grace period, then are abandoned (still
 //!   `Running`; the next agent on the node runs them again).
+//! - **Memory.** The view keeps only this node's requests ([`kept_here`]: to run here, or
+//!   finished here), re-checked at every scan; other nodes' requests are dropped as they arrive.
+//! - **Clean-up.** A request this node finished is deleted `ttlSecondsAfterFinished` (default
+//!   1 h) after it finished ([`expired`]), at most [`MAX_DELETES_PER_SCAN`] per scan, with a UID
+//!   precondition.
 
 mod decide;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +43,8 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use self::decide::now;
 pub use self::decide::{
-    PreparedRequest, Runnable, failed_status, is_done, prepare, request_uid, runnable_here,
-    running_status, summarize, target_label,
+    PreparedRequest, Runnable, expired, failed_status, is_done, kept_here, prepare, request_uid,
+    runnable_here, running_status, summarize, target_label,
 };
 use crate::api::{OnDemandProber, PairReport};
 use crate::cluster::model::{ObjectRef, Protocol};
@@ -52,6 +57,10 @@ pub const UDP_PROBE_SPACING: Duration = Duration::from_secs(1);
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
 /// Attempts at writing the final status.
 const STATUS_WRITE_ATTEMPTS: u32 = 3;
+/// Expired requests deleted per scan, so a backlog never floods the API server.
+pub const MAX_DELETES_PER_SCAN: usize = 16;
+/// A deletion that did not take is sent again after this long.
+const DELETE_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Settings of the runner.
 #[derive(Clone, Debug)]
@@ -90,6 +99,9 @@ pub struct RequestRunner {
     shared: Arc<Shared>,
     /// UIDs of the requests started here and still in the store.
     handled: HashSet<String>,
+    /// UIDs of expired requests whose deletion was sent, and when (tried again after
+    /// [`DELETE_RETRY_AFTER`] if the request is still there).
+    deleting: HashMap<String, std::time::Instant>,
 }
 
 impl fmt::Debug for RequestRunner {
@@ -108,6 +120,10 @@ impl RequestRunner {
         prober: Arc<dyn OnDemandProber>,
         writer: RequestStatusWriter,
     ) -> Self {
+        let (index, node) = (view.index.clone(), config.node.clone());
+        view.requests
+            .write()
+            .set_keep(move |key, request| kept_here(key, request, &index.read(), &node));
         let shared = Arc::new(Shared {
             node: config.node.clone(),
             view,
@@ -118,6 +134,7 @@ impl RequestRunner {
             config,
             shared,
             handled: HashSet::new(),
+            deleting: HashMap::new(),
         }
     }
 
@@ -160,21 +177,28 @@ impl RequestRunner {
         }
     }
 
-    /// Starts what can run now, within `max_concurrent`, and forgets requests that left.
+    /// Starts what can run now, within `max_concurrent`, deletes what expired, and forgets
+    /// requests that left.
     fn start_runnable(&mut self, running: &mut JoinSet<()>) {
-        let requests: Vec<(ObjectRef, Arc<ProbeRequest>)> = self
-            .shared
-            .view
-            .requests
-            .read()
-            .iter()
-            .map(|(key, request)| (key.clone(), request.clone()))
-            .collect();
+        let requests: Vec<(ObjectRef, Arc<ProbeRequest>)> = {
+            let mut store = self.shared.view.requests.write();
+            // Source pods that were unknown may have shown up on other nodes since.
+            store.retain_kept();
+            store
+                .iter()
+                .map(|(key, request)| (key.clone(), request.clone()))
+                .collect()
+        };
         let present: HashSet<String> = requests
             .iter()
             .map(|(key, request)| request_uid(key, request))
             .collect();
         self.handled.retain(|uid| present.contains(uid));
+        let retry_before = std::time::Instant::now().checked_sub(DELETE_RETRY_AFTER);
+        self.deleting.retain(|uid, sent| {
+            present.contains(uid) && retry_before.is_none_or(|before| *sent > before)
+        });
+        self.delete_expired(&requests, running);
         if running.len() >= self.config.max_concurrent {
             return;
         }
@@ -189,6 +213,38 @@ impl RequestRunner {
             self.handled.insert(uid);
             let span = info_span!("probe_request", request = %key);
             running.spawn(handle(self.shared.clone(), key, prepared).instrument(span));
+        }
+    }
+}
+
+impl RequestRunner {
+    /// Sends the deletion of requests this node finished whose TTL ran out.
+    fn delete_expired(
+        &mut self,
+        requests: &[(ObjectRef, Arc<ProbeRequest>)],
+        running: &mut JoinSet<()>,
+    ) {
+        let now = now().0;
+        let expired_here = requests
+            .iter()
+            .filter(|(_, request)| expired(request, &self.config.node, &now))
+            .filter(|(key, request)| !self.deleting.contains_key(&request_uid(key, request)))
+            .take(MAX_DELETES_PER_SCAN)
+            .map(|(key, request)| (key.clone(), request_uid(key, request)))
+            .collect::<Vec<_>>();
+        for (key, uid) in expired_here {
+            self.deleting.insert(uid.clone(), std::time::Instant::now());
+            let shared = self.shared.clone();
+            let span = info_span!("probe_request", request = %key);
+            running.spawn(
+                async move {
+                    match shared.writer.delete(&key, &uid).await {
+                        Ok(_) => info!("deleted the finished ProbeRequest (ttlSecondsAfterFinished)"),
+                        Err(error) => warn!(%error, "cannot delete the finished ProbeRequest; trying again later"),
+                    }
+                }
+                .instrument(span),
+            );
         }
     }
 }

@@ -101,6 +101,7 @@ impl ProbeBody {
             },
             timeout: self.timeout.unwrap_or_else(|| "2s".into()),
             count: 1,
+            ttl_seconds_after_finished: probe_spec::DEFAULT_TTL_SECONDS_AFTER_FINISHED,
         };
         if let Err(errors) = spec.validate() {
             let problems: Vec<String> = errors

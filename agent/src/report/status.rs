@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use parking_lot::Mutex;
 use probe_spec::probe_spec::{CONDITION_READY, CONDITION_SATISFIED, MAX_LAST_FAILING_PAIRS};
@@ -67,6 +67,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("deleting {kind} {object}: {source}")]
+    Delete {
+        kind: &'static str,
+        object: ObjectRef,
+        #[source]
+        source: kube::Error,
+    },
     #[error("patching ProbeSpec {object} status: still conflicting after {attempts} attempts")]
     Conflict { object: ObjectRef, attempts: u32 },
     #[error("encoding {kind} {object} status: {source}")]
@@ -84,6 +91,7 @@ impl Error {
         match self {
             Error::Get { .. } => "get",
             Error::Patch { .. } => "patch",
+            Error::Delete { .. } => "delete",
             Error::Conflict { .. } => "conflict",
             Error::Encode { .. } => "encode",
         }
@@ -572,6 +580,33 @@ impl RequestStatusWriter {
             Ok(_) => Ok(Written::Patched),
             Err(e) if status_code(&e) == Some(404) => Ok(Written::Gone),
             Err(source) => Err(Error::Patch {
+                kind: "ProbeRequest",
+                object: request.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Deletes a finished request whose TTL ran out; the UID precondition spares a new request
+    /// created under the same name.
+    pub async fn delete(&self, request: &ObjectRef, uid: &str) -> Result<Written> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &request.namespace,
+            &ApiResource::erase::<ProbeRequest>(&()),
+        );
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&request.name, &params).await {
+            Ok(_) => Ok(Written::Patched),
+            // Gone already, or replaced by a new request of the same name.
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => Ok(Written::Gone),
+            Err(source) => Err(Error::Delete {
                 kind: "ProbeRequest",
                 object: request.clone(),
                 source,

@@ -73,6 +73,8 @@ fn omitted_fields_take_their_defaults_and_kinds_are_typed() {
     let spec = parse_spec("{from: {pod: frontend}, to: {ip: 192.0.2.10, port: 443}}");
     assert_eq!(spec.timeout(), Ok(Duration::from_secs(2)));
     assert_eq!(spec.count, 1);
+    assert_eq!(spec.ttl_seconds_after_finished, 3600);
+    assert_eq!(spec.ttl_after_finished(), Duration::from_secs(3600));
     assert_eq!(
         spec.to.kind(),
         Some(RequestTargetKind::Ip {
@@ -189,6 +191,12 @@ fn invalid_requests_are_rejected_by_validate_and_the_schema() {
             "{from: {pod: frontend}, to: {dns: example.com}, count: 101}",
             "spec.count: 101 is out of range 1..100",
             OpenApi("spec.count", "maximum"),
+        ),
+        (
+            "TTL above a week",
+            "{from: {pod: frontend}, to: {dns: example.com}, ttlSecondsAfterFinished: 604801}",
+            "spec.ttlSecondsAfterFinished: 604801 is longer than the maximum",
+            OpenApi("spec.ttlSecondsAfterFinished", "maximum"),
         ),
     ];
     for (name, yaml, want_error, enforcement) in cases {

@@ -140,11 +140,26 @@ pub fn prepare(
                 protocol,
             }
         }
-        RequestTargetKind::Ip { ip, port, protocol } => PairTarget::Ip {
-            ip,
-            port,
-            protocol: model_protocol(protocol),
-        },
+        RequestTargetKind::Ip { ip, port, protocol } => {
+            // The report would name the pod, its ports and its namespace's policies. Who
+            // created the request is not recorded on it, so the agent cannot check that they
+            // may read pods there; as `to.pod`, the chart's admission policy checks it.
+            if let Some(pod) = index
+                .pod_by_ip(ip)
+                .filter(|pod| pod.namespace != key.namespace)
+            {
+                return Err(format!(
+                    "spec.to.ip {ip} is the IP of pod {}/{} in another namespace: probe it as \
+                     spec.to.pod (namespace {}, name {}) so that reading pods there is checked",
+                    pod.namespace, pod.name, pod.namespace, pod.name
+                ));
+            }
+            PairTarget::Ip {
+                ip,
+                port,
+                protocol: model_protocol(protocol),
+            }
+        }
         RequestTargetKind::Dns(name) => PairTarget::Dns {
             name: name.to_string(),
         },
@@ -299,6 +314,47 @@ pub fn summarize(
         completed_at: Some(completed.clone()),
         message: None,
     }
+}
+
+/// Whether this node's agent keeps `request` in its view: a request still to run whose source
+/// pod runs here (or is not known yet), or one this node finished (until its TTL deletes it).
+/// Other nodes' requests are dropped, so a namespace's create permission does not grow every
+/// agent's memory.
+pub fn kept_here(key: &ObjectRef, request: &ProbeRequest, index: &Index, node: &str) -> bool {
+    if is_done(request) {
+        return request.status.as_ref().and_then(|s| s.node.as_deref()) == Some(node);
+    }
+    let from = ObjectRef::new(&key.namespace, &request.spec.from.pod);
+    match index.pod(&from) {
+        Some(pod) => pod.node_name.as_deref() == Some(node),
+        // Its pod may not have reached this view yet; decided again at every scan.
+        None => true,
+    }
+}
+
+/// Whether a request this node finished has outlived `ttlSecondsAfterFinished` at `now`.
+pub fn expired(request: &ProbeRequest, node: &str, now: &Timestamp) -> bool {
+    let Some(status) = request.status.as_ref().filter(|_| is_done(request)) else {
+        return false;
+    };
+    if status.node.as_deref() != Some(node) {
+        return false;
+    }
+    let finished = status
+        .completed_at
+        .as_ref()
+        .or(status.started_at.as_ref())
+        .map(|time| time.0)
+        .or_else(|| request.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let Some(finished) = finished else {
+        return false;
+    };
+    let ttl = request.spec.ttl_after_finished();
+    let ttl = k8s_openapi::jiff::SignedDuration::try_from(ttl)
+        .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+    finished
+        .checked_add(ttl)
+        .is_ok_and(|deadline| *now >= deadline)
 }
 
 pub(super) fn now() -> Time {

@@ -21,8 +21,9 @@ fn cluster() -> Index {
     let mut host = pod("shop", "host", &[], "192.168.0.1", "node-1");
     host.host_network = true;
     index(
-        vec![namespace("shop", &[])],
+        vec![namespace("shop", &[]), namespace("payments", &[])],
         vec![
+            pod("payments", "gateway", &[], "10.0.2.30", "node-2"),
             pod("shop", "web", &[("app", "web")], "10.0.1.1", "node-1"),
             pod("shop", "api", &[("app", "api")], "10.0.2.1", "node-2"),
             finished,
@@ -152,6 +153,24 @@ fn requests_resolve_against_the_index() {
             "  from: {pod: web}\n  to: {pod: {name: api}, port: 8080}\n  timeout: 2h\n",
             Err("invalid spec"),
         ),
+        (
+            "ip of a pod in this namespace",
+            "  from: {pod: web}\n  to: {ip: 10.0.2.1, port: 8080}\n",
+            Ok(PairTarget::Ip {
+                ip: api,
+                port: 8080,
+                protocol: Protocol::Tcp,
+            }),
+        ),
+        // Who created the request is unknown to the agent: another namespace's pod must be
+        // named as to.pod, where admission checks `get pods` there.
+        (
+            "ip of a pod in another namespace",
+            "  from: {pod: web}\n  to: {ip: 10.0.2.30, port: 8443}\n",
+            Err(
+                "spec.to.ip 10.0.2.30 is the IP of pod payments/gateway in another namespace: probe it as spec.to.pod",
+            ),
+        ),
     ];
     for (name, spec, expected) in cases {
         let (key, request) = request("r", spec);
@@ -275,4 +294,70 @@ fn status_targets_name_what_was_probed() {
         running.target.as_deref(),
         Some("api.shop.svc.cluster.local")
     );
+}
+
+fn finished(
+    request: (ObjectRef, Arc<ProbeRequest>),
+    node: &str,
+    completed: &str,
+) -> (ObjectRef, Arc<ProbeRequest>) {
+    let (key, request) = with_phase(request, ProbeRequestPhase::Succeeded);
+    let mut request = (*request).clone();
+    if let Some(status) = request.status.as_mut() {
+        status.node = Some(node.into());
+        status.completed_at = Some(Time(completed.parse().expect("time")));
+    }
+    (key, Arc::new(request))
+}
+
+/// An agent keeps what it may run or has run; other nodes' requests never fill its memory.
+#[test]
+fn each_agent_keeps_only_its_own_nodes_requests() {
+    let index = cluster();
+    let from_api = "  from: {pod: api}\n  to: {dns: example.com}\n";
+    let from_unknown = "  from: {pod: not-yet-seen}\n  to: {dns: example.com}\n";
+    let done = "2026-01-01T00:00:00Z";
+    let cases = [
+        (request("mine", TO_API), true),
+        (request("theirs", from_api), false),
+        (request("pod-not-seen-yet", from_unknown), true),
+        (
+            finished(request("finished-here", from_api), "node-1", done),
+            true,
+        ),
+        (
+            finished(request("finished-there", TO_API), "node-2", done),
+            false,
+        ),
+    ];
+    for ((key, request), kept) in cases {
+        assert_eq!(kept_here(&key, &request, &index, "node-1"), kept, "{key}");
+    }
+}
+
+#[test]
+fn finished_requests_expire_after_their_ttl_on_the_node_that_ran_them() {
+    let at = |time: &str| -> Timestamp { time.parse().expect("time") };
+    let default_ttl = finished(request("r", TO_API), "node-1", "2026-01-01T00:00:00Z");
+    let short_ttl = finished(
+        request("r", &format!("{TO_API}  ttlSecondsAfterFinished: 0\n")),
+        "node-1",
+        "2026-01-01T00:00:00Z",
+    );
+    let cases = [
+        (&default_ttl, "node-1", "2026-01-01T00:59:59Z", false),
+        (&default_ttl, "node-1", "2026-01-01T01:00:00Z", true),
+        (&default_ttl, "node-2", "2026-01-02T00:00:00Z", false),
+        (&short_ttl, "node-1", "2026-01-01T00:00:00Z", true),
+    ];
+    for ((_, request), node, now, expected) in cases {
+        assert_eq!(
+            expired(request, node, &at(now)),
+            expected,
+            "{node} at {now}"
+        );
+    }
+    // Still running: never.
+    let (_, running) = with_phase(request("r", TO_API), ProbeRequestPhase::Running);
+    assert!(!expired(&running, "node-1", &at("2030-01-01T00:00:00Z")));
 }

@@ -56,6 +56,7 @@ impl Plan {
                 .timeout
                 .map_or_else(|| "2s".to_string(), format_duration),
             count: args.count,
+            ttl_seconds_after_finished: probe_spec::DEFAULT_TTL_SECONDS_AFTER_FINISHED,
         };
         if let Err(errors) = spec.validate() {
             let problems: Vec<String> = errors

@@ -10,7 +10,7 @@
 //! a timeout (a regular file on a hung filesystem can still block a read).
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
@@ -73,29 +73,48 @@ pub fn read_in_root(root: &Path, path: &Path, limit: usize) -> Result<Vec<u8>, P
         source: errno.into(),
     })?;
     let relative = path.strip_prefix("/").unwrap_or(path);
-    let file: OwnedFd = rustix::fs::openat2(
+    let open_error = |errno: rustix::io::Errno| PodFileError::Open {
+        root: root.to_path_buf(),
+        path: path.to_path_buf(),
+        source: errno.into(),
+    };
+    let stat_error = |errno: rustix::io::Errno| PodFileError::Read {
+        root: root.to_path_buf(),
+        path: path.to_path_buf(),
+        source: errno.into(),
+    };
+    // Resolved to an O_PATH handle first: a device or FIFO is looked at, never opened (an open
+    // of a device can have side effects).
+    let handle: OwnedFd = rustix::fs::openat2(
         &root_fd,
         relative,
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
-    .map_err(|errno| PodFileError::Open {
-        root: root.to_path_buf(),
-        path: path.to_path_buf(),
-        source: errno.into(),
-    })?;
-    let stat = rustix::fs::fstat(&file).map_err(|errno| PodFileError::Read {
-        root: root.to_path_buf(),
-        path: path.to_path_buf(),
-        source: errno.into(),
-    })?;
+    .map_err(open_error)?;
+    let stat = rustix::fs::fstat(&handle).map_err(stat_error)?;
     let kind = FileType::from_raw_mode(stat.st_mode);
     if kind != FileType::RegularFile {
         return Err(PodFileError::NotRegular {
             root: root.to_path_buf(),
             path: path.to_path_buf(),
             kind: type_name(kind),
+        });
+    }
+    // Re-opened for reading through our own descriptor, so it is the inode just checked.
+    let file: OwnedFd = rustix::fs::open(
+        format!("/proc/self/fd/{}", handle.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(open_error)?;
+    let reopened = rustix::fs::fstat(&file).map_err(stat_error)?;
+    if (reopened.st_dev, reopened.st_ino) != (stat.st_dev, stat.st_ino) {
+        return Err(PodFileError::NotRegular {
+            root: root.to_path_buf(),
+            path: path.to_path_buf(),
+            kind: "file replaced while being opened",
         });
     }
     let mut contents = Vec::new();

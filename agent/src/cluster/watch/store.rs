@@ -1,23 +1,26 @@
-//! Small stores for the netreach custom resources (ProbeSpecs, ProbeRequests).
+//! Small stores for the netreach custom resources (ProbeSpecs, ClusterProbeSpecs,
+//! ProbeRequests).
 //!
 //! The [`crate::cluster::Index`] holds only core objects; the CRs are already typed by
 //! `probe-spec`, so they are kept as they arrive (stripped of metadata the agent does not use)
-//! behind an `Arc`, keyed by namespace/name. The revision moves only when an object really
-//! changes, so status writes by the agents themselves do not wake the scheduler.
+//! behind an `Arc`, keyed by namespace/name (by name for a cluster-scoped kind). The revision
+//! moves only when an object really changes, so status writes by the agents themselves do not
+//! wake the scheduler.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cluster::model::ObjectRef;
 
-/// The objects of one custom resource kind.
+/// The objects of one custom resource kind, by `Key`: [`ObjectRef`] for a namespaced kind,
+/// the name for a cluster-scoped one.
 #[derive(Debug)]
-pub struct SpecStore<K> {
-    items: BTreeMap<ObjectRef, Arc<K>>,
+pub struct SpecStore<K, Key = ObjectRef> {
+    items: BTreeMap<Key, Arc<K>>,
     revision: u64,
 }
 
-impl<K> Default for SpecStore<K> {
+impl<K, Key> Default for SpecStore<K, Key> {
     fn default() -> Self {
         Self {
             items: BTreeMap::new(),
@@ -26,7 +29,7 @@ impl<K> Default for SpecStore<K> {
     }
 }
 
-impl<K: PartialEq> SpecStore<K> {
+impl<K: PartialEq, Key: Ord> SpecStore<K, Key> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -44,17 +47,17 @@ impl<K: PartialEq> SpecStore<K> {
         self.items.is_empty()
     }
 
-    pub fn get(&self, key: &ObjectRef) -> Option<&Arc<K>> {
+    pub fn get(&self, key: &Key) -> Option<&Arc<K>> {
         self.items.get(key)
     }
 
-    /// Every object, in namespace/name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&ObjectRef, &Arc<K>)> {
+    /// Every object, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Arc<K>)> {
         self.items.iter()
     }
 
     /// Adds or replaces an object; returns whether anything changed.
-    pub fn insert(&mut self, key: ObjectRef, obj: K) -> bool {
+    pub fn insert(&mut self, key: Key, obj: K) -> bool {
         if self.items.get(&key).is_some_and(|old| **old == obj) {
             return false;
         }
@@ -64,7 +67,7 @@ impl<K: PartialEq> SpecStore<K> {
     }
 
     /// Removes an object; returns whether it was there.
-    pub fn remove(&mut self, key: &ObjectRef) -> bool {
+    pub fn remove(&mut self, key: &Key) -> bool {
         let removed = self.items.remove(key).is_some();
         if removed {
             self.revision += 1;
@@ -73,8 +76,8 @@ impl<K: PartialEq> SpecStore<K> {
     }
 
     /// Replaces the whole content (a relist).
-    pub fn replace(&mut self, items: impl IntoIterator<Item = (ObjectRef, K)>) {
-        let items: BTreeMap<ObjectRef, Arc<K>> =
+    pub fn replace(&mut self, items: impl IntoIterator<Item = (Key, K)>) {
+        let items: BTreeMap<Key, Arc<K>> =
             items.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         let same = items.len() == self.items.len()
             && items

@@ -1,9 +1,10 @@
-//! The one pipeline every mode shares: plan the pairs of each ProbeSpec, probe each from
-//! inside its source pod's network namespace, predict it with the policy engine, diagnose it
-//! against CNI/node/pod health, and hand back `PairReport`s for metrics, the API and output.
+//! The one pipeline every mode shares: plan the pairs of each spec (a ProbeSpec or a
+//! ClusterProbeSpec), probe each from inside its source pod's network namespace, predict it
+//! with the policy engine, diagnose it against CNI/node/pod health, and hand back
+//! `PairReport`s for metrics, the API and output.
 //!
 //! ```text
-//! Index + ProbeSpecs ─> schedule::plan ─> pairs ─> netns registry (source pod's netns)
+//! Index + Specs ─────> schedule::plan ─> pairs ─> netns registry (source pod's netns)
 //!                                           │             │
 //!                                           │        probe (TCP/UDP/DNS) ─> Observation
 //!                                           └─> policy::Engine ─> Verdict ─┐
@@ -24,14 +25,14 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use parking_lot::Mutex;
-use probe_spec::{Expectation, ProbeSpec};
+use probe_spec::Expectation;
 use tracing::{debug, warn};
 
 use crate::api::PairReport;
-use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{Mesh, ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
+use crate::cluster::{Index, Spec, SpecRef};
 use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
 use crate::policy::{Engine, Profile};
@@ -253,7 +254,7 @@ impl Pipeline {
     pub async fn round(
         &self,
         index: &Index,
-        specs: &[ProbeSpec],
+        specs: &[Spec],
         scope: &NodeScope,
         changes: &ChangeLog,
     ) -> Round {
@@ -278,12 +279,8 @@ impl Pipeline {
                         plans.push(plan);
                     }
                     Err(error) => {
-                        let name = format!(
-                            "{}/{}",
-                            spec.metadata.namespace.as_deref().unwrap_or(""),
-                            spec.metadata.name.as_deref().unwrap_or("")
-                        );
-                        round.problems.push(format!("ProbeSpec {name}: {error}"));
+                        // The error names the spec's kind and key.
+                        round.problems.push(error.to_string());
                         break;
                     }
                 }
@@ -409,7 +406,8 @@ impl Pipeline {
         timeout: Duration,
         changes: &ChangeLog,
     ) -> PairReport {
-        let spec = ObjectRef::new("", "");
+        // No spec: an identity no ProbeSpec or ClusterProbeSpec can have (names are not empty).
+        let spec = SpecRef::Cluster(String::new());
         let pair = Pair {
             id: schedule::pair_id(&spec, from, &target),
             spec,

@@ -435,6 +435,43 @@ async fn pairs_filters_combine() {
     }
 }
 
+/// A ClusterProbeSpec's pairs carry its bare name as `spec`; a ProbeSpec's `namespace/name`.
+/// `?spec=` takes either form, and the metric label is the same string.
+#[tokio::test]
+async fn pairs_and_metrics_name_a_cluster_probe_spec_by_its_bare_name() {
+    let harness = Harness::new();
+    let mut pairs = published_pairs();
+    let mut cluster_pair = pairs[0].clone();
+    cluster_pair.spec = Some("frontend-paths".into());
+    pairs.push(cluster_pair.clone());
+    for pair in &pairs {
+        let key = pair.metric_key().expect("spec pairs have a key");
+        harness.metrics.pairs.set(&key, &pair.metric_state());
+    }
+    harness.pairs.send(Arc::new(pairs)).expect("receiver alive");
+
+    let cases: &[(&str, usize)] = &[
+        ("?spec=frontend-paths", 1),
+        ("?spec=shop/frontend-paths", 3),
+        ("?spec=paths", 0),
+    ];
+    for (query, count) in cases {
+        let listed: PairsResponse = harness.get(&format!("/v1/pairs{query}")).await.json();
+        assert_eq!(listed.pairs.len(), *count, "{query}");
+    }
+    let listed: PairsResponse = harness.get("/v1/pairs?spec=frontend-paths").await.json();
+    assert_eq!(listed.pairs, [cluster_pair]);
+
+    let reply = harness.get("/metrics").await;
+    let text = reply.text();
+    for expected in [
+        r#"netreach_spec_pairs{spec="frontend-paths",verdict="blocked_by_policy"} 1"#,
+        r#"netreach_spec_pairs{spec="shop/frontend-paths",verdict="blocked_by_policy"} 1"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+}
+
 #[tokio::test]
 async fn pairs_rejects_bad_filters() {
     let harness = Harness::new();

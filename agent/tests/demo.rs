@@ -145,6 +145,11 @@ fn mesh_udp_sctp_scenario() {
 }
 
 #[test]
+fn tenancy_scenario() {
+    check_scenario("examples/scenarios/tenancy.yaml");
+}
+
+#[test]
 fn host_targets_scenario() {
     check_scenario("examples/scenarios/host-targets.yaml");
 }

@@ -10,6 +10,7 @@ mod netns_support;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use netreach::cluster::SpecRef;
 use netreach::cluster::changes::ChangeLog;
 use netreach::cluster::load::Loaded;
 use netreach::cluster::model::{ObjectRef, Protocol};
@@ -65,7 +66,7 @@ async fn the_next_probe_after_a_sandbox_restart_runs_in_the_new_netns() {
         port: 8080,
         protocol: Protocol::Tcp,
     };
-    let spec = ObjectRef::new("shop", "paths");
+    let spec = SpecRef::Namespaced(ObjectRef::new("shop", "paths"));
     let pair = Pair {
         id: pair_id(&spec, &client, &target),
         spec,

@@ -1,4 +1,4 @@
-//! CRD generation: the `CustomResourceDefinition`s of both resources, and the YAML that
+//! CRD generation: the `CustomResourceDefinition`s of every resource, and the YAML that
 //! `netreach crd` prints and the Helm chart ships under `charts/netreach/crds/`.
 //!
 //! The committed copy is checked by `tests/crd_drift.rs`; regenerate it with
@@ -8,7 +8,9 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{probe_request::ProbeRequest, probe_spec::ProbeSpec};
+use crate::{
+    cluster_probe_spec::ClusterProbeSpec, probe_request::ProbeRequest, probe_spec::ProbeSpec,
+};
 
 /// The first lines of [`crds_yaml`]: what the file is and how to regenerate it.
 pub const CRDS_YAML_HEADER: &str = "\
@@ -16,14 +18,18 @@ pub const CRDS_YAML_HEADER: &str = "\
 # Regenerate: cargo run -p netreach -- crd > charts/netreach/crds/netreach.dev_crds.yaml
 ";
 
-/// Both CRDs, sorted by name.
+/// Every CRD, sorted by name.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![ProbeSpec::crd(), ProbeRequest::crd()];
+    let mut crds = vec![
+        ProbeSpec::crd(),
+        ClusterProbeSpec::crd(),
+        ProbeRequest::crd(),
+    ];
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
 }
 
-/// Both CRDs as one multi-document YAML stream, sorted by name, each document after a `---`
+/// Every CRD as one multi-document YAML stream, sorted by name, each document after a `---`
 /// line, behind [`CRDS_YAML_HEADER`]. The output depends only on the types, so it is stable.
 ///
 /// # Panics

@@ -47,53 +47,19 @@ pub const MAX_LAST_FAILING_PAIRS: usize = 20;
 pub const CONDITION_READY: &str = "Ready";
 /// Condition type: every probed pair meets `expect`.
 pub const CONDITION_SATISFIED: &str = "Satisfied";
+/// Condition type: `from.namespaceSelector` of a (namespaced) ProbeSpec reaches other
+/// namespaces, which are ignored: a ProbeSpec probes only from its own namespace.
+pub const CONDITION_SOURCES_NARROWED: &str = "SourcesNarrowed";
 
+probe_spec_kind! {
 /// The desired state of a ProbeSpec: which paths to probe, how often, and what to expect.
-// clippy takes the repeated `type_ = ...` keys of the printcolumn(...) entries for duplicated
-// attributes.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[kube(
-    group = "netreach.dev",
-    version = "v1alpha1",
+kube(
     kind = "ProbeSpec",
     namespaced,
-    status = "ProbeSpecStatus",
-    derive = "PartialEq",
     shortname = "nrps",
-    category = "netreach",
-    doc = "A continuous assertion about network paths: netreach probes them from inside the source pods and reports whether each meets `expect`.",
-    printcolumn(name = "Expect", type_ = "string", json_path = ".spec.expect"),
-    printcolumn(name = "Interval", type_ = "string", json_path = ".spec.interval"),
-    printcolumn(
-        name = "Satisfied",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Satisfied\")].status"
-    ),
-    printcolumn(name = "OK", type_ = "integer", json_path = ".status.counts.ok"),
-    printcolumn(
-        name = "Blocked",
-        type_ = "integer",
-        json_path = ".status.counts.blockedByPolicy"
-    ),
-    printcolumn(
-        name = "NotEnforced",
-        type_ = "integer",
-        json_path = ".status.counts.policyNotEnforced",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Unexpected",
-        type_ = "integer",
-        json_path = ".status.counts.unexpectedBlock",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
+    doc = "A continuous assertion about network paths: netreach probes them from inside the source pods and reports whether each meets `expect`."
+)
 #[x_kube(validation = Rule::new("!self.timeout.matches('^([0-9]+(ms|s|m|h))+$') || !self.interval.matches('^([0-9]+(ms|s|m|h))+$') || duration(self.timeout) <= duration(self.interval)")
     .message("timeout must not be longer than interval")
     .field_path(".timeout"))]
@@ -122,6 +88,7 @@ pub struct ProbeSpecSpec {
     #[schemars(range(min = 1, max = MAX_PAIRS_LIMIT))]
     pub max_pairs: u32,
 }
+}
 
 fn default_interval() -> String {
     "30s".into()
@@ -141,7 +108,7 @@ fn default_max_pairs() -> u32 {
 pub struct ProbeSource {
     /// Selects the source pods; `{}` selects every pod.
     pub pod_selector: LabelSelector,
-    /// Selects the namespaces of the source pods; absent means the ProbeSpec's own namespace, `{}` means every namespace.
+    /// Selects the namespaces of the source pods. A ProbeSpec probes only from its own namespace: absent means that namespace, and a selector that also reaches other namespaces is narrowed to it (condition SourcesNarrowed). A ClusterProbeSpec may select any namespace; there absent and `{}` mean every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
 }

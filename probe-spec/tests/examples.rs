@@ -7,7 +7,8 @@ use kube::{
     CustomResourceExt,
     core::cel::{ErrorKind, Validator},
 };
-use probe_spec::{ProbeRequest, ProbeSpec};
+use probe_spec::{ClusterProbeSpec, ProbeRequest, ProbeSpec};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn examples_dir() -> PathBuf {
@@ -42,6 +43,18 @@ fn cel_failures<K: CustomResourceExt>(object: &Value) -> Vec<String> {
     }
 }
 
+/// `value` as a `K`, after checking it against the CRD's CEL rules.
+fn parse_checked<K: CustomResourceExt + DeserializeOwned>(name: &str, value: &Value) -> K {
+    let object: K =
+        serde_json::from_value(value.clone()).unwrap_or_else(|error| panic!("{name}: {error}"));
+    assert_eq!(
+        cel_failures::<K>(value),
+        Vec::<String>::new(),
+        "{name}: CEL rules"
+    );
+    object
+}
+
 #[test]
 fn every_example_is_valid() {
     let mut checked = Vec::new();
@@ -64,26 +77,13 @@ fn every_example_is_valid() {
         let value = read_yaml(&path);
         assert_eq!(value["apiVersion"], "netreach.dev/v1alpha1", "{name}");
         let result = match value["kind"].as_str() {
-            Some("ProbeSpec") => {
-                let spec: ProbeSpec = serde_json::from_value(value.clone())
-                    .unwrap_or_else(|error| panic!("{name}: {error}"));
-                assert_eq!(
-                    cel_failures::<ProbeSpec>(&value),
-                    Vec::<String>::new(),
-                    "{name}: CEL rules"
-                );
+            Some("ProbeSpec") => parse_checked::<ProbeSpec>(&name, &value).validate(),
+            Some("ClusterProbeSpec") => {
+                let spec = parse_checked::<ClusterProbeSpec>(&name, &value);
+                assert!(spec.metadata.namespace.is_none(), "{name}: cluster-scoped");
                 spec.validate()
             }
-            Some("ProbeRequest") => {
-                let request: ProbeRequest = serde_json::from_value(value.clone())
-                    .unwrap_or_else(|error| panic!("{name}: {error}"));
-                assert_eq!(
-                    cel_failures::<ProbeRequest>(&value),
-                    Vec::<String>::new(),
-                    "{name}: CEL rules"
-                );
-                request.validate()
-            }
+            Some("ProbeRequest") => parse_checked::<ProbeRequest>(&name, &value).validate(),
             other => panic!("{name}: unexpected kind {other:?}"),
         };
         if let Err(errors) = result {
@@ -93,6 +93,7 @@ fn every_example_is_valid() {
     }
 
     for expected in [
+        "cluster-dns-everywhere.yaml",
         "default-deny-must-hold.yaml",
         "frontend-paths.yaml",
         "probe-request.yaml",

@@ -129,6 +129,7 @@ def test_crds_validate(tmp_path: pathlib.Path) -> None:
     with helm_chart.Chart.load(CHART) as chart:
         crds = [doc for crd in chart.crds for doc in yaml.safe_load_all(crd["data"]) if doc]
     assert sorted(c["metadata"]["name"] for c in crds) == [
+        "clusterprobespecs.netreach.dev",
         "proberequests.netreach.dev",
         "probespecs.netreach.dev",
     ]

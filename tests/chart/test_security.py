@@ -19,8 +19,9 @@ CAPABILITIES = {"SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "SETUID"}
 RBAC = {
     *{("", r, v) for r in ("pods", "namespaces", "nodes") for v in ("get", "list", "watch")},
     *{("networking.k8s.io", "networkpolicies", v) for v in ("get", "list", "watch")},
-    *{("netreach.dev", r, v) for r in ("probespecs", "proberequests") for v in ("get", "list", "watch")},
+    *{("netreach.dev", r, v) for r in ("probespecs", "clusterprobespecs", "proberequests") for v in ("get", "list", "watch")},
     ("netreach.dev", "probespecs/status", "patch"),
+    ("netreach.dev", "clusterprobespecs/status", "patch"),
     ("netreach.dev", "proberequests/status", "patch"),
     ("netreach.dev", "proberequests", "delete"),
     ("events.k8s.io", "events", "create"),

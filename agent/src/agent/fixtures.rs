@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use k8s_openapi::jiff::Timestamp;
-use probe_spec::{Expectation, PairVerdict, ProbeRequest, ProbeSpec};
+use probe_spec::{ClusterProbeSpec, Expectation, PairVerdict, ProbeRequest, ProbeSpec};
 
 use crate::api::PairReport;
 use crate::cluster::Index;
@@ -72,6 +72,14 @@ pub(crate) fn probe_spec(ns: &str, name: &str, spec: &str) -> ProbeSpec {
         "apiVersion: netreach.dev/v1alpha1\nkind: ProbeSpec\nmetadata: {{name: {name}, namespace: {ns}, generation: 3}}\nspec:\n{spec}"
     );
     serde_yaml_ng::from_str(&yaml).expect("fixture ProbeSpec parses")
+}
+
+/// A ClusterProbeSpec from YAML (the `spec:` body, indented by two spaces).
+pub(crate) fn cluster_probe_spec(name: &str, spec: &str) -> ClusterProbeSpec {
+    let yaml = format!(
+        "apiVersion: netreach.dev/v1alpha1\nkind: ClusterProbeSpec\nmetadata: {{name: {name}, generation: 1}}\nspec:\n{spec}"
+    );
+    serde_yaml_ng::from_str(&yaml).expect("fixture ClusterProbeSpec parses")
 }
 
 /// A ProbeRequest from YAML (the `spec:` body, indented by two spaces).

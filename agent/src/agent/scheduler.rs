@@ -47,7 +47,7 @@ use super::changes::{Transition, transition};
 use super::events::EventNotice;
 use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
 use crate::api::PairReport;
-use crate::cluster::model::ObjectRef;
+use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey};
@@ -102,10 +102,13 @@ pub struct SpecSummary {
     pub planned: usize,
     /// Why the spec cannot be planned, if it cannot.
     pub problem: Option<String>,
+    /// The `SourcesNarrowed` message: the namespaces a ProbeSpec's `from.namespaceSelector`
+    /// reaches besides its own, left out of its sources.
+    pub sources_narrowed: Option<String>,
 }
 
-/// Every spec the scheduler knows, by namespace/name.
-pub type SpecSummaries = BTreeMap<ObjectRef, SpecSummary>;
+/// Every spec the scheduler knows: ProbeSpecs by namespace/name, ClusterProbeSpecs by name.
+pub type SpecSummaries = BTreeMap<SpecRef, SpecSummary>;
 
 /// Where the scheduler's results go.
 #[derive(Debug)]
@@ -183,7 +186,7 @@ pub struct Scheduler {
     prober: Arc<dyn PairProber>,
     out: SchedulerOutputs,
     timetable: Timetable,
-    specs: BTreeMap<ObjectRef, PlannedSpec>,
+    specs: BTreeMap<SpecRef, PlannedSpec>,
     snapshot: Option<Arc<ViewSnapshot>>,
     /// When and at which revisions the snapshot was taken.
     snapshot_at: Option<(Instant, Revisions)>,

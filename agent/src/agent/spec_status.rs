@@ -1,11 +1,12 @@
-//! The ProbeSpec status writer task: every `--status-interval`, this node's share of each
+//! The ProbeSpec and ClusterProbeSpec status writer task: every `--status-interval`, this node's share of each
 //! spec's status, from the pairs the scheduler last published.
 //!
 //! ```text
 //! scheduler ──pairs (watch)──┐
 //!           ──specs (watch)──┼─> node_report(spec) ──> SpecStatusWriter::publish ──> status.nodes.<node>
 //!   failing since (kept here)┘     counts by verdict, failing = !meets_expectation,    + aggregate
-//!                                  last failing pairs (newest first), plan problem
+//!                                  last failing pairs (newest first), plan problem,
+//!                                  sources narrowed
 //! ```
 //!
 //! A spec is first reported once every pair this node plans for it has been probed (a partial
@@ -27,7 +28,8 @@ use tracing::{debug, info, warn};
 
 use super::scheduler::{SpecSummaries, SpecSummary};
 use crate::api::PairReport;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::SpecRef;
+use crate::cluster::model::Protocol;
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 
@@ -123,6 +125,7 @@ pub fn node_report(
         failing,
         last_failing_pairs,
         problem: summary.problem.clone(),
+        sources_narrowed: summary.sources_narrowed.clone(),
     }
 }
 
@@ -180,7 +183,7 @@ pub async fn write_spec_statuses(
         () = super::stop_requested(&mut shutdown) => return,
     }
     let mut failing_since = FailingSince::default();
-    let mut reported: HashSet<ObjectRef> = HashSet::new();
+    let mut reported: HashSet<SpecRef> = HashSet::new();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -220,14 +223,14 @@ pub async fn write_spec_statuses(
     info!("status writer stopped");
 }
 
-async fn publish(writer: &SpecStatusWriter, spec: &ObjectRef, report: &NodeReport) {
+async fn publish(writer: &SpecStatusWriter, spec: &SpecRef, report: &NodeReport) {
     match writer.publish(spec, report).await {
         Ok(Written::Patched) => {
-            debug!(%spec, failing = report.failing, "ProbeSpec status written");
+            debug!(%spec, kind = spec.kind(), failing = report.failing, "spec status written");
         }
         Ok(Written::Unchanged | Written::Gone) => {}
         Err(error) => {
-            warn!(%spec, %error, error.kind = error.metric_label(), "cannot write ProbeSpec status");
+            warn!(%spec, kind = spec.kind(), %error, error.kind = error.metric_label(), "cannot write spec status");
         }
     }
 }

@@ -26,7 +26,8 @@ use crate::report::metrics::{PairKey, PairState, ProtocolLabel};
 /// did not resolve gives one `not_probed` report with `to` and `host` the name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairReport {
-    /// The ProbeSpec, `namespace/name`; absent for on-demand probes.
+    /// The spec: a ProbeSpec as `namespace/name`, a ClusterProbeSpec as `name`; absent for
+    /// on-demand probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
     /// The source pod, `namespace/name`.
@@ -174,7 +175,7 @@ pub struct PairsResponse {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairsQuery {
-    /// The ProbeSpec, `namespace/name`.
+    /// The spec: `namespace/name` for a ProbeSpec, `name` for a ClusterProbeSpec.
     pub spec: Option<String>,
     /// A verdict code: `ok`, `blocked_by_policy`, `policy_not_enforced`, `unexpected_block`,
     /// `not_probed`, `inconclusive`.

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use parking_lot::RwLock;
-use probe_spec::ProbeSpec;
+use probe_spec::{ClusterProbeSpec, ProbeSpec};
 use prometheus::Registry;
 use tokio::sync::watch;
 
 use super::Format;
 use crate::api::{self, AppState, PairReport};
+use crate::cluster::Spec;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::load::Loaded;
 use crate::netns::SocketFactory;
@@ -111,7 +112,7 @@ impl Args {
         }
         let specs = probe_specs(&loaded)?;
         if specs.is_empty() {
-            bail!("the scenario declares no ProbeSpec: nothing to probe");
+            bail!("the scenario declares no ProbeSpec or ClusterProbeSpec: nothing to probe");
         }
         let interval = interval.unwrap_or_else(|| shortest_interval(&specs));
 
@@ -244,28 +245,44 @@ impl api::ProbeService for NoKubeApi {
     }
 }
 
-/// The scenario's ProbeSpecs, validated; an invalid one is an error naming it.
-fn probe_specs(loaded: &Loaded) -> anyhow::Result<Vec<ProbeSpec>> {
+/// The scenario's ProbeSpecs and ClusterProbeSpecs, validated; an invalid one is an error
+/// naming it. A ProbeSpec without a namespace is in `default`, as kubectl would create it.
+fn probe_specs(loaded: &Loaded) -> anyhow::Result<Vec<Spec>> {
     let mut specs = Vec::new();
     for (source, value) in &loaded.custom_objects {
-        if value.get("kind").and_then(|k| k.as_str()) != Some("ProbeSpec") {
-            continue;
-        }
-        let spec: ProbeSpec = serde_json::from_value(value.clone())
-            .with_context(|| format!("{source}: a ProbeSpec does not parse"))?;
-        let name = format!(
-            "{}/{}",
-            spec.metadata.namespace.as_deref().unwrap_or("default"),
-            spec.metadata.name.as_deref().unwrap_or("")
-        );
-        spec.validate()
-            .map_err(|e| anyhow::anyhow!("{source}: ProbeSpec {name}: {e}"))?;
+        let converted = match value.get("kind").and_then(|k| k.as_str()) {
+            Some("ProbeSpec") => {
+                let mut spec: ProbeSpec = serde_json::from_value(value.clone())
+                    .with_context(|| format!("{source}: a ProbeSpec does not parse"))?;
+                spec.metadata
+                    .namespace
+                    .get_or_insert_with(|| "default".into());
+                spec.validate().map(|()| Spec::try_from(&spec))
+            }
+            Some("ClusterProbeSpec") => {
+                let spec: ClusterProbeSpec = serde_json::from_value(value.clone())
+                    .with_context(|| format!("{source}: a ClusterProbeSpec does not parse"))?;
+                spec.validate().map(|()| Spec::try_from(&spec))
+            }
+            _ => continue,
+        };
+        let kind = value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default();
+        let spec = converted
+            .map_err(|e| anyhow::anyhow!("{source}: {kind} {name}: {e}"))?
+            .map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
         specs.push(spec);
     }
     Ok(specs)
 }
 
-fn shortest_interval(specs: &[ProbeSpec]) -> Duration {
+fn shortest_interval(specs: &[Spec]) -> Duration {
     specs
         .iter()
         .filter_map(|s| s.spec.interval().ok())

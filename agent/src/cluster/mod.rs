@@ -7,9 +7,11 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod selector;
+pub mod spec;
 pub mod synthetic;
 pub mod watch;
 
 pub use index::Index;
 pub use model::*;
 pub use selector::Selector;
+pub use spec::{Spec, SpecError, SpecRef};

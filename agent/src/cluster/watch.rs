@@ -3,15 +3,17 @@
 //! ```text
 //! kube API ──watcher()──.modify(strip)──.default_backoff()──> Feed ──> Sink ──> Index (+ ChangeLog)
 //!  Pods, Namespaces, Nodes, NetworkPolicies                         │      └─> SpecStore (ProbeSpecs,
-//!  ProbeSpecs, ProbeRequests (DeserializeGuard)                     │                      ProbeRequests)
+//!  ProbeSpecs, ClusterProbeSpecs, ProbeRequests (DeserializeGuard)  │           ClusterProbeSpecs,
+//!                                                                   │           ProbeRequests)
 //!                                                                   └──> Readiness, WatchStats, updates
 //! ```
 //!
 //! - **What is watched.** Pods cluster-wide: destinations can be anywhere, and this node's pods
 //!   (the sources) are a subset, so a second, `spec.nodeName`-scoped watch would only duplicate
 //!   objects. The CNI agent pods are recognised in that same watch by a [`CniAgentMatcher`]
-//!   ([`cni_agents_on`]). Namespaces, Nodes, NetworkPolicies, ProbeSpecs and ProbeRequests are
-//!   watched cluster-wide too.
+//!   ([`cni_agents_on`]). Namespaces, Nodes, NetworkPolicies, ProbeSpecs, ClusterProbeSpecs and
+//!   ProbeRequests are watched cluster-wide too. [`ClusterView::specs`] hands the scheduler
+//!   both spec kinds as one list of [`Spec`]s.
 //! - **Relists.** The pure mapping in [`feed`] turns `Init … InitApply … InitDone` into one
 //!   `reset`, so objects deleted during a watch gap disappear.
 //! - **Bad objects.** Objects failing conversion are logged with kind and namespace/name and
@@ -42,20 +44,21 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
 use parking_lot::{Mutex, RwLock};
-use probe_spec::{ProbeRequest, ProbeSpec};
+use probe_spec::{ClusterProbeSpec, ProbeRequest, ProbeSpec};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch as signal;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::changes::ChangeLog;
 use super::index::Index;
+use super::spec::{Spec, SpecRef};
 
 pub mod cni;
 pub mod feed;
 pub mod store;
 
 pub use cni::{CniAgentMatcher, CniAgentStatus, cni_agents_by_node, cni_agents_on};
-pub use feed::{CoreObject, CoreSink, Feed, Handled, PolicyItem, Sink, Strip};
+pub use feed::{CoreObject, CoreSink, Feed, Handled, PolicyItem, Sink, StoreKey, Strip};
 pub use store::SpecStore;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,20 +105,23 @@ pub enum WatchedKind {
     Nodes,
     NetworkPolicies,
     ProbeSpecs,
+    ClusterProbeSpecs,
     ProbeRequests,
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 6] = [
+    pub const ALL: [WatchedKind; 7] = [
         WatchedKind::Pods,
         WatchedKind::Namespaces,
         WatchedKind::Nodes,
         WatchedKind::NetworkPolicies,
         WatchedKind::ProbeSpecs,
+        WatchedKind::ClusterProbeSpecs,
         WatchedKind::ProbeRequests,
     ];
 
-    /// `pods`, `namespaces`, `nodes`, `networkpolicies`, `probespecs`, `proberequests`.
+    /// `pods`, `namespaces`, `nodes`, `networkpolicies`, `probespecs`, `clusterprobespecs`,
+    /// `proberequests`.
     pub fn as_str(self) -> &'static str {
         match self {
             WatchedKind::Pods => "pods",
@@ -123,6 +129,7 @@ impl WatchedKind {
             WatchedKind::Nodes => "nodes",
             WatchedKind::NetworkPolicies => "networkpolicies",
             WatchedKind::ProbeSpecs => "probespecs",
+            WatchedKind::ClusterProbeSpecs => "clusterprobespecs",
             WatchedKind::ProbeRequests => "proberequests",
         }
     }
@@ -243,6 +250,7 @@ pub struct ClusterView {
     pub index: Arc<RwLock<Index>>,
     pub changes: Arc<RwLock<ChangeLog>>,
     pub specs: Arc<RwLock<SpecStore<ProbeSpec>>>,
+    pub cluster_specs: Arc<RwLock<SpecStore<ClusterProbeSpec, String>>>,
     pub requests: Arc<RwLock<SpecStore<ProbeRequest>>>,
     pub cni: Arc<CniAgentMatcher>,
     pub readiness: Readiness,
@@ -262,6 +270,7 @@ impl ClusterView {
             index: Arc::default(),
             changes: Arc::default(),
             specs: Arc::default(),
+            cluster_specs: Arc::default(),
             requests: Arc::default(),
             cni: Arc::new(cni),
             readiness,
@@ -279,6 +288,29 @@ impl ClusterView {
     /// snapshot loading, call this after writing the index).
     pub fn notify(&self) {
         self.updates.send_modify(|n| *n += 1);
+    }
+
+    /// Every ProbeSpec and ClusterProbeSpec, keyed as their stores key them (ProbeSpecs first,
+    /// each kind in key order).
+    pub fn specs(&self) -> Vec<Spec> {
+        let namespaced = self.specs.read();
+        let cluster = self.cluster_specs.read();
+        let namespaced = namespaced.iter().map(|(key, spec)| Spec {
+            key: SpecRef::Namespaced(key.clone()),
+            generation: spec.metadata.generation,
+            spec: spec.spec.clone(),
+        });
+        let cluster = cluster.iter().map(|(name, spec)| Spec {
+            key: SpecRef::Cluster(name.clone()),
+            generation: spec.metadata.generation,
+            spec: spec.spec.0.clone(),
+        });
+        namespaced.chain(cluster).collect()
+    }
+
+    /// Moves whenever a ProbeSpec or ClusterProbeSpec changes.
+    pub fn specs_revision(&self) -> u64 {
+        self.specs.read().revision() + self.cluster_specs.read().revision()
     }
 
     /// The CNI agent pods on `node`, with readiness and restarts.
@@ -339,11 +371,18 @@ impl Watchers {
             }
             WatchedKind::ProbeSpecs => {
                 let store = self.view.specs.clone();
-                Box::pin(self.custom::<ProbeSpec>(kind, store).instrument(span))
+                Box::pin(self.custom::<ProbeSpec, _>(kind, store).instrument(span))
+            }
+            WatchedKind::ClusterProbeSpecs => {
+                let store = self.view.cluster_specs.clone();
+                Box::pin(
+                    self.custom::<ClusterProbeSpec, _>(kind, store)
+                        .instrument(span),
+                )
             }
             WatchedKind::ProbeRequests => {
                 let store = self.view.requests.clone();
-                Box::pin(self.custom::<ProbeRequest>(kind, store).instrument(span))
+                Box::pin(self.custom::<ProbeRequest, _>(kind, store).instrument(span))
             }
         }
     }
@@ -370,10 +409,11 @@ impl Watchers {
         .await
     }
 
-    async fn custom<K>(self, kind: WatchedKind, store: Arc<RwLock<SpecStore<K>>>) -> Error
+    async fn custom<K, Key>(self, kind: WatchedKind, store: Arc<RwLock<SpecStore<K, Key>>>) -> Error
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + PartialEq,
         K: Send + Sync + 'static,
+        Key: StoreKey + Send + Sync + 'static,
         DeserializeGuard<K>: Strip,
     {
         let api: Api<DeserializeGuard<K>> = Api::all(self.client.clone());

@@ -1,7 +1,7 @@
-//! Status of the netreach custom resources: ProbeSpec (written by every agent) and
-//! ProbeRequest (written by the agent on the source pod's node).
+//! Status of the netreach custom resources: ProbeSpec and ClusterProbeSpec (written by every
+//! agent) and ProbeRequest (written by the agent on the source pod's node).
 //!
-//! **ProbeSpec: one entry per node, plus an aggregate under optimistic concurrency.** Every
+//! **ProbeSpec and ClusterProbeSpec (one status type): one entry per node, plus an aggregate under optimistic concurrency.** Every
 //! agent probes its own share of a spec's pairs, so several agents write the same status. Each
 //! owns `status.nodes.<node>` ([`NodeContribution`]): counts by verdict, failing pairs, the
 //! generation it planned from, and a heartbeat. A JSON merge patch of a map only touches the
@@ -38,14 +38,17 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use parking_lot::Mutex;
-use probe_spec::probe_spec::{CONDITION_READY, CONDITION_SATISFIED, MAX_LAST_FAILING_PAIRS};
+use probe_spec::probe_spec::{
+    CONDITION_READY, CONDITION_SATISFIED, CONDITION_SOURCES_NARROWED, MAX_LAST_FAILING_PAIRS,
+};
 use probe_spec::{
-    Expectation, FailingPair, ProbeRequest, ProbeRequestStatus, ProbeSpec, ProbeSpecStatus,
-    VerdictCounts,
+    ClusterProbeSpec, Expectation, FailingPair, ProbeRequest, ProbeRequestStatus, ProbeSpec,
+    ProbeSpecStatus, VerdictCounts,
 };
 use serde_json::{Map, Value, json};
 use tracing::{debug, warn};
 
+use crate::cluster::SpecRef;
 use crate::cluster::model::ObjectRef;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -53,17 +56,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a status could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// `object` is `namespace/name`, or the name of a cluster-scoped object.
     #[error("reading {kind} {object}: {source}")]
     Get {
         kind: &'static str,
-        object: ObjectRef,
+        object: String,
         #[source]
         source: kube::Error,
     },
     #[error("patching {kind} {object} status: {source}")]
     Patch {
         kind: &'static str,
-        object: ObjectRef,
+        object: String,
         #[source]
         source: kube::Error,
     },
@@ -74,12 +78,16 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("patching ProbeSpec {object} status: still conflicting after {attempts} attempts")]
-    Conflict { object: ObjectRef, attempts: u32 },
+    #[error("patching {kind} {object} status: still conflicting after {attempts} attempts")]
+    Conflict {
+        kind: &'static str,
+        object: String,
+        attempts: u32,
+    },
     #[error("encoding {kind} {object} status: {source}")]
     Encode {
         kind: &'static str,
-        object: ObjectRef,
+        object: String,
         #[source]
         source: serde_json::Error,
     },
@@ -123,12 +131,18 @@ pub struct NodeReport {
     /// Newest first; truncated to [`StatusConfig::node_failing_pairs`].
     pub last_failing_pairs: Vec<FailingPair>,
     pub problem: Option<String>,
+    /// The namespaces a ProbeSpec's `from.namespaceSelector` reaches besides its own, which
+    /// the planner ignored (see [`crate::schedule::Narrowed`]).
+    pub sources_narrowed: Option<String>,
 }
 
 impl NodeReport {
-    /// A report with no pairs and no problem: the agent has nothing to say about the spec.
+    /// A report with no pairs, no problem and nothing narrowed: the agent has nothing to say
+    /// about the spec. (A spec narrowed down to no sources still gets its condition.)
     pub fn is_empty(&self) -> bool {
-        self.counts == VerdictCounts::default() && self.problem.is_none()
+        self.counts == VerdictCounts::default()
+            && self.problem.is_none()
+            && self.sources_narrowed.is_none()
     }
 
     fn contribution(&self, cap: usize, now: SystemTime) -> NodeContribution {
@@ -140,6 +154,7 @@ impl NodeReport {
             failing: self.failing,
             last_failing_pairs: failing,
             problem: self.problem.clone(),
+            sources_narrowed: self.sources_narrowed.clone(),
             updated_at: time(now),
         }
     }
@@ -157,11 +172,15 @@ pub mod reasons {
     pub const ALL_PAIRS_MEET_EXPECTATION: &str = "AllPairsMeetExpectation";
     /// Satisfied=False.
     pub const PAIRS_FAIL_EXPECTATION: &str = "PairsFailExpectation";
+    /// SourcesNarrowed=True: a ProbeSpec's `from.namespaceSelector` reaches other namespaces.
+    pub const OTHER_NAMESPACES_IGNORED: &str = "OtherNamespacesIgnored";
 }
 
 /// The top-level status from the fresh node entries: counts summed, failing pairs merged
 /// (newest first, at most 20), the oldest observed generation, and the conditions (keeping
 /// `lastTransitionTime` from `previous` when a condition's status did not change).
+/// `SourcesNarrowed` is there only while a fresh entry reports narrowed sources: conditions are
+/// written as a whole list, so leaving it out removes it.
 pub fn aggregate(
     expect: Expectation,
     nodes: &BTreeMap<String, NodeContribution>,
@@ -231,8 +250,13 @@ pub fn aggregate(
             ),
         ),
     };
+    let narrowed = nodes
+        .values()
+        .find_map(|n| n.sources_narrowed.clone())
+        .map(|message| ("True", reasons::OTHER_NAMESPACES_IGNORED, message));
     let conditions = [(CONDITION_READY, ready), (CONDITION_SATISFIED, satisfied)]
         .into_iter()
+        .chain(narrowed.map(|narrowed| (CONDITION_SOURCES_NARROWED, narrowed)))
         .map(|(type_, (status, reason, message))| {
             let last_transition_time = previous
                 .iter()
@@ -309,13 +333,15 @@ impl StatusConfig {
     }
 }
 
-/// Writes this node's share of ProbeSpec statuses.
+/// Writes this node's share of ProbeSpec and ClusterProbeSpec statuses.
 pub struct SpecStatusWriter {
     client: Client,
     config: StatusConfig,
-    resource: ApiResource,
+    /// The ProbeSpec resource (namespaced) and the ClusterProbeSpec resource.
+    namespaced: ApiResource,
+    cluster: ApiResource,
     /// The last report written per spec, and when.
-    last: Mutex<HashMap<ObjectRef, (NodeReport, SystemTime)>>,
+    last: Mutex<HashMap<SpecRef, (NodeReport, SystemTime)>>,
 }
 
 impl fmt::Debug for SpecStatusWriter {
@@ -339,20 +365,32 @@ impl SpecStatusWriter {
         Self {
             client,
             config,
-            resource: ApiResource::erase::<ProbeSpec>(&()),
+            namespaced: ApiResource::erase::<ProbeSpec>(&()),
+            cluster: ApiResource::erase::<ClusterProbeSpec>(&()),
             last: Mutex::default(),
         }
     }
 
+    /// The API of `spec`'s kind, and the object's name in it.
+    fn api<'a>(&self, spec: &'a SpecRef) -> (Api<DynamicObject>, &'a str) {
+        match spec {
+            SpecRef::Namespaced(key) => (
+                Api::namespaced_with(self.client.clone(), &key.namespace, &self.namespaced),
+                &key.name,
+            ),
+            SpecRef::Cluster(name) => (Api::all_with(self.client.clone(), &self.cluster), name),
+        }
+    }
+
     /// Publishes this node's report for `spec` (an empty report withdraws the node's entry).
-    pub async fn publish(&self, spec: &ObjectRef, report: &NodeReport) -> Result<Written> {
+    pub async fn publish(&self, spec: &SpecRef, report: &NodeReport) -> Result<Written> {
         self.publish_at(spec, report, SystemTime::now()).await
     }
 
     /// [`Self::publish`] at a given time (tests drive the clock).
     pub async fn publish_at(
         &self,
-        spec: &ObjectRef,
+        spec: &SpecRef,
         report: &NodeReport,
         now: SystemTime,
     ) -> Result<Written> {
@@ -362,16 +400,16 @@ impl SpecStatusWriter {
         {
             return Ok(Written::Unchanged);
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &spec.namespace, &self.resource);
+        let (api, name) = self.api(spec);
+        let (kind, object) = (spec.kind(), spec.to_string());
         for attempt in 1..=self.config.max_attempts {
-            let current = match api.get(&spec.name).await {
+            let current = match api.get(name).await {
                 Ok(obj) => parse_current(&obj, spec),
                 Err(e) if status_code(&e) == Some(404) => return Ok(self.gone(spec)),
                 Err(source) => {
                     return Err(Error::Get {
-                        kind: "ProbeSpec",
-                        object: spec.clone(),
+                        kind,
+                        object,
                         source,
                     });
                 }
@@ -379,8 +417,8 @@ impl SpecStatusWriter {
             let patch = self
                 .patch_body(current, report, now)
                 .map_err(|source| Error::Encode {
-                    kind: "ProbeSpec",
-                    object: spec.clone(),
+                    kind,
+                    object: object.clone(),
                     source,
                 })?;
             let Some(patch) = patch else {
@@ -388,7 +426,7 @@ impl SpecStatusWriter {
                 return Ok(Written::Unchanged);
             };
             match api
-                .patch_status(&spec.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
                 Ok(_) => {
@@ -401,25 +439,26 @@ impl SpecStatusWriter {
                 Err(e) if status_code(&e) == Some(404) => return Ok(self.gone(spec)),
                 Err(source) => {
                     return Err(Error::Patch {
-                        kind: "ProbeSpec",
-                        object: spec.clone(),
+                        kind,
+                        object,
                         source,
                     });
                 }
             }
         }
         Err(Error::Conflict {
-            object: spec.clone(),
+            kind,
+            object,
             attempts: self.config.max_attempts,
         })
     }
 
-    fn gone(&self, spec: &ObjectRef) -> Written {
+    fn gone(&self, spec: &SpecRef) -> Written {
         self.last.lock().remove(spec);
         Written::Gone
     }
 
-    fn remember(&self, spec: &ObjectRef, report: &NodeReport, now: SystemTime) {
+    fn remember(&self, spec: &SpecRef, report: &NodeReport, now: SystemTime) {
         self.last.lock().insert(spec.clone(), (report.clone(), now));
     }
 
@@ -477,7 +516,7 @@ impl SpecStatusWriter {
 
 /// Reads what a write needs from the raw object (the typed `ProbeSpecStatus` has no `nodes`).
 /// Malformed node entries are ignored (and overwritten by their owners).
-fn parse_current(obj: &DynamicObject, spec: &ObjectRef) -> Current {
+fn parse_current(obj: &DynamicObject, spec: &SpecRef) -> Current {
     let expect = obj
         .data
         .pointer("/spec/expect")
@@ -552,7 +591,7 @@ impl RequestStatusWriter {
     pub async fn write(&self, request: &ObjectRef, status: &ProbeRequestStatus) -> Result<Written> {
         let encode = |source| Error::Encode {
             kind: "ProbeRequest",
-            object: request.clone(),
+            object: request.to_string(),
             source,
         };
         let mut body = match serde_json::to_value(status).map_err(encode)? {
@@ -581,7 +620,7 @@ impl RequestStatusWriter {
             Err(e) if status_code(&e) == Some(404) => Ok(Written::Gone),
             Err(source) => Err(Error::Patch {
                 kind: "ProbeRequest",
-                object: request.clone(),
+                object: request.to_string(),
                 source,
             }),
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use probe_spec::PairVerdict;
 
 use super::*;
+use crate::cluster::SpecRef;
 use crate::cluster::load::Loaded;
 
 const HOST: &str = "api.example";
@@ -63,7 +64,7 @@ fn index() -> Index {
 }
 
 fn host_pair() -> Pair {
-    let spec = ObjectRef::new("shop", "hosts");
+    let spec = SpecRef::Namespaced(ObjectRef::new("shop", "hosts"));
     let from = ObjectRef::new("shop", "web");
     let target = PairTarget::Host {
         name: HOST.into(),

@@ -1,16 +1,16 @@
-//! Builders shared by the schedule tests: pods, namespaces, policies and ProbeSpecs.
+//! Builders shared by the schedule tests: pods, namespaces, policies and specs of both kinds.
 
 use std::net::IpAddr;
 
-use probe_spec::ProbeSpec;
+use probe_spec::{ClusterProbeSpec, ProbeSpec};
 
-use crate::cluster::Index;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{
     ContainerPort, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, ObjectRef, Pod,
     PodPhase, Protocol,
 };
 use crate::cluster::selector::Selector;
+use crate::cluster::{Index, Spec, SpecRef};
 
 use super::pair::{Pair, PairTarget, pair_id};
 
@@ -67,12 +67,23 @@ pub(crate) fn index(namespaces: Vec<Namespace>, pods: Vec<Pod>) -> Index {
     index
 }
 
-/// A ProbeSpec from YAML (the `spec:` body, indented by two spaces).
-pub(crate) fn probe_spec(ns: &str, name: &str, spec: &str) -> ProbeSpec {
+/// A ProbeSpec from YAML (the `spec:` body, indented by two spaces), converted to a [`Spec`].
+pub(crate) fn probe_spec(ns: &str, name: &str, spec: &str) -> Spec {
     let yaml = format!(
         "apiVersion: netreach.dev/v1alpha1\nkind: ProbeSpec\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}"
     );
-    serde_yaml_ng::from_str(&yaml).expect("fixture ProbeSpec parses")
+    let spec: ProbeSpec = serde_yaml_ng::from_str(&yaml).expect("fixture ProbeSpec parses");
+    Spec::try_from(&spec).expect("fixture ProbeSpec converts")
+}
+
+/// A ClusterProbeSpec from YAML (the `spec:` body, indented by two spaces), converted to a [`Spec`].
+pub(crate) fn cluster_probe_spec(name: &str, spec: &str) -> Spec {
+    let yaml = format!(
+        "apiVersion: netreach.dev/v1alpha1\nkind: ClusterProbeSpec\nmetadata: {{name: {name}}}\nspec:\n{spec}"
+    );
+    let spec: ClusterProbeSpec =
+        serde_yaml_ng::from_str(&yaml).expect("fixture ClusterProbeSpec parses");
+    Spec::try_from(&spec).expect("fixture ClusterProbeSpec converts")
 }
 
 pub(crate) fn policy(
@@ -100,7 +111,7 @@ pub(crate) fn key(s: &str) -> ObjectRef {
 
 /// A pair of spec `shop/spec` from `from` to `target`.
 pub(crate) fn pair(from: &str, target: PairTarget) -> Pair {
-    let spec = key("shop/spec");
+    let spec = SpecRef::Namespaced(key("shop/spec"));
     let from = key(from);
     Pair {
         id: pair_id(&spec, &from, &target),

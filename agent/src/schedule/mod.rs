@@ -2,7 +2,7 @@
 //! is a parameter), deterministic.
 //!
 //! ```text
-//! Index + ProbeSpec + NODE_NAME ──plan()──> Plan { pairs of this node, skipped counts }
+//! Index + Spec + NODE_NAME ──plan()──> Plan { pairs of this node, skipped counts, narrowed }
 //!                                              │ sync()
 //!                                              v
 //!              Timetable ──ready(now, limit)──> probe ──complete(id, now)
@@ -11,7 +11,11 @@
 //! watch event ──affected_pairs(index, change)  (+ re-plan: sync() reports added pairs)
 //! ```
 //!
-//! - [`plan`]: sources x destinations of a ProbeSpec, pods that cannot take part skipped and
+//! - [`source_namespaces`]: where a spec's sources may be. A ProbeSpec probes only from its
+//!   own namespace: a `from.namespaceSelector` that reaches others is narrowed, and what it
+//!   left out is reported ([`Narrowed`], the `SourcesNarrowed` condition). A ClusterProbeSpec
+//!   is not narrowed.
+//! - [`plan`]: sources x destinations of a spec (either kind), pods that cannot take part skipped and
 //!   counted, `maxPairs` applied by stable cluster-wide sampling (every node ranks all pairs
 //!   by the same hash and keeps the same lowest `maxPairs`, then probes its own share).
 //! - [`Timetable`]: per-pair grid with a phase spread and ±10% deterministic jitter, a global
@@ -32,51 +36,55 @@ mod host;
 mod pair;
 mod plan;
 mod reprobe;
+mod sources;
 mod timetable;
 
 pub use host::{HostTargets, MAX_HOST_ADDRESSES, host_targets};
 pub use pair::{Pair, PairId, PairTarget, pair_id};
 pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
 pub use reprobe::{ClusterChange, affected_pairs};
+pub use sources::{Narrowed, SourceNamespaces, source_namespaces};
 pub use timetable::{SyncChanges, Timetable, TimetableConfig};
 
-use crate::cluster::model::ObjectRef;
+use crate::cluster::SpecRef;
 use crate::cluster::selector::SelectorError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a ProbeSpec cannot be planned. Specs that passed the CRD schema (or
-/// `ProbeSpec::validate`) never fail here.
+/// Why a ProbeSpec or ClusterProbeSpec cannot be planned. Specs that passed the CRD schema
+/// (or `ProbeSpec::validate`) never fail here.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    #[error("ProbeSpec {name:?} has no namespace")]
-    NoNamespace { name: String },
-    #[error("ProbeSpec {spec}: {field}: {source}")]
+    #[error("{} {spec}: {field}: {source}", spec.kind())]
     InvalidSelector {
-        spec: ObjectRef,
+        spec: SpecRef,
         field: String,
         #[source]
         source: SelectorError,
     },
-    #[error("ProbeSpec {spec}: spec.to[{index}] does not set exactly one valid target kind")]
-    InvalidTarget { spec: ObjectRef, index: usize },
     #[error(
-        "ProbeSpec {spec}: {field}: {value} is not a port number in 1..65535 (named ports need a pod target)"
+        "{} {spec}: spec.to[{index}] does not set exactly one valid target kind",
+        spec.kind()
+    )]
+    InvalidTarget { spec: SpecRef, index: usize },
+    #[error(
+        "{} {spec}: {field}: {value} is not a port number in 1..65535 (named ports need a pod target)",
+        spec.kind()
     )]
     InvalidPort {
-        spec: ObjectRef,
+        spec: SpecRef,
         field: String,
         value: String,
     },
-    #[error("ProbeSpec {spec}: spec.to[{index}].ip: {message}")]
+    #[error("{} {spec}: spec.to[{index}].ip: {message}", spec.kind())]
     RefusedTarget {
-        spec: ObjectRef,
+        spec: SpecRef,
         index: usize,
         message: String,
     },
-    #[error("ProbeSpec {spec}: {field}: {source}")]
+    #[error("{} {spec}: {field}: {source}", spec.kind())]
     InvalidDuration {
-        spec: ObjectRef,
+        spec: SpecRef,
         field: &'static str,
         #[source]
         source: probe_spec::DurationError,
@@ -87,7 +95,6 @@ impl Error {
     /// A bounded label for failure counters.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::NoNamespace { .. } => "no_namespace",
             Error::InvalidSelector { .. } => "invalid_selector",
             Error::InvalidTarget { .. } => "invalid_target",
             Error::InvalidPort { .. } => "invalid_port",

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 
 use super::hash::{StableHasher, combine};
@@ -23,8 +24,8 @@ impl fmt::Display for PairId {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pair {
     pub id: PairId,
-    /// The ProbeSpec this pair comes from.
-    pub spec: ObjectRef,
+    /// The ProbeSpec or ClusterProbeSpec this pair comes from.
+    pub spec: SpecRef,
     /// The source pod; the probe runs in its network namespace.
     pub from: ObjectRef,
     pub target: PairTarget,
@@ -151,16 +152,25 @@ impl fmt::Display for PairTarget {
 }
 
 /// The identity of (spec, source pod): combined with a target's hash into the [`PairId`].
-pub(super) fn source_hash(spec: &ObjectRef, from: &ObjectRef) -> u64 {
-    StableHasher::new("netreach/pair/v1")
-        .str(&spec.namespace)
-        .str(&spec.name)
-        .str(&from.namespace)
-        .str(&from.name)
-        .finish()
+/// A ProbeSpec hashes as it always has (ids stay stable across agent versions); a
+/// ClusterProbeSpec hashes in its own domain, so it never shares ids with a ProbeSpec.
+pub(super) fn source_hash(spec: &SpecRef, from: &ObjectRef) -> u64 {
+    let mut h = match spec {
+        SpecRef::Namespaced(spec) => {
+            let mut h = StableHasher::new("netreach/pair/v1");
+            h.str(&spec.namespace).str(&spec.name);
+            h
+        }
+        SpecRef::Cluster(name) => {
+            let mut h = StableHasher::new("netreach/cluster-pair/v1");
+            h.str(name);
+            h
+        }
+    };
+    h.str(&from.namespace).str(&from.name).finish()
 }
 
 /// The id of a pair; [`super::plan()`] uses the same function, so callers can name a pair directly.
-pub fn pair_id(spec: &ObjectRef, from: &ObjectRef, target: &PairTarget) -> PairId {
+pub fn pair_id(spec: &SpecRef, from: &ObjectRef, target: &PairTarget) -> PairId {
     PairId(combine(source_hash(spec, from), target.identity_hash()))
 }

@@ -1,7 +1,9 @@
-//! Pair planning: ProbeSpec + index + this node's name -> the pairs this node probes.
+//! Pair planning: a spec (ProbeSpec or ClusterProbeSpec) + index + this node's name -> the
+//! pairs this node probes.
 //!
-//! 1. Source pods: `from.podSelector` in the namespaces of `from.namespaceSelector` (absent:
-//!    the spec's namespace; `{}`: every namespace), cluster-wide.
+//! 1. Source pods: `from.podSelector` in the namespaces of [`source_namespaces`] (a
+//!    ProbeSpec's own namespace only; a ClusterProbeSpec's `from.namespaceSelector`, absent
+//!    meaning every namespace), cluster-wide.
 //! 2. Destination entries, independent of the source: each pod target's pods x ports (named
 //!    ports resolved on each destination pod), each ip/host target's ports, each dns name;
 //!    duplicates (two targets naming the same pod and port) collapse.
@@ -16,15 +18,15 @@
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use probe_spec::{Expectation, PortSpec, ProbeSpec, TargetKind};
+use probe_spec::{Expectation, PortSpec, ProbeSpecSpec, TargetKind};
 
 use crate::cluster::model::{ObjectRef, Pod, PodPhase, Protocol};
-use crate::cluster::{Index, Selector};
+use crate::cluster::{Index, Selector, Spec, SpecRef};
 
 use super::hash::combine;
 use super::pair::{Pair, PairId, PairTarget, source_hash};
+use super::sources::{Narrowed, namespaces, selector, source_namespaces};
 use super::{Error, Result};
 
 // === Skipping ===
@@ -118,10 +120,10 @@ pub struct Skipped {
 
 // === Plan ===
 
-/// The pairs of one ProbeSpec that this node probes.
+/// The pairs of one spec that this node probes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    pub spec: ObjectRef,
+    pub spec: SpecRef,
     pub interval: Duration,
     pub timeout: Duration,
     pub expect: Expectation,
@@ -132,6 +134,8 @@ pub struct Plan {
     /// Cluster-wide pairs in the sample (at most `maxPairs`); `pairs` is this node's share.
     pub sampled: usize,
     pub skipped: Skipped,
+    /// The namespaces a ProbeSpec's `from.namespaceSelector` reaches besides its own, left out.
+    pub narrowed: Option<Narrowed>,
 }
 
 /// A destination of the spec, computed once and crossed with every source.
@@ -141,14 +145,12 @@ struct Destination {
 }
 
 /// Plans the pairs of `spec` whose source pod runs on `node`.
-pub fn plan(index: &Index, spec: &ProbeSpec, node: &str) -> Result<Plan> {
-    let name = spec.metadata.name.clone().unwrap_or_default();
-    let namespace = spec
-        .metadata
-        .namespace
-        .clone()
-        .ok_or_else(|| Error::NoNamespace { name: name.clone() })?;
-    let spec_ref = ObjectRef::new(namespace, name);
+pub fn plan(index: &Index, spec: &Spec, node: &str) -> Result<Plan> {
+    let Spec {
+        key: spec_ref,
+        spec,
+        ..
+    } = spec;
     let duration = |field: &'static str, value: &str| {
         probe_spec::parse_duration(value).map_err(|source| Error::InvalidDuration {
             spec: spec_ref.clone(),
@@ -156,21 +158,21 @@ pub fn plan(index: &Index, spec: &ProbeSpec, node: &str) -> Result<Plan> {
             source,
         })
     };
-    let interval = duration("spec.interval", &spec.spec.interval)?;
-    let timeout = duration("spec.timeout", &spec.spec.timeout)?;
+    let interval = duration("spec.interval", &spec.interval)?;
+    let timeout = duration("spec.timeout", &spec.timeout)?;
 
     let mut skipped = Skipped::default();
-    let sources = select_sources(index, spec, &spec_ref, node, &mut skipped)?;
-    let destinations = select_destinations(index, spec, &spec_ref, &mut skipped)?;
+    let (sources, narrowed) = select_sources(index, spec, spec_ref, node, &mut skipped)?;
+    let destinations = select_destinations(index, spec, spec_ref, &mut skipped)?;
 
     // Rank every cluster-wide candidate and keep the `maxPairs` lowest ids (a max-heap of
     // the current best bounds memory by maxPairs, not by the candidate count).
-    let max_pairs = spec.spec.max_pairs as usize;
+    let max_pairs = spec.max_pairs as usize;
     let mut best: BinaryHeap<(u64, usize, usize)> = BinaryHeap::with_capacity(max_pairs + 1);
     let mut candidates = 0usize;
     for (s, source) in sources.iter().enumerate() {
         let key = source.key();
-        let from_hash = source_hash(&spec_ref, &key);
+        let from_hash = source_hash(spec_ref, &key);
         for (d, destination) in destinations.iter().enumerate() {
             if destination.target.pod() == Some(&key) {
                 skipped.self_pairs += 1;
@@ -201,64 +203,33 @@ pub fn plan(index: &Index, spec: &ProbeSpec, node: &str) -> Result<Plan> {
         .collect();
     pairs.sort_by_key(|p| p.id);
     Ok(Plan {
-        spec: spec_ref,
+        spec: spec_ref.clone(),
         interval,
         timeout,
-        expect: spec.spec.expect,
+        expect: spec.expect,
         pairs,
         candidates,
         sampled,
         skipped,
+        narrowed,
     })
 }
 
-fn selector(spec: &ObjectRef, field: String, selector: &LabelSelector) -> Result<Selector> {
-    Selector::try_from(selector).map_err(|source| Error::InvalidSelector {
-        spec: spec.clone(),
-        field,
-        source,
-    })
-}
-
-/// Namespaces chosen by an optional selector: absent means the spec's own namespace.
-fn namespaces(
-    index: &Index,
-    spec: &ObjectRef,
-    field: String,
-    namespace_selector: Option<&LabelSelector>,
-) -> Result<BTreeSet<String>> {
-    Ok(match namespace_selector {
-        None => BTreeSet::from([spec.namespace.clone()]),
-        Some(sel) => {
-            let sel = selector(spec, field, sel)?;
-            index
-                .namespace_names()
-                .into_iter()
-                .filter(|ns| sel.matches(&index.namespace_labels(ns)))
-                .collect()
-        }
-    })
-}
-
-/// Eligible source pods, cluster-wide, in key order; counts this node's skipped sources.
+/// Eligible source pods, cluster-wide, in key order, and what narrowing left out; counts this
+/// node's skipped sources.
 fn select_sources<'a>(
     index: &'a Index,
-    spec: &ProbeSpec,
-    spec_ref: &ObjectRef,
+    spec: &ProbeSpecSpec,
+    spec_ref: &SpecRef,
     node: &str,
     skipped: &mut Skipped,
-) -> Result<Vec<&'a Pod>> {
-    let from = &spec.spec.from;
+) -> Result<(Vec<&'a Pod>, Option<Narrowed>)> {
+    let from = &spec.from;
     let pod_selector = selector(spec_ref, "spec.from.podSelector".into(), &from.pod_selector)?;
-    let namespaces = namespaces(
-        index,
-        spec_ref,
-        "spec.from.namespaceSelector".into(),
-        from.namespace_selector.as_ref(),
-    )?;
+    let namespaces = source_namespaces(index, spec_ref, from)?;
     let mut sources = Vec::new();
     for pod in index.pods() {
-        if !namespaces.contains(&pod.namespace) || !pod_selector.matches(&pod.labels) {
+        if !namespaces.namespaces.contains(&pod.namespace) || !pod_selector.matches(&pod.labels) {
             continue;
         }
         match eligibility(pod, true) {
@@ -267,14 +238,14 @@ fn select_sources<'a>(
             Err(_) => {}
         }
     }
-    Ok(sources)
+    Ok((sources, namespaces.narrowed))
 }
 
 /// Every destination of the spec, deduplicated, in spec order.
 fn select_destinations(
     index: &Index,
-    spec: &ProbeSpec,
-    spec_ref: &ObjectRef,
+    spec: &ProbeSpecSpec,
+    spec_ref: &SpecRef,
     skipped: &mut Skipped,
 ) -> Result<Vec<Destination>> {
     let mut out = Vec::new();
@@ -286,7 +257,7 @@ fn select_destinations(
             out.push(Destination { target, hash });
         }
     };
-    for (t, target) in spec.spec.to.iter().enumerate() {
+    for (t, target) in spec.to.iter().enumerate() {
         let kind = target.kind().ok_or_else(|| Error::InvalidTarget {
             spec: spec_ref.clone(),
             index: t,
@@ -377,7 +348,7 @@ fn select_destinations(
 }
 
 /// A numeric port in 1..=65535; a name here means a named port on a non-pod target.
-fn port_number(spec: &ObjectRef, target: usize, index: usize, port: &PortSpec) -> Result<u16> {
+fn port_number(spec: &SpecRef, target: usize, index: usize, port: &PortSpec) -> Result<u16> {
     match &port.port {
         IntOrString::Int(n) => u16::try_from(*n).ok().filter(|n| *n != 0),
         IntOrString::String(_) => None,

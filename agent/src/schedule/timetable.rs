@@ -239,8 +239,8 @@ impl Timetable {
         changes
     }
 
-    /// Removes every pair of a spec (the ProbeSpec was deleted).
-    pub fn remove_spec(&mut self, spec: &crate::cluster::model::ObjectRef) -> Vec<PairId> {
+    /// Removes every pair of a spec (the ProbeSpec or ClusterProbeSpec was deleted).
+    pub fn remove_spec(&mut self, spec: &crate::cluster::SpecRef) -> Vec<PairId> {
         self.remove_where(|e| &e.pair.spec == spec)
     }
 

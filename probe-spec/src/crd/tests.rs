@@ -6,9 +6,10 @@ use crate::{
     test_support::{nodes_with_rules, openapi_schema, rules_at},
 };
 
-fn schemas() -> [(&'static str, serde_json::Value); 2] {
+fn schemas() -> [(&'static str, serde_json::Value); 3] {
     [
         ("ProbeSpec", openapi_schema::<ProbeSpec>()),
+        ("ClusterProbeSpec", openapi_schema::<ClusterProbeSpec>()),
         ("ProbeRequest", openapi_schema::<ProbeRequest>()),
     ]
 }
@@ -55,11 +56,11 @@ fn duration_rules_leave_malformed_strings_to_the_pattern() {
 }
 
 #[test]
-fn crds_yaml_is_two_sorted_documents() {
+fn crds_yaml_is_three_sorted_documents() {
     let yaml = crds_yaml();
     assert!(yaml.starts_with(CRDS_YAML_HEADER));
     let documents: Vec<&str> = yaml.split("---\n").skip(1).collect();
-    assert_eq!(documents.len(), 2);
+    assert_eq!(documents.len(), 3);
     let names: Vec<String> = documents
         .iter()
         .map(|document| {
@@ -70,7 +71,11 @@ fn crds_yaml_is_two_sorted_documents() {
         .collect();
     assert_eq!(
         names,
-        ["proberequests.netreach.dev", "probespecs.netreach.dev"]
+        [
+            "clusterprobespecs.netreach.dev",
+            "proberequests.netreach.dev",
+            "probespecs.netreach.dev"
+        ]
     );
     assert_eq!(yaml, crds_yaml(), "rendering is deterministic");
 }

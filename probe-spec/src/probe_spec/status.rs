@@ -56,6 +56,11 @@ pub struct NodeContribution {
     /// Why the agent cannot probe the spec (e.g. it does not validate), if it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the agent left out of a ProbeSpec's sources: the namespaces that
+    /// `from.namespaceSelector` reaches besides the spec's own (a ProbeSpec probes only from
+    /// its own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources_narrowed: Option<String>,
     /// The agent's heartbeat: readers ignore entries that have not been refreshed recently.
     pub updated_at: Time,
 }

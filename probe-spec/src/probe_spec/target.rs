@@ -30,7 +30,7 @@ use crate::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeTarget {
-    /// Selects destination pods, in the ProbeSpec's namespace unless namespaceSelector is set; with namespaceSelector alone, every pod in the selected namespaces.
+    /// Selects destination pods, in the ProbeSpec's namespace (every namespace for a ClusterProbeSpec) unless namespaceSelector is set; with namespaceSelector alone, every pod in the selected namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_selector: Option<LabelSelector>,
     /// Selects the namespaces of destination pods; `{}` means every namespace.
@@ -62,7 +62,8 @@ pub enum TargetKind<'a> {
     Pods {
         /// Destination pods; absent means every pod in the selected namespaces.
         pod_selector: Option<&'a LabelSelector>,
-        /// Destination namespaces; absent means the ProbeSpec's namespace.
+        /// Destination namespaces; absent means the ProbeSpec's namespace (every namespace
+        /// for a ClusterProbeSpec).
         namespace_selector: Option<&'a LabelSelector>,
         /// Ports to probe on each pod.
         ports: &'a [PortSpec],

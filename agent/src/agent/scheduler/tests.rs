@@ -10,10 +10,13 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::agent::fixtures::{index, namespace, pod, policy, probe_spec, report};
+use crate::agent::fixtures::{
+    cluster_probe_spec, index, namespace, pod, policy, probe_spec, report,
+};
 use crate::agent::prober::{Now, ProbeJob, ViewSnapshot};
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
+use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::{CniAgentMatcher, Readiness};
 use crate::report::events::EventReason;
 use futures::future::BoxFuture;
@@ -196,7 +199,7 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
     let summary = h
         .specs
         .borrow()
-        .get(&ObjectRef::new("shop", "paths"))
+        .get(&SpecRef::Namespaced(ObjectRef::new("shop", "paths")))
         .cloned();
     let summary = summary.expect("spec summary published");
     assert_eq!(summary.planned, 2);
@@ -342,6 +345,51 @@ async fn a_pair_removed_while_probed_is_discarded() {
 }
 
 #[tokio::test]
+async fn cluster_probe_specs_are_planned_beside_probe_specs_and_narrowing_is_summarised() {
+    let mut h = harness(64);
+    h.view.index.write().apply(namespace("batch", &[]));
+    h.view
+        .index
+        .write()
+        .apply(pod("batch", "job", &[("app", "web")], "10.0.1.9", "node-1"));
+    // The same selectors: the ProbeSpec in shop reaches batch too, and is narrowed.
+    let body = "  from: {podSelector: {matchLabels: {app: web}}, namespaceSelector: {}}\n  to:\n    - podSelector: {matchLabels: {tier: backend}}\n      namespaceSelector: {}\n      ports: [{port: 8080}]\n  interval: 10s\n  timeout: 1s\n";
+    h.view.specs.write().insert(
+        ObjectRef::new("shop", "paths"),
+        probe_spec("shop", "paths", body),
+    );
+    h.view
+        .cluster_specs
+        .write()
+        .insert("paths".into(), cluster_probe_spec("paths", body));
+
+    let step = h.scheduler.step(h.clock.at(0.0));
+    // ProbeSpec: shop/web only (2 pairs); ClusterProbeSpec: shop/web and batch/job (4 pairs).
+    assert_eq!(step.added.len(), 6);
+    let summaries = h.specs.borrow().clone();
+    let namespaced = &summaries[&SpecRef::Namespaced(ObjectRef::new("shop", "paths"))];
+    assert_eq!(namespaced.planned, 2);
+    let narrowed = namespaced.sources_narrowed.as_deref().expect("narrowed");
+    assert!(narrowed.contains("other than shop (batch)"), "{narrowed}");
+    let cluster = &summaries[&SpecRef::Cluster("paths".into())];
+    assert_eq!(cluster.planned, 4);
+    assert_eq!(cluster.sources_narrowed, None);
+
+    h.view.cluster_specs.write().remove(&"paths".to_string());
+    let step = h.scheduler.step(h.clock.at(2.0));
+    assert_eq!(
+        step.removed.len(),
+        4,
+        "the ClusterProbeSpec's pairs go with it"
+    );
+    assert!(
+        !h.specs
+            .borrow()
+            .contains_key(&SpecRef::Cluster("paths".into()))
+    );
+}
+
+#[tokio::test]
 async fn an_invalid_spec_is_summarised_with_its_problem() {
     let mut h = harness(64);
     h.scheduler.step(h.clock.at(0.0));
@@ -356,7 +404,7 @@ async fn an_invalid_spec_is_summarised_with_its_problem() {
     let summary = h
         .specs
         .borrow()
-        .get(&ObjectRef::new("shop", "paths"))
+        .get(&SpecRef::Namespaced(ObjectRef::new("shop", "paths")))
         .cloned()
         .expect("still summarised");
     assert_eq!(summary.planned, 0);

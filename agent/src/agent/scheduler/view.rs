@@ -4,20 +4,19 @@
 //! ```text
 //! revisions moved? ──refresh_snapshot──> ViewSnapshot (copies under the read locks)
 //! ChangeLog::after(seen) ──changes_since_last──> [(affected pair ids, change instant)]
-//! ProbeSpecs ──replan──> Timetable::sync per spec; vanished specs and pairs: forget
+//! ProbeSpecs + ClusterProbeSpecs ──replan──> Timetable::sync per spec; vanished specs and pairs: forget
 //! ```
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use probe_spec::ProbeSpec;
 use tracing::{debug, info, warn};
 
 use super::{PlannedSpec, Revisions, Scheduler, SpecSummaries, SpecSummary};
 use crate::agent::changes::{change_instant, cluster_change, may_change_plans};
 use crate::agent::prober::{Now, ViewSnapshot};
-use crate::cluster::model::ObjectRef;
+use crate::cluster::SpecRef;
 use crate::schedule::{self, PairId, affected_pairs};
 
 impl Scheduler {
@@ -27,7 +26,7 @@ impl Scheduler {
         let revisions = Revisions {
             index: self.view.index.read().revision(),
             changes: self.view.changes.read().latest_seq(),
-            specs: self.view.specs.read().revision(),
+            specs: self.view.specs_revision(),
         };
         let previous = self.snapshot_at.map(|(_, r)| r);
         let age = self
@@ -96,25 +95,21 @@ impl Scheduler {
         (marks, plan_change)
     }
 
-    /// Plans every ProbeSpec for this node and syncs the timetable; returns the pairs added
-    /// and removed. Specs that vanished lose their pairs and every metric series.
+    /// Plans every ProbeSpec and ClusterProbeSpec for this node and syncs the timetable;
+    /// returns the pairs added and removed. Specs that vanished lose their pairs and every
+    /// metric series.
     pub(super) fn replan(
         &mut self,
         snapshot: &ViewSnapshot,
         now: Instant,
     ) -> (Vec<PairId>, Vec<PairId>) {
-        let specs: Vec<(ObjectRef, Arc<ProbeSpec>)> = self
-            .view
-            .specs
-            .read()
-            .iter()
-            .map(|(key, spec)| (key.clone(), spec.clone()))
-            .collect();
+        let specs = self.view.specs();
         let mut added = Vec::new();
         let mut removed = Vec::new();
         let mut present = BTreeSet::new();
-        for (key, spec) in specs {
-            let generation = spec.metadata.generation;
+        for spec in specs {
+            let key = spec.key.clone();
+            let generation = spec.generation;
             let expect = spec.spec.expect;
             let planned = match schedule::plan(&snapshot.index, &spec, &self.config.node) {
                 Ok(plan) => {
@@ -128,6 +123,7 @@ impl Scheduler {
                             expect,
                             planned: plan.pairs.len(),
                             problem: None,
+                            sources_narrowed: plan.narrowed.map(|n| n.to_string()),
                         },
                     }
                 }
@@ -137,7 +133,7 @@ impl Scheduler {
                         .get(&key)
                         .is_none_or(|s| s.summary.problem.is_none())
                     {
-                        warn!(spec = %key, %error, reason = error.metric_label(), "cannot plan ProbeSpec");
+                        warn!(spec = %key, kind = key.kind(), %error, reason = error.metric_label(), "cannot plan spec");
                     }
                     removed.extend(self.timetable.remove_spec(&key));
                     PlannedSpec {
@@ -147,6 +143,7 @@ impl Scheduler {
                             expect,
                             planned: 0,
                             problem: Some(error.to_string()),
+                            sources_narrowed: None,
                         },
                     }
                 }
@@ -154,14 +151,14 @@ impl Scheduler {
             present.insert(key.clone());
             self.specs.insert(key, planned);
         }
-        let vanished: Vec<ObjectRef> = self
+        let vanished: Vec<SpecRef> = self
             .specs
             .keys()
             .filter(|key| !present.contains(*key))
             .cloned()
             .collect();
         for key in vanished {
-            info!(spec = %key, "ProbeSpec gone");
+            info!(spec = %key, kind = key.kind(), "spec gone");
             removed.extend(self.timetable.remove_spec(&key));
             self.out.metrics.remove_spec(&key.to_string());
             self.specs.remove(&key);

@@ -14,6 +14,7 @@ fn summary() -> SpecSummary {
         expect: Expectation::Allow,
         planned: 3,
         problem: None,
+        sources_narrowed: None,
     }
 }
 
@@ -142,4 +143,14 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
     let report = node_report("shop/paths", &broken, &[], &mut since, 5);
     assert_eq!(report.problem.as_deref(), Some("spec.interval: invalid"));
     assert!(ready_to_report(&broken, &report, 0, false));
+
+    // Narrowed down to no source: no pairs, but an entry that carries the condition.
+    let narrowed = SpecSummary {
+        planned: 0,
+        sources_narrowed: Some("other than shop (billing)".into()),
+        ..summary()
+    };
+    let report = node_report("shop/paths", &narrowed, &[], &mut since, 5);
+    assert!(!report.is_empty(), "keeps this node's entry");
+    assert!(ready_to_report(&narrowed, &report, 0, false));
 }

@@ -25,8 +25,9 @@ use k8s_openapi::api::networking::v1 as netv1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::DeserializeGuard;
+use kube::core::object::HasStatus;
 use kube::runtime::watcher::Event;
-use probe_spec::{ProbeRequest, ProbeSpec};
+use probe_spec::{ClusterProbeSpec, ProbeRequest, ProbeSpec};
 use tracing::warn;
 
 use crate::cluster::changes::{ChangeKind, ChangeLog};
@@ -246,15 +247,25 @@ impl Strip for netv1::NetworkPolicy {
 
 /// The CRs also lose `resourceVersion`, so an object whose only change is its status (the
 /// agents' own writes) compares equal in the [`SpecStore`].
+fn strip_spec<K: Resource + HasStatus>(guard: &mut DeserializeGuard<K>) {
+    let meta = guard.meta_mut();
+    strip_meta(meta);
+    meta.resource_version = None;
+    if let Ok(spec) = &mut guard.0 {
+        // Written by the agents (see report::status), never read back from the watch.
+        *spec.status_mut() = None;
+    }
+}
+
 impl Strip for DeserializeGuard<ProbeSpec> {
     fn strip(&mut self) {
-        let meta = self.meta_mut();
-        strip_meta(meta);
-        meta.resource_version = None;
-        if let Ok(spec) = &mut self.0 {
-            // Written by the agents (see report::status), never read back from the watch.
-            spec.status = None;
-        }
+        strip_spec(self);
+    }
+}
+
+impl Strip for DeserializeGuard<ClusterProbeSpec> {
+    fn strip(&mut self) {
+        strip_spec(self);
     }
 }
 
@@ -306,6 +317,25 @@ fn warn_skipped(error: &ConvertError) {
         %error,
         "skipping object that failed conversion"
     );
+}
+
+/// How a store keys the objects of a kind: [`ObjectRef`] (namespace/name) for a namespaced
+/// kind, the name for a cluster-scoped one.
+pub trait StoreKey: Ord + Clone + std::fmt::Display + Sized {
+    /// The key from an object's metadata; `None` without a name.
+    fn of(meta: &ObjectMeta) -> Option<Self>;
+}
+
+impl StoreKey for ObjectRef {
+    fn of(meta: &ObjectMeta) -> Option<Self> {
+        namespaced_key(meta)
+    }
+}
+
+impl StoreKey for String {
+    fn of(meta: &ObjectMeta) -> Option<Self> {
+        cluster_key(meta)
+    }
 }
 
 fn namespaced_key(meta: &ObjectMeta) -> Option<ObjectRef> {
@@ -663,15 +693,16 @@ fn join_problems(problems: &[crate::cluster::convert::FieldProblem]) -> String {
 // === SpecStore ===
 
 /// The netreach CRs, read through `DeserializeGuard`: a malformed object is logged and skipped.
-impl<K> Sink<DeserializeGuard<K>> for SpecStore<K>
+impl<K, Key> Sink<DeserializeGuard<K>> for SpecStore<K, Key>
 where
     K: Resource<DynamicType = ()> + PartialEq,
+    Key: StoreKey,
 {
-    type Item = (ObjectRef, K);
-    type Key = ObjectRef;
+    type Item = (Key, K);
+    type Key = Key;
 
-    fn convert(&self, obj: DeserializeGuard<K>) -> Converted<(ObjectRef, K), ObjectRef> {
-        let key = namespaced_key(obj.meta());
+    fn convert(&self, obj: DeserializeGuard<K>) -> Converted<(Key, K), Key> {
+        let key = Key::of(obj.meta());
         match (obj.0, key) {
             (Ok(k), Some(key)) => Converted::Item((key, k)),
             (Ok(_), None) => Converted::Invalid(None),
@@ -687,19 +718,19 @@ where
         }
     }
 
-    fn key_of(obj: &DeserializeGuard<K>) -> Option<ObjectRef> {
-        namespaced_key(obj.meta())
+    fn key_of(obj: &DeserializeGuard<K>) -> Option<Key> {
+        Key::of(obj.meta())
     }
 
-    fn apply(&mut self, (key, obj): (ObjectRef, K), _at: SystemTime) -> bool {
+    fn apply(&mut self, (key, obj): (Key, K), _at: SystemTime) -> bool {
         self.insert(key, obj)
     }
 
-    fn remove(&mut self, key: &ObjectRef, _at: SystemTime) {
+    fn remove(&mut self, key: &Key, _at: SystemTime) {
         SpecStore::remove(self, key);
     }
 
-    fn reset(&mut self, items: Vec<(ObjectRef, K)>, _first: bool, _at: SystemTime) {
+    fn reset(&mut self, items: Vec<(Key, K)>, _first: bool, _at: SystemTime) {
         self.replace(items);
     }
 }

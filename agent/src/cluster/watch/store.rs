@@ -1,9 +1,11 @@
-//! Small stores for the netreach custom resources (ProbeSpecs, ProbeRequests).
+//! Small stores for the netreach custom resources (ProbeSpecs, ClusterProbeSpecs,
+//! ProbeRequests).
 //!
 //! The [`crate::cluster::Index`] holds only core objects; the CRs are already typed by
 //! `probe-spec`, so they are kept as they arrive (stripped of metadata the agent does not use)
-//! behind an `Arc`, keyed by namespace/name. The revision moves only when an object really
-//! changes, so status writes by the agents themselves do not wake the scheduler.
+//! behind an `Arc`, keyed by namespace/name (by name for a cluster-scoped kind). The revision
+//! moves only when an object really changes, so status writes by the agents themselves do not
+//! wake the scheduler.
 //!
 //! A store may be given a `keep` rule ([`SpecStore::set_keep`]): objects it rejects are not
 //! stored (the agent keeps only its own node's ProbeRequests), and [`SpecStore::retain_kept`]
@@ -16,16 +18,17 @@ use std::sync::Arc;
 use crate::cluster::model::ObjectRef;
 
 /// Which objects a store keeps.
-pub type KeepRule<K> = Arc<dyn Fn(&ObjectRef, &K) -> bool + Send + Sync>;
+pub type KeepRule<K, Key> = Arc<dyn Fn(&Key, &K) -> bool + Send + Sync>;
 
-/// The objects of one custom resource kind.
-pub struct SpecStore<K> {
-    items: BTreeMap<ObjectRef, Arc<K>>,
+/// The objects of one custom resource kind, by `Key`: [`ObjectRef`] for a namespaced kind,
+/// the name for a cluster-scoped one.
+pub struct SpecStore<K, Key = ObjectRef> {
+    items: BTreeMap<Key, Arc<K>>,
     revision: u64,
-    keep: Option<KeepRule<K>>,
+    keep: Option<KeepRule<K, Key>>,
 }
 
-impl<K> fmt::Debug for SpecStore<K> {
+impl<K, Key> fmt::Debug for SpecStore<K, Key> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpecStore")
             .field("items", &self.items.len())
@@ -35,7 +38,7 @@ impl<K> fmt::Debug for SpecStore<K> {
     }
 }
 
-impl<K> Default for SpecStore<K> {
+impl<K, Key> Default for SpecStore<K, Key> {
     fn default() -> Self {
         Self {
             items: BTreeMap::new(),
@@ -45,7 +48,7 @@ impl<K> Default for SpecStore<K> {
     }
 }
 
-impl<K: PartialEq> SpecStore<K> {
+impl<K: PartialEq, Key: Ord> SpecStore<K, Key> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -63,17 +66,17 @@ impl<K: PartialEq> SpecStore<K> {
         self.items.is_empty()
     }
 
-    pub fn get(&self, key: &ObjectRef) -> Option<&Arc<K>> {
+    pub fn get(&self, key: &Key) -> Option<&Arc<K>> {
         self.items.get(key)
     }
 
-    /// Every object, in namespace/name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&ObjectRef, &Arc<K>)> {
+    /// Every object, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Arc<K>)> {
         self.items.iter()
     }
 
     /// From now on, stores only the objects `keep` accepts (and drops the others at once).
-    pub fn set_keep(&mut self, keep: impl Fn(&ObjectRef, &K) -> bool + Send + Sync + 'static) {
+    pub fn set_keep(&mut self, keep: impl Fn(&Key, &K) -> bool + Send + Sync + 'static) {
         self.keep = Some(Arc::new(keep));
         self.retain_kept();
     }
@@ -92,13 +95,13 @@ impl<K: PartialEq> SpecStore<K> {
         dropped
     }
 
-    fn kept(&self, key: &ObjectRef, obj: &K) -> bool {
+    fn kept(&self, key: &Key, obj: &K) -> bool {
         self.keep.as_ref().is_none_or(|keep| keep(key, obj))
     }
 
     /// Adds or replaces an object (removes it when the keep rule rejects it); returns whether
     /// anything changed.
-    pub fn insert(&mut self, key: ObjectRef, obj: K) -> bool {
+    pub fn insert(&mut self, key: Key, obj: K) -> bool {
         if !self.kept(&key, &obj) {
             return self.remove(&key);
         }
@@ -111,7 +114,7 @@ impl<K: PartialEq> SpecStore<K> {
     }
 
     /// Removes an object; returns whether it was there.
-    pub fn remove(&mut self, key: &ObjectRef) -> bool {
+    pub fn remove(&mut self, key: &Key) -> bool {
         let removed = self.items.remove(key).is_some();
         if removed {
             self.revision += 1;
@@ -120,8 +123,8 @@ impl<K: PartialEq> SpecStore<K> {
     }
 
     /// Replaces the whole content (a relist).
-    pub fn replace(&mut self, items: impl IntoIterator<Item = (ObjectRef, K)>) {
-        let items: BTreeMap<ObjectRef, Arc<K>> = items
+    pub fn replace(&mut self, items: impl IntoIterator<Item = (Key, K)>) {
+        let items: BTreeMap<Key, Arc<K>> = items
             .into_iter()
             .filter(|(k, v)| self.kept(k, v))
             .map(|(k, v)| (k, Arc::new(v)))

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::model::{Labels, ObjectRef, Peer};
+use crate::cluster::spec::SpecRef;
 
 // === Fixtures ===
 
@@ -579,6 +580,70 @@ fn malformed_custom_resources_are_skipped_through_deserialize_guard() {
     assert_eq!(store.len(), 1);
 }
 
+fn cluster_probe_spec_json(name: &str, generation: i64, status: Value) -> Value {
+    json!({
+        "apiVersion": "netreach.dev/v1alpha1", "kind": "ClusterProbeSpec",
+        "metadata": {"name": name, "generation": generation, "resourceVersion": "7"},
+        "spec": {"from": {"podSelector": {}, "namespaceSelector": {}}, "to": [{"dns": "api.shop.svc.cluster.local"}]},
+        "status": status,
+    })
+}
+
+#[test]
+fn cluster_probe_specs_are_kept_by_name_and_listed_beside_probe_specs() {
+    fn guard<K>(v: Value) -> DeserializeGuard<K>
+    where
+        DeserializeGuard<K>: Strip + serde::de::DeserializeOwned,
+    {
+        let mut obj: DeserializeGuard<K> = serde_json::from_value(v).unwrap();
+        obj.strip();
+        obj
+    }
+    let view = ClusterView::with_readiness(CniAgentMatcher::builtin(), Readiness::ready());
+    let mut feed = Feed::new();
+    for event in relist(vec![guard::<ClusterProbeSpec>(cluster_probe_spec_json(
+        "everywhere",
+        1,
+        json!({}),
+    ))]) {
+        feed.handle(&mut *view.cluster_specs.write(), event, at(0));
+    }
+    let mut feed = Feed::new();
+    for event in relist(vec![guard::<ProbeSpec>(probe_spec_json("a", 4, json!({})))]) {
+        feed.handle(&mut *view.specs.write(), event, at(0));
+    }
+    let revision = view.specs_revision();
+
+    let specs = view.specs();
+    let keys: Vec<String> = specs.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, ["shop/a", "everywhere"]);
+    assert_eq!(specs[1].key, SpecRef::Cluster("everywhere".into()));
+    assert_eq!(specs[0].generation, Some(4));
+
+    // The agents' own status writes do not move the revision; a spec change does.
+    let mut feed = Feed::<(String, ClusterProbeSpec)>::new();
+    let mut store = view.cluster_specs.write();
+    let status_only = guard(cluster_probe_spec_json(
+        "everywhere",
+        1,
+        json!({"counts": {"ok": 3}}),
+    ));
+    assert_eq!(
+        feed.handle(&mut *store, Event::Apply(status_only), at(1)),
+        Handled::Unchanged
+    );
+    drop(store);
+    assert_eq!(view.specs_revision(), revision);
+    let deleted = guard(cluster_probe_spec_json("everywhere", 1, json!({})));
+    feed.handle(
+        &mut *view.cluster_specs.write(),
+        Event::Delete(deleted),
+        at(2),
+    );
+    assert!(view.specs_revision() > revision);
+    assert_eq!(view.specs().len(), 1);
+}
+
 #[test]
 fn readiness_waits_for_every_watch() {
     let readiness = Readiness::new([WatchedKind::Pods, WatchedKind::Nodes]);
@@ -595,6 +660,64 @@ fn readiness_waits_for_every_watch() {
 }
 
 // === The real watcher against a mocked API server ===
+
+/// LIST then WATCH of ClusterProbeSpecs, cluster-wide: the store fills by name and readiness
+/// waits for it like for every other watch.
+#[tokio::test]
+async fn the_cluster_probe_spec_watcher_fills_its_store() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let view = ClusterView::with_readiness(
+        CniAgentMatcher::builtin(),
+        Readiness::new([WatchedKind::ClusterProbeSpecs]),
+    );
+    let mut updates = view.subscribe();
+    let watch =
+        tokio::spawn(Watchers::new(client, view.clone()).watch(WatchedKind::ClusterProbeSpecs));
+
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (request, send) = handle.next_request().await.expect("LIST");
+        assert_eq!(
+            request.uri().path(),
+            "/apis/netreach.dev/v1alpha1/clusterprobespecs"
+        );
+        let list = json!({
+            "apiVersion": "netreach.dev/v1alpha1", "kind": "ClusterProbeSpecList",
+            "metadata": {"resourceVersion": "100"},
+            "items": [
+                cluster_probe_spec_json("everywhere", 1, json!({})),
+                {"apiVersion": "netreach.dev/v1alpha1", "kind": "ClusterProbeSpec",
+                 "metadata": {"name": "broken"}, "spec": {"from": 1}},
+            ],
+        });
+        send.send_response(Response::new(Body::from(
+            serde_json::to_vec(&list).unwrap(),
+        )));
+        // The WATCH: left unanswered, the service kept open.
+        let _watch = handle.next_request().await;
+        std::future::pending::<()>().await;
+    });
+
+    let wait = async {
+        while view.cluster_specs.read().is_empty() {
+            updates.changed().await.expect("view dropped");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the watcher did not fill the store");
+    tokio::time::timeout(Duration::from_secs(1), view.readiness.wait())
+        .await
+        .expect("not ready after the initial list");
+    let names: Vec<String> = view.specs().iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(names, ["everywhere"]);
+    let stats = view.stats.get(WatchedKind::ClusterProbeSpecs);
+    assert_eq!(stats.skipped.load(Ordering::Relaxed), 1);
+
+    watch.abort();
+    server.abort();
+}
 
 /// LIST then WATCH of pods: the index fills, readiness flips, a watch event applies.
 #[tokio::test]

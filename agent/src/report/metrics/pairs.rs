@@ -37,7 +37,7 @@ pub const VERDICT_LABELS: [&str; 4] = ["verdict", "reason", "direction", "policy
 /// A pair as its metric labels name it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PairKey {
-    /// The ProbeSpec, `namespace/name`.
+    /// The spec: `namespace/name` for a ProbeSpec, `name` for a ClusterProbeSpec.
     pub spec: String,
     /// The source pod, `namespace/name`.
     pub src: String,

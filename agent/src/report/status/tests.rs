@@ -135,6 +135,7 @@ fn contribution(generation: i64, ok: u32, blocked: u32, updated: u64) -> NodeCon
             .map(|i| failing(&format!("shop/f{updated}-{i}"), updated + u64::from(i)))
             .collect(),
         problem: None,
+        sources_narrowed: None,
         updated_at: time(at(updated)),
     }
 }
@@ -154,8 +155,8 @@ fn writer(client: Client) -> SpecStatusWriter {
     SpecStatusWriter::new(client, StatusConfig::for_node("node-1"))
 }
 
-fn spec_ref() -> ObjectRef {
-    ObjectRef::new("shop", "x")
+fn spec_ref() -> SpecRef {
+    SpecRef::Namespaced(ObjectRef::new("shop", "x"))
 }
 
 fn report(ok: u32, blocked: u32) -> NodeReport {
@@ -167,6 +168,7 @@ fn report(ok: u32, blocked: u32) -> NodeReport {
             .map(|i| failing("shop/frontend", u64::from(i)))
             .collect(),
         problem: None,
+        sources_narrowed: None,
     }
 }
 
@@ -286,6 +288,54 @@ fn aggregate_conditions_table_and_transition_times() {
     );
 }
 
+#[test]
+fn sources_narrowed_condition_is_present_only_while_a_fresh_entry_reports_narrowing() {
+    let message = "from.namespaceSelector {} also selects namespaces other than shop, which a ProbeSpec does not probe from: billing, payments";
+    let mut narrowed = contribution(1, 4, 0, 0);
+    narrowed.sources_narrowed = Some(message.into());
+    let mut narrowed_to_nothing = contribution(1, 0, 0, 0);
+    narrowed_to_nothing.sources_narrowed = Some(message.into());
+    let cases = [
+        ("nothing narrowed", vec![contribution(1, 4, 0, 0)], None),
+        ("narrowed", vec![narrowed.clone()], Some(message)),
+        (
+            "one of two nodes reports it",
+            vec![contribution(1, 4, 0, 0), narrowed],
+            Some(message),
+        ),
+        ("no pairs left", vec![narrowed_to_nothing], Some(message)),
+    ];
+    for (name, contributions, want) in cases {
+        let nodes: BTreeMap<String, NodeContribution> = contributions
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (format!("node-{i}"), c))
+            .collect();
+        let status = aggregate(Expectation::Allow, &nodes, &[], at(0));
+        let got = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_SOURCES_NARROWED)
+            .map(|c| {
+                assert_eq!(c.status, "True", "{name}");
+                assert_eq!(c.reason, reasons::OTHER_NAMESPACES_IGNORED, "{name}");
+                c.message.as_str()
+            });
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn a_narrowed_report_is_not_empty() {
+    let mut narrowed = NodeReport::default();
+    assert!(narrowed.is_empty());
+    narrowed.sources_narrowed = Some("payments".into());
+    assert!(
+        !narrowed.is_empty(),
+        "the node keeps its entry, so the condition shows"
+    );
+}
+
 // === SpecStatusWriter against the mocked API ===
 
 #[tokio::test]
@@ -354,6 +404,37 @@ async fn publish_patches_own_node_entry_and_the_aggregate_with_a_precondition() 
         .await;
     assert_eq!(again.unwrap(), Written::Unchanged);
     server.expect_none().await;
+}
+
+#[tokio::test]
+async fn a_cluster_probe_spec_status_is_written_at_its_cluster_scoped_path() {
+    let (client, mut server) = mock_client();
+    let writer = writer(client);
+    let spec = SpecRef::Cluster("x".into());
+    let mut existing = spec_object("5", json!({}));
+    existing["kind"] = json!("ClusterProbeSpec");
+    existing["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let (one, two) = (report(1, 0), report(2, 0));
+    let (result, (get, patch)) = tokio::join!(writer.publish_at(&spec, &one, at(0)), async {
+        let get = server.respond(200, existing.clone()).await;
+        let patch = server.respond(200, existing.clone()).await;
+        (get, patch)
+    });
+    assert_eq!(result.unwrap(), Written::Patched);
+    const PATH: &str = "/apis/netreach.dev/v1alpha1/clusterprobespecs/x";
+    assert_eq!(get.path, PATH);
+    assert_eq!(patch.path, format!("{PATH}/status"));
+    assert_eq!(patch.body["status"]["counts"]["ok"], json!(1));
+
+    // Errors name the kind and the bare name.
+    let (result, _) = tokio::join!(writer.publish_at(&spec, &two, at(1)), async {
+        server.respond(500, api_error(500, "InternalError")).await
+    });
+    let error = result.unwrap_err().to_string();
+    assert!(error.starts_with("reading ClusterProbeSpec x: "), "{error}");
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::cluster::SpecRef;
 use crate::cluster::index::Apply;
-use crate::schedule::fixtures::{index, key, namespace, pod, probe_spec};
+use crate::schedule::fixtures::{cluster_probe_spec, index, key, namespace, pod, probe_spec};
 use crate::schedule::pair_id;
 
 /// shop: frontend-1 (node-1), frontend-2 (node-2), api (node-2); payments: gateway (node-1).
@@ -68,7 +69,8 @@ fn pairs_of_this_node_with_named_ports_resolved_and_duplicates_collapsed() {
     let index = shop();
     let spec = probe_spec("shop", "frontend-paths", FRONTEND_PATHS);
     let plan = plan(&index, &spec, "node-1").unwrap();
-    assert_eq!(plan.spec, key("shop/frontend-paths"));
+    assert_eq!(plan.spec, SpecRef::Namespaced(key("shop/frontend-paths")));
+    assert_eq!(plan.narrowed, None);
     assert_eq!(plan.interval, Duration::from_secs(30));
     assert_eq!(plan.timeout, Duration::from_secs(2));
     assert_eq!(plan.expect, Expectation::Allow);
@@ -102,48 +104,117 @@ fn pairs_of_this_node_with_named_ports_resolved_and_duplicates_collapsed() {
     assert_eq!(plan_for(&index, &spec, "node-2").len(), 6);
 }
 
-fn plan_for(index: &Index, spec: &ProbeSpec, node: &str) -> Vec<Pair> {
+fn plan_for(index: &Index, spec: &Spec, node: &str) -> Vec<Pair> {
     plan(index, spec, node).unwrap().pairs
+}
+
+/// How a table case's spec is created.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// A ProbeSpec in `shop`.
+    InShop,
+    /// A ClusterProbeSpec.
+    Cluster,
 }
 
 #[test]
 fn namespace_selectors_on_sources_and_targets() {
+    use Kind::{Cluster, InShop};
     let index = shop();
-    let cases: &[(&str, &str, &[&str])] = &[
+    let cases: &[(&str, Kind, &str, &[&str])] = &[
         (
             "absent from.namespaceSelector: the spec's namespace only (gateway is not a source)",
+            InShop,
             "  from: {podSelector: {}}\n  to: [{podSelector: {matchLabels: {app: gateway}}, namespaceSelector: {}, ports: [{port: 1}]}]\n",
             &["shop/frontend-1 -> payments/gateway:1/TCP"],
         ),
         (
-            "from.namespaceSelector {} selects every namespace",
+            "from.namespaceSelector {} of a ProbeSpec: narrowed to its namespace",
+            InShop,
             "  from: {podSelector: {matchLabels: {app: gateway}}, namespaceSelector: {}}\n  to: [{podSelector: {matchLabels: {app: api}}, ports: [{port: 1}]}]\n",
+            &[],
+        ),
+        (
+            "from.namespaceSelector {} of a ClusterProbeSpec: every namespace",
+            Cluster,
+            "  from: {podSelector: {matchLabels: {app: gateway}}, namespaceSelector: {}}\n  to: [{podSelector: {matchLabels: {app: api}}, namespaceSelector: {matchLabels: {team: shop}}, ports: [{port: 1}]}]\n",
+            &["payments/gateway -> shop/api:1/TCP"],
+        ),
+        (
+            "absent selectors of a ClusterProbeSpec: every namespace, for sources and targets",
+            Cluster,
+            "  from: {podSelector: {matchLabels: {app: gateway}}}\n  to: [{podSelector: {matchLabels: {app: api}}, ports: [{port: 1}]}]\n",
             &["payments/gateway -> shop/api:1/TCP"],
         ),
         (
             "target namespaceSelector alone: every pod of those namespaces",
+            InShop,
             "  from: {podSelector: {matchLabels: {app: frontend}}}\n  to: [{namespaceSelector: {matchLabels: {team: payments}}, ports: [{port: 2}]}]\n",
             &["shop/frontend-1 -> payments/gateway:2/TCP"],
         ),
         (
             "target podSelector alone: the spec's namespace",
+            InShop,
             "  from: {podSelector: {matchLabels: {app: frontend}}}\n  to: [{podSelector: {matchLabels: {app: gateway}}, ports: [{port: 2}]}]\n",
             &[],
         ),
         (
             "matchExpressions",
+            InShop,
             "  from: {podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [api]}]}}\n  to: [{ip: 192.0.2.1, ports: [{port: 3}]}]\n",
             &["shop/frontend-1 -> 192.0.2.1:3/TCP"],
         ),
     ];
-    for (name, body, want) in cases {
-        let spec = probe_spec("shop", "s", body);
+    for (name, kind, body, want) in cases {
+        let spec = match kind {
+            InShop => probe_spec("shop", "s", body),
+            Cluster => cluster_probe_spec("s", body),
+        };
         assert_eq!(
             rendered(&plan(&index, &spec, "node-1").unwrap()),
             *want,
             "{name}"
         );
     }
+}
+
+#[test]
+fn a_probe_spec_reaching_other_namespaces_plans_its_own_and_says_what_it_left_out() {
+    let index = shop();
+    let body = "  from: {podSelector: {}, namespaceSelector: {}}\n  to: [{dns: a.b}]\n";
+    let narrowed = plan(&index, &probe_spec("shop", "s", body), "node-1").unwrap();
+    assert_eq!(rendered(&narrowed), ["shop/frontend-1 -> dns a.b"]);
+    let left_out = narrowed.narrowed.expect("narrowed");
+    assert_eq!(left_out.ignored, ["payments"]);
+    assert_eq!(left_out.selector, "{}");
+
+    let cluster = plan(&index, &cluster_probe_spec("s", body), "node-1").unwrap();
+    assert_eq!(
+        rendered(&cluster),
+        ["payments/gateway -> dns a.b", "shop/frontend-1 -> dns a.b"]
+    );
+    assert_eq!(cluster.narrowed, None, "a ClusterProbeSpec is not narrowed");
+}
+
+#[test]
+fn pair_ids_tell_the_spec_kinds_apart() {
+    let from = key("shop/frontend-1");
+    let target = PairTarget::Dns { name: "a.b".into() };
+    let ids: Vec<PairId> = [
+        SpecRef::Namespaced(key("shop/a")),
+        SpecRef::Namespaced(key("default/a")),
+        SpecRef::Cluster("a".into()),
+        SpecRef::Cluster("shop/a".into()),
+        SpecRef::Cluster("b".into()),
+    ]
+    .iter()
+    .map(|spec| pair_id(spec, &from, &target))
+    .collect();
+    let distinct: BTreeSet<PairId> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+    // A ProbeSpec's ids are those of earlier agent versions (pinned): agents of different
+    // versions sample the same pairs during a rolling upgrade.
+    assert_eq!(ids[0], PairId(392_035_619_218_298_677));
 }
 
 #[test]
@@ -323,7 +394,7 @@ fn big_cluster(nodes: usize, per_node: usize) -> Index {
     index(vec![namespace("load", &[])], pods)
 }
 
-fn load_spec(max_pairs: u32) -> ProbeSpec {
+fn load_spec(max_pairs: u32) -> Spec {
     probe_spec(
         "load",
         "mesh",
@@ -432,14 +503,15 @@ fn sampling_does_not_depend_on_index_history_or_pod_ips() {
 #[test]
 fn errors_name_the_field_and_have_bounded_labels() {
     let index = shop();
-    let mut no_namespace = probe_spec(
-        "shop",
-        "s",
-        "  from: {podSelector: {}}\n  to: [{dns: a.b}]\n",
-    );
-    no_namespace.metadata.namespace = None;
-    let cases: Vec<(ProbeSpec, &str, &str)> = vec![
-        (no_namespace, "no_namespace", "has no namespace"),
+    let cases: Vec<(Spec, &str, &str)> = vec![
+        (
+            cluster_probe_spec(
+                "s",
+                "  from: {podSelector: {}, namespaceSelector: {matchLabels: {'bad key!': x}}}\n  to: [{dns: a.b}]\n",
+            ),
+            "invalid_selector",
+            "ClusterProbeSpec s: spec.from.namespaceSelector",
+        ),
         (
             probe_spec(
                 "shop",
@@ -447,7 +519,7 @@ fn errors_name_the_field_and_have_bounded_labels() {
                 "  from: {podSelector: {matchLabels: {'bad key!': x}}}\n  to: [{dns: a.b}]\n",
             ),
             "invalid_selector",
-            "spec.from.podSelector: matchLabels.bad key!",
+            "ProbeSpec shop/s: spec.from.podSelector: matchLabels.bad key!",
         ),
         (
             probe_spec(

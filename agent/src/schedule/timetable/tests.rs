@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::cluster::SpecRef;
 use crate::cluster::model::ObjectRef;
 use crate::schedule::fixtures::{key, pair, pod_target};
 use crate::schedule::plan::{Plan, Skipped};
@@ -16,7 +17,7 @@ fn ms(n: u64) -> Duration {
 
 fn plan_of(pairs: Vec<Pair>, interval: Duration) -> Plan {
     Plan {
-        spec: key("shop/spec"),
+        spec: SpecRef::Namespaced(key("shop/spec")),
         interval,
         timeout: SECOND,
         expect: probe_spec::Expectation::Allow,
@@ -24,6 +25,7 @@ fn plan_of(pairs: Vec<Pair>, interval: Duration) -> Plan {
         sampled: pairs.len(),
         pairs,
         skipped: Skipped::default(),
+        narrowed: None,
     }
 }
 
@@ -236,8 +238,15 @@ fn sync_adds_keeps_and_removes_and_a_removed_probe_keeps_its_slot() {
     );
     assert_eq!(tt.ready(now + Duration::from_secs(30), 1).len(), 1);
     // Another spec's pairs are untouched by this spec's sync; remove_spec clears them.
-    assert_eq!(tt.remove_spec(&ObjectRef::new("other", "spec")), vec![]);
-    assert_eq!(tt.remove_spec(&key("shop/spec")).len(), 2);
+    assert_eq!(
+        tt.remove_spec(&SpecRef::Namespaced(ObjectRef::new("other", "spec"))),
+        vec![]
+    );
+    assert_eq!(tt.remove_spec(&SpecRef::Cluster("spec".into())), vec![]);
+    assert_eq!(
+        tt.remove_spec(&SpecRef::Namespaced(key("shop/spec"))).len(),
+        2
+    );
     assert!(tt.is_empty());
 }
 

@@ -279,7 +279,8 @@ mod tests {
         std::fs::File::create(&huge)
             .and_then(|f| f.set_len(MAX_PEM_BYTES + 10))
             .expect("sparse file");
-        let (_, other_key, _) = write_pair(&temp_dir("other"), &["other"]);
+        let other = temp_dir("other");
+        let (_, other_key, _) = write_pair(&other, &["other"]);
         let cases: [(&Path, &Path, &str); 4] = [
             (&missing, &key, "cannot read"),
             (&empty, &key, "holds no PEM certificate"),
@@ -300,6 +301,7 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(other);
     }
 
     #[test]

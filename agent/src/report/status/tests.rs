@@ -579,6 +579,41 @@ async fn probe_request_status_is_merge_patched_with_explicit_nulls() {
     assert_eq!(result.unwrap_err().metric_label(), "patch");
 }
 
+/// A finished request whose TTL ran out is deleted with a UID precondition, so a new request
+/// created under the same name survives (409), as does one already gone (404).
+#[tokio::test]
+async fn expired_probe_requests_are_deleted_by_uid() {
+    let (client, mut server) = mock_client();
+    let writer = RequestStatusWriter::new(client);
+    let request = ObjectRef::new("shop", "r1");
+    let deleted = json!({"apiVersion": "v1", "kind": "Status", "status": "Success"});
+    let (result, delete) = tokio::join!(
+        writer.delete(&request, "uid-1"),
+        server.respond(200, deleted)
+    );
+    assert_eq!(result.unwrap(), Written::Patched);
+    assert_eq!(delete.method, http::Method::DELETE);
+    assert_eq!(
+        delete.path,
+        "/apis/netreach.dev/v1alpha1/namespaces/shop/proberequests/r1"
+    );
+    assert_eq!(delete.body["preconditions"]["uid"], "uid-1");
+    for (code, reason) in [(404, "NotFound"), (409, "Conflict")] {
+        let (result, _) = tokio::join!(
+            writer.delete(&request, "uid-1"),
+            server.respond(code, api_error(code, reason))
+        );
+        assert_eq!(result.unwrap(), Written::Gone, "{code}");
+    }
+    let (result, _) = tokio::join!(
+        writer.delete(&request, "uid-1"),
+        server.respond(403, api_error(403, "Forbidden"))
+    );
+    let error = result.unwrap_err();
+    assert_eq!(error.metric_label(), "delete");
+    assert!(error.to_string().contains("shop/r1"), "{error}");
+}
+
 #[test]
 fn the_null_list_covers_every_probe_request_status_field() {
     let full = ProbeRequestStatus {

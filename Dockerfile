@@ -26,7 +26,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols \
-    cargo build --release --locked -p netreach --target "$(uname -m)-unknown-linux-musl" \
+    cargo build --release --locked -p netreach --no-default-features --target "$(uname -m)-unknown-linux-musl" \
     && cp "target/$(uname -m)-unknown-linux-musl/release/netreach" /netreach
 
 # distroless/static: CA certificates, tzdata and /etc/passwd, nothing else.

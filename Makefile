@@ -8,6 +8,8 @@ help: ## List the targets.
 test: ## Every check and test: formatting, clippy, the whole test suite, then a leftover check (what CI runs; as root).
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	# The DaemonSet image's build: no demo, no testbed.
+	$(CARGO) clippy -p netreach --bin netreach --no-default-features --locked -- -D warnings
 	$(CARGO) test --workspace --locked
 	./scripts/chart-test.sh
 	./scripts/alerts-test.sh
@@ -17,8 +19,8 @@ test: ## Every check and test: formatting, clippy, the whole test suite, then a 
 clean-testbed: ## Remove what a crashed testbed run left behind (netns, cgroups, processes).
 	$(CARGO) run -q --locked -p testbed --bin testbed-cleanup
 
-build: ## Build the netreach binary (release).
-	$(CARGO) build --release --locked -p netreach
+build: ## Build the netreach binary (release; `make build FEATURES=--no-default-features` leaves out the demo, as the image does).
+	$(CARGO) build --release --locked -p netreach $(FEATURES)
 
 bench: ## Run the policy-engine benchmarks (criterion).
 	$(CARGO) bench -p netreach --bench policy

@@ -60,6 +60,8 @@ def test_multi_stage_locked_static_build() -> None:
     assert froms[1].startswith(("gcr.io/distroless/static", "scratch"))
     runs = " ".join(args for word, args in steps if word == "RUN")
     assert "cargo build --release --locked -p netreach" in runs
+    # The DaemonSet binary leaves out `netreach demo` and the testbed it drives.
+    assert "--no-default-features" in runs
     assert "unknown-linux-musl" in runs
     assert "--mount=type=cache,target=/usr/local/cargo/registry" in runs
     assert "--mount=type=cache,target=/src/target" in runs

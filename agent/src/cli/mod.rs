@@ -5,6 +5,7 @@
 
 mod agent;
 mod crd;
+#[cfg(feature = "demo")]
 mod demo;
 mod explain;
 mod input;
@@ -34,6 +35,7 @@ enum Command {
     Matrix(matrix::Args),
     Probe(probe::Args),
     Crd(crd::Args),
+    #[cfg(feature = "demo")]
     Demo(demo::Args),
     Agent(agent::Args),
 }
@@ -52,10 +54,13 @@ pub fn main() -> ExitCode {
         _ => "warn",
     };
     init_tracing(default_level);
-    if matches!(
-        cli.command,
-        Command::Agent(_) | Command::Demo(_) | Command::Probe(_)
-    ) {
+    let probes = match &cli.command {
+        Command::Agent(_) | Command::Probe(_) => true,
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => true,
+        _ => false,
+    };
+    if probes {
         raise_nofile_limit();
     }
     let result = match cli.command {
@@ -63,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Matrix(args) => args.run(),
         Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => args.run(),
         Command::Agent(args) => args.run(),
     };

@@ -8,6 +8,7 @@ pub mod load;
 pub mod model;
 pub mod selector;
 pub mod spec;
+#[cfg(feature = "demo")]
 pub mod synthetic;
 pub mod watch;
 

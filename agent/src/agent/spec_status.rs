@@ -105,7 +105,7 @@ pub fn node_report(
                 .or_else(|| report.dns.clone())
                 .unwrap_or_default(),
             port: report.port,
-            protocol: report.protocol.map(spec_protocol),
+            protocol: report.protocol.map(probe_spec::Protocol::from),
             verdict: report.verdict,
             reason: Some(report.reason.clone()).filter(|r| !r.is_empty()),
             policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
@@ -126,14 +126,6 @@ pub fn node_report(
         last_failing_pairs,
         problem: summary.problem.clone(),
         sources_narrowed: summary.sources_narrowed.clone(),
-    }
-}
-
-fn spec_protocol(protocol: Protocol) -> probe_spec::Protocol {
-    match protocol {
-        Protocol::Tcp => probe_spec::Protocol::Tcp,
-        Protocol::Udp => probe_spec::Protocol::Udp,
-        Protocol::Sctp => probe_spec::Protocol::Sctp,
     }
 }
 

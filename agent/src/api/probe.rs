@@ -21,22 +21,21 @@
 //! `probe_spec::refused_target`); IPs are allowed because an operator with that permission can
 //! create the same probe as a ProbeRequest.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use probe_spec::{PodRef, ProbeRequestSpec, RequestSource, RequestTarget, RequestTargetKind};
+use probe_spec::{PodRef, ProbeRequestSpec, RequestSource, RequestTarget};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::auth::{Access, TokenUse};
 use super::{ApiError, ApiLimits, AppState, PairReport, ProbeCall, ProbeCallTarget, ServiceError};
 use crate::cluster::Index;
-use crate::cluster::model::{ObjectRef, PodPhase, Protocol};
+use crate::cluster::model::ObjectRef;
+use crate::schedule::{PairTarget, RequestError, not_probeable, resolve_request};
 
 /// The JSON body of `POST /v1/probe`: `from` a pod, to exactly one of `to` (a pod), `ip` or
 /// `dns`; pods and IPs need a `port` (a number, or a container-port name for pods).
@@ -66,7 +65,6 @@ pub struct ProbeBody {
 struct CheckedBody {
     from: ObjectRef,
     spec: ProbeRequestSpec,
-    timeout: Duration,
 }
 
 impl ProbeBody {
@@ -111,14 +109,7 @@ impl ProbeBody {
                 .collect();
             return Err(invalid(problems.join("; ")));
         }
-        let timeout = spec
-            .timeout()
-            .map_err(|e| invalid(format!("timeout: {e}")))?;
-        Ok(CheckedBody {
-            from,
-            spec,
-            timeout,
-        })
+        Ok(CheckedBody { from, spec })
     }
 }
 
@@ -259,18 +250,15 @@ async fn read_json_body(
 }
 
 /// Checks the request against the index (the source runs on this node and can be probed from,
-/// the destination pod exists and declares the port) and resolves it into a [`ProbeCall`].
+/// the destination pod exists and declares the port) and resolves it into a [`ProbeCall`], with
+/// the resolution ProbeRequests use ([`resolve_request`]).
 fn resolve(
     index: &Index,
     node: &str,
     requested_by: &str,
     checked: CheckedBody,
 ) -> Result<ProbeCall, ApiError> {
-    let CheckedBody {
-        from,
-        spec,
-        timeout,
-    } = checked;
+    let CheckedBody { from, spec, .. } = checked;
     let source = index
         .pod(&from)
         .ok_or_else(|| ApiError::SourceNotFound(from.clone()))?;
@@ -281,107 +269,66 @@ fn resolve(
             this_node: node.to_string(),
         });
     }
-    let not_probeable = |why: &str| ApiError::SourceNotProbeable {
-        pod: from.clone(),
-        why: why.to_string(),
-    };
-    if source.host_network {
-        return Err(not_probeable(
-            "it uses the node's network (hostNetwork), which NetworkPolicy does not govern",
-        ));
-    }
-    if source.terminating {
-        return Err(not_probeable("it is terminating"));
-    }
-    if source.phase != PodPhase::Running {
-        return Err(not_probeable(&format!(
-            "it is {:?}, not Running",
-            source.phase
-        )));
-    }
-    if source.ips.is_empty() {
-        return Err(not_probeable("it has no IP yet"));
-    }
-
-    let Some(kind) = spec.to.kind() else {
-        return Err(ApiError::InvalidRequest(
-            "set exactly one of to, ip or dns".into(),
-        ));
-    };
-    let target = match kind {
-        RequestTargetKind::Pod {
+    let resolved = resolve_request(index, &from.namespace, &spec).map_err(api_error)?;
+    let target = match resolved.target {
+        PairTarget::Pod {
             pod,
+            ip,
             port,
             protocol,
-        } => {
-            let key = ObjectRef::new(
-                pod.namespace.as_deref().unwrap_or(&from.namespace),
-                &pod.name,
-            );
-            let protocol = model_protocol(protocol);
-            let destination = index
-                .pod(&key)
-                .ok_or_else(|| ApiError::DestinationNotFound(key.clone()))?;
-            let ip = match (destination.is_endpoint(), destination.ips.first()) {
-                (true, Some(ip)) => *ip,
-                (false, Some(_)) => {
-                    return Err(ApiError::DestinationNotProbeable {
-                        pod: key,
-                        why: format!("it has finished ({:?})", destination.phase),
-                    });
-                }
-                (_, None) => {
-                    return Err(ApiError::DestinationNotProbeable {
-                        pod: key,
-                        why: "it has no IP yet".into(),
-                    });
-                }
-            };
-            let port = match port {
-                IntOrString::Int(number) => u16::try_from(*number).map_err(|_| {
-                    ApiError::InvalidRequest(format!("port: {number} is out of range"))
-                })?,
-                IntOrString::String(name) => destination
-                    .resolve_named_port(name, protocol)
-                    .ok_or_else(|| ApiError::PortNotDeclared {
-                        pod: key.clone(),
-                        port: name.clone(),
-                        protocol: protocol.to_string(),
-                    })?,
-            };
-            ProbeCallTarget::Pod {
-                pod: key,
-                ip,
-                port,
-                protocol,
-            }
-        }
-        RequestTargetKind::Ip { ip, port, protocol } => {
-            if let Some(message) = probe_spec::refused_target_message(ip) {
-                return Err(ApiError::TargetNotAllowed(format!("ip: {message}")));
-            }
-            ProbeCallTarget::Ip {
-                ip,
-                port,
-                protocol: model_protocol(protocol),
-            }
-        }
-        RequestTargetKind::Dns(name) => ProbeCallTarget::Dns {
-            name: name.to_string(),
+        } => ProbeCallTarget::Pod {
+            pod,
+            ip,
+            port,
+            protocol,
         },
+        PairTarget::Ip { ip, port, protocol } => ProbeCallTarget::Ip { ip, port, protocol },
+        PairTarget::Dns { name } => ProbeCallTarget::Dns { name },
+        PairTarget::Host { .. } => {
+            return Err(ApiError::InvalidRequest(
+                "host targets are for ProbeSpecs; use dns or ip".into(),
+            ));
+        }
     };
     Ok(ProbeCall {
         requested_by: requested_by.to_string(),
-        from,
+        from: resolved.from,
         target,
-        timeout,
+        timeout: resolved.timeout,
     })
 }
 
-fn model_protocol(protocol: probe_spec::Protocol) -> Protocol {
-    match protocol {
-        probe_spec::Protocol::Tcp => Protocol::Tcp,
-        probe_spec::Protocol::Udp => Protocol::Udp,
-        probe_spec::Protocol::Sctp => Protocol::Sctp,
+/// The status code and body field of each way a request does not resolve.
+fn api_error(error: RequestError) -> ApiError {
+    match error {
+        RequestError::InvalidSpec(message) => ApiError::InvalidRequest(message),
+        RequestError::NoTarget => {
+            ApiError::InvalidRequest("set exactly one of to, ip or dns".into())
+        }
+        RequestError::PortOutOfRange(number) => {
+            ApiError::InvalidRequest(format!("port: {number} is out of range"))
+        }
+        RequestError::SourceNotFound(pod) => ApiError::SourceNotFound(pod),
+        RequestError::SourceNotProbeable { pod, reason } => ApiError::SourceNotProbeable {
+            pod,
+            why: format!("it {}", not_probeable(reason)),
+        },
+        RequestError::DestinationNotFound(pod) => ApiError::DestinationNotFound(pod),
+        RequestError::DestinationNotProbeable { pod, phase } => ApiError::DestinationNotProbeable {
+            pod,
+            why: format!("it has no IP or has finished ({phase:?})"),
+        },
+        RequestError::PortNotDeclared {
+            pod,
+            port,
+            protocol,
+        } => ApiError::PortNotDeclared {
+            pod,
+            port,
+            protocol: protocol.to_string(),
+        },
+        RequestError::RefusedTarget(message) => {
+            ApiError::TargetNotAllowed(format!("ip: {message}"))
+        }
     }
 }

@@ -77,6 +77,28 @@ impl Protocol {
     }
 }
 
+/// The one conversion from the CRD types' protocol.
+impl From<probe_spec::Protocol> for Protocol {
+    fn from(protocol: probe_spec::Protocol) -> Self {
+        match protocol {
+            probe_spec::Protocol::Tcp => Protocol::Tcp,
+            probe_spec::Protocol::Udp => Protocol::Udp,
+            probe_spec::Protocol::Sctp => Protocol::Sctp,
+        }
+    }
+}
+
+/// And back, for statuses and ProbeRequests the agent writes.
+impl From<Protocol> for probe_spec::Protocol {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::Tcp => probe_spec::Protocol::Tcp,
+            Protocol::Udp => probe_spec::Protocol::Udp,
+            Protocol::Sctp => probe_spec::Protocol::Sctp,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -36,6 +36,7 @@ mod host;
 mod pair;
 mod plan;
 mod reprobe;
+mod request;
 mod sources;
 mod timetable;
 
@@ -43,6 +44,7 @@ pub use host::{HostTargets, MAX_HOST_ADDRESSES, host_targets};
 pub use pair::{Pair, PairId, PairTarget, pair_id};
 pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
 pub use reprobe::{ClusterChange, affected_pairs};
+pub use request::{RequestError, ResolvedRequest, not_probeable, resolve_request};
 pub use sources::{Narrowed, SourceNamespaces, source_namespaces};
 pub use timetable::{SyncChanges, Timetable, TimetableConfig};
 

@@ -287,7 +287,7 @@ fn select_destinations(
                         continue;
                     }
                     for (p, port) in ports.iter().enumerate() {
-                        let protocol = protocol(port.protocol);
+                        let protocol = Protocol::from(port.protocol);
                         let number = match &port.port {
                             IntOrString::String(name) => {
                                 match pod.resolve_named_port(name, protocol) {
@@ -323,7 +323,7 @@ fn select_destinations(
                     push(PairTarget::Ip {
                         ip,
                         port: port_number(spec_ref, t, p, port)?,
-                        protocol: protocol(port.protocol),
+                        protocol: Protocol::from(port.protocol),
                     });
                 }
             }
@@ -332,7 +332,7 @@ fn select_destinations(
                     push(PairTarget::Host {
                         name: host.to_string(),
                         port: port_number(spec_ref, t, p, port)?,
-                        protocol: protocol(port.protocol),
+                        protocol: Protocol::from(port.protocol),
                     });
                 }
             }
@@ -361,14 +361,6 @@ fn port_number(spec: &SpecRef, target: usize, index: usize, port: &PortSpec) -> 
             IntOrString::String(s) => format!("{s:?}"),
         },
     })
-}
-
-fn protocol(protocol: probe_spec::Protocol) -> Protocol {
-    match protocol {
-        probe_spec::Protocol::Tcp => Protocol::Tcp,
-        probe_spec::Protocol::Udp => Protocol::Udp,
-        probe_spec::Protocol::Sctp => Protocol::Sctp,
-    }
 }
 
 #[cfg(test)]

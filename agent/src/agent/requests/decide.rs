@@ -4,18 +4,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use probe_spec::{ProbeRequest, ProbeRequestPhase, ProbeRequestStatus, RequestTargetKind};
+use probe_spec::{ProbeRequest, ProbeRequestPhase, ProbeRequestStatus};
 
 use crate::api::PairReport;
 use crate::cluster::Index;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::ObjectRef;
 use crate::probe::Outcome;
-use crate::schedule::{PairTarget, SkipReason, eligibility};
+use crate::schedule::{PairTarget, ResolvedRequest, resolve_request};
 
 /// A request this node should run, with what [`prepare`] made of it.
 #[derive(Debug)]
@@ -26,13 +24,7 @@ pub struct Runnable {
 }
 
 /// A request resolved against the index, ready to probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PreparedRequest {
-    pub from: ObjectRef,
-    pub target: PairTarget,
-    pub timeout: Duration,
-    pub count: u32,
-}
+pub type PreparedRequest = ResolvedRequest;
 
 /// The UID a request is remembered by (its key when the object has none, as in tests).
 pub fn request_uid(key: &ObjectRef, request: &ProbeRequest) -> String {
@@ -77,120 +69,31 @@ pub fn is_done(request: &ProbeRequest) -> bool {
     )
 }
 
-/// Checks the request and resolves its source and target in `index`; `Err` says, for the
-/// status message, why it cannot run.
+/// Checks the request and resolves its source and target in `index`
+/// ([`resolve_request`], shared with `POST /v1/probe`); `Err` says, for the status message,
+/// why it cannot run.
 pub fn prepare(
     index: &Index,
     key: &ObjectRef,
     request: &ProbeRequest,
 ) -> Result<PreparedRequest, String> {
-    let spec = &request.spec;
-    spec.validate().map_err(|e| format!("invalid spec: {e}"))?;
-    let timeout = spec
-        .timeout()
-        .map_err(|e| format!("invalid spec.timeout: {e}"))?;
-    let from = ObjectRef::new(&key.namespace, &spec.from.pod);
-    let source = index
-        .pod(&from)
-        .ok_or_else(|| format!("source pod {from} not found"))?;
-    eligibility(source, true)
-        .map_err(|reason| format!("source pod {from} {}", not_probeable(reason)))?;
-    let kind = spec
-        .to
-        .kind()
-        .ok_or_else(|| "invalid spec.to: set exactly one of pod, ip or dns".to_string())?;
-    let target = match kind {
-        RequestTargetKind::Pod {
-            pod,
-            port,
-            protocol,
-        } => {
-            let key = ObjectRef::new(
-                pod.namespace.as_deref().unwrap_or(&key.namespace),
-                &pod.name,
-            );
-            let protocol = model_protocol(protocol);
-            let destination = index
-                .pod(&key)
-                .ok_or_else(|| format!("destination pod {key} not found"))?;
-            if !destination.is_endpoint() {
-                return Err(format!(
-                    "destination pod {key} has no IP or has finished ({:?})",
-                    destination.phase
-                ));
-            }
-            let ip = destination
-                .ips
-                .first()
-                .copied()
-                .ok_or_else(|| format!("destination pod {key} has no IP"))?;
-            let port = match port {
-                IntOrString::Int(number) => u16::try_from(*number)
-                    .map_err(|_| format!("spec.to.port {number} is out of range"))?,
-                IntOrString::String(name) => destination
-                    .resolve_named_port(name, protocol)
-                    .ok_or_else(|| {
-                        format!("destination pod {key} declares no {protocol} port named {name:?}")
-                    })?,
-            };
-            PairTarget::Pod {
-                pod: key,
-                ip,
-                port,
-                protocol,
-            }
-        }
-        RequestTargetKind::Ip { ip, port, protocol } => {
-            // The report would name the pod, its ports and its namespace's policies. Who
-            // created the request is not recorded on it, so the agent cannot check that they
-            // may read pods there; as `to.pod`, the chart's admission policy checks it.
-            if let Some(pod) = index
-                .pod_by_ip(ip)
-                .filter(|pod| pod.namespace != key.namespace)
-            {
-                return Err(format!(
-                    "spec.to.ip {ip} is the IP of pod {}/{} in another namespace: probe it as \
-                     spec.to.pod (namespace {}, name {}) so that reading pods there is checked",
-                    pod.namespace, pod.name, pod.namespace, pod.name
-                ));
-            }
-            PairTarget::Ip {
-                ip,
-                port,
-                protocol: model_protocol(protocol),
-            }
-        }
-        RequestTargetKind::Dns(name) => PairTarget::Dns {
-            name: name.to_string(),
-        },
-    };
-    Ok(PreparedRequest {
-        from,
-        target,
-        timeout,
-        count: spec
-            .count
-            .clamp(1, probe_spec::probe_request::MAX_REQUEST_COUNT),
-    })
-}
-
-fn not_probeable(reason: SkipReason) -> &'static str {
-    match reason {
-        SkipReason::Terminating => "is terminating",
-        SkipReason::NotRunning => "is not Running",
-        SkipReason::NoIp => "has no IP yet",
-        SkipReason::HostNetwork => {
-            "uses the node's network (hostNetwork), which NetworkPolicy does not govern"
-        }
+    let resolved =
+        resolve_request(index, &key.namespace, &request.spec).map_err(|error| error.to_string())?;
+    // The report would name the pod, its ports and its namespace's policies. Who created the
+    // request is not recorded on it, so the agent cannot check that they may read pods there;
+    // as `to.pod`, the chart's admission policy checks it.
+    if let PairTarget::Ip { ip, .. } = &resolved.target
+        && let Some(pod) = index
+            .pod_by_ip(*ip)
+            .filter(|pod| pod.namespace != key.namespace)
+    {
+        return Err(format!(
+            "spec.to.ip {ip} is the IP of pod {}/{} in another namespace: probe it as \
+             spec.to.pod (namespace {}, name {}) so that reading pods there is checked",
+            pod.namespace, pod.name, pod.namespace, pod.name
+        ));
     }
-}
-
-fn model_protocol(protocol: probe_spec::Protocol) -> Protocol {
-    match protocol {
-        probe_spec::Protocol::Tcp => Protocol::Tcp,
-        probe_spec::Protocol::Udp => Protocol::Udp,
-        probe_spec::Protocol::Sctp => Protocol::Sctp,
-    }
+    Ok(resolved)
 }
 
 /// The `status.target` form: `ns/pod:8443/TCP`, `10.0.0.1:53/UDP`, or the DNS name.

@@ -14,7 +14,7 @@ use probe_spec::{
 
 use crate::cli::Format;
 use crate::cli::input::{PortArg, PortValue};
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::ObjectRef;
 
 /// The prefix of the names of the ProbeRequests the CLI creates.
 pub const GENERATE_NAME: &str = "netreach-probe-";
@@ -162,7 +162,7 @@ fn target(
             "--to {to} needs --port PORT[/PROTO] (e.g. --port 8443, --port 53/UDP, --port http)"
         )
     })?;
-    let protocol = spec_protocol(port.protocol);
+    let protocol = probe_spec::Protocol::from(port.protocol);
     if let Ok(ip) = to.parse::<IpAddr>() {
         let PortValue::Number(number) = &port.port else {
             bail!(
@@ -198,14 +198,6 @@ fn port_text(port: &PortArg) -> String {
     match &port.port {
         PortValue::Number(n) => n.to_string(),
         PortValue::Name(name) => name.clone(),
-    }
-}
-
-fn spec_protocol(protocol: Protocol) -> probe_spec::Protocol {
-    match protocol {
-        Protocol::Tcp => probe_spec::Protocol::Tcp,
-        Protocol::Udp => probe_spec::Protocol::Udp,
-        Protocol::Sctp => probe_spec::Protocol::Sctp,
     }
 }
 

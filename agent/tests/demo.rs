@@ -229,11 +229,20 @@ fn live_mode_serves_verdicts_on_metrics_and_the_api() {
         blocked.contains("policy=\"billing/default-deny\"") && blocked.ends_with(" 1"),
         "{blocked}"
     );
-    let healthy = metrics
+    // A healthy pair has no series of its own (`--pair-metrics exceptions`, the default): the
+    // spec counts hold it.
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("netreach_pair_") && l.contains("dst=\"shop/cart\"")),
+        "a healthy pair has series:\n{metrics}"
+    );
+    let ok_pairs: f64 = metrics
         .lines()
-        .find(|l| l.starts_with("netreach_pair_verdict{") && l.contains("dst=\"shop/cart\""))
-        .expect("verdict series for shop/cart");
-    assert!(healthy.contains("verdict=\"ok\""), "{healthy}");
+        .filter(|l| l.starts_with("netreach_spec_pairs{") && l.contains("verdict=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(ok_pairs >= 1.0, "healthy pairs counted:\n{metrics}");
     assert!(metrics.contains("netreach_probes_total{"), "probe counters");
 
     let (code, body) = pairs.expect("/v1/pairs answered");

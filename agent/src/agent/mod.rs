@@ -54,7 +54,7 @@ use crate::netns::SocketFactory;
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};
-use crate::report::metrics::{IndexCollector, Metrics};
+use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
 use crate::report::status::{RequestStatusWriter, SpecStatusWriter, StatusConfig};
 use crate::run::{Pipeline, PipelineConfig};
 
@@ -85,6 +85,8 @@ pub struct AgentConfig {
     pub termination_log: PathBuf,
     /// How long probes in flight may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Which pairs get per-pair metric series.
+    pub pair_metrics: PairSeries,
     /// How the HTTP API is served and who may call it.
     pub api: ApiServing,
 }
@@ -183,6 +185,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         status_interval,
         termination_log: _,
         shutdown_grace,
+        pair_metrics,
         api: serving,
     } = config;
     info!(node = %node_name, %listen, profile = profile.name, concurrency, events, "starting");
@@ -205,6 +208,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
 
     let registry = Arc::new(Registry::new());
     let metrics = Arc::new(Metrics::register(&registry)?);
+    metrics.pairs.set_series(pair_metrics);
     IndexCollector::register(&registry, view.index.clone())?;
 
     let factory = SocketFactory::start().map_err(Error::SocketFactory)?;

@@ -13,6 +13,7 @@ fn config() -> AgentConfig {
         status_interval: Duration::from_secs(30),
         termination_log: std::env::temp_dir().join("netreach-agent-test-termination-log"),
         shutdown_grace: Duration::from_secs(1),
+        pair_metrics: PairSeries::default(),
         api: ApiServing::self_signed(vec!["node-1".into()], "127.0.0.1:0".parse().expect("addr")),
     }
 }

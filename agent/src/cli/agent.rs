@@ -21,6 +21,7 @@ use crate::agent::{self, AgentConfig, ApiServing};
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
 use crate::policy::Profile;
+use crate::report::metrics::PairSeries;
 
 /// Run the node agent (the DaemonSet process): probe this node's ProbeSpec pairs from inside
 /// their source pods, run ProbeRequests, and report metrics, Events and status.
@@ -179,6 +180,17 @@ pub struct Args {
         value_parser = parse_duration
     )]
     shutdown_grace: Duration,
+    /// Which pairs get per-pair metric series: all, exceptions (pairs that are not ok or miss
+    /// their expectation; the default: healthy pairs are counted in netreach_spec_pairs only)
+    /// or none.
+    #[arg(
+        long,
+        env = "NETREACH_PAIR_METRICS",
+        value_name = "WHICH",
+        default_value = "exceptions",
+        value_parser = PairSeries::from_str
+    )]
+    pair_metrics: PairSeries,
 }
 
 /// The trimmed, non-empty items of a comma-separated flag.
@@ -223,6 +235,7 @@ impl Args {
             status_interval,
             termination_log,
             shutdown_grace,
+            pair_metrics,
         } = self;
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
@@ -261,6 +274,7 @@ impl Args {
             status_interval,
             termination_log,
             shutdown_grace,
+            pair_metrics,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::cluster::load::Loaded;
 use crate::netns::SocketFactory;
 use crate::policy::Profile;
 use crate::probe::Prober;
-use crate::report::metrics::{IndexCollector, Metrics};
+use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
 use crate::run::{NodeScope, Pipeline, PipelineConfig};
 
 /// The built-in scenario: every class of the runbook on two simulated nodes.
@@ -53,6 +53,10 @@ pub struct Args {
     /// Where to serve /metrics, /healthz, /readyz and /v1/pairs (live mode).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     listen: SocketAddr,
+    /// Which pairs get per-pair metric series on /metrics (live mode): all, exceptions (pairs
+    /// that are not ok or miss their expectation) or none; as `netreach agent --pair-metrics`.
+    #[arg(long, value_name = "WHICH", default_value = "exceptions", value_parser = PairSeries::from_str)]
+    pair_metrics: PairSeries,
     /// Live mode: stop after this many rounds (0: until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     rounds: u32,
@@ -75,6 +79,7 @@ impl Args {
             once,
             format,
             listen,
+            pair_metrics,
             rounds,
             interval,
             profile,
@@ -134,6 +139,7 @@ impl Args {
             let changes = ChangeLog::default();
             let registry = Arc::new(Registry::new());
             let metrics = Metrics::register(&registry).context("registering metrics")?;
+            metrics.pairs.set_series(pair_metrics);
             IndexCollector::register(&registry, index.clone())
                 .context("registering the index collector")?;
 

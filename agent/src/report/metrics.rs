@@ -34,7 +34,7 @@ use crate::cluster::Index;
 use crate::cluster::model::Protocol;
 use crate::probe::{NotProbedReason, Outcome};
 
-pub use pairs::{PAIR_LABELS, PairKey, PairMetrics, PairState, VERDICT_LABELS};
+pub use pairs::{PAIR_LABELS, PairKey, PairMetrics, PairSeries, PairState, VERDICT_LABELS};
 
 /// The prefix of every metric name.
 pub const NAMESPACE: &str = "netreach";

@@ -130,6 +130,10 @@ fn harness(concurrency: usize) -> Harness {
 fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usize) -> Harness {
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::register(&registry).expect("metrics register"));
+    // Every pair's series, so the tests can follow each pair in /metrics.
+    metrics
+        .pairs
+        .set_series(crate::report::metrics::PairSeries::All);
     let (pairs_tx, pairs) = watch::channel(Arc::new(Vec::new()));
     let (specs_tx, specs) = watch::channel(Arc::new(SpecSummaries::new()));
     let (events_tx, events) = mpsc::channel(16);

@@ -8,6 +8,7 @@ use super::Args;
 use crate::agent::AgentConfig;
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
+use crate::report::metrics::PairSeries;
 
 /// `netreach agent` alone, so tests parse its flags without the other subcommands.
 #[derive(Debug, Parser)]
@@ -43,7 +44,7 @@ fn every_flag_reads_an_environment_variable() {
         assert!(arg.get_help().is_some(), "--{id} has no help");
         checked += 1;
     }
-    assert_eq!(checked, 18, "every AgentConfig field has a flag");
+    assert_eq!(checked, 19, "every AgentConfig field has a flag");
 }
 
 #[test]
@@ -64,6 +65,7 @@ fn defaults_match_the_contract() {
         PathBuf::from("/dev/termination-log")
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(config.pair_metrics, PairSeries::Exceptions);
     assert_eq!(
         config.api.health_listen,
         "127.0.0.1:9465".parse::<SocketAddr>().expect("addr")
@@ -179,6 +181,7 @@ fn invalid_values_are_rejected() {
         &["--node-name=n", "--tls-key-file=/c.key"],
         &["--node-name=n", "--api-max-connections=0"],
         &["--node-name=n", "--api-auth=sometimes"],
+        &["--node-name=n", "--pair-metrics=some"],
     ];
     for argv in cases {
         assert!(parse(argv).is_err(), "{argv:?} should be rejected");

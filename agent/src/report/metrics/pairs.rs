@@ -11,6 +11,10 @@
 //!                                         └─> netreach_spec_pairs    {spec, verdict}
 //! ```
 //!
+//! Which rows get per-pair series is the [`PairSeries`] mode (`--pair-metrics`): by default
+//! only the exceptions (pairs that are not `ok` or do not meet their expectation), so 10,000
+//! healthy pairs cost no per-pair series at all; `netreach_spec_pairs` always counts every row.
+//!
 //! A series exists exactly while its row does, so a verdict change replaces the pair's
 //! `netreach_pair_verdict` series, a removed pair loses all four of its series, and the spec
 //! counts always add up to the rows: nothing has to remember which label values to delete.
@@ -19,7 +23,10 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
 
 use parking_lot::RwLock;
 use probe_spec::{Direction, PairVerdict};
@@ -49,6 +56,80 @@ pub struct PairKey {
     /// The destination port; `None` for DNS lookups.
     pub port: Option<u16>,
     pub protocol: ProtocolLabel,
+}
+
+/// Which pairs get per-pair series (`--pair-metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PairSeries {
+    /// Every pair: four series each.
+    All,
+    /// Only pairs that are not `ok` or do not meet their expectation (the ones an alert or a
+    /// person looks at); the spec counts cover the rest.
+    #[default]
+    Exceptions,
+    /// None: only the per-spec counts and the probe counters and histograms.
+    None,
+}
+
+impl PairSeries {
+    pub const NAMES: [&str; 3] = ["all", "exceptions", "none"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PairSeries::All => "all",
+            PairSeries::Exceptions => "exceptions",
+            PairSeries::None => "none",
+        }
+    }
+
+    /// Whether a pair in `state` gets its series.
+    pub fn includes(self, state: &PairState) -> bool {
+        match self {
+            PairSeries::All => true,
+            PairSeries::Exceptions => {
+                state.verdict != PairVerdict::Ok || state.expectation_met == Some(false)
+            }
+            PairSeries::None => false,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            PairSeries::All => 0,
+            PairSeries::Exceptions => 1,
+            PairSeries::None => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            0 => PairSeries::All,
+            2 => PairSeries::None,
+            _ => PairSeries::Exceptions,
+        }
+    }
+}
+
+impl fmt::Display for PairSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PairSeries {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(PairSeries::All),
+            "exceptions" => Ok(PairSeries::Exceptions),
+            "none" => Ok(PairSeries::None),
+            other => Err(format!(
+                "{other:?} is not one of {}",
+                PairSeries::NAMES.join(", ")
+            )),
+        }
+    }
 }
 
 /// What a pair currently looks like.
@@ -82,14 +163,36 @@ impl PairState {
 // === impl PairMetrics ===
 
 /// The series of the pairs this node probes. Cloning shares the table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PairMetrics {
     table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+    series: Arc<AtomicU8>,
+}
+
+impl Default for PairMetrics {
+    fn default() -> Self {
+        Self {
+            table: Arc::default(),
+            series: Arc::new(AtomicU8::new(PairSeries::default().to_u8())),
+        }
+    }
 }
 
 impl PairMetrics {
     pub(super) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(PairCollector::new(self.table.clone())?))
+        registry.register(Box::new(PairCollector::new(
+            self.table.clone(),
+            self.series.clone(),
+        )?))
+    }
+
+    /// Which pairs get per-pair series from the next scrape on.
+    pub fn set_series(&self, series: PairSeries) {
+        self.series.store(series.to_u8(), AtomicOrdering::Relaxed);
+    }
+
+    pub fn series(&self) -> PairSeries {
+        PairSeries::from_u8(self.series.load(AtomicOrdering::Relaxed))
     }
 
     /// Sets the pair's current state; a changed verdict, reason, direction or policy replaces
@@ -187,6 +290,7 @@ impl PartialOrd for RowKey {
 #[derive(Debug)]
 struct PairCollector {
     table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+    series: Arc<AtomicU8>,
     up: Desc,
     policy_allowed: Desc,
     expectation_met: Desc,
@@ -195,7 +299,10 @@ struct PairCollector {
 }
 
 impl PairCollector {
-    fn new(table: Arc<RwLock<BTreeMap<RowKey, PairState>>>) -> prometheus::Result<Self> {
+    fn new(
+        table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+        series: Arc<AtomicU8>,
+    ) -> prometheus::Result<Self> {
         let desc = |name: &str, help: &str, labels: &[&str]| {
             Opts::new(name, help)
                 .namespace(NAMESPACE)
@@ -206,6 +313,7 @@ impl PairCollector {
             PAIR_LABELS.iter().chain(&VERDICT_LABELS).copied().collect();
         Ok(Self {
             table,
+            series,
             up: desc(
                 "pair_up",
                 "1 when the last probe of the pair reached the destination (refused counts as reached), 0 when not; absent while the pair is not_probed or inconclusive.",
@@ -228,7 +336,7 @@ impl PairCollector {
             )?,
             spec_pairs: desc(
                 "spec_pairs",
-                "Pairs of a ProbeSpec this agent probes, by current verdict.",
+                "Pairs of a spec this agent probes, by current verdict (every pair, whatever --pair-metrics).",
                 &["spec", "verdict"],
             )?,
         })
@@ -248,6 +356,7 @@ impl Collector for PairCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let table = self.table.read();
+        let series = PairSeries::from_u8(self.series.load(AtomicOrdering::Relaxed));
         let mut up = Vec::with_capacity(table.len());
         let mut policy_allowed = Vec::with_capacity(table.len());
         let mut expectation_met = Vec::with_capacity(table.len());
@@ -255,6 +364,11 @@ impl Collector for PairCollector {
         let mut spec_counts: HashMap<&str, [u32; PairVerdict::ALL.len()]> = HashMap::new();
 
         for (row, state) in table.iter() {
+            let counts = spec_counts.entry(&row.spec).or_default();
+            counts[verdict_slot(state.verdict)] += 1;
+            if !series.includes(state) {
+                continue;
+            }
             // Label pairs in label-name order, as prometheus' own vectors emit them.
             let pair_labels = vec![
                 label("dst", &row.dst),
@@ -287,8 +401,6 @@ impl Collector for PairCollector {
                 ],
                 true,
             ));
-            let counts = spec_counts.entry(&row.spec).or_default();
-            counts[verdict_slot(state.verdict)] += 1;
         }
 
         let mut spec_pairs = Vec::with_capacity(spec_counts.len() * PairVerdict::ALL.len());

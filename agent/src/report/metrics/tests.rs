@@ -9,9 +9,12 @@ use super::*;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{Labels, Namespace};
 
+/// Metrics with every pair's series (`--pair-metrics all`): these tests follow series through
+/// their lifecycle; `which_pairs_get_series` covers the modes.
 fn registry_with_metrics() -> (Registry, Metrics) {
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).expect("metrics register");
+    metrics.pairs.set_series(PairSeries::All);
     (registry, metrics)
 }
 
@@ -396,4 +399,76 @@ fn undecided_pairs_have_no_reachability_or_expectation_series() {
             r#"netreach_probe_errors_total{error="netns_not_found",spec="shop/paths"} 1"#
         )
     );
+}
+
+/// By default only the exceptions get per-pair series; the spec counts always count every pair.
+#[test]
+fn which_pairs_get_series() {
+    let ok = PairState {
+        verdict: PairVerdict::Ok,
+        reason: String::new(),
+        direction: None,
+        policy: String::new(),
+        policy_allowed: true,
+        expectation_met: Some(true),
+    };
+    let blocked = PairState {
+        verdict: PairVerdict::BlockedByPolicy,
+        reason: "default_deny".into(),
+        direction: Some(Direction::Ingress),
+        policy: "pay/default-deny".into(),
+        policy_allowed: false,
+        expectation_met: Some(false),
+    };
+    let ok_but_unmet = PairState {
+        expectation_met: Some(false),
+        ..ok.clone()
+    };
+    let not_probed = PairState {
+        verdict: PairVerdict::NotProbed,
+        expectation_met: None,
+        ..ok.clone()
+    };
+    let cases = [
+        (PairSeries::All, 4),
+        (PairSeries::Exceptions, 3),
+        (PairSeries::None, 0),
+    ];
+    for (series, pairs_with_series) in cases {
+        let (registry, metrics) = registry_with_metrics();
+        metrics.pairs.set_series(series);
+        for (i, state) in [&ok, &blocked, &ok_but_unmet, &not_probed]
+            .iter()
+            .enumerate()
+        {
+            metrics.pairs.set(
+                &key("shop/paths", "shop/web", &format!("shop/api-{i}"), 80),
+                state,
+            );
+        }
+        let text = render(&registry);
+        assert_eq!(
+            samples(&text, "netreach_pair_verdict").len(),
+            pairs_with_series,
+            "{series}"
+        );
+        assert_eq!(
+            samples(&text, "netreach_pair_policy_allowed").len(),
+            pairs_with_series,
+            "{series}"
+        );
+        let counted: f64 = samples(&text, "netreach_spec_pairs")
+            .iter()
+            .map(|line| {
+                line.rsplit(' ')
+                    .next()
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        assert_eq!(counted, 4.0, "{series}: every pair is counted");
+    }
+    assert_eq!("exceptions".parse(), Ok(PairSeries::Exceptions));
+    assert!("some".parse::<PairSeries>().is_err());
 }

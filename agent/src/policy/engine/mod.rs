@@ -1,0 +1,137 @@
+//! Compiling an index into match caches, and evaluating one flow with a full explanation.
+//!
+//! - `compile`: the index into per-pod and per-policy match caches ([`Engine::new`]), and
+//!   endpoints resolved to sides;
+//! - `evaluate`: one flow, both directions, every rule and peer checked ([`Engine::evaluate`]);
+//! - `render`: the sentences an explanation is made of (why a pod is not subject, why a port
+//!   missed).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::cluster::Index;
+use crate::cluster::model::{
+    Labels, NetworkPolicy, Node, ObjectRef, Peer, Pod, PolicyPort, PortRef, Protocol, Rule,
+};
+use crate::cluster::selector::{Selector, display_labels};
+
+use super::bitset::BitSet;
+use super::profile::Profile;
+use super::verdict::{
+    DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, RuleMiss, RuleRef, Tier, Verdict,
+};
+
+/// One end of a flow, as a user names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Pod(ObjectRef),
+    /// An address: resolved to the live pod or node that owns it, else an external address.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Pod(key) => write!(f, "{key}"),
+            Endpoint::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    /// `ns/pod` or an IP address.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Endpoint::Ip(ip));
+        }
+        s.parse::<ObjectRef>()
+            .map(Endpoint::Pod)
+            .map_err(|_| format!("expected namespace/pod or an IP address, got {s:?}"))
+    }
+}
+
+/// A connection attempt: source, destination, destination port and protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub from: Endpoint,
+    pub to: Endpoint,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("pod {0} is not in the loaded objects")]
+    UnknownPod(ObjectRef),
+    #[error("pod {0} has no IP address (phase {1}); it cannot send or receive traffic")]
+    NotAnEndpoint(ObjectRef, String),
+}
+
+/// A flow endpoint resolved against the compiled index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A pod that policies select (not hostNetwork in the default profile).
+    Pod(usize),
+    /// A hostNetwork pod: policies see its node's address (E22).
+    HostPod(usize),
+    Node {
+        name: String,
+        ip: IpAddr,
+    },
+    External(IpAddr),
+}
+
+pub(crate) struct CompiledPolicy {
+    pub(crate) policy: NetworkPolicy,
+    pub(crate) namespace: usize,
+    pub(crate) ingress: Vec<Vec<CompiledPeer>>,
+    pub(crate) egress: Vec<Vec<CompiledPeer>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CompiledPeer {
+    Pods {
+        pod_selector: Option<usize>,
+        namespace_selector: Option<usize>,
+    },
+    IpBlock,
+    Invalid,
+}
+
+/// A compiled, immutable snapshot of an index for evaluating flows.
+pub struct Engine {
+    pub(crate) profile: Profile,
+    pub(crate) pods: Vec<Pod>,
+    pub(crate) pod_namespace: Vec<usize>,
+    pod_ids: HashMap<ObjectRef, usize>,
+    pub(crate) namespaces: Vec<String>,
+    namespace_labels: Vec<Labels>,
+    /// Per namespace: policies that exist but could not be loaded (verdicts carry a warning).
+    namespace_warnings: Vec<Vec<String>>,
+    nodes: Vec<Node>,
+    pub(crate) policies: Vec<CompiledPolicy>,
+    /// Interned pod selectors: which pods' labels each matches.
+    pub(crate) pod_selector_matches: Vec<BitSet>,
+    /// Interned namespace selectors: which namespaces' labels each matches.
+    pub(crate) namespace_selector_matches: Vec<BitSet>,
+    /// Per pod: the policies that select it and isolate ingress / egress.
+    pub(crate) ingress_policies: Vec<Vec<usize>>,
+    pub(crate) egress_policies: Vec<Vec<usize>>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("profile", &self.profile.name)
+            .field("pods", &self.pods.len())
+            .field("namespaces", &self.namespaces.len())
+            .field("policies", &self.policies.len())
+            .finish()
+    }
+}
+
+mod compile;
+mod evaluate;
+mod render;

@@ -248,8 +248,8 @@ fn walk(dir: &Path, depth: usize, f: &mut dyn FnMut(&Path)) {
 
 /// 64 hex digits for a container id (two kernel UUIDs without dashes).
 pub(crate) fn container_id() -> Result<String> {
-    let a = crate::plan::random_uuid()?;
-    let b = crate::plan::random_uuid()?;
+    let a = names::random_uuid()?;
+    let b = names::random_uuid()?;
     Ok(format!("{a}{b}").replace('-', ""))
 }
 

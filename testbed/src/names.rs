@@ -179,6 +179,13 @@ pub(crate) fn allocate(scenario: &str) -> Result<(String, PathBuf)> {
     ))
 }
 
+/// A fresh random UUID from the kernel.
+pub(crate) fn random_uuid() -> crate::Result<String> {
+    const PATH: &str = "/proc/sys/kernel/random/uuid";
+    let s = std::fs::read_to_string(PATH).map_err(|e| crate::Error::io("read", PATH, e))?;
+    Ok(s.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,23 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    Error, Result,
+    Result,
     cgroup::CgroupLayout,
     scenario::{
         Action, DnsAnswer, Fault, Ipv4Cidr, MeshKind, Peer, PodRef, Protocol, Rule, RuleProtocol,
         Scenario,
     },
 };
+
+// Defined here rather than in `scenario` so that `scenario` (the file format) never imports
+// `plan` (what is built from it): the modules form no cycle.
+impl Scenario {
+    /// Checks the scenario without touching the system: Pods, IPs, node names, closed ports,
+    /// DNS, rules and faults. The error names the offending object.
+    pub fn validate(&self) -> Result<()> {
+        analyze(self).map(|_| ())
+    }
+}
 
 /// Everything [`Testbed::start`](crate::Testbed::start) builds.
 #[derive(Debug, Clone)]
@@ -156,7 +166,7 @@ pub(crate) fn plan(scenario: &Scenario) -> Result<Plan> {
     let mut plan = analyze(scenario)?;
     let mut fresh: HashMap<usize, String> = HashMap::new();
     for &i in &plan.uid_missing {
-        let uid = random_uuid()?;
+        let uid = crate::names::random_uuid()?;
         if let Some(meta) = plan.objects[i]
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
@@ -171,13 +181,6 @@ pub(crate) fn plan(scenario: &Scenario) -> Result<Plan> {
         }
     }
     Ok(plan)
-}
-
-/// A random UUID v4 from the kernel.
-pub(crate) fn random_uuid() -> Result<String> {
-    const PATH: &str = "/proc/sys/kernel/random/uuid";
-    let s = std::fs::read_to_string(PATH).map_err(|e| Error::io("read", PATH, e))?;
-    Ok(s.trim().to_string())
 }
 
 fn object_label(obj: &Value, i: usize) -> String {

@@ -284,12 +284,6 @@ impl Scenario {
         Self::from_yaml(&text, &path.display().to_string())
     }
 
-    /// Checks the scenario without touching the system: Pods, IPs, node names, closed ports,
-    /// DNS, rules and faults. The error names the offending object.
-    pub fn validate(&self) -> Result<()> {
-        crate::plan::analyze(self).map(|_| ())
-    }
-
     /// Every fault: `dataplane.faults` then the top-level `faults`.
     pub fn all_faults(&self) -> impl Iterator<Item = &Fault> {
         self.dataplane.faults.iter().chain(self.faults.iter())

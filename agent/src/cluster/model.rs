@@ -5,17 +5,14 @@
 //! index, the policy engine, the scheduler — sees only these: defaulted the way the API server
 //! defaults them, with unused fields dropped.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::selector::Labels;
 use super::selector::Selector;
-
-/// Labels of a pod or namespace, ordered so explanations print them stably.
-pub type Labels = BTreeMap<String, String>;
 
 /// The label the control plane sets on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

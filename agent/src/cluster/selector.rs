@@ -8,7 +8,11 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::model::Labels;
+use std::collections::BTreeMap;
+
+/// Labels of a pod or namespace, ordered so explanations print them stably. Defined with the
+/// selectors that match them, so `model` uses `selector` and never the other way round.
+pub type Labels = BTreeMap<String, String>;
 
 /// A validated label selector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

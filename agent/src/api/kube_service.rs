@@ -35,9 +35,7 @@ use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
 use super::auth::{Access, TokenUse};
-use super::{
-    BoxFuture, PairReport, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
-};
+use super::{BoxFuture, PairReport, ProbeCall, ProbeService, ServiceError, UserInfo};
 use crate::cluster::model::ObjectRef;
 use crate::schedule::PairTarget;
 
@@ -191,7 +189,7 @@ impl ProbeService for KubeProbeService {
 
     fn probe(&self, call: ProbeCall) -> BoxFuture<'_, Result<PairReport, ServiceError>> {
         Box::pin(async move {
-            let target = pair_target(&call.target);
+            let target = call.target;
             info!(user = %call.requested_by, from = %call.from, %target, "probing on demand");
             self.prober
                 .probe_once(&call.from, target, call.timeout)
@@ -281,29 +279,6 @@ fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
             non_resource_attributes,
         },
         ..SubjectAccessReview::default()
-    }
-}
-
-/// The pipeline's target for an API call (the prober re-resolves a pod's IP in its snapshot).
-fn pair_target(target: &ProbeCallTarget) -> PairTarget {
-    match target {
-        ProbeCallTarget::Pod {
-            pod,
-            ip,
-            port,
-            protocol,
-        } => PairTarget::Pod {
-            pod: pod.clone(),
-            ip: *ip,
-            port: *port,
-            protocol: *protocol,
-        },
-        ProbeCallTarget::Ip { ip, port, protocol } => PairTarget::Ip {
-            ip: *ip,
-            port: *port,
-            protocol: *protocol,
-        },
-        ProbeCallTarget::Dns { name } => PairTarget::Dns { name: name.clone() },
     }
 }
 

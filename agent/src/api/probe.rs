@@ -194,7 +194,7 @@ fn destination_namespace(index: &Index, call: &ProbeCall) -> Option<String> {
     match &call.target {
         ProbeCallTarget::Pod { pod, .. } => Some(pod.namespace.clone()),
         ProbeCallTarget::Ip { ip, .. } => index.pod_by_ip(*ip).map(|pod| pod.namespace.clone()),
-        ProbeCallTarget::Dns { .. } => None,
+        ProbeCallTarget::Dns { .. } | ProbeCallTarget::Host { .. } => None,
     }
 }
 
@@ -270,30 +270,15 @@ fn resolve(
         });
     }
     let resolved = resolve_request(index, &from.namespace, &spec).map_err(api_error)?;
-    let target = match resolved.target {
-        PairTarget::Pod {
-            pod,
-            ip,
-            port,
-            protocol,
-        } => ProbeCallTarget::Pod {
-            pod,
-            ip,
-            port,
-            protocol,
-        },
-        PairTarget::Ip { ip, port, protocol } => ProbeCallTarget::Ip { ip, port, protocol },
-        PairTarget::Dns { name } => ProbeCallTarget::Dns { name },
-        PairTarget::Host { .. } => {
-            return Err(ApiError::InvalidRequest(
-                "host targets are for ProbeSpecs; use dns or ip".into(),
-            ));
-        }
-    };
+    if let PairTarget::Host { .. } = resolved.target {
+        return Err(ApiError::InvalidRequest(
+            "host targets are for ProbeSpecs; use dns or ip".into(),
+        ));
+    }
     Ok(ProbeCall {
         requested_by: requested_by.to_string(),
         from: resolved.from,
-        target,
+        target: resolved.target,
         timeout: resolved.timeout,
     })
 }

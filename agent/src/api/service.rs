@@ -4,15 +4,15 @@
 //! authorized and resolved against the index.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+
 use std::pin::Pin;
 use std::time::Duration;
 
 use super::PairReport;
 use super::auth::{Access, TokenUse};
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::ObjectRef;
+use crate::schedule::PairTarget;
 
 /// A boxed future, so [`ProbeService`] can be a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -81,38 +81,7 @@ pub struct ProbeCall {
     pub timeout: Duration,
 }
 
-/// Where a [`ProbeCall`] probes to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProbeCallTarget {
-    /// A pod at its first IP; a named port is already resolved on it.
-    Pod {
-        pod: ObjectRef,
-        ip: IpAddr,
-        port: u16,
-        protocol: Protocol,
-    },
-    Ip {
-        ip: IpAddr,
-        port: u16,
-        protocol: Protocol,
-    },
-    /// A DNS name, looked up from the source pod with its own resolv.conf.
-    Dns { name: String },
-}
-
-impl fmt::Display for ProbeCallTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProbeCallTarget::Pod {
-                pod,
-                port,
-                protocol,
-                ..
-            } => write!(f, "{pod}:{port}/{protocol}"),
-            ProbeCallTarget::Ip { ip, port, protocol } => {
-                write!(f, "{}/{protocol}", SocketAddr::new(*ip, *port))
-            }
-            ProbeCallTarget::Dns { name } => write!(f, "dns {name}"),
-        }
-    }
-}
+/// Where a [`ProbeCall`] probes to: the scheduler's own [`PairTarget`] (a pod at its first IP
+/// with a named port already resolved, an IP, or a DNS name; never a host, which only
+/// ProbeSpecs take).
+pub type ProbeCallTarget = PairTarget;

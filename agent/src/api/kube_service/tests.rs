@@ -17,7 +17,7 @@ use tower::ServiceExt;
 
 use super::mock_api::{ApiServer, api_error, mock_client};
 use super::*;
-use crate::api::{AppState, ErrorBody, router};
+use crate::api::{AppState, ErrorBody, ProbeCallTarget, router};
 use crate::cluster::Index;
 use crate::cluster::load::Loaded;
 use crate::cluster::model::Protocol;

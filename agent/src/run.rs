@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use parking_lot::Mutex;
 use probe_spec::Expectation;
 use tracing::{debug, warn};
@@ -32,20 +31,12 @@ use crate::api::PairReport;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{Mesh, ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
-use crate::cluster::{Index, Spec, SpecRef};
+use crate::cluster::{Index, SpecRef};
 use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
 use crate::policy::{Engine, Profile};
 use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 use crate::schedule::{self, Pair, PairId, PairTarget};
-
-/// Which nodes' source pods a round probes: the agent's own node, or every node (the demo
-/// plays all agents of its simulated cluster at once).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeScope {
-    Node(String),
-    All,
-}
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -94,18 +85,6 @@ impl ProbeContext {
             changes,
         }
     }
-}
-
-/// What one round produced.
-#[derive(Debug, Default)]
-pub struct Round {
-    /// Every probed pair's reports (a host pair: one per resolved address), sorted by spec,
-    /// source, destination, host name and port.
-    pub reports: Vec<PairReport>,
-    /// Specs that could not be planned, with why (`ns/name: ...`).
-    pub problems: Vec<String>,
-    /// Pods left out of the plans (not Running, no IP, hostNetwork sources, ...).
-    pub skipped: usize,
 }
 
 /// Probes, predicts and diagnoses pairs.
@@ -248,71 +227,6 @@ impl Pipeline {
 
     pub fn registry(&self) -> &PodNetnsRegistry {
         &self.registry
-    }
-
-    /// Plans every spec for the scope, probes every pair once and diagnoses it.
-    pub async fn round(
-        &self,
-        index: &Index,
-        specs: &[Spec],
-        scope: &NodeScope,
-        changes: &ChangeLog,
-    ) -> Round {
-        let mut round = Round::default();
-        let nodes: Vec<String> = match scope {
-            NodeScope::Node(name) => vec![name.clone()],
-            NodeScope::All => {
-                let mut names: Vec<String> =
-                    index.pods().filter_map(|p| p.node_name.clone()).collect();
-                names.extend(index.nodes().map(|n| n.name.clone()));
-                names.sort();
-                names.dedup();
-                names
-            }
-        };
-        let mut plans = Vec::new();
-        for spec in specs {
-            for node in &nodes {
-                match schedule::plan(index, spec, node) {
-                    Ok(plan) => {
-                        round.skipped += plan.skipped.sources.total();
-                        plans.push(plan);
-                    }
-                    Err(error) => {
-                        // The error names the spec's kind and key.
-                        round.problems.push(error.to_string());
-                        break;
-                    }
-                }
-            }
-        }
-        let ProbeContext { engine, cni } = self.context(index, changes);
-        let view = View {
-            index,
-            engine: &engine,
-            cni: &cni,
-            changes,
-        };
-        let jobs: Vec<Job<'_>> = plans
-            .iter()
-            .flat_map(|plan| {
-                plan.pairs.iter().map(move |pair| Job {
-                    pair,
-                    expect: plan.expect,
-                    timeout: plan.timeout,
-                })
-            })
-            .collect();
-        let concurrency = self.config.concurrency.max(1);
-        let mut reports: Vec<PairReport> = futures::stream::iter(jobs)
-            .map(|job| self.run_job(job, view))
-            .buffer_unordered(concurrency)
-            .flat_map(futures::stream::iter)
-            .collect()
-            .await;
-        reports.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        round.reports = reports;
-        round
     }
 
     /// Probes one pair (a host pair: every address its name resolves to) and diagnoses each

@@ -198,8 +198,10 @@ fn live_mode_serves_verdicts_on_metrics_and_the_api() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut metrics = String::new();
     while Instant::now() < deadline {
+        // Blocked pairs take their timeout: wait until the whole first round is in.
         if let Some((200, body)) = http_get(&addr, "/metrics")
-            && body.contains("netreach_pair_verdict{")
+            && body.contains("dst=\"billing/invoices\"")
+            && body.contains("netreach_spec_pairs{")
         {
             metrics = body;
             break;
@@ -250,4 +252,159 @@ fn live_mode_serves_verdicts_on_metrics_and_the_api() {
     let v: Value = serde_json::from_str(&body).expect("json");
     assert!(v["pairs"].as_array().is_some_and(|p| p.len() == 10), "{v}");
     assert_eq!(ready.map(|(c, _)| c), Some(200));
+}
+
+/// One node, a client and two servers; a ProbeSpec from the client to every `role: server`
+/// pod on 8080, probed every second.
+const LIVE_SCENARIO: &str = r#"
+name: live-edit
+nodes: [node-1]
+objects:
+  - {apiVersion: v1, kind: Namespace, metadata: {name: live}}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: client, namespace: live, labels: {app: client}}
+    spec: {nodeName: node-1, containers: [{name: c}]}
+    status: {phase: Running, podIP: 10.244.1.10}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: server-a, namespace: live, labels: {app: server-a, role: server}}
+    spec: {nodeName: node-1, containers: [{name: s, ports: [{containerPort: 8080}]}]}
+    status: {phase: Running, podIP: 10.244.1.11}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {name: server-b, namespace: live, labels: {app: server-b, role: server}}
+    spec: {nodeName: node-1, containers: [{name: s, ports: [{containerPort: 8080}]}]}
+    status: {phase: Running, podIP: 10.244.1.12}
+  - apiVersion: netreach.dev/v1alpha1
+    kind: ProbeSpec
+    metadata: {name: to-servers, namespace: live}
+    spec:
+      from: {podSelector: {matchLabels: {app: client}}}
+      to: [{podSelector: {matchLabels: {role: server}}, ports: [{port: 8080}]}]
+      interval: 1s
+      timeout: 1s
+"#;
+
+/// What the edit appends: a deny-all policy on server-a, and the data plane that enforces it.
+const DENY_SERVER_A: &str = r#"
+  - apiVersion: networking.k8s.io/v1
+    kind: NetworkPolicy
+    metadata: {name: deny-server-a, namespace: live}
+    spec: {podSelector: {matchLabels: {app: server-a}}, policyTypes: [Ingress]}
+dataplane:
+  rules:
+    - {action: drop, from: live/client, to: live/server-a}
+"#;
+
+/// The verdict of the pair towards `to` in `/v1/pairs`, if it is there.
+fn verdict_towards(addr: &str, to: &str) -> Option<String> {
+    let (_, body) = http_get(addr, "/v1/pairs")?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["pairs"]
+        .as_array()?
+        .iter()
+        .find(|p| p["to"] == to)
+        .and_then(|p| p["verdict"].as_str())
+        .map(str::to_string)
+}
+
+/// Polls `check` every 200 ms until it holds or `within` passes.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn live_mode_applies_edits_of_the_scenario_file_as_watch_events() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("netreach-live-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("scenario.yaml");
+    std::fs::write(&file, LIVE_SCENARIO).expect("write scenario");
+    let addr = format!("127.0.0.1:{}", 20000 + (std::process::id() + 7919) % 20000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netreach"))
+        .args(["demo", "--format", "json", "--listen", &addr, "--scenario"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    // Stops the demo (SIGINT: the testbed tears down and exits) however the test ends.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // By the PID of the child this test started.
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let stop = Stop(child.id());
+
+    let both_ok = eventually(Duration::from_secs(30), || {
+        verdict_towards(&addr, "live/server-a").as_deref() == Some("ok")
+            && verdict_towards(&addr, "live/server-b").as_deref() == Some("ok")
+    });
+    assert!(both_ok, "both servers reachable at first");
+
+    // A policy and its enforcement added: the pair is re-probed at once and reads blocked,
+    // with its change-to-effect time measured.
+    std::fs::write(&file, format!("{LIVE_SCENARIO}{DENY_SERVER_A}")).expect("edit");
+    let blocked = eventually(Duration::from_secs(15), || {
+        verdict_towards(&addr, "live/server-a").as_deref() == Some("blocked_by_policy")
+    });
+    assert!(blocked, "server-a blocked after the edit");
+    let measured = eventually(Duration::from_secs(10), || {
+        http_get(&addr, "/metrics").is_some_and(|(_, body)| {
+            body.lines().any(|l| {
+                l.starts_with("netreach_policy_change_to_effect_seconds_count")
+                    && l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) >= Some(1.0)
+            })
+        })
+    });
+    assert!(
+        measured,
+        "netreach_policy_change_to_effect_seconds observed the change"
+    );
+
+    // A label edited: server-b is no longer a `role: server`, so its pair goes away.
+    let relabelled = format!("{LIVE_SCENARIO}{DENY_SERVER_A}").replace(
+        "{app: server-b, role: server}",
+        "{app: server-b, role: retired}",
+    );
+    std::fs::write(&file, relabelled).expect("edit labels");
+    let gone = eventually(Duration::from_secs(15), || {
+        http_get(&addr, "/v1/pairs").is_some_and(|(code, body)| {
+            code == 200 && body.contains("live/server-a") && !body.contains("live/server-b")
+        })
+    });
+    assert!(gone, "server-b's pair removed after its label changed");
+
+    drop(stop);
+    let status = child.wait().expect("demo exits on SIGINT");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    assert!(
+        stderr.contains("scenario edit applied: applied NetworkPolicy live/deny-server-a"),
+        "the edit is reported: {stderr}"
+    );
+    assert!(stderr.contains("dataplane.rules reloaded"), "{stderr}");
+    assert!(
+        status.success() || status.code() == Some(130),
+        "demo ended badly: {status:?}\n{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,6 +21,10 @@ const NODES: usize = 4;
 const PODS_PER_NODE: usize = 25;
 /// The bound for 100 source pods.
 const MAX_FDS: usize = 400;
+/// Probes in flight per simulated node: the demo runs one agent runtime per node in one
+/// process, so four nodes at 16 hold the 64 probes in flight of one agent at its default
+/// `--concurrency`, the load the bound is for.
+const CONCURRENCY_PER_NODE: usize = 64 / NODES;
 
 /// 100 pods over four nodes, each listening on 8080, one ProbeSpec from every pod to every pod.
 fn scenario() -> String {
@@ -122,7 +126,9 @@ fn run_demo_under_limit(path: &Path) -> (Vec<Value>, usize, BTreeMap<String, usi
     let mut child = Command::new("prlimit")
         .arg("--nofile=1024:1024")
         .arg(env!("CARGO_BIN_EXE_netreach"))
-        .args(["demo", "--once", "--format", "json", "--scenario"])
+        .args(["demo", "--once", "--format", "json", "--concurrency"])
+        .arg(CONCURRENCY_PER_NODE.to_string())
+        .arg("--scenario")
         .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -35,6 +35,7 @@ pub mod view_metrics;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,7 +62,8 @@ use crate::run::{Pipeline, PipelineConfig};
 use self::lifecycle::{CriticalTasks, TaskExit, shutdown_signal};
 use self::prober::PipelineProber;
 use self::requests::{RequestRunner, RequestRunnerConfig};
-use self::scheduler::{Scheduler, SchedulerConfig, SchedulerOutputs, SpecSummaries};
+use self::scheduler::{Progress, Scheduler, SchedulerConfig, SchedulerOutputs, SpecSummaries};
+use crate::schedule::TimetableConfig;
 
 /// Everything the agent is configured with; `netreach agent`'s flags build it, tests build it
 /// directly.
@@ -228,8 +230,6 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         .map_err(Error::Signal)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
-    let (specs_tx, specs_rx) = watch::channel(Arc::new(SpecSummaries::new()));
     let mut tasks = CriticalTasks::new();
 
     // Watchers: retry forever; returning at all is fatal.
@@ -238,47 +238,29 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         "watchers",
         async move { Err(watchers.run().await.to_string()) }.instrument(info_span!("watchers")),
     );
-
-    // Events: drained from a queue so a slow API server never stalls probing.
-    let event_queue = if events {
-        let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);
-        let recorder = EventRecorder::new(client.clone(), EventsConfig::for_node(&node_name));
-        tasks.spawn_graceful(
-            "events",
-            async move {
-                events::publish_events(recorder, rx).await;
-                Err("the event queue closed".into())
-            }
-            .instrument(info_span!("events")),
-        );
-        Some(tx)
-    } else {
+    if !events {
         info!("events disabled (--events=false)");
-        None
+    }
+    let shared = Shared {
+        view: view.clone(),
+        pipeline: pipeline.clone(),
+        metrics: metrics.clone(),
+        client: client.clone(),
     };
-
-    // Scheduler.
-    let scheduler = Scheduler::new(
-        SchedulerConfig::new(&node_name, concurrency, shutdown_grace),
-        view.clone(),
-        Arc::new(PipelineProber::new(pipeline.clone())),
-        SchedulerOutputs {
-            metrics: metrics.clone(),
-            pairs: pairs_tx,
-            specs: specs_tx,
-            events: event_queue,
+    let outputs = spawn_node(
+        &mut tasks,
+        &shared,
+        NodeTasks {
+            node: node_name.clone(),
+            concurrency,
+            events,
+            status_interval,
+            shutdown_grace,
+            timetable: TimetableConfig::default(),
         },
-        Instant::now(),
+        &shutdown_rx,
     );
-    let stop = shutdown_rx.clone();
-    tasks.spawn_graceful(
-        "scheduler",
-        async move {
-            scheduler.run(stop).await;
-            Err("the scheduler stopped".into())
-        }
-        .instrument(info_span!("scheduler")),
-    );
+    let pairs_rx = outputs.pairs;
 
     // ProbeRequests.
     let on_demand: Arc<dyn OnDemandProber> =
@@ -299,33 +281,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         .instrument(info_span!("proberequests")),
     );
 
-    // ProbeSpec status.
-    let writer = SpecStatusWriter::new(client.clone(), StatusConfig::for_node(&node_name));
-    let (ready, stop, pairs) = (
-        view.readiness.subscribe(),
-        shutdown_rx.clone(),
-        pairs_rx.clone(),
-    );
-    tasks.spawn_graceful(
-        "status",
-        async move {
-            spec_status::write_spec_statuses(writer, specs_rx, pairs, ready, status_interval, stop)
-                .await;
-            Err("the status writer stopped".into())
-        }
-        .instrument(info_span!("status")),
-    );
-
-    // View metrics.
-    let (metrics_view, stop) = (view.clone(), shutdown_rx.clone());
-    tasks.spawn(
-        "view-metrics",
-        async move {
-            view_metrics::refresh_view_metrics(metrics_view, metrics, stop).await;
-            Err("the view metrics task stopped".into())
-        }
-        .instrument(info_span!("view_metrics")),
-    );
+    spawn_view_metrics(&mut tasks, &view, metrics, &shutdown_rx);
 
     // HTTP API.
     let probe_service: Arc<dyn ProbeService> = Arc::new(
@@ -389,8 +345,146 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     Ok(())
 }
 
+/// What every node's tasks in one process share.
+#[derive(Clone)]
+pub struct Shared {
+    pub view: ClusterView,
+    pub pipeline: Arc<Pipeline>,
+    pub metrics: Arc<Metrics>,
+    /// Where Events and statuses are written: the API server, or the demo's in-memory API.
+    pub client: kube::Client,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// How one node's tasks run.
+#[derive(Clone, Debug)]
+pub struct NodeTasks {
+    /// The node whose source pods are probed.
+    pub node: String,
+    /// Scheduled probes in flight at once.
+    pub concurrency: usize,
+    /// Publish Kubernetes Events on source pods.
+    pub events: bool,
+    /// How often ProbeSpec statuses are written.
+    pub status_interval: Duration,
+    /// How long probes in flight may take after shutdown.
+    pub shutdown_grace: Duration,
+    pub timetable: TimetableConfig,
+}
+
+/// What one node's scheduler publishes.
+#[derive(Debug)]
+pub struct NodeOutputs {
+    /// The node's pairs (for `/v1/pairs`; the status writer has its own receiver).
+    pub pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    /// What the scheduler made of each spec.
+    pub specs: watch::Receiver<Arc<SpecSummaries>>,
+    pub progress: watch::Receiver<Progress>,
+}
+
+/// Spawns the tasks of one node: its scheduler, its Event publisher (with `events`) and its
+/// ProbeSpec status writer. The agent runs one node; the demo runs every node of its
+/// simulated cluster in one process, as that cluster's agents would.
+pub fn spawn_node(
+    tasks: &mut CriticalTasks,
+    shared: &Shared,
+    node: NodeTasks,
+    shutdown: &watch::Receiver<bool>,
+) -> NodeOutputs {
+    let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
+    let (specs_tx, specs_rx) = watch::channel(Arc::new(SpecSummaries::new()));
+    let (progress_tx, progress_rx) = watch::channel(Progress::default());
+    let span_node = node.node.clone();
+
+    // Events: drained from a queue so a slow API server never stalls probing.
+    let event_queue = node.events.then(|| {
+        let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);
+        let recorder =
+            EventRecorder::new(shared.client.clone(), EventsConfig::for_node(&node.node));
+        tasks.spawn_graceful(
+            "events",
+            async move {
+                events::publish_events(recorder, rx).await;
+                Err("the event queue closed".into())
+            }
+            .instrument(info_span!("events", node = %span_node)),
+        );
+        tx
+    });
+
+    let mut config = SchedulerConfig::new(&node.node, node.concurrency, node.shutdown_grace);
+    config.timetable = node.timetable;
+    let scheduler = Scheduler::new(
+        config,
+        shared.view.clone(),
+        Arc::new(PipelineProber::new(shared.pipeline.clone())),
+        SchedulerOutputs {
+            metrics: shared.metrics.clone(),
+            pairs: pairs_tx,
+            specs: specs_tx,
+            events: event_queue,
+            progress: Some(progress_tx),
+        },
+        Instant::now(),
+    );
+    let stop = shutdown.clone();
+    tasks.spawn_graceful(
+        "scheduler",
+        async move {
+            scheduler.run(stop).await;
+            Err("the scheduler stopped".into())
+        }
+        .instrument(info_span!("scheduler", node = %span_node)),
+    );
+
+    let writer = SpecStatusWriter::new(shared.client.clone(), StatusConfig::for_node(&node.node));
+    let (ready, stop, pairs, specs) = (
+        shared.view.readiness.subscribe(),
+        shutdown.clone(),
+        pairs_rx.clone(),
+        specs_rx.clone(),
+    );
+    let interval = node.status_interval;
+    tasks.spawn_graceful(
+        "status",
+        async move {
+            spec_status::write_spec_statuses(writer, specs, pairs, ready, interval, stop).await;
+            Err("the status writer stopped".into())
+        }
+        .instrument(info_span!("status", node = %span_node)),
+    );
+    NodeOutputs {
+        pairs: pairs_rx,
+        specs: specs_rx,
+        progress: progress_rx,
+    }
+}
+
+/// Spawns the task that keeps the view's metrics (watch restarts, index sizes) current.
+pub fn spawn_view_metrics(
+    tasks: &mut CriticalTasks,
+    view: &ClusterView,
+    metrics: Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let (view, stop) = (view.clone(), shutdown.clone());
+    tasks.spawn(
+        "view-metrics",
+        async move {
+            view_metrics::refresh_view_metrics(view, metrics, stop).await;
+            Err("the view metrics task stopped".into())
+        }
+        .instrument(info_span!("view_metrics")),
+    );
+}
+
 /// Serves `router` on `listener` as a critical task named `name`, until shutdown.
-fn spawn_server(
+pub fn spawn_server(
     tasks: &mut CriticalTasks,
     name: &'static str,
     (listener, router): (tokio::net::TcpListener, axum::Router),

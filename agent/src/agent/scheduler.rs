@@ -119,6 +119,22 @@ pub struct SchedulerOutputs {
     pub specs: watch::Sender<Arc<SpecSummaries>>,
     /// Events to publish; `None` with `--events=false`.
     pub events: Option<mpsc::Sender<EventNotice>>,
+    /// How far probing got, published with the pairs; `None`: nobody asks (the agent).
+    pub progress: Option<watch::Sender<Progress>>,
+}
+
+/// How far the scheduler got through its pairs (the demo's `--once` and `--rounds` wait on
+/// it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Times the scheduler planned the view (0: it has not planned yet).
+    pub plans: u64,
+    /// Pairs planned on this node.
+    pub pairs: usize,
+    /// Planned pairs probed at least once.
+    pub probed: usize,
+    /// Full rounds: the fewest probes any planned pair has had (0 until every pair has one).
+    pub rounds: u64,
 }
 
 /// What one [`Scheduler::step`] did.
@@ -171,6 +187,8 @@ struct PairRecord {
     /// ([`report_slot`]), so a probe that could not run between two blocks raises no second
     /// Event.
     last_decided: HashMap<Option<IpAddr>, probe_spec::PairVerdict>,
+    /// Probes of this pair that completed.
+    probes: u64,
 }
 
 /// Which of a pair's reports this is, from one probe to the next: a host target's resolved
@@ -198,6 +216,8 @@ pub struct Scheduler {
     /// Reports changed since the last publish.
     unpublished: bool,
     last_publish: Option<Instant>,
+    /// Times the view was planned.
+    plans: u64,
 }
 
 impl fmt::Debug for Scheduler {
@@ -234,6 +254,7 @@ impl Scheduler {
             in_flight: FuturesUnordered::new(),
             unpublished: false,
             last_publish: None,
+            plans: 0,
         }
     }
 
@@ -368,6 +389,7 @@ impl Scheduler {
             record.last_decided.retain(|slot, _| slots.contains(slot));
         }
         record.reports = reports;
+        record.probes += 1;
         self.records.insert(id, record);
         self.unpublished = true;
         Some(Finished {
@@ -395,8 +417,30 @@ impl Scheduler {
             .collect();
         pairs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         self.out.pairs.send_replace(Arc::new(pairs));
+        self.send_progress();
         self.unpublished = false;
         self.last_publish = Some(now);
+    }
+
+    fn send_progress(&self) {
+        if let Some(progress) = &self.out.progress {
+            progress.send_replace(self.progress());
+        }
+    }
+
+    /// How far probing got over the pairs planned now.
+    pub fn progress(&self) -> Progress {
+        let probes: Vec<u64> = self
+            .timetable
+            .pairs()
+            .map(|pair| self.records.get(&pair.id).map_or(0, |r| r.probes))
+            .collect();
+        Progress {
+            plans: self.plans,
+            pairs: probes.len(),
+            probed: probes.iter().filter(|&&n| n > 0).count(),
+            rounds: probes.iter().copied().min().unwrap_or(0),
+        }
     }
 
     /// When the loop should look again: the next due time, at most `max_sleep` away; with

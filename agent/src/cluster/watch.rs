@@ -55,10 +55,12 @@ use super::spec::{Spec, SpecRef};
 
 pub mod cni;
 pub mod feed;
+pub mod snapshot;
 pub mod store;
 
 pub use cni::{CniAgentMatcher, CniAgentStatus, cni_agents_by_node, cni_agents_on};
 pub use feed::{CoreObject, CoreSink, Feed, Handled, PolicyItem, Sink, StoreKey, Strip};
+pub use snapshot::{Played, SnapshotSource};
 pub use store::SpecStore;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -313,6 +315,19 @@ impl ClusterView {
         self.specs.read().revision() + self.cluster_specs.read().revision()
     }
 
+    /// Runs `f` on a sink into the index and the change log, under their write locks (the
+    /// index first, as every writer takes them).
+    pub fn with_core_sink<R>(&self, f: impl FnOnce(&mut CoreSink<'_>) -> R) -> R {
+        let mut index = self.index.write();
+        let mut changes = self.changes.write();
+        let mut sink = CoreSink {
+            index: &mut index,
+            changes: &mut changes,
+            cni: &self.cni,
+        };
+        f(&mut sink)
+    }
+
     /// The CNI agent pods on `node`, with readiness and restarts.
     pub fn cni_agents_on(&self, node: &str) -> Vec<CniAgentStatus> {
         cni_agents_on(&self.index.read(), &self.cni, node)
@@ -397,14 +412,7 @@ impl Watchers {
         let view = self.view.clone();
         let mut feed: Feed<K::Model> = Feed::new();
         drive(api, self.config, kind, &self.view, move |event, at| {
-            let mut index = view.index.write();
-            let mut changes = view.changes.write();
-            let mut sink = CoreSink {
-                index: &mut index,
-                changes: &mut changes,
-                cni: &view.cni,
-            };
-            feed.handle(&mut sink, event, at)
+            view.with_core_sink(|sink| feed.handle(sink, event, at))
         })
         .await
     }

@@ -5,5 +5,7 @@
 //! - [`status`]: ProbeSpec status (a per-node entry plus an aggregate) and ProbeRequest status.
 
 pub mod events;
+#[cfg(feature = "demo")]
+pub mod memory_api;
 pub mod metrics;
 pub mod status;

@@ -46,7 +46,7 @@ pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
 pub use reprobe::{ClusterChange, affected_pairs};
 pub use request::{RequestError, ResolvedRequest, not_probeable, resolve_request};
 pub use sources::{Narrowed, SourceNamespaces, source_namespaces};
-pub use timetable::{SyncChanges, Timetable, TimetableConfig};
+pub use timetable::{FirstProbe, SyncChanges, Timetable, TimetableConfig};
 
 use crate::cluster::SpecRef;
 use crate::cluster::selector::SelectorError;

@@ -35,6 +35,20 @@ pub struct TimetableConfig {
     pub jitter_percent: u8,
     /// How long after a change an observation may still be attributed to it.
     pub effect_window: Duration,
+    /// When a new pair is first due.
+    pub first_probe: FirstProbe,
+}
+
+/// When a pair that enters the timetable is first probed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FirstProbe {
+    /// On its grid slot: an agent starting with many pairs spreads them over one interval
+    /// instead of probing them all at once.
+    #[default]
+    OnGrid,
+    /// At once (still under the spacing and concurrency limits), then on its grid: the demo
+    /// shows its first picture without waiting an interval.
+    Immediately,
 }
 
 impl Default for TimetableConfig {
@@ -43,6 +57,7 @@ impl Default for TimetableConfig {
             spacing: Duration::from_secs(1),
             jitter_percent: 10,
             effect_window: Duration::from_secs(300),
+            first_probe: FirstProbe::OnGrid,
         }
     }
 }
@@ -214,7 +229,10 @@ impl Timetable {
                     }
                 }
                 None => {
-                    let next_due = self.next_slot(id, plan.interval, now);
+                    let next_due = match self.config.first_probe {
+                        FirstProbe::OnGrid => self.next_slot(id, plan.interval, now),
+                        FirstProbe::Immediately => now,
+                    };
                     self.entries.insert(
                         id,
                         Entry {

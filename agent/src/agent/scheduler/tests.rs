@@ -120,6 +120,7 @@ struct Harness {
     pairs: watch::Receiver<Arc<Vec<PairReport>>>,
     specs: watch::Receiver<Arc<SpecSummaries>>,
     events: mpsc::Receiver<EventNotice>,
+    progress: watch::Receiver<Progress>,
     clock: Clock,
 }
 
@@ -137,6 +138,7 @@ fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usi
     let (pairs_tx, pairs) = watch::channel(Arc::new(Vec::new()));
     let (specs_tx, specs) = watch::channel(Arc::new(SpecSummaries::new()));
     let (events_tx, events) = mpsc::channel(16);
+    let (progress_tx, progress) = watch::channel(Progress::default());
     let clock = Clock::new();
     let scheduler = Scheduler::new(
         SchedulerConfig::new("node-1", concurrency, Duration::from_secs(1)),
@@ -147,6 +149,7 @@ fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usi
             pairs: pairs_tx,
             specs: specs_tx,
             events: Some(events_tx),
+            progress: Some(progress_tx),
         },
         clock.instant,
     );
@@ -158,6 +161,7 @@ fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usi
         pairs,
         specs,
         events,
+        progress,
         clock,
     }
 }
@@ -207,6 +211,13 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
         .cloned();
     let summary = summary.expect("spec summary published");
     assert_eq!(summary.planned, 2);
+    let planned = Progress {
+        plans: 1,
+        pairs: 2,
+        probed: 0,
+        rounds: 0,
+    };
+    assert_eq!(*h.progress.borrow(), planned, "planned, nothing probed");
     assert_eq!(summary.generation, Some(3));
     assert_eq!(summary.problem, None);
 
@@ -226,6 +237,8 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
     let published = h.pairs.borrow().clone();
     assert_eq!(published.len(), 2);
     assert!(published.iter().all(|r| r.verdict == PairVerdict::Ok));
+    let progress = *h.progress.borrow();
+    assert_eq!((progress.probed, progress.rounds), (2, 1), "one full round");
     assert_eq!(h.metrics.pairs.len(), 2);
 
     // A deny policy on shop/api, seen at 13.5 s: that pair (only) is re-probed at once...

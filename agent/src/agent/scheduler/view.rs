@@ -170,6 +170,8 @@ impl Scheduler {
             .map(|(key, spec)| (key.clone(), spec.summary.clone()))
             .collect();
         self.out.specs.send_replace(Arc::new(summaries));
+        self.plans += 1;
+        self.send_progress();
         (added, removed)
     }
 

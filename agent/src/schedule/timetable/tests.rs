@@ -393,3 +393,29 @@ fn marking_unknown_or_later_due_pairs() {
     tt.mark_due_now(&[PairId(42)], t0);
     assert_eq!(tt.len(), 1);
 }
+
+#[test]
+fn immediate_first_probe_is_due_at_once_then_follows_the_grid() {
+    let t0 = Instant::now();
+    let interval = Duration::from_secs(10);
+    let config = TimetableConfig {
+        first_probe: FirstProbe::Immediately,
+        ..TimetableConfig::default()
+    };
+    let mut tt = Timetable::new(t0, config);
+    let added = tt.sync(&plan_of(independent_pairs(20), interval), t0).added;
+    let started = tt.ready(t0, 100);
+    assert_eq!(started.len(), 20, "every new pair starts at once");
+    for id in &added {
+        tt.complete(*id, t0 + ms(5));
+        let next = tt.due_at(*id).expect("scheduled again");
+        assert!(
+            next >= t0 + interval / 2 && next <= t0 + interval * 2,
+            "after the first probe, the grid: {:?}",
+            next - t0
+        );
+    }
+    // On the grid (the default), new pairs spread over the interval instead.
+    let (mut grid, _) = timetable(t0, independent_pairs(20), interval);
+    assert!(grid.ready(t0, 100).len() < 20);
+}

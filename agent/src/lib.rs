@@ -18,3 +18,5 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod schedule;
+#[cfg(test)]
+pub(crate) mod testing;

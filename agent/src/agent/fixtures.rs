@@ -1,69 +1,20 @@
 //! Builders shared by the agent tests: pods, namespaces, policies, ProbeSpecs, ProbeRequests
 //! and diagnosed reports.
 
-use std::net::IpAddr;
-
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{ClusterProbeSpec, Expectation, PairVerdict, ProbeRequest, ProbeSpec};
 
 use crate::api::PairReport;
-use crate::cluster::Index;
-use crate::cluster::index::Apply;
-use crate::cluster::model::{ContainerPort, Namespace, NetworkPolicy, Pod, PodPhase, Protocol};
-use crate::cluster::selector::Selector;
+use crate::cluster::model::{Pod, Protocol};
 use crate::probe::Outcome;
+use crate::testing::{self, PodExt};
 
-// The label and namespace builders are the schedule tests' own.
-pub(crate) use crate::schedule::fixtures::{labels, namespace};
+pub(crate) use crate::schedule::fixtures::policy;
+pub(crate) use crate::testing::{index, labels, namespace};
 
 /// A Running, Ready pod on `node` with port `http` 8080/TCP; `ip` empty: no IP.
 pub(crate) fn pod(ns: &str, name: &str, pairs: &[(&str, &str)], ip: &str, node: &str) -> Pod {
-    Pod {
-        namespace: ns.into(),
-        name: name.into(),
-        uid: format!("uid-{ns}-{name}"),
-        labels: labels(pairs),
-        node_name: Some(node.into()),
-        host_network: false,
-        ips: ip.parse::<IpAddr>().into_iter().collect(),
-        phase: PodPhase::Running,
-        ready: true,
-        terminating: false,
-        ports: vec![ContainerPort {
-            name: Some("http".into()),
-            port: 8080,
-            protocol: Protocol::Tcp,
-        }],
-        restarts: 0,
-        mesh: None,
-    }
-}
-
-pub(crate) fn index(namespaces: Vec<Namespace>, pods: Vec<Pod>) -> Index {
-    let mut index = Index::new();
-    index.reset(namespaces);
-    index.reset(pods);
-    index
-}
-
-/// A policy selecting `selects` that isolates ingress and/or egress, with no rules (deny).
-pub(crate) fn policy(
-    ns: &str,
-    name: &str,
-    selects: &[(&str, &str)],
-    ingress: bool,
-    egress: bool,
-) -> NetworkPolicy {
-    NetworkPolicy {
-        namespace: ns.into(),
-        name: name.into(),
-        pod_selector: Selector::from_labels(selects.iter().copied()),
-        isolates_ingress: ingress,
-        isolates_egress: egress,
-        ingress: vec![],
-        egress: vec![],
-        warnings: vec![],
-    }
+    testing::pod(ns, name, pairs, ip, node).with_port("http", 8080, Protocol::Tcp)
 }
 
 /// A ProbeSpec from YAML (the `spec:` body, indented by two spaces).

@@ -202,38 +202,14 @@ pub struct IndexCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::model::PodPhase;
-    use crate::cluster::selector::Selector;
+    use crate::testing::{self, PolicyExt};
 
     fn pod(ns: &str, name: &str) -> Pod {
-        Pod {
-            namespace: ns.into(),
-            name: name.into(),
-            uid: format!("uid-{ns}-{name}"),
-            labels: Labels::new(),
-            node_name: None,
-            host_network: false,
-            ips: vec![],
-            phase: PodPhase::Running,
-            ready: true,
-            terminating: false,
-            ports: vec![],
-            restarts: 0,
-            mesh: None,
-        }
+        testing::pod(ns, name, &[], "", "")
     }
 
     fn policy(ns: &str, name: &str) -> NetworkPolicy {
-        NetworkPolicy {
-            namespace: ns.into(),
-            name: name.into(),
-            pod_selector: Selector::everything(),
-            isolates_ingress: true,
-            isolates_egress: false,
-            ingress: vec![],
-            egress: vec![],
-            warnings: vec![],
-        }
+        testing::policy(ns, name).deny_ingress()
     }
 
     #[test]

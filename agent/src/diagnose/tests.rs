@@ -8,78 +8,19 @@ use super::*;
 use crate::cluster::Index;
 use crate::cluster::changes::{ChangeKind, ChangeLog};
 use crate::cluster::index::Apply;
-use crate::cluster::model::{
-    ContainerPort, Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, Peer, Pod,
-    PodPhase, PolicyPort, PortRef, Rule,
-};
+use crate::cluster::model::{NetworkPolicy, Node, Peer, Pod, PolicyPort, PortRef, Rule};
 use crate::cluster::selector::Selector;
 use crate::policy::Profile;
+use crate::testing::{self, PodExt, PolicyExt, key, labels, namespace, node};
 
 // === Fixtures ===
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn namespace(name: &str, pairs: &[(&str, &str)]) -> Namespace {
-    let mut labels = labels(pairs);
-    labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
-    Namespace {
-        name: name.into(),
-        labels,
-    }
-}
-
-fn node(name: &str, ip: &str) -> Node {
-    Node {
-        name: name.into(),
-        addresses: vec![ip.parse().unwrap()],
-        ready: true,
-        problems: vec![],
-        labels: Labels::new(),
-    }
-}
-
 fn pod(ns: &str, name: &str, app: &str, ip: &str, node: &str, port: (&str, u16, Protocol)) -> Pod {
-    Pod {
-        namespace: ns.into(),
-        name: name.into(),
-        uid: format!("uid-{name}"),
-        labels: labels(&[("app", app)]),
-        node_name: Some(node.into()),
-        host_network: false,
-        ips: vec![ip.parse().unwrap()],
-        phase: PodPhase::Running,
-        ready: true,
-        terminating: false,
-        ports: vec![ContainerPort {
-            name: Some(port.0.into()),
-            port: port.1,
-            protocol: port.2,
-        }],
-        restarts: 0,
-        mesh: None,
-    }
-}
-
-fn key(s: &str) -> ObjectRef {
-    s.parse().unwrap()
+    testing::pod(ns, name, &[("app", app)], ip, node).with_port(port.0, port.1, port.2)
 }
 
 fn deny_all(ns: &str, name: &str, ingress: bool, egress: bool) -> NetworkPolicy {
-    NetworkPolicy {
-        namespace: ns.into(),
-        name: name.into(),
-        pod_selector: Selector::everything(),
-        isolates_ingress: ingress,
-        isolates_egress: egress,
-        ingress: vec![],
-        egress: vec![],
-        warnings: vec![],
-    }
+    testing::policy(ns, name).types(ingress, egress)
 }
 
 /// payments/allow-frontend: gateway accepts shop's frontend on `port`/TCP.

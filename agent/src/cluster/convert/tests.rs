@@ -2,7 +2,7 @@ use k8s_openapi::api::core::v1 as corev1;
 use k8s_openapi::api::networking::v1 as netv1;
 
 use super::*;
-use crate::cluster::model::Labels;
+use crate::testing::labels;
 
 // === Fixtures ===
 
@@ -32,13 +32,6 @@ fn mk_pod(yaml: &str) -> corev1::Pod {
 
 fn fields(err: &ConvertError) -> Vec<&str> {
     err.problems.iter().map(|p| p.field.as_str()).collect()
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 // === NetworkPolicy defaulting ===

@@ -1,13 +1,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::*;
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::testing::labels;
 
 fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
     LabelSelectorRequirement {

@@ -1,5 +1,7 @@
 //! Peers and selectors.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
 use super::*;
 
 #[test]

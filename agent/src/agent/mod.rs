@@ -349,7 +349,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         pairs_rx,
         probe_service,
     )
-    .with_auth(serving.auth);
+    .with_auth(serving.auth)
+    .with_lookup(view.lookup());
     let serve_config = ServeConfig {
         max_connections: serving.max_connections,
         shutdown_grace,

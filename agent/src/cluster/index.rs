@@ -271,6 +271,22 @@ impl Index {
         });
     }
 
+    /// The watches (and lookups) holding the pod `key`; empty when it is not held.
+    pub fn owners_of(&self, key: &ObjectRef) -> &[PodOwner] {
+        self.pods.get(key).map_or(&[], |held| &held.owners)
+    }
+
+    /// `owner` no longer answers for `ip`.
+    pub fn forget_address(&mut self, owner: PodOwner, ip: IpAddr) {
+        if let Some(owners) = self.answered_addresses.get_mut(&ip) {
+            owners.remove(&owner);
+            if owners.is_empty() {
+                self.answered_addresses.remove(&ip);
+            }
+            self.revision += 1;
+        }
+    }
+
     /// How many pods `owner` holds.
     pub fn pods_of(&self, owner: PodOwner) -> usize {
         self.pods
@@ -310,6 +326,7 @@ impl Index {
     /// does not hold, so it must not be judged as an external address.
     pub fn address_known(&self, ip: IpAddr) -> bool {
         self.coverage == PodCoverage::Complete
+            || never_a_pod(ip)
             || self.answered_addresses.contains_key(&ip)
             || self.node_by_ip(ip).is_some()
             || self.pods().any(|p| p.is_endpoint() && p.ips.contains(&ip))
@@ -359,6 +376,15 @@ impl Index {
             pods: self.pods.len(),
             policies: self.policies.len(),
         }
+    }
+}
+
+/// Loopback and link-local addresses (node-local DNS caches listen on 169.254.20.10) are never
+/// a pod's.
+pub fn never_a_pod(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local(),
     }
 }
 
@@ -458,7 +484,12 @@ mod tests {
         // Complete: no pod holds 10.0.0.9, so it is no pod's.
         assert!(index.address_known(ip("10.0.0.9")));
         index.set_coverage(PodCoverage::Partial);
-        let cases = [("10.0.0.1", true), ("10.0.0.9", false)];
+        let cases = [
+            ("10.0.0.1", true),
+            ("10.0.0.9", false),
+            ("169.254.20.10", true),
+            ("fe80::1", true),
+        ];
         for (address, known) in cases {
             assert_eq!(index.address_known(ip(address)), known, "{address}");
         }

@@ -67,11 +67,13 @@ use super::spec::{Spec, SpecRef};
 
 pub mod cni;
 pub mod feed;
+pub mod lookup;
 pub mod scope;
 pub mod store;
 
 pub use cni::{CniAgentMatcher, CniAgentStatus, cni_agents_by_node, cni_agents_on};
 pub use feed::{CoreObject, CoreSink, Feed, Handled, PolicyItem, Sink, StoreKey, Strip};
+pub use lookup::PodLookup;
 pub use scope::{Fallback, PodWatch, PodWatchPlan, WatchScope, plan_pod_watches};
 pub use store::SpecStore;
 
@@ -277,6 +279,8 @@ pub struct ClusterView {
     /// Node scope: the specs whose pod watches have listed (see [`ClusterView::specs`]);
     /// `None` when every spec is served as it is (cluster scope, snapshots).
     ready_specs: Arc<RwLock<Option<ReadySpecs>>>,
+    /// Node scope: fetches the on-demand destinations the watches do not hold.
+    lookup: Arc<std::sync::OnceLock<Arc<PodLookup>>>,
     updates: Arc<signal::Sender<u64>>,
 }
 
@@ -305,6 +309,7 @@ impl ClusterView {
             readiness,
             stats: Arc::default(),
             ready_specs: Arc::default(),
+            lookup: Arc::default(),
             updates: Arc::new(updates),
         }
     }
@@ -328,6 +333,12 @@ impl ClusterView {
             return ready.specs.clone();
         }
         self.current_specs()
+    }
+
+    /// The on-demand lookup of a node-scoped view (`None`: every pod is watched, or a
+    /// snapshot).
+    pub fn lookup(&self) -> Option<Arc<PodLookup>> {
+        self.lookup.get().cloned()
     }
 
     /// Every spec as the stores hold it now, ready or not.
@@ -447,7 +458,14 @@ impl Watchers {
         }
     }
 
+    /// Sets how pods are watched; node scope also gives the view its on-demand
+    /// [`PodLookup`].
     pub fn with_pod_scope(mut self, pods: PodScope) -> Self {
+        if pods.scope == WatchScope::Node {
+            let lookup = PodLookup::new(self.client.clone(), self.view.index.clone());
+            // A view gets one lookup; a second node-scoped Watchers shares it.
+            let _ = self.view.lookup.set(Arc::new(lookup));
+        }
         self.pods = pods;
         self
     }

@@ -225,6 +225,7 @@ impl Engine {
                 }
                 if let Some(answered) = &self.partial_view
                     && !answered.contains(ip)
+                    && !crate::cluster::index::never_a_pod(*ip)
                 {
                     return Err(ResolveError::UnknownAddress(*ip));
                 }

@@ -44,7 +44,7 @@ fn every_flag_reads_an_environment_variable() {
         assert!(arg.get_help().is_some(), "--{id} has no help");
         checked += 1;
     }
-    assert_eq!(checked, 19, "every AgentConfig field has a flag");
+    assert_eq!(checked, 20, "every AgentConfig field has a flag");
 }
 
 #[test]

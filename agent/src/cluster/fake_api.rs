@@ -14,7 +14,9 @@
 //! Every request is logged (method, path, decoded query) and every byte sent is counted, so a
 //! test asserts which watches an agent opened and a benchmark reports what they cost. Watches
 //! start at "now" (the requested resourceVersion is not replayed) and never end by themselves.
-//! Not a conformance fake: no pagination, no bookmarks, no resourceVersion semantics.
+//! Lists honour `limit` and `continue` (the token is an offset) like the API server's paginated
+//! lists, so a client's peak memory is what it would be against a real one. Not a conformance
+//! fake: no bookmarks, no resourceVersion semantics.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,6 +31,13 @@ use http::StatusCode;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+/// One page of a list: at most `limit` objects from the `offset`-th match on.
+#[derive(Clone, Copy, Debug)]
+struct Page {
+    limit: Option<usize>,
+    offset: usize,
+}
 
 /// What one open watch wants.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -477,7 +486,17 @@ impl FakeApi {
         if watch {
             self.watch(asked.collection, filter)
         } else {
-            self.list(&asked.collection, &filter)
+            let page = Page {
+                limit: params
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .filter(|l| *l > 0),
+                offset: params
+                    .get("continue")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0),
+            };
+            self.list(&asked.collection, &filter, page)
         }
     }
 
@@ -487,6 +506,7 @@ impl FakeApi {
             "timeoutSeconds",
             "allowWatchBookmarks",
             "limit",
+            "continue",
         ];
         let query: Vec<String> = params
             .iter()
@@ -523,31 +543,39 @@ impl FakeApi {
         })
     }
 
-    fn list(&self, collection: &str, filter: &Filter) -> Response {
+    fn list(&self, collection: &str, filter: &Filter, page: Page) -> Response {
         let state = self.state.lock();
         let (api_version, kind) = list_kind(collection);
-        let mut body = format!(
-            r#"{{"apiVersion":"{api_version}","kind":"{kind}","metadata":{{"resourceVersion":"{}"}},"items":["#,
-            state.resource_version
-        )
-        .into_bytes();
+        let mut items = Vec::new();
         let mut count = 0u64;
-        for object in state
+        let mut next = None;
+        let matching = state
             .objects
             .get(collection)
             .into_iter()
             .flat_map(BTreeMap::values)
-        {
-            if !filter.matches(object) {
-                continue;
+            .filter(|object| filter.matches(object))
+            .enumerate()
+            .skip(page.offset);
+        for (position, object) in matching {
+            if page.limit.is_some_and(|limit| count as usize >= limit) {
+                next = Some(position);
+                break;
             }
             if count > 0 {
-                body.push(b',');
+                items.push(b',');
             }
             // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut body, object);
+            let _ = serde_json::to_writer(&mut items, object);
             count += 1;
         }
+        let continue_token = next.map_or_else(String::new, |n| format!(r#","continue":"{n}""#));
+        let mut body = format!(
+            r#"{{"apiVersion":"{api_version}","kind":"{kind}","metadata":{{"resourceVersion":"{}"{continue_token}}},"items":["#,
+            state.resource_version
+        )
+        .into_bytes();
+        body.extend_from_slice(&items);
         body.extend_from_slice(b"]}");
         self.sent
             .list_bytes

@@ -10,8 +10,10 @@
 //!                                                    RSS delta, bytes and objects listed
 //! ```
 //!
-//! Run: `cargo bench -p netreach --bench watch_scale` (about two minutes, ~3 GiB peak in the
-//! fake server). Sizes: `WATCH_SCALE_NODES` (default 5000), `WATCH_SCALE_PODS_PER_NODE` (30).
+//! Run: `cargo bench -p netreach --bench watch_scale` (minutes: the dev build took 9 minutes
+//! at 5,000 nodes, most of it the cluster-wide design's list; the fake server holds the cluster
+//! as JSON values, a few GiB). Sizes: `WATCH_SCALE_NODES` (default 5000),
+//! `WATCH_SCALE_PODS_PER_NODE` (30).
 #![allow(clippy::print_stdout)]
 // The counting allocator is the one unsafe part: it forwards to the system allocator.
 #![allow(unsafe_code)]

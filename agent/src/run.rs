@@ -698,6 +698,8 @@ fn assess(
         prediction: prediction
             .as_ref()
             .map(|(flow, verdict)| Prediction { flow, verdict }),
+        destination_unknown: prediction.is_none()
+            && diagnose::destination_unknown(view.index, &probed.target, probed.dns_server),
         health: &health,
         changes: view.changes,
         expect,

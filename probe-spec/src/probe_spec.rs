@@ -43,6 +43,8 @@ pub const MAX_PORTS_PER_TARGET: usize = 32;
 pub const MAX_PAIRS_LIMIT: u32 = 10_000;
 /// The most entries in `status.lastFailingPairs`.
 pub const MAX_LAST_FAILING_PAIRS: usize = 20;
+/// The most agents' entries in `status.nodes`, whatever the node count (failing ones first).
+pub const MAX_NODE_ENTRIES: usize = 32;
 /// Condition type: the agents have loaded the spec and probe its pairs.
 pub const CONDITION_READY: &str = "Ready";
 /// Condition type: every probed pair meets `expect`.

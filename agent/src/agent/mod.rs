@@ -50,7 +50,9 @@ use crate::api::tls::TlsSource;
 use crate::api::{
     self, AppState, AuthMode, KubeProbeService, OnDemandProber, PairReport, ProbeService,
 };
-use crate::cluster::watch::{self as cluster_watch, ClusterView, CniAgentMatcher, Watchers};
+use crate::cluster::watch::{
+    self as cluster_watch, ClusterView, CniAgentMatcher, PodScope, WatchScope, Watchers,
+};
 use crate::netns::SocketFactory;
 use crate::policy::Profile;
 use crate::probe::Prober;
@@ -89,6 +91,8 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Which pairs get per-pair metric series.
     pub pair_metrics: PairSeries,
+    /// Which pods are watched: this node's and what its specs select, or every pod.
+    pub watch_scope: WatchScope,
     /// How the HTTP API is served and who may call it.
     pub api: ApiServing,
 }
@@ -188,9 +192,10 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         termination_log: _,
         shutdown_grace,
         pair_metrics,
+        watch_scope,
         api: serving,
     } = config;
-    info!(node = %node_name, %listen, profile = profile.name, concurrency, events, "starting");
+    info!(node = %node_name, %listen, profile = profile.name, concurrency, events, watch_scope = %watch_scope, "starting");
     if serving.auth == AuthMode::Disabled {
         warn!(
             "API authentication is disabled (--api-auth=false): anyone who reaches {listen} can read pairs and metrics and run probes"
@@ -233,7 +238,11 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     let mut tasks = CriticalTasks::new();
 
     // Watchers: retry forever; returning at all is fatal.
-    let watchers = Watchers::new(client.clone(), view.clone());
+    let pod_scope = match watch_scope {
+        WatchScope::Node => PodScope::node(&node_name),
+        WatchScope::Cluster => PodScope::cluster(),
+    };
+    let watchers = Watchers::new(client.clone(), view.clone()).with_pod_scope(pod_scope);
     tasks.spawn(
         "watchers",
         async move { Err(watchers.run().await.to_string()) }.instrument(info_span!("watchers")),
@@ -296,7 +305,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         pairs_rx,
         probe_service,
     )
-    .with_auth(serving.auth);
+    .with_auth(serving.auth)
+    .with_lookup(view.lookup());
     let serve_config = ServeConfig {
         max_connections: serving.max_connections,
         shutdown_grace,

@@ -48,7 +48,7 @@ pub use self::decide::{
 };
 use crate::api::{OnDemandProber, PairReport};
 use crate::cluster::model::{ObjectRef, Protocol};
-use crate::cluster::watch::ClusterView;
+use crate::cluster::watch::{ClusterView, lookup};
 use crate::report::status::{RequestStatusWriter, Written};
 
 /// Time between two UDP probes of one request.
@@ -211,8 +211,22 @@ impl RequestRunner {
                 break;
             }
             self.handled.insert(uid);
+            let request = requests
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, request)| request.clone());
             let span = info_span!("probe_request", request = %key);
-            running.spawn(handle(self.shared.clone(), key, prepared).instrument(span));
+            let shared = self.shared.clone();
+            running.spawn(
+                async move {
+                    let prepared = match request {
+                        Some(request) => fetch_and_prepare(&shared, &key, &request, prepared).await,
+                        None => prepared,
+                    };
+                    handle(shared, key, prepared).await;
+                }
+                .instrument(span),
+            );
         }
     }
 }
@@ -247,6 +261,27 @@ impl RequestRunner {
             );
         }
     }
+}
+
+/// In a node-scoped view, fetches the destination the watches do not hold (a pod, or who holds
+/// an address) and resolves the request again with it; otherwise `prepared` as it is.
+async fn fetch_and_prepare(
+    shared: &Shared,
+    key: &ObjectRef,
+    request: &ProbeRequest,
+    prepared: Result<PreparedRequest, String>,
+) -> Result<PreparedRequest, String> {
+    let Some(lookup) = shared.view.lookup() else {
+        return prepared;
+    };
+    let missing = lookup::missing(&shared.view.index.read(), &key.namespace, &request.spec.to);
+    if missing.is_none() {
+        return prepared;
+    }
+    lookup
+        .fetch_destination(&key.namespace, &request.spec.to)
+        .await;
+    decide::prepare(&shared.view.index.read(), key, request)
 }
 
 /// Runs one request and writes its status.

@@ -14,6 +14,7 @@ fn config() -> AgentConfig {
         termination_log: std::env::temp_dir().join("netreach-agent-test-termination-log"),
         shutdown_grace: Duration::from_secs(1),
         pair_metrics: PairSeries::default(),
+        watch_scope: Default::default(),
         api: ApiServing::self_signed(vec!["node-1".into()], "127.0.0.1:0".parse().expect("addr")),
     }
 }

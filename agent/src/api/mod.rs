@@ -44,6 +44,7 @@ use prometheus::Registry;
 use tokio::sync::{Semaphore, watch};
 
 use crate::cluster::Index;
+use crate::cluster::watch::PodLookup;
 
 pub use auth::{Access, AuthMode, Gate, ReviewTtl, TokenUse};
 pub use error::{ApiError, ErrorBody};
@@ -116,6 +117,8 @@ pub struct AppState {
     gate: Arc<Gate>,
     rate_limiter: Arc<RateLimiter>,
     probe_slots: Arc<Semaphore>,
+    /// A node-scoped view's on-demand lookup of destinations its watches do not hold.
+    lookup: Option<Arc<PodLookup>>,
 }
 
 impl AppState {
@@ -145,7 +148,14 @@ impl AppState {
             limits,
             rate_limiter: Arc::new(RateLimiter::new(limits.rate_limit)),
             probe_slots: Arc::new(Semaphore::new(limits.max_concurrent_probes)),
+            lookup: None,
         }
+    }
+
+    /// Fetches on-demand destinations the index lacks before resolving a probe (node scope).
+    pub fn with_lookup(mut self, lookup: Option<Arc<PodLookup>>) -> Self {
+        self.lookup = lookup;
+        self
     }
 
     /// Replaces the limits (and starts the rate limiter and review caches afresh).

@@ -151,6 +151,13 @@ pub(super) async fn probe(
         )
         .await?;
 
+    // A node-scoped view fetches a destination its watches do not hold (never a guess: what
+    // cannot be fetched stays unknown).
+    if let Some(lookup) = &state.lookup {
+        lookup
+            .fetch_destination(&checked.from.namespace, &checked.spec.to)
+            .await;
+    }
     let (call, destination_namespace) = {
         let index = state.index.read();
         let call = resolve(&index, &state.node, &user.username, checked)?;

@@ -20,6 +20,7 @@ use crate::agent::lifecycle::write_termination_log;
 use crate::agent::{self, AgentConfig, ApiServing};
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
+use crate::cluster::watch::WatchScope;
 use crate::policy::Profile;
 use crate::report::metrics::PairSeries;
 
@@ -191,6 +192,16 @@ pub struct Args {
         value_parser = PairSeries::from_str
     )]
     pair_metrics: PairSeries,
+    /// Which pods the agent watches: node (this node's pods, the CNI agents and the pods its
+    /// ProbeSpecs select; the default) or cluster (every pod, in one watch).
+    #[arg(
+        long,
+        env = "NETREACH_WATCH_SCOPE",
+        value_name = "SCOPE",
+        default_value = "node",
+        value_parser = WatchScope::from_str
+    )]
+    watch_scope: WatchScope,
 }
 
 /// The trimmed, non-empty items of a comma-separated flag.
@@ -236,6 +247,7 @@ impl Args {
             termination_log,
             shutdown_grace,
             pair_metrics,
+            watch_scope,
         } = self;
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
@@ -275,6 +287,7 @@ impl Args {
             termination_log,
             shutdown_grace,
             pair_metrics,
+            watch_scope,
         }
     }
 

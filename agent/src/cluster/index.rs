@@ -4,17 +4,60 @@
 //! `delete` one by key, or `reset` a kind to a complete list (a relist), which also removes
 //! objects deleted while a watch was down. The index is plain data with no I/O; the policy
 //! engine compiles a snapshot of it.
+//!
+//! **Pods from several watches.** A node-scoped agent watches pods through several watches at
+//! once (this node's pods by `spec.nodeName`, the pods its specs select by label, the CNI
+//! agents); one pod may arrive through more than one. Each watch is a [`PodOwner`]: a pod is in
+//! the index while at least one owner holds it, and an owner's relist or release
+//! ([`Index::reset_pods_from`], [`Index::release_pods_of`]) touches only what that owner holds.
+//! Snapshot sources and the cluster-wide watch use [`PodOwner::ALL`] through [`Apply`].
+//!
+//! **Coverage.** A node-scoped index does not hold every pod ([`PodCoverage::Partial`]): an
+//! address that no held pod or node owns may still be some other pod's, so it is "unknown",
+//! never "external", unless a watch of that address (`status.podIP=`) or a lookup has answered
+//! for it ([`Index::address_known`]). The policy engine reads this to withhold a prediction
+//! rather than evaluate a pod as an ipBlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::model::{Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, ObjectRef, Pod};
+
+/// One source of pods (one watch); see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodOwner(pub u32);
+
+impl PodOwner {
+    /// The one owner of a complete source: a snapshot, or the cluster-wide pod watch.
+    pub const ALL: PodOwner = PodOwner(0);
+}
+
+/// Whether the index holds every pod of the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PodCoverage {
+    /// Every pod (a snapshot, or the cluster-wide watch): an address no pod holds is no pod's.
+    #[default]
+    Complete,
+    /// Only the pods some watch selected: an address no held pod holds may be another pod's.
+    Partial,
+}
+
+/// A pod and the watches that hold it (usually one; sorted).
+#[derive(Clone, Debug)]
+struct Held {
+    pod: Pod,
+    owners: Vec<PodOwner>,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     namespaces: BTreeMap<String, Namespace>,
     nodes: BTreeMap<String, Node>,
-    pods: BTreeMap<ObjectRef, Pod>,
+    pods: BTreeMap<ObjectRef, Held>,
+    coverage: PodCoverage,
+    /// Addresses a watch or lookup answered for (the pod holding it, if any, is held), by the
+    /// owner that answered: known even in a partial index.
+    answered_addresses: BTreeMap<IpAddr, BTreeSet<PodOwner>>,
     policies: BTreeMap<ObjectRef, NetworkPolicy>,
     /// Policies that exist but could not be converted even in fail-closed form (e.g. an
     /// invalid podSelector): verdicts in their namespace carry a warning instead of silently
@@ -56,7 +99,20 @@ macro_rules! impl_apply {
 
 impl_apply!(Namespace, namespaces, String, |o| o.name.clone());
 impl_apply!(Node, nodes, String, |o| o.name.clone());
-impl_apply!(Pod, pods, ObjectRef, |o| o.key());
+
+/// Pods of a complete source: owner [`PodOwner::ALL`].
+impl Apply<Pod> for Index {
+    type Key = ObjectRef;
+    fn apply(&mut self, pod: Pod) {
+        self.apply_pod_from(PodOwner::ALL, pod);
+    }
+    fn delete(&mut self, key: &ObjectRef) {
+        self.remove_pod_from(PodOwner::ALL, key);
+    }
+    fn reset(&mut self, pods: Vec<Pod>) {
+        self.reset_pods_from(PodOwner::ALL, pods);
+    }
+}
 impl Apply<NetworkPolicy> for Index {
     type Key = ObjectRef;
     fn apply(&mut self, policy: NetworkPolicy) {
@@ -128,19 +184,152 @@ impl Index {
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
-        self.pods.values()
+        self.pods.values().map(|held| &held.pod)
     }
 
     pub fn pod(&self, key: &ObjectRef) -> Option<&Pod> {
-        self.pods.get(key)
+        self.pods.get(key).map(|held| &held.pod)
     }
 
     /// The live pod (an endpoint, not hostNetwork) that holds `ip`, if any (E23: finished pods
     /// never match, so a reused IP does not inherit their labels).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&Pod> {
+        self.pods()
+            .find(|p| p.is_endpoint() && !p.host_network && p.ips.contains(&ip))
+    }
+
+    // --- pods by owner ---
+
+    /// Adds or replaces a pod on behalf of `owner`.
+    pub fn apply_pod_from(&mut self, owner: PodOwner, pod: Pod) {
+        self.revision += 1;
+        match self.pods.get_mut(&pod.key()) {
+            Some(held) => {
+                held.pod = pod;
+                if let Err(at) = held.owners.binary_search(&owner) {
+                    held.owners.insert(at, owner);
+                }
+            }
+            None => {
+                self.pods.insert(
+                    pod.key(),
+                    Held {
+                        pod,
+                        owners: vec![owner],
+                    },
+                );
+            }
+        }
+    }
+
+    /// `owner` no longer holds the pod (deleted, or no longer selected); it leaves the index
+    /// when no other owner holds it.
+    pub fn remove_pod_from(&mut self, owner: PodOwner, key: &ObjectRef) {
+        let Some(held) = self.pods.get_mut(key) else {
+            return;
+        };
+        let Ok(at) = held.owners.binary_search(&owner) else {
+            return;
+        };
+        held.owners.remove(at);
+        if held.owners.is_empty() {
+            self.pods.remove(key);
+        }
+        self.revision += 1;
+    }
+
+    /// Replaces what `owner` holds with `pods` (its relist): pods it no longer lists are
+    /// released, pods other owners hold stay.
+    pub fn reset_pods_from(&mut self, owner: PodOwner, pods: Vec<Pod>) {
+        let listed: BTreeSet<ObjectRef> = pods.iter().map(Pod::key).collect();
+        self.release_where(owner, |key| !listed.contains(key));
+        for pod in pods {
+            self.apply_pod_from(owner, pod);
+        }
+        self.revision += 1;
+    }
+
+    /// Releases everything `owner` holds (its watch was stopped), and the addresses it
+    /// answered for.
+    pub fn release_pods_of(&mut self, owner: PodOwner) {
+        self.release_where(owner, |_| true);
+        self.answered_addresses.retain(|_, owners| {
+            owners.remove(&owner);
+            !owners.is_empty()
+        });
+        self.revision += 1;
+    }
+
+    fn release_where(&mut self, owner: PodOwner, release: impl Fn(&ObjectRef) -> bool) {
+        self.pods.retain(|key, held| {
+            if release(key)
+                && let Ok(at) = held.owners.binary_search(&owner)
+            {
+                held.owners.remove(at);
+            }
+            !held.owners.is_empty()
+        });
+    }
+
+    /// The watches (and lookups) holding the pod `key`; empty when it is not held.
+    pub fn owners_of(&self, key: &ObjectRef) -> &[PodOwner] {
+        self.pods.get(key).map_or(&[], |held| &held.owners)
+    }
+
+    /// `owner` no longer answers for `ip`.
+    pub fn forget_address(&mut self, owner: PodOwner, ip: IpAddr) {
+        if let Some(owners) = self.answered_addresses.get_mut(&ip) {
+            owners.remove(&owner);
+            if owners.is_empty() {
+                self.answered_addresses.remove(&ip);
+            }
+            self.revision += 1;
+        }
+    }
+
+    /// How many pods `owner` holds.
+    pub fn pods_of(&self, owner: PodOwner) -> usize {
         self.pods
             .values()
-            .find(|p| p.is_endpoint() && !p.host_network && p.ips.contains(&ip))
+            .filter(|held| held.owners.binary_search(&owner).is_ok())
+            .count()
+    }
+
+    // --- coverage ---
+
+    pub fn coverage(&self) -> PodCoverage {
+        self.coverage
+    }
+
+    pub fn set_coverage(&mut self, coverage: PodCoverage) {
+        self.revision += 1;
+        self.coverage = coverage;
+    }
+
+    /// `owner` answered for `ip`: whichever pod holds it is in the index (or none does).
+    pub fn mark_address_answered(&mut self, owner: PodOwner, ip: IpAddr) {
+        self.revision += 1;
+        self.answered_addresses.entry(ip).or_default().insert(owner);
+    }
+
+    /// The addresses answered for by a watch or lookup, in a partial index (`None` when the
+    /// index is complete: then every address is known).
+    pub fn answered_addresses(&self) -> Option<BTreeSet<IpAddr>> {
+        match self.coverage {
+            PodCoverage::Complete => None,
+            PodCoverage::Partial => Some(self.answered_addresses.keys().copied().collect()),
+        }
+    }
+
+    /// Whether the index knows who holds `ip`: every pod is held, or a held pod or node has
+    /// it, or a watch or lookup answered for it. An unknown address may be a pod the index
+    /// does not hold, so it must not be judged as an external address.
+    pub fn address_known(&self, ip: IpAddr) -> bool {
+        self.coverage == PodCoverage::Complete
+            || never_a_pod(ip)
+            || self.answered_addresses.contains_key(&ip)
+            || self.node_by_ip(ip).is_some()
+            || self.pods().any(|p| p.is_endpoint() && p.ips.contains(&ip))
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &NetworkPolicy> {
@@ -190,6 +379,15 @@ impl Index {
     }
 }
 
+/// Loopback and link-local addresses (node-local DNS caches listen on 169.254.20.10) are never
+/// a pod's.
+pub fn never_a_pod(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unicast_link_local(),
+    }
+}
+
 /// Sizes of the index, for summaries and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IndexCounts {
@@ -225,6 +423,57 @@ mod tests {
         index.reset(vec![pod("a", "one"), pod("c", "three")]);
         let keys: Vec<String> = index.pods().map(|p| p.key().to_string()).collect();
         assert_eq!(keys, ["a/one", "c/three"]);
+    }
+
+    /// Two watches deliver overlapping pods: each relist and release touches only its own.
+    #[test]
+    fn pods_stay_while_any_owner_holds_them() {
+        let (local, selected) = (PodOwner(1), PodOwner(2));
+        let keys =
+            |index: &Index| -> Vec<String> { index.pods().map(|p| p.key().to_string()).collect() };
+        let mut index = Index::new();
+        index.reset_pods_from(local, vec![pod("a", "src"), pod("a", "both")]);
+        index.reset_pods_from(selected, vec![pod("b", "dst"), pod("a", "both")]);
+        assert_eq!(keys(&index), ["a/both", "a/src", "b/dst"]);
+        assert_eq!((index.pods_of(local), index.pods_of(selected)), (2, 2));
+
+        // The local watch relists without a/both: the selector watch still holds it.
+        index.reset_pods_from(local, vec![pod("a", "src")]);
+        assert_eq!(keys(&index), ["a/both", "a/src", "b/dst"]);
+        // A delete seen by one watch only releases that watch's hold.
+        index.remove_pod_from(local, &ObjectRef::new("b", "dst"));
+        assert_eq!(keys(&index), ["a/both", "a/src", "b/dst"]);
+        index.remove_pod_from(selected, &ObjectRef::new("b", "dst"));
+        assert_eq!(keys(&index), ["a/both", "a/src"]);
+        // A stopped watch releases everything it held.
+        index.release_pods_of(selected);
+        assert_eq!(keys(&index), ["a/src"]);
+    }
+
+    #[test]
+    fn a_partial_index_knows_only_the_addresses_it_was_told_about() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut held = pod("a", "one");
+        held.ips = vec![ip("10.0.0.1")];
+        let mut index = Index::new();
+        index.apply(held);
+        // Complete: no pod holds 10.0.0.9, so it is no pod's.
+        assert!(index.address_known(ip("10.0.0.9")));
+        index.set_coverage(PodCoverage::Partial);
+        let cases = [
+            ("10.0.0.1", true),
+            ("10.0.0.9", false),
+            ("169.254.20.10", true),
+            ("fe80::1", true),
+        ];
+        for (address, known) in cases {
+            assert_eq!(index.address_known(ip(address)), known, "{address}");
+        }
+        // A status.podIP watch answered (no pod has it): known, and forgotten with its watch.
+        index.mark_address_answered(PodOwner(7), ip("10.0.0.9"));
+        assert!(index.address_known(ip("10.0.0.9")));
+        index.release_pods_of(PodOwner(7));
+        assert!(!index.address_known(ip("10.0.0.9")));
     }
 
     #[test]

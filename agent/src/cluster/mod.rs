@@ -3,6 +3,8 @@
 
 pub mod changes;
 pub mod convert;
+#[cfg(any(test, feature = "demo"))]
+pub mod fake_api;
 pub mod index;
 pub mod load;
 pub mod model;

@@ -80,6 +80,23 @@ impl Selector {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    /// The selector in the API's `labelSelector=` syntax (`app=web,tier in (a,b),!canary`);
+    /// the empty selector is `""` (every object).
+    pub fn to_query(&self) -> String {
+        let parts: Vec<String> = self
+            .requirements
+            .iter()
+            .map(|r| match r.operator {
+                Operator::In if r.values.len() == 1 => format!("{}={}", r.key, r.values[0]),
+                Operator::In => format!("{} in ({})", r.key, r.values.join(",")),
+                Operator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+                Operator::Exists => r.key.clone(),
+                Operator::DoesNotExist => format!("!{}", r.key),
+            })
+            .collect();
+        parts.join(",")
+    }
+
     /// The first requirement the labels fail, for explanations.
     pub fn first_unmet(&self, labels: &Labels) -> Option<&Requirement> {
         self.requirements.iter().find(|r| !r.matches(labels))

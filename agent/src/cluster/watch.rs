@@ -8,12 +8,20 @@
 //!                                                                   └──> Readiness, WatchStats, updates
 //! ```
 //!
-//! - **What is watched.** Pods cluster-wide: destinations can be anywhere, and this node's pods
-//!   (the sources) are a subset, so a second, `spec.nodeName`-scoped watch would only duplicate
-//!   objects. The CNI agent pods are recognised in that same watch by a [`CniAgentMatcher`]
-//!   ([`cni_agents_on`]). Namespaces, Nodes, NetworkPolicies, ProbeSpecs, ClusterProbeSpecs and
-//!   ProbeRequests are watched cluster-wide too. [`ClusterView::specs`] hands the scheduler
-//!   both spec kinds as one list of [`Spec`]s.
+//! - **What is watched.** Pods as far as this node's pairs need them ([`WatchScope::Node`], the
+//!   default): this node's pods, the CNI agents, and the pods the specs select, through a set
+//!   of watches [`scope::plan_pod_watches`] derives from the specs; or every pod in one watch
+//!   ([`WatchScope::Cluster`], also the fallback past a bound of selectors). The CNI agent pods
+//!   are recognised by a [`CniAgentMatcher`] ([`cni_agents_on`]). Namespaces, Nodes,
+//!   NetworkPolicies, ProbeSpecs, ClusterProbeSpecs and ProbeRequests are watched
+//!   cluster-wide. [`ClusterView::specs`] hands the scheduler both spec kinds as one list of
+//!   [`Spec`]s.
+//! - **Dynamic pod watches.** The pod-watch supervisor ([`Watchers::run`] in node scope)
+//!   re-plans when the specs change: it starts the new watches first and stops the ones no
+//!   longer needed (releasing their pods) only once every planned watch has listed (make
+//!   before break). A spec reaches the scheduler only when the watches its pairs depend on
+//!   have listed; until then [`ClusterView::specs`] keeps the version that was ready (or
+//!   leaves a new spec out), so no pair is planned from a half-listed destination set.
 //! - **Relists.** The pure mapping in [`feed`] turns `Init … InitApply … InitDone` into one
 //!   `reset`, so objects deleted during a watch gap disappear.
 //! - **Bad objects.** Objects failing conversion are logged with kind and namespace/name and
@@ -21,7 +29,8 @@
 //!   CRs are read through `DeserializeGuard`. A watch never dies of one object.
 //! - **Errors.** Watch errors are retried with `.default_backoff()` and counted per resource
 //!   in [`WatchStats`]. A watch stream that *ends* is fatal: [`Watchers::run`] returns.
-//! - **Readiness.** [`Readiness`] turns true once every watch has completed its first list.
+//! - **Readiness.** [`Readiness`] turns true once every watch has completed its first list
+//!   (for pods in node scope: every watch of the first plan, made once the specs have listed).
 //! - **Updates.** Every applied change bumps a `tokio::sync::watch` counter
 //!   ([`ClusterView::subscribe`]), so the scheduler wakes without polling.
 //!
@@ -35,6 +44,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use std::collections::BTreeMap;
+
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1 as corev1;
@@ -46,20 +57,25 @@ use kube::{Api, Client, Resource};
 use parking_lot::{Mutex, RwLock};
 use probe_spec::{ClusterProbeSpec, ProbeRequest, ProbeSpec};
 use serde::de::DeserializeOwned;
-use tokio::sync::watch as signal;
-use tracing::{Instrument, info, info_span, warn};
+use tokio::sync::{mpsc, watch as signal};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::changes::ChangeLog;
-use super::index::Index;
+use super::index::{Index, PodCoverage, PodOwner};
 use super::spec::{Spec, SpecRef};
 
 pub mod cni;
 pub mod feed;
+pub mod lookup;
+pub mod scope;
 pub mod snapshot;
 pub mod store;
 
 pub use cni::{CniAgentMatcher, CniAgentStatus, cni_agents_by_node, cni_agents_on};
 pub use feed::{CoreObject, CoreSink, Feed, Handled, PolicyItem, Sink, StoreKey, Strip};
+pub use lookup::PodLookup;
+pub use scope::{Fallback, PodWatch, PodWatchPlan, WatchScope, plan_pod_watches};
 pub use snapshot::{Played, SnapshotSource};
 pub use store::SpecStore;
 
@@ -185,6 +201,11 @@ impl Readiness {
         *self.tx.borrow()
     }
 
+    /// Whether `kind` has completed its first list (or was never waited for).
+    pub fn is_synced(&self, kind: WatchedKind) -> bool {
+        !self.pending.lock().contains(&kind)
+    }
+
     /// The watches still waiting for their first list (for `/readyz` bodies).
     pub fn pending(&self) -> Vec<WatchedKind> {
         self.pending.lock().iter().copied().collect()
@@ -257,7 +278,19 @@ pub struct ClusterView {
     pub cni: Arc<CniAgentMatcher>,
     pub readiness: Readiness,
     pub stats: Arc<WatchStats>,
+    /// Node scope: the specs whose pod watches have listed (see [`ClusterView::specs`]);
+    /// `None` when every spec is served as it is (cluster scope, snapshots).
+    ready_specs: Arc<RwLock<Option<ReadySpecs>>>,
+    /// Node scope: fetches the on-demand destinations the watches do not hold.
+    lookup: Arc<std::sync::OnceLock<Arc<PodLookup>>>,
     updates: Arc<signal::Sender<u64>>,
+}
+
+/// The specs handed to the scheduler in node scope, and a counter of their changes.
+#[derive(Clone, Debug, Default)]
+struct ReadySpecs {
+    specs: Vec<Spec>,
+    revision: u64,
 }
 
 impl ClusterView {
@@ -277,6 +310,8 @@ impl ClusterView {
             cni: Arc::new(cni),
             readiness,
             stats: Arc::default(),
+            ready_specs: Arc::default(),
+            lookup: Arc::default(),
             updates: Arc::new(updates),
         }
     }
@@ -292,9 +327,24 @@ impl ClusterView {
         self.updates.send_modify(|n| *n += 1);
     }
 
-    /// Every ProbeSpec and ClusterProbeSpec, keyed as their stores key them (ProbeSpecs first,
-    /// each kind in key order).
+    /// The specs to plan: every ProbeSpec and ClusterProbeSpec, keyed as their stores key
+    /// them (ProbeSpecs first, each kind in key order). In node scope, only those whose pod
+    /// watches have listed, each in the latest version that was ready.
     pub fn specs(&self) -> Vec<Spec> {
+        if let Some(ready) = &*self.ready_specs.read() {
+            return ready.specs.clone();
+        }
+        self.current_specs()
+    }
+
+    /// The on-demand lookup of a node-scoped view (`None`: every pod is watched, or a
+    /// snapshot).
+    pub fn lookup(&self) -> Option<Arc<PodLookup>> {
+        self.lookup.get().cloned()
+    }
+
+    /// Every spec as the stores hold it now, ready or not.
+    pub fn current_specs(&self) -> Vec<Spec> {
         let namespaced = self.specs.read();
         let cluster = self.cluster_specs.read();
         let namespaced = namespaced.iter().map(|(key, spec)| Spec {
@@ -310,8 +360,15 @@ impl ClusterView {
         namespaced.chain(cluster).collect()
     }
 
-    /// Moves whenever a ProbeSpec or ClusterProbeSpec changes.
+    /// Moves whenever a ProbeSpec or ClusterProbeSpec changes (or, in node scope, becomes
+    /// ready).
     pub fn specs_revision(&self) -> u64 {
+        let ready = self.ready_specs.read().as_ref().map_or(0, |r| r.revision);
+        self.stored_specs_revision() + ready
+    }
+
+    /// Moves whenever a stored ProbeSpec or ClusterProbeSpec changes.
+    fn stored_specs_revision(&self) -> u64 {
         self.specs.read().revision() + self.cluster_specs.read().revision()
     }
 
@@ -324,8 +381,34 @@ impl ClusterView {
             index: &mut index,
             changes: &mut changes,
             cni: &self.cni,
+            pods: PodOwner::ALL,
         };
         f(&mut sink)
+    }
+
+    /// Node scope: from now on [`Self::specs`] serves only ready specs (none yet).
+    fn gate_specs(&self) {
+        self.ready_specs
+            .write()
+            .get_or_insert_with(ReadySpecs::default);
+    }
+
+    /// Serves `specs` as the ready ones; wakes subscribers when they changed.
+    fn publish_ready_specs(&self, specs: Vec<Spec>) {
+        let changed = {
+            let mut ready = self.ready_specs.write();
+            let ready = ready.get_or_insert_with(ReadySpecs::default);
+            if ready.specs == specs {
+                false
+            } else {
+                ready.specs = specs;
+                ready.revision += 1;
+                true
+            }
+        };
+        if changed {
+            self.notify();
+        }
     }
 
     /// The CNI agent pods on `node`, with readiness and restarts.
@@ -336,12 +419,42 @@ impl ClusterView {
 
 // === Watchers ===
 
+/// How an agent watches pods: the scope, its node, and the bound on selector watches.
+#[derive(Clone, Debug)]
+pub struct PodScope {
+    pub scope: WatchScope,
+    pub node: String,
+    /// Spec-derived selector watches before the cluster-wide watch takes over.
+    pub max_selectors: usize,
+}
+
+impl PodScope {
+    /// Every pod, in one watch.
+    pub fn cluster() -> Self {
+        Self {
+            scope: WatchScope::Cluster,
+            node: String::new(),
+            max_selectors: scope::DEFAULT_MAX_SELECTOR_WATCHES,
+        }
+    }
+
+    /// This node's pods and what its specs select.
+    pub fn node(node: &str) -> Self {
+        Self {
+            scope: WatchScope::Node,
+            node: node.to_string(),
+            max_selectors: scope::DEFAULT_MAX_SELECTOR_WATCHES,
+        }
+    }
+}
+
 /// The kube watchers of one agent.
 #[derive(Clone)]
 pub struct Watchers {
     client: Client,
     view: ClusterView,
     config: watcher::Config,
+    pods: PodScope,
 }
 
 impl fmt::Debug for Watchers {
@@ -351,12 +464,26 @@ impl fmt::Debug for Watchers {
 }
 
 impl Watchers {
+    /// Watchers of every pod ([`PodScope::cluster`]); see [`Self::with_pod_scope`].
     pub fn new(client: Client, view: ClusterView) -> Self {
         Self {
             client,
             view,
             config: watcher::Config::default(),
+            pods: PodScope::cluster(),
         }
+    }
+
+    /// Sets how pods are watched; node scope also gives the view its on-demand
+    /// [`PodLookup`].
+    pub fn with_pod_scope(mut self, pods: PodScope) -> Self {
+        if pods.scope == WatchScope::Node {
+            let lookup = PodLookup::new(self.client.clone(), self.view.index.clone());
+            // A view gets one lookup; a second node-scoped Watchers shares it.
+            let _ = self.view.lookup.set(Arc::new(lookup));
+        }
+        self.pods = pods;
+        self
     }
 
     pub fn view(&self) -> &ClusterView {
@@ -376,7 +503,17 @@ impl Watchers {
     pub fn watch(self, kind: WatchedKind) -> BoxFuture<'static, Error> {
         let span = info_span!("watch", resource = kind.as_str());
         match kind {
-            WatchedKind::Pods => Box::pin(self.core::<corev1::Pod>(kind).instrument(span)),
+            WatchedKind::Pods => match self.pods.scope {
+                WatchScope::Cluster => {
+                    let (watch, view) = (PodWatch::everything(), self.view.clone());
+                    let on_synced = move || view.readiness.mark_synced(WatchedKind::Pods);
+                    Box::pin(
+                        self.pod_watch(watch, PodOwner::ALL, on_synced)
+                            .instrument(span),
+                    )
+                }
+                WatchScope::Node => Box::pin(self.supervise_pod_watches().instrument(span)),
+            },
             WatchedKind::Namespaces => {
                 Box::pin(self.core::<corev1::Namespace>(kind).instrument(span))
             }
@@ -411,10 +548,110 @@ impl Watchers {
         let api: Api<K> = Api::all(self.client.clone());
         let view = self.view.clone();
         let mut feed: Feed<K::Model> = Feed::new();
-        drive(api, self.config, kind, &self.view, move |event, at| {
-            view.with_core_sink(|sink| feed.handle(sink, event, at))
-        })
+        let readiness = self.view.readiness.clone();
+        let on_synced = move || readiness.mark_synced(kind);
+        let handle = move |event, at| view.with_core_sink(|sink| feed.handle(sink, event, at));
+        drive(api, self.config, kind, &self.view, handle, on_synced).await
+    }
+
+    /// One pod watch feeding the index as `owner`; `on_synced` runs after its first list.
+    async fn pod_watch(
+        self,
+        watch: PodWatch,
+        owner: PodOwner,
+        on_synced: impl FnOnce() + Send,
+    ) -> Error {
+        let api: Api<corev1::Pod> = match &watch.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut config = self.config.clone();
+        if !watch.labels.is_empty() {
+            config = config.labels(&watch.labels);
+        }
+        if !watch.fields.is_empty() {
+            config = config.fields(&watch.fields);
+        }
+        let view = self.view.clone();
+        let answers = watch.answers_address();
+        let mut feed: Feed<crate::cluster::model::Pod> = Feed::new();
+        let handle = move |event, at| {
+            let mut index = view.index.write();
+            let mut changes = view.changes.write();
+            let handled = {
+                let mut sink = CoreSink {
+                    index: &mut index,
+                    changes: &mut changes,
+                    cni: &view.cni,
+                    pods: owner,
+                };
+                feed.handle(&mut sink, event, at)
+            };
+            // A listed `status.podIP=` watch knows whose the address is, even when no one's.
+            if let (Handled::Synced { .. }, Some(ip)) = (handled, answers) {
+                index.mark_address_answered(owner, ip);
+            }
+            handled
+        };
+        drive(
+            api,
+            config,
+            WatchedKind::Pods,
+            &self.view,
+            handle,
+            on_synced,
+        )
         .await
+    }
+
+    /// Node scope: keeps the pod watches in line with the specs ([`plan_pod_watches`]); see
+    /// the module docs. Returns when one of the watches ends.
+    async fn supervise_pod_watches(self) -> Error {
+        let view = self.view.clone();
+        view.gate_specs();
+        view.index.write().set_coverage(PodCoverage::Partial);
+        let mut updates = view.subscribe();
+        // The watch set is derived from the specs: wait for their first list.
+        while !(view.readiness.is_synced(WatchedKind::ProbeSpecs)
+            && view.readiness.is_synced(WatchedKind::ClusterProbeSpecs))
+        {
+            if updates.changed().await.is_err() {
+                return Error::Ended {
+                    kind: WatchedKind::Pods,
+                };
+            }
+        }
+        let mut supervisor = PodWatchSupervisor::new(self);
+        let (synced_tx, mut synced_rx) = mpsc::unbounded_channel();
+        loop {
+            // Every index change wakes this loop: re-plan and settle only when specs moved or
+            // a watch listed.
+            let mut dirty = supervisor.replan_if_specs_moved(&synced_tx);
+            if std::mem::take(&mut supervisor.listed) {
+                dirty = true;
+            }
+            if dirty {
+                supervisor.settle();
+            }
+            tokio::select! {
+                Some(owner) = synced_rx.recv() => supervisor.synced(owner),
+                ended = supervisor.tasks.join_next(), if !supervisor.tasks.is_empty() => {
+                    match ended {
+                        Some(Ok(error)) => return error,
+                        Some(Err(error)) if error.is_panic() => {
+                            return Error::Ended { kind: WatchedKind::Pods };
+                        }
+                        // Aborted on purpose (no longer needed).
+                        _ => {}
+                    }
+                }
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        return Error::Ended { kind: WatchedKind::Pods };
+                    }
+                }
+            }
+        }
     }
 
     async fn custom<K, Key>(self, kind: WatchedKind, store: Arc<RwLock<SpecStore<K, Key>>>) -> Error
@@ -426,10 +663,10 @@ impl Watchers {
     {
         let api: Api<DeserializeGuard<K>> = Api::all(self.client.clone());
         let mut feed = Feed::new();
-        drive(api, self.config, kind, &self.view, move |event, at| {
-            feed.handle(&mut *store.write(), event, at)
-        })
-        .await
+        let readiness = self.view.readiness.clone();
+        let on_synced = move || readiness.mark_synced(kind);
+        let handle = move |event, at| feed.handle(&mut *store.write(), event, at);
+        drive(api, self.config, kind, &self.view, handle, on_synced).await
     }
 }
 
@@ -440,10 +677,12 @@ async fn drive<K>(
     kind: WatchedKind,
     view: &ClusterView,
     mut handle: impl FnMut(Event<K>, SystemTime) -> Handled + Send,
+    on_synced: impl FnOnce() + Send,
 ) -> Error
 where
     K: Resource + Clone + DeserializeOwned + fmt::Debug + Send + Strip + 'static,
 {
+    let mut on_synced = Some(on_synced);
     let stream = watcher::watcher(api, config)
         .modify(Strip::strip)
         .default_backoff();
@@ -457,7 +696,9 @@ where
                     Handled::Synced { first } => {
                         if first {
                             info!("initial list applied");
-                            view.readiness.mark_synced(kind);
+                            if let Some(on_synced) = on_synced.take() {
+                                on_synced();
+                            }
                         }
                         view.notify();
                     }
@@ -479,6 +720,173 @@ where
         }
     }
     Error::Ended { kind }
+}
+
+// === The pod-watch supervisor ===
+
+/// A running pod watch.
+#[derive(Debug)]
+struct RunningWatch {
+    owner: PodOwner,
+    abort: AbortHandle,
+    synced: bool,
+}
+
+/// The state of [`Watchers::supervise_pod_watches`]: the current plan, the watches running
+/// (some of them maybe no longer planned, kept until the plan has listed) and their tasks.
+struct PodWatchSupervisor {
+    watchers: Watchers,
+    plan: PodWatchPlan,
+    /// The specs the plan was made from, and the stores' revision then.
+    specs: Vec<Spec>,
+    planned_at: Option<u64>,
+    running: BTreeMap<PodWatch, RunningWatch>,
+    tasks: JoinSet<Error>,
+    next_owner: u32,
+    /// A watch listed since the last settle.
+    listed: bool,
+}
+
+impl PodWatchSupervisor {
+    fn new(watchers: Watchers) -> Self {
+        Self {
+            watchers,
+            plan: PodWatchPlan::default(),
+            specs: Vec::new(),
+            planned_at: None,
+            running: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            next_owner: 1,
+            listed: false,
+        }
+    }
+
+    fn view(&self) -> &ClusterView {
+        &self.watchers.view
+    }
+
+    /// Re-plans when the stored specs moved, and starts the watches the plan adds; returns
+    /// whether it re-planned.
+    fn replan_if_specs_moved(&mut self, synced: &mpsc::UnboundedSender<PodOwner>) -> bool {
+        let revision = self.view().stored_specs_revision();
+        if self.planned_at == Some(revision) {
+            return false;
+        }
+        self.planned_at = Some(revision);
+        self.specs = self.view().current_specs();
+        let scope = &self.watchers.pods;
+        let plan = plan_pod_watches(
+            &self.specs,
+            &scope.node,
+            &self.view().cni,
+            scope.max_selectors,
+        );
+        if plan.fallback != self.plan.fallback {
+            match &plan.fallback {
+                Some(why) => warn!(reason = %why, "watching every pod of the cluster"),
+                None => info!("watching pods by node and selector"),
+            }
+        }
+        for watch in &plan.watches {
+            if !self.running.contains_key(watch) {
+                self.start(watch.clone(), synced.clone());
+            }
+        }
+        self.plan = plan;
+        true
+    }
+
+    fn start(&mut self, watch: PodWatch, synced: mpsc::UnboundedSender<PodOwner>) {
+        let owner = PodOwner(self.next_owner);
+        self.next_owner += 1;
+        info!(%watch, owner = owner.0, "starting pod watch");
+        let span = info_span!("pod_watch", %watch);
+        let on_synced = move || {
+            // The supervisor only stops listening when it returns.
+            let _ = synced.send(owner);
+        };
+        let task = self
+            .watchers
+            .clone()
+            .pod_watch(watch.clone(), owner, on_synced)
+            .instrument(span);
+        let abort = self.tasks.spawn(task);
+        self.running.insert(
+            watch,
+            RunningWatch {
+                owner,
+                abort,
+                synced: false,
+            },
+        );
+    }
+
+    fn synced(&mut self, owner: PodOwner) {
+        if let Some(running) = self.running.values_mut().find(|r| r.owner == owner) {
+            running.synced = true;
+            self.listed = true;
+        }
+    }
+
+    fn is_synced(&self, watch: &PodWatch) -> bool {
+        self.running.get(watch).is_some_and(|r| r.synced)
+    }
+
+    /// Publishes the specs whose watches have listed; once the whole plan has, stops the
+    /// watches it no longer needs and marks pods synced.
+    fn settle(&mut self) {
+        let ready: Vec<Spec> = {
+            let previous = self.view().specs();
+            self.specs
+                .iter()
+                .filter_map(|spec| {
+                    let needs = self.plan.needs.get(&spec.key);
+                    if needs.is_none_or(|needs| needs.iter().all(|w| self.is_synced(w))) {
+                        Some(spec.clone())
+                    } else {
+                        // The version that was ready, if any, until the new one is.
+                        previous.iter().find(|p| p.key == spec.key).cloned()
+                    }
+                })
+                .collect()
+        };
+        if !self.plan.watches.iter().all(|w| self.is_synced(w)) {
+            self.view().publish_ready_specs(ready);
+            return;
+        }
+        let unplanned: Vec<PodWatch> = self
+            .running
+            .keys()
+            .filter(|w| !self.plan.watches.contains(*w))
+            .cloned()
+            .collect();
+        let coverage = if self.plan.is_complete() {
+            PodCoverage::Complete
+        } else {
+            PodCoverage::Partial
+        };
+        let view = self.watchers.view.clone();
+        let moved = {
+            let mut index = view.index.write();
+            let moved = !unplanned.is_empty() || index.coverage() != coverage;
+            for watch in unplanned {
+                if let Some(running) = self.running.remove(&watch) {
+                    debug!(%watch, "stopping pod watch no longer needed");
+                    running.abort.abort();
+                    index.release_pods_of(running.owner);
+                }
+            }
+            if index.coverage() != coverage {
+                index.set_coverage(coverage);
+            }
+            moved
+        };
+        self.view().publish_ready_specs(ready);
+        self.view().readiness.mark_synced(WatchedKind::Pods);
+        if moved {
+            self.view().notify();
+        }
+    }
 }
 
 #[cfg(test)]

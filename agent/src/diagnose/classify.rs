@@ -33,11 +33,15 @@ pub(super) enum Policy {
     Denies(crate::policy::Reason),
     /// No prediction (a DNS name without a known server, a host name): outcome-only logic.
     Unknown,
+    /// No prediction because the destination address is not known to a partial view (it may
+    /// be a pod the agent does not watch): a block then decides nothing.
+    DestinationUnknown,
 }
 
 impl Policy {
-    pub(super) fn of(verdict: Option<&Verdict>) -> Self {
+    pub(super) fn of(verdict: Option<&Verdict>, destination_unknown: bool) -> Self {
         match verdict {
+            None if destination_unknown => Policy::DestinationUnknown,
             None => Policy::Unknown,
             Some(v) if v.allowed => Policy::Allows,
             // A denying verdict always carries a reason; default_deny is its floor.
@@ -85,7 +89,9 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
         };
     }
     let (verdict, reason) = match (outcome, policy) {
-        (OpenOrFiltered, Policy::Allows | Policy::Unknown) if !observed.expects_reply => {
+        (OpenOrFiltered, Policy::Allows | Policy::Unknown | Policy::DestinationUnknown)
+            if !observed.expects_reply =>
+        {
             (PairVerdict::Inconclusive, Some(Reason::UdpSilence))
         }
         (Open | Resolved, Policy::Denies(r)) => {
@@ -110,6 +116,12 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
         (Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error, Policy::Denies(r)) => {
             (PairVerdict::BlockedByPolicy, Some(Reason::Policy(r)))
         }
+        // Blocked, and no policy prediction for want of the destination: a fault or a policy
+        // alike, so nothing is claimed (never `unexpected_block`).
+        (
+            Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error,
+            Policy::DestinationUnknown,
+        ) => (PairVerdict::Inconclusive, Some(Reason::DestinationUnknown)),
         (Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error, _) => (
             PairVerdict::UnexpectedBlock,
             Some(fault_chain(outcome, health)),

@@ -57,6 +57,7 @@ use probe_spec::{Expectation, PairVerdict};
 pub use health::{CniHealth, Health, NETWORK_UNAVAILABLE, NodeHealth, PodReadiness};
 pub use hints::{Hint, PolicyOp};
 
+use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::policy::{self, DirectionVerdict, Endpoint, Engine, Flow, Verdict};
@@ -103,6 +104,9 @@ pub enum Reason {
     /// `inconclusive`: a service-mesh redirect in the source pod caught the probe and could
     /// not be bypassed, so what answered was the local proxy, not the destination.
     MeshRedirect,
+    /// `inconclusive`: the probe was blocked, and the destination address is not known to the
+    /// agent's partial view (node-scoped watches), so no policy prediction can say why.
+    DestinationUnknown,
 }
 
 impl Reason {
@@ -118,6 +122,7 @@ impl Reason {
             Reason::NotProbed(reason) => reason.as_str(),
             Reason::UdpSilence => "udp_silence",
             Reason::MeshRedirect => "mesh_redirect",
+            Reason::DestinationUnknown => "destination_unknown",
         }
     }
 }
@@ -158,6 +163,9 @@ pub struct Input<'a> {
     pub rejected_by_policy: bool,
     /// `None` when the engine has no prediction for the target (see [`predict`]).
     pub prediction: Option<Prediction<'a>>,
+    /// The prediction is missing because the destination address is unknown to a partial
+    /// view ([`destination_unknown`]): a block is then `inconclusive`, never a verdict.
+    pub destination_unknown: bool,
     pub health: &'a Health,
     /// The cluster view's recent changes (fed by the watchers).
     pub changes: &'a ChangeLog,
@@ -199,7 +207,10 @@ impl Diagnosis {
 
 /// Diagnoses one observation.
 pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
-    let policy = classify::Policy::of(input.prediction.map(|p| p.verdict));
+    let policy = classify::Policy::of(
+        input.prediction.map(|p| p.verdict),
+        input.destination_unknown,
+    );
     let classified = classify::classify(&classify::Observed::of(input), policy, input.health);
     let denied = matches!(
         classified.verdict,
@@ -265,6 +276,17 @@ fn allowing_policies(verdict: &Verdict) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether the address `target` was probed at (a DNS target's: its nameserver) is unknown to
+/// `index`: a partial view that holds no pod or node with it and had no watch answer for it.
+pub fn destination_unknown(index: &Index, target: &PairTarget, dns_server: Option<IpAddr>) -> bool {
+    let address = match target {
+        PairTarget::Ip { ip, .. } => Some(*ip),
+        PairTarget::Dns { .. } => dns_server,
+        PairTarget::Pod { .. } | PairTarget::Host { .. } => None,
+    };
+    address.is_some_and(|ip| !index.address_known(ip))
 }
 
 /// The flow a probe of `target` takes, and the engine's verdict for it: pod and IP targets

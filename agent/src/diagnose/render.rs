@@ -52,6 +52,10 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
             "{head}: inconclusive ({reason}): the source pod's service mesh redirected the probe to its local proxy, so `{outcome}` says nothing about the network; {}",
             predicted(c.policy)
         ),
+        (PairVerdict::Inconclusive, Some(Reason::DestinationUnknown)) => format!(
+            "{head}: inconclusive ({reason}): blocked ({outcome}), but {} is not known to this agent's partial view of the cluster (it may be a pod the agent does not watch), so neither a policy nor a fault can be named",
+            input.target
+        ),
         (PairVerdict::Inconclusive, _) => format!(
             "{head}: inconclusive ({reason}): no UDP reply and no ICMP error; the service may ignore the probe's payload; {}",
             predicted(c.policy)
@@ -217,7 +221,10 @@ fn fault(input: &Input<'_>, reason: Reason) -> String {
             Outcome::DnsTimeout => "the DNS lookup timed out".to_string(),
             other => format!("the DNS server answered {other}"),
         },
-        Reason::NotProbed(_) | Reason::UdpSilence | Reason::MeshRedirect => String::new(),
+        Reason::NotProbed(_)
+        | Reason::UdpSilence
+        | Reason::MeshRedirect
+        | Reason::DestinationUnknown => String::new(),
         Reason::Policy(_) | Reason::Unknown => match input.outcome {
             _ if input.rejected_by_policy => {
                 "rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy".to_string()
@@ -263,6 +270,7 @@ fn predicted(policy: Policy) -> &'static str {
         Policy::Allows => "the policies allow the flow",
         Policy::Denies(_) => "the policies deny the flow",
         Policy::Unknown => "no policy prediction",
+        Policy::DestinationUnknown => "no policy prediction (the destination is unknown)",
     }
 }
 

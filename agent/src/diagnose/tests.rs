@@ -234,6 +234,7 @@ fn run(
             .prediction
             .as_ref()
             .map(|(flow, verdict)| Prediction { flow, verdict }),
+        destination_unknown: false,
         health: &w.health,
         changes: &w.changes,
         expect,
@@ -917,6 +918,7 @@ fn change_hints_carry_time_and_object() {
             .prediction
             .as_ref()
             .map(|(flow, verdict)| Prediction { flow, verdict }),
+        destination_unknown: false,
         health: &w.health,
         changes: &w.changes,
         expect: Expectation::Allow,
@@ -1078,6 +1080,7 @@ fn reply_due_silence_and_mesh_redirects() {
                 .prediction
                 .as_ref()
                 .map(|(flow, verdict)| Prediction { flow, verdict }),
+            destination_unknown: false,
             health: &w.health,
             changes: &w.changes,
             expect: Expectation::Allow,
@@ -1093,4 +1096,71 @@ fn reply_due_silence_and_mesh_redirects() {
             "{ctx}"
         );
     }
+}
+
+/// A partial view (node-scoped watches) does not know who holds an address: the engine
+/// withholds its prediction, and a block is inconclusive, never a verdict; reachability is
+/// still what it is.
+#[test]
+fn an_unknown_destination_never_becomes_a_verdict() {
+    use crate::cluster::index::{PodCoverage, PodOwner};
+
+    let (mut index, _) = cluster(Policies::NoPrediction, &[]);
+    index.set_coverage(PodCoverage::Partial);
+    let unknown: std::net::IpAddr = "10.99.0.7".parse().unwrap();
+    let target = PairTarget::Ip {
+        ip: unknown,
+        port: 80,
+        protocol: Protocol::Tcp,
+    };
+    let from = key("shop/frontend");
+    let engine = Engine::new(&index, Profile::UPSTREAM);
+    assert!(predict(&engine, &from, &target, None).is_none());
+    assert!(destination_unknown(&index, &target, None));
+    let health = Health::gather(&index, &[], &from, None);
+    let changes = ChangeLog::default();
+    let cases = [
+        (Timeout, PairVerdict::Inconclusive, "destination_unknown"),
+        (
+            Unreachable,
+            PairVerdict::Inconclusive,
+            "destination_unknown",
+        ),
+        (Open, PairVerdict::Ok, ""),
+        (Refused, PairVerdict::Ok, "not_listening"),
+    ];
+    for (outcome, verdict, reason) in cases {
+        let input = Input {
+            from: &from,
+            target: &target,
+            host: None,
+            outcome,
+            not_probed: None,
+            expects_reply: false,
+            mesh_redirected: false,
+            rejected_by_policy: false,
+            prediction: None,
+            destination_unknown: true,
+            health: &health,
+            changes: &changes,
+            expect: Expectation::Allow,
+            first_failure: None,
+        };
+        let d = diagnose(&input, &Config::default());
+        assert_eq!(
+            (d.verdict, d.reason_code()),
+            (verdict, reason),
+            "{outcome:?}"
+        );
+        if verdict == PairVerdict::Inconclusive {
+            assert!(d.summary.contains("not known"), "{}", d.summary);
+            assert_eq!(d.meets_expectation, None);
+        }
+    }
+
+    // Once a status.podIP watch answered (no pod has it), the address is external again.
+    index.mark_address_answered(PodOwner(3), unknown);
+    assert!(!destination_unknown(&index, &target, None));
+    let engine = Engine::new(&index, Profile::UPSTREAM);
+    assert!(predict(&engine, &from, &target, None).is_some());
 }

@@ -23,6 +23,19 @@
 //! Writes are skipped when the report did not change, except for a heartbeat every
 //! `refresh_every`.
 //!
+//! **Bounded by the entries, not by the nodes.** `status.nodes` keeps at most
+//! `max_node_entries` (32) entries, whatever the node count: one object stays far below etcd's
+//! 1.5 MiB, and the writers of a spec (each of whose patches every ProbeSpec watcher, i.e.
+//! every agent, receives) are at most 32, so a spec's status traffic grows with the node
+//! count once (fan-out), never with its square. Entries rank by what they say ([`rank`]): a
+//! problem, then failing pairs, then undecided pairs or narrowed sources, then all-fine. An
+//! agent without an entry takes a free slot, or the slot of the lowest-ranked entry if it
+//! outranks it (that entry is removed in the same patch, under the same precondition); else it
+//! writes nothing, and tries again at its next heartbeat. So every failing agent reports while
+//! at most 32 fail, `Satisfied=False` holds whenever one entry fails, and the counts cover the
+//! agents with an entry (the Ready message says when the entries are full; the metric
+//! `netreach_spec_pairs`, summed in Prometheus, counts every agent's pairs).
+//!
 //! `ProbeSpecStatus::nodes` (`BTreeMap<String, NodeContribution>`, defined in probe-spec) is
 //! part of the CRD's structural schema, so the API server keeps these entries.
 //!
@@ -40,6 +53,7 @@ use kube::{Api, Client};
 use parking_lot::Mutex;
 use probe_spec::probe_spec::{
     CONDITION_READY, CONDITION_SATISFIED, CONDITION_SOURCES_NARROWED, MAX_LAST_FAILING_PAIRS,
+    MAX_NODE_ENTRIES,
 };
 use probe_spec::{
     ClusterProbeSpec, Expectation, FailingPair, ProbeRequest, ProbeRequestStatus, ProbeSpec,
@@ -205,6 +219,13 @@ pub fn aggregate(
     });
     last.truncate(MAX_LAST_FAILING_PAIRS);
     let observed_generation = nodes.values().filter_map(|n| n.observed_generation).min();
+    let full = if nodes.len() >= MAX_NODE_ENTRIES {
+        format!(
+            " (status keeps at most {MAX_NODE_ENTRIES} agents' entries, failing ones first: counts cover those agents)"
+        )
+    } else {
+        String::new()
+    };
 
     let problem = nodes
         .iter()
@@ -224,7 +245,7 @@ pub fn aggregate(
             "True",
             reasons::PROBING,
             format!(
-                "{pairs} pair(s) probed by {} agent(s): {}",
+                "{pairs} pair(s) probed by {} agent(s): {}{full}",
                 nodes.len(),
                 nodes.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
@@ -319,6 +340,8 @@ pub struct StatusConfig {
     pub node_failing_pairs: usize,
     /// Attempts on 409 Conflict before giving up until the next report.
     pub max_attempts: u32,
+    /// Entries `status.nodes` keeps at most (see the module docs).
+    pub max_node_entries: usize,
 }
 
 impl StatusConfig {
@@ -329,6 +352,7 @@ impl StatusConfig {
             refresh_every: Duration::from_secs(4 * 60),
             node_failing_pairs: 5,
             max_attempts: 5,
+            max_node_entries: MAX_NODE_ENTRIES,
         }
     }
 }
@@ -353,7 +377,7 @@ impl fmt::Debug for SpecStatusWriter {
 }
 
 /// The parts of a ProbeSpec a write needs.
-struct Current {
+pub(crate) struct Current {
     resource_version: Option<String>,
     expect: Expectation,
     nodes: BTreeMap<String, NodeContribution>,
@@ -414,13 +438,13 @@ impl SpecStatusWriter {
                     });
                 }
             };
-            let patch = self
-                .patch_body(current, report, now)
-                .map_err(|source| Error::Encode {
+            let patch = status_patch(&self.config, current, report, now).map_err(|source| {
+                Error::Encode {
                     kind,
                     object: object.clone(),
                     source,
-                })?;
+                }
+            })?;
             let Some(patch) = patch else {
                 self.remember(spec, report, now);
                 return Ok(Written::Unchanged);
@@ -461,56 +485,103 @@ impl SpecStatusWriter {
     fn remember(&self, spec: &SpecRef, report: &NodeReport, now: SystemTime) {
         self.last.lock().insert(spec.clone(), (report.clone(), now));
     }
+}
 
-    /// The merge patch: own entry set or removed, stale entries removed, the aggregate of
-    /// what remains, and the resourceVersion precondition. `None` when there is nothing to do
-    /// (an empty report and no entry of ours or anyone stale to remove).
-    fn patch_body(
-        &self,
-        current: Current,
-        report: &NodeReport,
-        now: SystemTime,
-    ) -> serde_json::Result<Option<Value>> {
-        let node = &self.config.node;
-        let stale_before = now
-            .checked_sub(self.config.stale_after)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut nodes = current.nodes;
-        let mut patch_nodes = Map::new();
-        nodes.retain(|name, entry| {
-            let fresh = name == node || SystemTime::from(entry.updated_at.0) >= stale_before;
-            if !fresh {
-                patch_nodes.insert(name.clone(), Value::Null);
-            }
-            fresh
-        });
-        if report.is_empty() {
-            if nodes.remove(node).is_none() && patch_nodes.is_empty() {
-                return Ok(None);
-            }
-            patch_nodes.insert(node.clone(), Value::Null);
-        } else {
-            let contribution = report.contribution(self.config.node_failing_pairs, now);
+/// Which entries a full `status.nodes` keeps first: a problem (3), failing pairs (2),
+/// undecided pairs or narrowed sources (1), all pairs fine (0).
+pub fn rank(entry: &NodeContribution) -> u8 {
+    if entry.problem.is_some() {
+        3
+    } else if entry.failing > 0 {
+        2
+    } else if entry.counts.not_probed > 0
+        || entry.counts.inconclusive > 0
+        || entry.sources_narrowed.is_some()
+    {
+        1
+    } else {
+        0
+    }
+}
+
+/// The merge patch of `config.node`'s report: own entry set or removed, stale entries
+/// removed, a lower-ranked entry evicted when the entries are full, the aggregate of what
+/// remains, and the resourceVersion precondition. `None` when there is nothing to do (an
+/// empty report and nothing to remove, or no room for this node's entry and nothing stale).
+pub(crate) fn status_patch(
+    config: &StatusConfig,
+    current: Current,
+    report: &NodeReport,
+    now: SystemTime,
+) -> serde_json::Result<Option<Value>> {
+    let node = &config.node;
+    let stale_before = now
+        .checked_sub(config.stale_after)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut nodes = current.nodes;
+    let mut patch_nodes = Map::new();
+    nodes.retain(|name, entry| {
+        let fresh = name == node || SystemTime::from(entry.updated_at.0) >= stale_before;
+        if !fresh {
+            patch_nodes.insert(name.clone(), Value::Null);
+        }
+        fresh
+    });
+    if report.is_empty() {
+        if nodes.remove(node).is_none() && patch_nodes.is_empty() {
+            return Ok(None);
+        }
+        patch_nodes.insert(node.clone(), Value::Null);
+    } else {
+        let contribution = report.contribution(config.node_failing_pairs, now);
+        let has_room = nodes.contains_key(node)
+            || nodes.len() < config.max_node_entries
+            || evict_weaker(&mut nodes, &mut patch_nodes, rank(&contribution));
+        if has_room {
             patch_nodes.insert(node.clone(), serde_json::to_value(&contribution)?);
             nodes.insert(node.clone(), contribution);
+        } else if patch_nodes.is_empty() {
+            return Ok(None);
         }
-        let status = aggregate(current.expect, &nodes, &current.conditions, now);
-        // Explicit nulls: a merge patch leaves out nothing it means to clear.
-        let last_failing_pairs = if status.last_failing_pairs.is_empty() {
-            Value::Null
-        } else {
-            serde_json::to_value(&status.last_failing_pairs)?
-        };
-        Ok(Some(json!({
-            "metadata": {"resourceVersion": current.resource_version},
-            "status": {
-                "nodes": patch_nodes,
-                "observedGeneration": status.observed_generation,
-                "conditions": serde_json::to_value(&status.conditions)?,
-                "counts": serde_json::to_value(&status.counts)?,
-                "lastFailingPairs": last_failing_pairs,
-            },
-        })))
+    }
+    let status = aggregate(current.expect, &nodes, &current.conditions, now);
+    // Explicit nulls: a merge patch leaves out nothing it means to clear.
+    let last_failing_pairs = if status.last_failing_pairs.is_empty() {
+        Value::Null
+    } else {
+        serde_json::to_value(&status.last_failing_pairs)?
+    };
+    Ok(Some(json!({
+        "metadata": {"resourceVersion": current.resource_version},
+        "status": {
+            "nodes": patch_nodes,
+            "observedGeneration": status.observed_generation,
+            "conditions": serde_json::to_value(&status.conditions)?,
+            "counts": serde_json::to_value(&status.counts)?,
+            "lastFailingPairs": last_failing_pairs,
+        },
+    })))
+}
+
+/// Removes the lowest-ranked entry (ties: the greatest node name) if it ranks below `rank_of_new`;
+/// returns whether it did.
+fn evict_weaker(
+    nodes: &mut BTreeMap<String, NodeContribution>,
+    patch_nodes: &mut Map<String, Value>,
+    rank_of_new: u8,
+) -> bool {
+    let weakest = nodes
+        .iter()
+        .min_by(|a, b| rank(a.1).cmp(&rank(b.1)).then_with(|| b.0.cmp(a.0)))
+        .filter(|(_, entry)| rank(entry) < rank_of_new)
+        .map(|(name, _)| name.clone());
+    match weakest {
+        Some(name) => {
+            nodes.remove(&name);
+            patch_nodes.insert(name, Value::Null);
+            true
+        }
+        None => false,
     }
 }
 

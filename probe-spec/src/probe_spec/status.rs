@@ -29,9 +29,7 @@ pub struct ProbeSpecStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_LAST_FAILING_PAIRS))]
     pub last_failing_pairs: Vec<FailingPair>,
-    /// Each agent's own share, keyed by node name. One agent runs per node and writes only
-    /// its own key with a merge patch, so agents never overwrite each other; the fields above
-    /// are aggregated from the fresh entries here.
+    /// Agents' own shares, keyed by node name: at most 32 entries whatever the node count, agents with a problem or failing pairs first. One agent runs per node and writes only its own key with a merge patch, so agents never overwrite each other; the fields above are aggregated from the fresh entries here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes: BTreeMap<String, NodeContribution>,
 }
@@ -143,7 +141,7 @@ pub struct FailingPair {
     pub protocol: Option<Protocol>,
     /// ok, blocked_by_policy, policy_not_enforced, unexpected_block, not_probed or inconclusive.
     pub verdict: PairVerdict,
-    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown), why a probe did not run (netns_not_found, host_network_source, unsupported_protocol, pod_file_unreadable, resolve_failed, refused_target, agent_overloaded, probe_error) or why an observation cannot decide (udp_silence, mesh_redirect).
+    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown), why a probe did not run (netns_not_found, host_network_source, unsupported_protocol, pod_file_unreadable, resolve_failed, refused_target, agent_overloaded, probe_error) or why an observation cannot decide (udp_silence, mesh_redirect, destination_unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The NetworkPolicy that decides the pair, as namespace/name.

@@ -44,7 +44,7 @@ fn every_flag_reads_an_environment_variable() {
         assert!(arg.get_help().is_some(), "--{id} has no help");
         checked += 1;
     }
-    assert_eq!(checked, 19, "every AgentConfig field has a flag");
+    assert_eq!(checked, 20, "every AgentConfig field has a flag");
 }
 
 #[test]
@@ -66,6 +66,7 @@ fn defaults_match_the_contract() {
     );
     assert_eq!(config.shutdown_grace, Duration::from_secs(5));
     assert_eq!(config.pair_metrics, PairSeries::Exceptions);
+    assert_eq!(config.watch_scope, crate::cluster::watch::WatchScope::Node);
     assert_eq!(
         config.api.health_listen,
         "127.0.0.1:9465".parse::<SocketAddr>().expect("addr")

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::cluster::Index;
 use crate::cluster::model::{ObjectRef, Pod};
-use crate::cluster::selector::Selector;
+use crate::cluster::selector::{Operator, Selector};
 
 use super::Error;
 
@@ -120,6 +120,39 @@ impl CniAgentMatcher {
             selector,
         });
         Ok(self)
+    }
+
+    /// Label selectors (API syntax) that together select every pod some rule matches, for
+    /// cluster-wide watches of the CNI agents: the built-in rules' `key=value` pairs merged per
+    /// key (`k8s-app in (aws-node,calico-node,...)`), the configured rule as it is. Namespaces
+    /// are not part of them: [`Self::cni_of`] still checks each pod's namespace.
+    pub fn watch_selectors(&self) -> Vec<String> {
+        let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut others = Vec::new();
+        for rule in &self.rules {
+            match rule.selector.requirements() {
+                [single] if single.operator == Operator::In => by_key
+                    .entry(single.key.as_str())
+                    .or_default()
+                    .extend(single.values.iter().map(String::as_str)),
+                _ => others.push(rule.selector.to_query()),
+            }
+        }
+        let mut selectors: Vec<String> = by_key
+            .into_iter()
+            .map(|(key, mut values)| {
+                values.sort_unstable();
+                values.dedup();
+                match values.as_slice() {
+                    [one] => format!("{key}={one}"),
+                    _ => format!("{key} in ({})", values.join(",")),
+                }
+            })
+            .collect();
+        selectors.extend(others);
+        selectors.sort();
+        selectors.dedup();
+        selectors
     }
 
     /// The CNI whose agent `pod` is, if any.

@@ -34,7 +34,7 @@ use crate::cluster::changes::{ChangeKind, ChangeLog};
 use crate::cluster::convert::{
     ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS, MESH_PROXY_CONTAINERS,
 };
-use crate::cluster::index::{Apply, Index};
+use crate::cluster::index::{Apply, Index, PodOwner};
 use crate::cluster::model::{Namespace, NetworkPolicy, Node, ObjectRef, Pod};
 
 use super::cni::CniAgentMatcher;
@@ -307,6 +307,8 @@ pub struct CoreSink<'a> {
     pub index: &'a mut Index,
     pub changes: &'a mut ChangeLog,
     pub cni: &'a CniAgentMatcher,
+    /// The watch pods arrive through ([`PodOwner::ALL`] for the cluster-wide one).
+    pub pods: PodOwner,
 }
 
 fn warn_skipped(error: &ConvertError) {
@@ -460,12 +462,12 @@ impl Sink<corev1::Pod> for CoreSink<'_> {
         if let Some(old) = self.index.pod(&pod.key()).cloned() {
             self.pod_changed(&old, &pod, at);
         }
-        self.index.apply(pod);
+        self.index.apply_pod_from(self.pods, pod);
         true
     }
 
     fn remove(&mut self, key: &ObjectRef, _at: SystemTime) {
-        Apply::<Pod>::delete(self.index, key);
+        self.index.remove_pod_from(self.pods, key);
     }
 
     fn reset(&mut self, items: Vec<Pod>, first: bool, at: SystemTime) {
@@ -476,7 +478,7 @@ impl Sink<corev1::Pod> for CoreSink<'_> {
                 }
             }
         }
-        self.index.reset(items);
+        self.index.reset_pods_from(self.pods, items);
     }
 }
 

@@ -101,6 +101,7 @@ impl Core {
             .into_iter()
             .map(|event| {
                 let mut sink = CoreSink {
+                    pods: crate::cluster::index::PodOwner::ALL,
                     index: &mut self.index,
                     changes: &mut self.changes,
                     cni: &self.cni,
@@ -795,4 +796,198 @@ async fn the_pod_watcher_populates_the_index_and_flips_readiness() {
 
     watch.abort();
     server.abort();
+}
+
+// === Node-scoped pod watches against the fake API ===
+
+fn pod_on(ns: &str, name: &str, lbls: &[(&str, &str)], ip: &str, node: &str) -> Value {
+    let mut pod = pod_json(ns, name, lbls, ip);
+    pod["spec"]["nodeName"] = json!(node);
+    pod
+}
+
+fn spec_json(name: &str, to: Value) -> Value {
+    json!({
+        "apiVersion": "netreach.dev/v1alpha1", "kind": "ProbeSpec",
+        "metadata": {"name": name, "namespace": "shop", "generation": 1},
+        "spec": {"from": {"podSelector": {"matchLabels": {"app": "web"}}}, "to": to},
+    })
+}
+
+fn index_pods(view: &ClusterView) -> Vec<String> {
+    view.index
+        .read()
+        .pods()
+        .map(|p| p.key().to_string())
+        .collect()
+}
+
+async fn eventually(view: &ClusterView, what: &str, mut done: impl FnMut(&ClusterView) -> bool) {
+    let mut updates = view.subscribe();
+    let wait = async {
+        while !done(view) {
+            let _ = tokio::time::timeout(Duration::from_millis(50), updates.changed()).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+/// The node-scoped agent opens this node's watch, the CNI agents' and its specs' selector
+/// watches (never a watch of every pod), holds only those pods, and follows a spec change:
+/// a new destination selector is listed before the spec reaches the scheduler, and dropped
+/// with its pods once the spec is gone.
+#[tokio::test]
+async fn node_scoped_watches_follow_the_specs() {
+    use crate::cluster::fake_api::FakeApi;
+    use crate::cluster::index::PodCoverage;
+
+    let api = FakeApi::new();
+    for (name, labels) in [
+        ("shop", json!({"team": "shop"})),
+        ("pay", json!({"team": "pay"})),
+    ] {
+        api.apply(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels}}));
+    }
+    for pod in [
+        pod_on("shop", "web-1", &[("app", "web")], "10.0.1.1", "node-1"),
+        pod_on("shop", "web-2", &[("app", "web")], "10.0.2.1", "node-2"),
+        pod_on("shop", "api-1", &[("app", "api")], "10.0.2.2", "node-2"),
+        pod_on("shop", "db-1", &[("app", "db")], "10.0.1.3", "node-1"),
+        pod_on("pay", "gw", &[("app", "gateway")], "10.0.2.3", "node-2"),
+        pod_on("pay", "noise", &[("app", "noise")], "10.0.2.4", "node-2"),
+        pod_on(
+            "kube-system",
+            "calico-node-x",
+            &[("k8s-app", "calico-node")],
+            "10.0.2.9",
+            "node-2",
+        ),
+    ] {
+        api.apply(pod);
+    }
+    api.apply(spec_json(
+        "a",
+        json!([{"podSelector": {"matchLabels": {"app": "api"}}, "ports": [{"port": 80}]}]),
+    ));
+
+    let client = Client::new(api.router(), "default");
+    let view = ClusterView::new(CniAgentMatcher::builtin());
+    let watchers = Watchers::new(client, view.clone()).with_pod_scope(PodScope::node("node-1"));
+    let run = tokio::spawn(watchers.run());
+    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
+        .await
+        .expect("ready once every first watch listed");
+
+    let pod_lists: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("pods") && !r.contains("watch=true"))
+        .collect();
+    let mut expected = vec![
+        "GET /api/v1/namespaces/shop/pods?labelSelector=app=api",
+        "GET /api/v1/namespaces/shop/pods?labelSelector=app=web",
+        "GET /api/v1/pods?fieldSelector=spec.nodeName=node-1",
+        "GET /api/v1/pods?labelSelector=app in (flannel,kindnet)",
+        "GET /api/v1/pods?labelSelector=component=antrea-agent",
+        "GET /api/v1/pods?labelSelector=k8s-app in (aws-node,calico-node,cilium,kube-router)",
+        "GET /api/v1/pods?labelSelector=name=weave-net",
+    ];
+    expected.sort_unstable();
+    let mut got = pod_lists.clone();
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(
+        index_pods(&view),
+        [
+            "kube-system/calico-node-x",
+            "shop/api-1",
+            "shop/db-1",
+            "shop/web-1",
+            "shop/web-2"
+        ]
+    );
+    assert_eq!(view.index.read().coverage(), PodCoverage::Partial);
+    let spec_names = |view: &ClusterView| -> Vec<String> {
+        view.specs().iter().map(|s| s.key.to_string()).collect()
+    };
+    assert_eq!(spec_names(&view), ["shop/a"]);
+
+    // A spec with a new destination selector (every namespace): listed before it is served.
+    api.apply(spec_json(
+        "b",
+        json!([{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "gateway"}},
+                "ports": [{"port": 443}]}]),
+    ));
+    eventually(&view, "spec b served", |v| spec_names(v).len() == 2).await;
+    assert!(
+        index_pods(&view).contains(&"pay/gw".to_string()),
+        "served only after its destinations were listed: {:?}",
+        index_pods(&view)
+    );
+    assert!(
+        api.requests()
+            .contains(&"GET /api/v1/pods?labelSelector=app=gateway".to_string())
+    );
+
+    // A watched destination changes: the event arrives through its selector watch.
+    api.apply(pod_on(
+        "pay",
+        "gw-2",
+        &[("app", "gateway")],
+        "10.0.2.5",
+        "node-2",
+    ));
+    eventually(&view, "the new gateway pod", |v| {
+        index_pods(v).contains(&"pay/gw-2".to_string())
+    })
+    .await;
+
+    // Spec b goes: its watch stops and its pods leave; the shared ones stay.
+    api.delete(&spec_json("b", json!([])));
+    eventually(&view, "pay pods released", |v| {
+        !index_pods(v).iter().any(|p| p.starts_with("pay/"))
+    })
+    .await;
+    assert_eq!(spec_names(&view), ["shop/a"]);
+    assert!(index_pods(&view).contains(&"shop/api-1".to_string()));
+    assert!(!index_pods(&view).contains(&"pay/noise".to_string()));
+
+    run.abort();
+}
+
+/// The cluster scope is the single watch of every pod it always was.
+#[tokio::test]
+async fn cluster_scoped_pods_are_one_watch_of_every_pod() {
+    use crate::cluster::fake_api::FakeApi;
+
+    let api = FakeApi::new();
+    api.apply(pod_on(
+        "pay",
+        "noise",
+        &[("app", "noise")],
+        "10.0.2.4",
+        "node-2",
+    ));
+    let client = Client::new(api.router(), "default");
+    let view = ClusterView::new(CniAgentMatcher::builtin());
+    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
+    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
+        .await
+        .expect("ready");
+    let pod_requests: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("pods"))
+        .collect();
+    assert_eq!(pod_requests[0], "GET /api/v1/pods");
+    assert!(
+        pod_requests
+            .iter()
+            .all(|r| r.starts_with("GET /api/v1/pods"))
+    );
+    assert_eq!(index_pods(&view), ["pay/noise"]);
+    run.abort();
 }

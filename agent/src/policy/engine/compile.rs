@@ -154,6 +154,7 @@ impl Engine {
             namespace_labels,
             namespace_warnings,
             nodes: index.nodes().cloned().collect(),
+            partial_view: index.answered_addresses(),
             policies,
             pod_selector_matches: pod_cache.matches,
             namespace_selector_matches: ns_cache.matches,
@@ -221,6 +222,12 @@ impl Engine {
                     .position(|p| p.is_endpoint() && p.host_network && p.ips.contains(ip))
                 {
                     return Ok(self.side_of_pod(id));
+                }
+                if let Some(answered) = &self.partial_view
+                    && !answered.contains(ip)
+                    && !crate::cluster::index::never_a_pod(*ip)
+                {
+                    return Err(ResolveError::UnknownAddress(*ip));
                 }
                 Ok(Side::External(*ip))
             }

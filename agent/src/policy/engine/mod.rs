@@ -67,6 +67,13 @@ pub enum ResolveError {
     UnknownPod(ObjectRef),
     #[error("pod {0} has no IP address (phase {1}); it cannot send or receive traffic")]
     NotAnEndpoint(ObjectRef, String),
+    /// A partial view (node-scoped watches) holds no pod or node with this address, and no
+    /// watch answered for it: it may be a pod the view does not hold, so it is not judged as
+    /// an external address.
+    #[error(
+        "address {0} is not known to this agent's partial view (it may be a pod it does not watch)"
+    )]
+    UnknownAddress(std::net::IpAddr),
 }
 
 /// A flow endpoint resolved against the compiled index.
@@ -111,6 +118,9 @@ pub struct Engine {
     /// Per namespace: policies that exist but could not be loaded (verdicts carry a warning).
     namespace_warnings: Vec<Vec<String>>,
     nodes: Vec<Node>,
+    /// A partial view: the addresses a watch answered for (any other address no held pod or
+    /// node has is unknown, not external). `None`: every pod is held.
+    partial_view: Option<std::collections::BTreeSet<std::net::IpAddr>>,
     pub(crate) policies: Vec<CompiledPolicy>,
     /// Interned pod selectors: which pods' labels each matches.
     pub(crate) pod_selector_matches: Vec<BitSet>,

@@ -645,3 +645,63 @@ fn the_null_list_covers_every_probe_request_status_field() {
     listed.sort_unstable();
     assert_eq!(keys, listed);
 }
+
+/// 5,000 agents write one spec's status: the object keeps at most 32 entries (a few KiB, far
+/// from etcd's 1.5 MiB), agents with failing pairs take the slots of all-fine ones, and the
+/// aggregate says the pairs fail.
+#[test]
+fn status_stays_bounded_whatever_the_node_count() {
+    let mut object = spec_object("1", json!({}));
+    let mut patches = 0;
+    for i in 0..5000u64 {
+        let node = format!("node-{i:04}");
+        let mut config = StatusConfig::for_node(&node);
+        config.max_node_entries = MAX_NODE_ENTRIES;
+        // Every 50th node has a failing pair.
+        let report = if i % 50 == 7 {
+            let mut r = report(3, 1);
+            r.failing = 1;
+            r.last_failing_pairs = vec![failing(&format!("shop/src-{i}"), 100)];
+            r
+        } else {
+            report(4, 0)
+        };
+        let dynamic: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+        let current = parse_current(&dynamic, &spec_ref());
+        let Some(patch) = status_patch(&config, current, &report, at(1000)).unwrap() else {
+            continue;
+        };
+        patches += 1;
+        merge(&mut object, &patch);
+    }
+    let nodes = object["status"]["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), MAX_NODE_ENTRIES);
+    assert!(
+        nodes.values().all(|n| n["failing"] == json!(1)),
+        "failing agents took every slot"
+    );
+    let size = object["status"].to_string().len();
+    assert!(size < 64 * 1024, "status is {size} bytes");
+    // Writers: the first 32 agents (node-0007 among them fails), then the next 31 failing
+    // ones, each evicting an all-fine entry; the other 4,937 agents write nothing.
+    assert_eq!(patches, 32 + 31);
+    let status: ProbeSpecStatus = serde_json::from_value(object["status"].clone()).unwrap();
+    assert_eq!(condition(&status, "Satisfied").status, "False");
+    assert!(condition(&status, "Ready").message.contains("at most 32"));
+}
+
+/// A JSON merge patch (RFC 7386) applied to `target`.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    merge(t.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}

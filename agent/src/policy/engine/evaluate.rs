@@ -6,8 +6,71 @@ impl Engine {
     /// Evaluates one flow with a full explanation.
     pub fn evaluate(&self, flow: &Flow) -> Result<Verdict, ResolveError> {
         let src = self.resolve(&flow.from)?;
-        let dst = self.resolve(&flow.to)?;
+        let dst = match self.resolve(&flow.to) {
+            Err(ResolveError::UnknownAddress(ip)) => {
+                return self
+                    .egress_denies_whoever(&src, ip, flow.port, flow.protocol)
+                    .ok_or(ResolveError::UnknownAddress(ip));
+            }
+            resolved => resolved?,
+        };
         Ok(self.evaluate_sides(&src, &dst, flow.port, flow.protocol))
+    }
+
+    /// A destination address a partial view does not know (it may be a pod it does not hold)
+    /// can still be decided when the source's egress denies it whoever holds it: the source is
+    /// egress-isolated and no rule could match a pod there that would not match the address
+    /// (every rule's peers are ipBlocks, or invalid, and no rule names a port). The typical
+    /// case: a default-deny egress, with DNS to a Service address the view does not hold.
+    /// Then the verdict is the one for the address as external, with a note; else `None`.
+    fn egress_denies_whoever(
+        &self,
+        src: &Side,
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    ) -> Option<Verdict> {
+        let Side::Pod(s) = src else {
+            return None;
+        };
+        let isolating = &self.egress_policies[*s];
+        let pod_blind = |rule: &Rule, peers: &Vec<CompiledPeer>| {
+            let named_port = rule.ports.iter().any(|p| {
+                matches!(
+                    p,
+                    PolicyPort::Port {
+                        port: Some(PortRef::Name(_)),
+                        ..
+                    }
+                )
+            });
+            !named_port
+                && !peers.is_empty()
+                && peers
+                    .iter()
+                    .all(|p| matches!(p, CompiledPeer::IpBlock | CompiledPeer::Invalid))
+        };
+        let decidable = !isolating.is_empty()
+            && isolating.iter().all(|&pid| {
+                let policy = &self.policies[pid];
+                policy
+                    .policy
+                    .egress
+                    .iter()
+                    .zip(&policy.egress)
+                    .all(|(rule, peers)| pod_blind(rule, peers))
+            });
+        if !decidable {
+            return None;
+        }
+        let mut verdict = self.evaluate_sides(src, &Side::External(ip), port, protocol);
+        if verdict.egress.allows() {
+            return None;
+        }
+        verdict.notes.push(format!(
+            "{ip} is not in this agent's view (it may be a pod it does not watch); the source's egress denies it whoever holds it"
+        ));
+        Some(verdict)
     }
 
     pub(crate) fn evaluate_sides(

@@ -242,6 +242,7 @@ mod explanations;
 mod identity;
 mod ip_block;
 mod isolation;
+mod partial_view;
 mod peers;
 mod ports;
 mod rules;

@@ -18,14 +18,15 @@ use prometheus::Registry;
 use tokio::sync::watch;
 
 use super::Format;
-use crate::api::{self, AppState, PairReport};
+use crate::api::{self, AppState};
 use crate::cluster::Spec;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::load::Loaded;
 use crate::netns::SocketFactory;
+use crate::pair::PairReport;
 use crate::policy::Profile;
 use crate::probe::Prober;
-use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
+use crate::report::metrics::{IndexCollector, Metrics, PairKey, PairSeries, PairState};
 use crate::run::{NodeScope, Pipeline, PipelineConfig};
 
 /// The built-in scenario: every class of the runbook on two simulated nodes.
@@ -297,12 +298,12 @@ fn shortest_interval(specs: &[Spec]) -> Duration {
 }
 
 fn publish_metrics(metrics: &Metrics, reports: &[PairReport]) {
-    let keys: Vec<_> = reports.iter().filter_map(PairReport::metric_key).collect();
+    let keys: Vec<_> = reports.iter().filter_map(PairKey::of).collect();
     metrics.pairs.retain(|key| keys.contains(key));
     for report in reports {
-        if let Some(key) = report.metric_key() {
-            metrics.pairs.set(&key, &report.metric_state());
-            let spec = report.spec.as_deref().unwrap_or("");
+        if let Some(key) = PairKey::of(report) {
+            metrics.pairs.set(&key, &PairState::from(report));
+            let spec = &key.spec;
             metrics.observe_attempt(
                 spec,
                 key.protocol,
@@ -335,29 +336,21 @@ fn print_round(
     let rows: Vec<[String; 7]> = reports
         .iter()
         .map(|r| {
-            let mut to = match (&r.dns, &r.to, r.port, r.protocol) {
-                (Some(name), ..) => format!("dns {name}"),
-                (None, Some(to), Some(port), Some(proto)) => format!("{to}:{port}/{proto}"),
-                (None, Some(to), ..) => to.clone(),
-                _ => String::new(),
-            };
+            let mut to = r.target.to_string();
             // A host target's address: which name it came from (not when it did not resolve:
-            // `to` is the name then).
-            if let Some(host) = r.host.as_ref().filter(|host| r.to.as_ref() != Some(*host)) {
+            // the target is the name then).
+            if let Some(host) = r.host.as_ref().filter(|_| r.target.name().is_none()) {
                 to.push_str(&format!(" (host {host})"));
             }
             [
                 format!("{} -> {to}", r.from),
                 r.verdict.as_str().to_string(),
-                if r.reason.is_empty() {
-                    "-".into()
-                } else {
-                    r.reason.clone()
-                },
+                r.reason.map_or("-", |reason| reason.as_str()).to_string(),
                 if r.policies.is_empty() {
                     "-".into()
                 } else {
-                    r.policies.join(",")
+                    let names: Vec<String> = r.policies.iter().map(ToString::to_string).collect();
+                    names.join(",")
                 },
                 r.outcome.as_str().to_string(),
                 format!("{:.2} ms", r.latency_seconds * 1000.0),

@@ -12,7 +12,7 @@ use crate::cluster::model::{
 use crate::cluster::selector::Selector;
 use crate::cluster::{Index, Spec, SpecRef};
 
-use super::pair::{Pair, PairTarget, pair_id};
+use crate::pair::{Pair, PairTarget, pair_id};
 
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use netreach::pair::PairReason;
+use netreach::policy::Reason;
 use netreach::report::metrics::{Metrics, PairKey, PairSeries, PairState, ProtocolLabel};
 use probe_spec::{Direction, PairVerdict};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -20,7 +22,7 @@ fn state(blocked: bool) -> PairState {
     if blocked {
         PairState {
             verdict: PairVerdict::BlockedByPolicy,
-            reason: "default_deny".into(),
+            reason: Some(PairReason::Policy(Reason::DefaultDeny)),
             direction: Some(Direction::Ingress),
             policy: "billing/default-deny".into(),
             policy_allowed: false,
@@ -29,7 +31,7 @@ fn state(blocked: bool) -> PairState {
     } else {
         PairState {
             verdict: PairVerdict::Ok,
-            reason: String::new(),
+            reason: None,
             direction: None,
             policy: String::new(),
             policy_allowed: true,

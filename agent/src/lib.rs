@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod diagnose;
 pub mod netns;
+pub mod pair;
 pub mod policy;
 pub mod probe;
 pub mod report;

@@ -27,16 +27,16 @@ use parking_lot::Mutex;
 use probe_spec::Expectation;
 use tracing::{debug, warn};
 
-use crate::api::PairReport;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{Mesh, ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
 use crate::cluster::{Index, SpecRef};
 use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
+use crate::pair::{self, Pair, PairId, PairReport, PairTarget};
 use crate::policy::{Engine, Profile};
 use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
-use crate::schedule::{self, Pair, PairId, PairTarget};
+use crate::schedule;
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -245,7 +245,7 @@ impl Pipeline {
                 self.failure_streak(probed.streak_key(pair.id), probed.observation.outcome, now);
             assess(
                 pair,
-                &probed,
+                probed,
                 expect,
                 first_failure,
                 view,
@@ -323,7 +323,7 @@ impl Pipeline {
         // No spec: an identity no ProbeSpec or ClusterProbeSpec can have (names are not empty).
         let spec = SpecRef::Cluster(String::new());
         let pair = Pair {
-            id: schedule::pair_id(&spec, from, &target),
+            id: pair::pair_id(&spec, from, &target),
             spec,
             from: from.clone(),
             target,
@@ -677,7 +677,7 @@ fn host_addresses(name: &str, lookup: Observation) -> Result<ResolvedHost, Obser
 /// failure streak comes in.
 fn assess(
     pair: &Pair,
-    probed: &Probed,
+    probed: Probed,
     expect: Expectation,
     first_failure: Option<SystemTime>,
     view: View<'_>,
@@ -728,62 +728,32 @@ fn source_mesh(index: &Index, from: &ObjectRef, ip: std::net::IpAddr) -> Option<
 
 fn report(
     pair: &Pair,
-    probed: &Probed,
+    probed: Probed,
     expect: Expectation,
     policy_allowed: bool,
     diagnosis: Diagnosis,
 ) -> PairReport {
-    let observation = &probed.observation;
-    let (to, ip, dns, port, protocol) = match &probed.target {
-        PairTarget::Pod {
-            pod,
-            ip,
-            port,
-            protocol,
-        } => (
-            Some(pod.to_string()),
-            Some(*ip),
-            None,
-            Some(*port),
-            Some(*protocol),
-        ),
-        PairTarget::Ip { ip, port, protocol } => (
-            Some(ip.to_string()),
-            Some(*ip),
-            None,
-            Some(*port),
-            Some(*protocol),
-        ),
-        PairTarget::Host {
-            name,
-            port,
-            protocol,
-        } => (Some(name.clone()), None, None, Some(*port), Some(*protocol)),
-        PairTarget::Dns { name } => (None, None, Some(name.clone()), None, None),
-    };
-    let reason = diagnosis.reason_code().to_string();
-    let mut explanation = diagnosis.explanation;
-    if !observation.detail.is_empty() {
-        explanation.push_str(&format!("\nprobe: {}", observation.detail));
-    }
+    let Probed {
+        target,
+        host,
+        observation,
+        dns_server: _,
+    } = probed;
     PairReport {
-        spec: Some(pair.spec.to_string()),
-        from: pair.from.to_string(),
+        spec: Some(pair.spec.clone()),
+        from: pair.from.clone(),
         mesh: None,
-        to,
-        host: probed.host.clone(),
-        ip,
-        dns,
-        port,
-        protocol,
+        target,
+        host,
         outcome: observation.outcome,
         policy_allowed,
         verdict: diagnosis.verdict,
-        reason,
+        reason: diagnosis.reason,
         direction: diagnosis.direction,
         policies: diagnosis.policies,
         summary: diagnosis.summary,
-        explanation,
+        explanation: diagnosis.explanation,
+        probe_detail: observation.detail,
         hints: diagnosis.hints.iter().map(ToString::to_string).collect(),
         latency_seconds: observation.latency.as_secs_f64(),
         last_probe: k8s_openapi::jiff::Timestamp::now(),

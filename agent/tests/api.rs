@@ -13,12 +13,14 @@ use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use netreach::api::{
-    Access, ApiLimits, AppState, AuthMode, BoxFuture, ErrorBody, PairReport, PairsResponse,
-    ProbeCall, ProbeCallTarget, ProbeService, RateLimit, ServiceError, TokenUse, UserInfo, router,
+    Access, ApiLimits, AppState, AuthMode, BoxFuture, ErrorBody, PairsResponse, ProbeCall,
+    ProbeCallTarget, ProbeService, RateLimit, ServiceError, TokenUse, UserInfo, router,
 };
+use netreach::cluster::SpecRef;
 use netreach::cluster::load::load_paths;
 use netreach::cluster::model::{ObjectRef, Protocol};
-use netreach::report::metrics::{IndexCollector, Metrics};
+use netreach::pair::PairReport;
+use netreach::report::metrics::{IndexCollector, Metrics, PairKey, PairState};
 use parking_lot::{Mutex, RwLock};
 use prometheus::Registry;
 use tokio::sync::watch;
@@ -322,8 +324,8 @@ async fn readyz_waits_for_the_first_full_sync() {
 async fn metrics_render_the_registry() {
     let harness = Harness::new();
     for pair in published_pairs() {
-        let key = pair.metric_key().expect("spec pairs have a key");
-        harness.metrics.pairs.set(&key, &pair.metric_state());
+        let key = PairKey::of(&pair).expect("spec pairs have a key");
+        harness.metrics.pairs.set(&key, &PairState::from(&pair));
     }
     let reply = harness.get("/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -369,8 +371,12 @@ async fn pairs_lists_what_the_agent_published() {
     let listed: PairsResponse = reply.json();
     assert_eq!(listed.pairs, published_pairs());
 
-    // The wire form keeps the contract's snake_case names and omits what does not apply.
+    // The wire form keeps the contract's snake_case names and omits what does not apply: the
+    // typed reports serialize back to exactly the JSON they were read from.
     let raw: serde_json::Value = reply.json();
+    let fixture: serde_json::Value =
+        serde_json::from_str(&fixture("pairs.json")).expect("pairs.json parses");
+    assert_eq!(raw["pairs"], fixture);
     let dns_pair = &raw["pairs"][2];
     assert_eq!(dns_pair["dns"], "api.shop.svc.cluster.local");
     assert!(dns_pair.get("to").is_none() && dns_pair.get("port").is_none());
@@ -434,7 +440,7 @@ async fn pairs_filters_combine() {
         let destinations: Vec<String> = listed
             .pairs
             .iter()
-            .map(|pair| pair.to.clone().or(pair.dns.clone()).unwrap_or_default())
+            .map(|pair| pair.destination().to_string())
             .collect();
         assert_eq!(destinations, *expected, "{query}");
     }
@@ -447,11 +453,11 @@ async fn pairs_and_metrics_name_a_cluster_probe_spec_by_its_bare_name() {
     let harness = Harness::new();
     let mut pairs = published_pairs();
     let mut cluster_pair = pairs[0].clone();
-    cluster_pair.spec = Some("frontend-paths".into());
+    cluster_pair.spec = Some(SpecRef::Cluster("frontend-paths".into()));
     pairs.push(cluster_pair.clone());
     for pair in &pairs {
-        let key = pair.metric_key().expect("spec pairs have a key");
-        harness.metrics.pairs.set(&key, &pair.metric_state());
+        let key = PairKey::of(pair).expect("spec pairs have a key");
+        harness.metrics.pairs.set(&key, &PairState::from(pair));
     }
     harness.pairs.send(Arc::new(pairs)).expect("receiver alive");
 

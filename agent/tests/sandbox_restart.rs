@@ -15,9 +15,9 @@ use netreach::cluster::changes::ChangeLog;
 use netreach::cluster::load::Loaded;
 use netreach::cluster::model::{ObjectRef, Protocol};
 use netreach::netns::{REVALIDATE_EVERY, SocketFactory, netns_inode};
+use netreach::pair::{Pair, PairTarget, pair_id};
 use netreach::probe::{Outcome, Prober};
 use netreach::run::{Pipeline, PipelineConfig};
-use netreach::schedule::{Pair, PairTarget, pair_id};
 use probe_spec::{Expectation, PairVerdict};
 use testbed::Testbed;
 

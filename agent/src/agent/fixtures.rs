@@ -1,12 +1,14 @@
 //! Builders shared by the agent tests: pods, namespaces, policies, ProbeSpecs, ProbeRequests
 //! and diagnosed reports.
 
+use std::net::IpAddr;
+
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{ClusterProbeSpec, Expectation, PairVerdict, ProbeRequest, ProbeSpec};
 
-use crate::api::PairReport;
-use crate::cluster::model::{Pod, Protocol};
-use crate::probe::Outcome;
+use crate::cluster::model::{ObjectRef, Pod, Protocol};
+use crate::pair::{PairReason, PairReport, PairTarget};
+use crate::probe::{NotProbedReason, Outcome};
 use crate::testing::{self, PodExt};
 
 pub(crate) use crate::schedule::fixtures::policy;
@@ -41,7 +43,8 @@ pub(crate) fn probe_request(ns: &str, name: &str, spec: &str) -> ProbeRequest {
     serde_yaml_ng::from_str(&yaml).expect("fixture ProbeRequest parses")
 }
 
-/// A diagnosed pod-to-pod pair of `spec` on port 8080/TCP.
+/// A diagnosed pod-to-pod pair of `spec` on port 8080/TCP (`spec`, `from` and `to` as
+/// `ns/name`; a `spec` without `/` is a ClusterProbeSpec).
 pub(crate) fn report(
     spec: &str,
     from: &str,
@@ -49,17 +52,31 @@ pub(crate) fn report(
     verdict: PairVerdict,
     meets_expectation: bool,
 ) -> PairReport {
+    let target = PairTarget::Pod {
+        pod: to.parse().expect("fixture destination pod"),
+        ip: IpAddr::from([10, 244, 1, 1]),
+        port: 8080,
+        protocol: Protocol::Tcp,
+    };
+    report_to(spec, from, target, verdict, meets_expectation)
+}
+
+/// A diagnosed pair of `spec` from `from` to `target`.
+pub(crate) fn report_to(
+    spec: &str,
+    from: &str,
+    target: PairTarget,
+    verdict: PairVerdict,
+    meets_expectation: bool,
+) -> PairReport {
     let reachable = verdict.reachable();
     PairReport {
-        spec: Some(spec.into()),
-        from: from.into(),
+        spec: Some(spec.parse().expect("fixture spec")),
+        from: from.parse().expect("fixture source pod"),
         mesh: None,
-        to: Some(to.into()),
+        summary: format!("{from} -> {target}: {verdict}"),
+        target,
         host: None,
-        ip: None,
-        dns: None,
-        port: Some(8080),
-        protocol: Some(Protocol::Tcp),
         outcome: if reachable {
             Outcome::Open
         } else {
@@ -68,21 +85,23 @@ pub(crate) fn report(
         policy_allowed: matches!(verdict, PairVerdict::Ok | PairVerdict::UnexpectedBlock),
         verdict,
         reason: match verdict {
-            PairVerdict::Ok => String::new(),
-            PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => "default_deny".into(),
-            PairVerdict::UnexpectedBlock => "unknown".into(),
-            PairVerdict::NotProbed => "netns_not_found".into(),
-            PairVerdict::Inconclusive => "udp_silence".into(),
+            PairVerdict::Ok => None,
+            PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => {
+                Some(PairReason::Policy(crate::policy::Reason::DefaultDeny))
+            }
+            PairVerdict::UnexpectedBlock => Some(PairReason::Unknown),
+            PairVerdict::NotProbed => Some(PairReason::NotProbed(NotProbedReason::NetnsNotFound)),
+            PairVerdict::Inconclusive => Some(PairReason::UdpSilence),
         },
         direction: None,
         policies: match verdict {
             PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => {
-                vec!["shop/deny".into()]
+                vec![ObjectRef::new("shop", "deny")]
             }
             _ => vec![],
         },
-        summary: format!("{from} -> {to}: {verdict}"),
         explanation: String::new(),
+        probe_detail: String::new(),
         hints: vec![],
         latency_seconds: 0.001,
         last_probe: Timestamp::UNIX_EPOCH,

@@ -47,13 +47,12 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::serve::{ConnectionMetrics, ServeConfig};
 use crate::api::tls::TlsSource;
-use crate::api::{
-    self, AppState, AuthMode, KubeProbeService, OnDemandProber, PairReport, ProbeService,
-};
+use crate::api::{self, AppState, AuthMode, KubeProbeService, OnDemandProber, ProbeService};
 use crate::cluster::watch::{
     self as cluster_watch, ClusterView, CniAgentMatcher, PodScope, WatchScope, Watchers,
 };
 use crate::netns::SocketFactory;
+use crate::pair::PairReport;
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::prober::ViewSnapshot;
-use crate::api::{BoxFuture, OnDemandProber, PairReport};
+use crate::api::{BoxFuture, OnDemandProber};
 use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::ClusterView;
+use crate::pair::PairReport;
+use crate::pair::PairTarget;
 use crate::run::{Pipeline, ProbeContext};
-use crate::schedule::PairTarget;
 
 /// A snapshot is reused for this long while the view moves, if it holds the request's pods.
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);

@@ -19,8 +19,8 @@ use probe_spec::Expectation;
 
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
+use crate::pair::{Pair, PairId};
 use crate::run::{PairReports, Pipeline, ProbeContext};
-use crate::schedule::{Pair, PairId};
 
 /// One reading of both clocks: the timetable runs on `instant`, the change log stamps `wall`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

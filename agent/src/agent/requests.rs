@@ -46,9 +46,10 @@ pub use self::decide::{
     PreparedRequest, Runnable, expired, failed_status, is_done, kept_here, prepare, request_uid,
     runnable_here, running_status, summarize, target_label,
 };
-use crate::api::{OnDemandProber, PairReport};
+use crate::api::OnDemandProber;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::cluster::watch::{ClusterView, lookup};
+use crate::pair::PairReport;
 use crate::report::status::{RequestStatusWriter, Written};
 
 /// Time between two UDP probes of one request.

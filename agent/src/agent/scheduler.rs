@@ -46,13 +46,13 @@ use tracing::{debug, info, warn};
 use super::changes::{Transition, transition};
 use super::events::EventNotice;
 use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
-use crate::api::PairReport;
 use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
+use crate::pair::{Pair, PairId, PairReport};
 use crate::report::events::EventTarget;
-use crate::report::metrics::{Metrics, PairKey};
+use crate::report::metrics::{Metrics, PairKey, PairState};
 use crate::run::PairReports;
-use crate::schedule::{Pair, PairId, Timetable, TimetableConfig};
+use crate::schedule::{Timetable, TimetableConfig};
 
 // === Configuration and outputs ===
 
@@ -194,7 +194,7 @@ struct PairRecord {
 /// Which of a pair's reports this is, from one probe to the next: a host target's resolved
 /// address; `None` for the one report of any other pair (or of a name that did not resolve).
 fn report_slot(report: &PairReport) -> Option<IpAddr> {
-    report.host.as_ref().and(report.ip)
+    report.host.as_ref().and(report.ip())
 }
 
 /// The scheduler of one agent.
@@ -340,7 +340,7 @@ impl Scheduler {
                 let transition =
                     transition(report.expect.unwrap_or_default(), previous, report.verdict);
                 if previous.is_some_and(|p| p != report.verdict) {
-                    info!(%pair, from = ?previous, to = %report.verdict, reason = %report.reason, "verdict changed");
+                    info!(%pair, from = ?previous, to = %report.verdict, reason = report.reason_code(), "verdict changed");
                 }
                 if let Some(reason) = transition.event {
                     self.notify(&pair, reason, &report.summary);
@@ -362,17 +362,17 @@ impl Scheduler {
             let verdicts: Vec<&str> = reports.iter().map(|r| r.verdict.as_str()).collect();
             info!(%pair, elapsed = ?elapsed, verdict = %verdicts.join(","), "change took effect");
         }
-        let keys: Vec<PairKey> = reports.iter().filter_map(PairReport::metric_key).collect();
-        for gone in record.reports.iter().filter_map(PairReport::metric_key) {
+        let keys: Vec<PairKey> = reports.iter().filter_map(PairKey::of).collect();
+        for gone in record.reports.iter().filter_map(PairKey::of) {
             if !keys.contains(&gone) {
                 metrics.pairs.remove(&gone);
             }
         }
         for (report, key) in reports
             .iter()
-            .filter_map(|report| Some((report, report.metric_key()?)))
+            .filter_map(|report| Some((report, PairKey::of(report)?)))
         {
-            metrics.pairs.set(&key, &report.metric_state());
+            metrics.pairs.set(&key, &PairState::from(report));
             let latency = Duration::try_from_secs_f64(report.latency_seconds).unwrap_or_default();
             metrics.observe_attempt(
                 &key.spec,
@@ -415,7 +415,7 @@ impl Scheduler {
             .values()
             .flat_map(|record| record.reports.iter().cloned())
             .collect();
-        pairs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        pairs.sort_by(PairReport::listing_order);
         self.out.pairs.send_replace(Arc::new(pairs));
         self.send_progress();
         self.unpublished = false;

@@ -27,20 +27,20 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::scheduler::{SpecSummaries, SpecSummary};
-use crate::api::PairReport;
 use crate::cluster::SpecRef;
-use crate::cluster::model::Protocol;
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::pair::{Destination, PairReport};
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 
 /// Failing pairs kept per spec in this node's report.
 pub const NODE_FAILING_PAIRS: usize = 5;
 
-/// A pair as the failing-since map knows it: spec, source, destination, host name (of a host
-/// target's address), port, protocol.
+/// A pair as the failing-since map knows it: spec, source, destination (a pod by name, so a
+/// recreated pod keeps its streak), host name (of a host target's address), port, protocol.
 type PairName = (
-    String,
-    String,
+    SpecRef,
+    ObjectRef,
     String,
     Option<String>,
     Option<u16>,
@@ -60,24 +60,21 @@ impl FailingSince {
     }
 }
 
-fn pair_name(report: &PairReport) -> PairName {
-    (
-        report.spec.clone().unwrap_or_default(),
+/// `None` for on-demand reports, which belong to no spec.
+fn pair_name(report: &PairReport) -> Option<PairName> {
+    Some((
+        report.spec.clone()?,
         report.from.clone(),
-        report
-            .to
-            .clone()
-            .or_else(|| report.dns.clone())
-            .unwrap_or_default(),
+        report.destination().to_string(),
         report.host.clone(),
-        report.port,
-        report.protocol,
-    )
+        report.port(),
+        report.protocol(),
+    ))
 }
 
 /// This node's report for `spec` from every published pair (other specs' pairs are ignored).
 pub fn node_report(
-    spec: &str,
+    spec: &SpecRef,
     summary: &SpecSummary,
     pairs: &[PairReport],
     failing_since: &mut FailingSince,
@@ -86,28 +83,27 @@ pub fn node_report(
     let mut counts = VerdictCounts::default();
     let mut failing = 0u32;
     let mut last_failing_pairs = Vec::new();
-    for report in pairs.iter().filter(|r| r.spec.as_deref() == Some(spec)) {
+    for report in pairs.iter().filter(|r| r.spec.as_ref() == Some(spec)) {
         counts.add(report.verdict);
         if report.meets_expectation != Some(false) {
             continue;
         }
         failing += 1;
+        let Some(name) = pair_name(report) else {
+            continue;
+        };
         let since = failing_since
             .since
-            .entry(pair_name(report))
+            .entry(name)
             .or_insert_with(|| Time(report.last_probe))
             .clone();
         last_failing_pairs.push(FailingPair {
-            from: report.from.clone(),
-            to: report
-                .to
-                .clone()
-                .or_else(|| report.dns.clone())
-                .unwrap_or_default(),
-            port: report.port,
-            protocol: report.protocol.map(probe_spec::Protocol::from),
+            from: report.from.to_string(),
+            to: report.destination().to_string(),
+            port: report.port(),
+            protocol: report.protocol().map(probe_spec::Protocol::from),
             verdict: report.verdict,
-            reason: Some(report.reason.clone()).filter(|r| !r.is_empty()),
+            reason: report.reason.map(|reason| reason.as_str().to_string()),
             policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
             since,
         });
@@ -144,17 +140,21 @@ fn ready_to_report(
 
 /// How many planned pairs of `spec` the published reports cover: a host pair's reports (one
 /// per resolved address) count once.
-fn probed_pairs(spec: &str, pairs: &[PairReport]) -> usize {
+fn probed_pairs(spec: &SpecRef, pairs: &[PairReport]) -> usize {
     // Source, destination (a host pair's name), port, protocol.
-    type Identity<'a> = (&'a str, Option<&'a str>, Option<u16>, Option<Protocol>);
+    type Identity<'a> = (
+        &'a ObjectRef,
+        Destination<'a>,
+        Option<u16>,
+        Option<Protocol>,
+    );
     let mut seen: HashSet<Identity<'_>> = HashSet::new();
-    for report in pairs.iter().filter(|r| r.spec.as_deref() == Some(spec)) {
+    for report in pairs.iter().filter(|r| r.spec.as_ref() == Some(spec)) {
         let destination = report
             .host
             .as_deref()
-            .or(report.to.as_deref())
-            .or(report.dns.as_deref());
-        seen.insert((&report.from, destination, report.port, report.protocol));
+            .map_or_else(|| report.destination(), Destination::Name);
+        seen.insert((&report.from, destination, report.port(), report.protocol()));
     }
     seen.len()
 }
@@ -187,9 +187,8 @@ pub async fn write_spec_statuses(
         let pairs = pairs.borrow().clone();
         let mut failing: Vec<PairName> = Vec::new();
         for (spec, summary) in summaries.iter() {
-            let name = spec.to_string();
             let report = node_report(
-                &name,
+                spec,
                 summary,
                 &pairs,
                 &mut failing_since,
@@ -198,11 +197,11 @@ pub async fn write_spec_statuses(
             failing.extend(
                 pairs
                     .iter()
-                    .filter(|r| r.spec.as_deref() == Some(name.as_str()))
+                    .filter(|r| r.spec.as_ref() == Some(spec))
                     .filter(|r| r.meets_expectation == Some(false))
-                    .map(pair_name),
+                    .filter_map(pair_name),
             );
-            let probed = probed_pairs(&name, &pairs);
+            let probed = probed_pairs(spec, &pairs);
             if !ready_to_report(summary, &report, probed, reported.contains(spec)) {
                 continue;
             }

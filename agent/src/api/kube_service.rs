@@ -35,9 +35,10 @@ use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
 use super::auth::{Access, TokenUse};
-use super::{BoxFuture, PairReport, ProbeCall, ProbeService, ServiceError, UserInfo};
+use super::{BoxFuture, ProbeCall, ProbeService, ServiceError, UserInfo};
 use crate::cluster::model::ObjectRef;
-use crate::schedule::PairTarget;
+use crate::pair::PairReport;
+use crate::pair::PairTarget;
 
 /// The audience on-demand callers' tokens must carry (`kubectl create token SA --audience netreach`).
 pub const DEFAULT_AUDIENCE: &str = "netreach";

@@ -45,6 +45,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::cluster::Index;
 use crate::cluster::watch::PodLookup;
+use crate::pair::PairReport;
 
 pub use auth::{Access, AuthMode, Gate, ReviewTtl, TokenUse};
 pub use error::{ApiError, ErrorBody};
@@ -52,7 +53,7 @@ pub use kube_service::{
     DEFAULT_AUDIENCE, KubeProbeService, OnDemandProber, PROBE_REQUEST_GROUP,
     PROBE_REQUEST_RESOURCE, PROBE_REQUEST_VERB, ReviewError,
 };
-pub use pairs::{PairReport, PairsQuery, PairsResponse};
+pub use pairs::{PairsQuery, PairsResponse};
 pub use probe::ProbeBody;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use service::{

@@ -1,167 +1,18 @@
-//! `GET /v1/pairs`: this node's pairs with their diagnoses, as the agent last published them,
-//! filtered by the query string.
-//!
-//! [`PairReport`] is the wire form of one diagnosed pair; the agent fills it from the schedule's
-//! pair, the probe's observation and the diagnosis, and publishes the list through a
-//! `tokio::sync::watch` channel. It also yields the pair's metric key and state, so metrics and
-//! the API show the same thing.
+//! `GET /v1/pairs`: this node's pairs with their diagnoses, as the agent last published them
+//! (a `tokio::sync::watch` channel of [`PairReport`]s), filtered by the query string.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use k8s_openapi::jiff::Timestamp;
-use probe_spec::{Direction, Expectation, PairVerdict};
+use probe_spec::PairVerdict;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::cluster::model::Protocol;
-use crate::probe::{NotProbedReason, Outcome};
-use crate::report::metrics::{PairKey, PairState, ProtocolLabel};
-
-/// One diagnosed pair. DNS lookups carry `dns` instead of `to`/`port`/`protocol`. A host
-/// target gives one report per address its name resolved to, each with `host`; a name that
-/// did not resolve gives one `not_probed` report with `to` and `host` the name.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairReport {
-    /// The spec: a ProbeSpec as `namespace/name`, a ClusterProbeSpec as `name`; absent for
-    /// on-demand probes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<String>,
-    /// The source pod, `namespace/name`.
-    pub from: String,
-    /// The source pod's service mesh (`istio`, `linkerd`, `istio-ambient`): TCP probes were
-    /// made with the identity its redirect exempts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mesh: Option<String>,
-    /// The destination: a pod's `namespace/name` or an IP address (for a host target, the pod
-    /// that holds the resolved address, else the address); a host name that did not resolve.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// The host name of a host target (`to` is what it resolved to).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// The address probed, when known (a pod target's IP, an IP target, a resolved host).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<IpAddr>,
-    /// The name looked up, for DNS probes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<Protocol>,
-    /// What the probe observed: `open`, `refused`, `timeout`, ...
-    #[serde(with = "outcome_code")]
-    pub outcome: Outcome,
-    /// The live NetworkPolicy set allows the flow.
-    pub policy_allowed: bool,
-    pub verdict: PairVerdict,
-    /// The bounded reason code (`default_deny`, `cni_unhealthy`, ...); empty for `ok`.
-    #[serde(default)]
-    pub reason: String,
-    /// The side whose policy decided, when a policy did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub direction: Option<Direction>,
-    /// The deciding policies, `namespace/name`.
-    #[serde(default)]
-    pub policies: Vec<String>,
-    /// One line for humans.
-    pub summary: String,
-    /// The full explanation: policies, rules, selectors, health checks.
-    #[serde(default)]
-    pub explanation: String,
-    /// The runbook's fallback hints that hold (recent label or policy changes, overlapping
-    /// policies, a restarted CNI agent).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hints: Vec<String>,
-    /// The probe's latency (the timeout when nothing came back).
-    pub latency_seconds: f64,
-    /// When the pair was last probed.
-    pub last_probe: Timestamp,
-    /// The spec's intent; absent for on-demand probes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<Expectation>,
-    /// Whether the verdict meets `expect`; absent without an intent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meets_expectation: Option<bool>,
-}
-
-impl PairReport {
-    /// The pair's metric labels; `None` for on-demand probes, which have no series.
-    pub fn metric_key(&self) -> Option<PairKey> {
-        let spec = self.spec.clone()?;
-        let (dst, protocol) = match (&self.dns, &self.to, self.protocol) {
-            (Some(name), _, _) => (name.clone(), ProtocolLabel::Dns),
-            (None, Some(to), protocol) => (to.clone(), protocol.unwrap_or(Protocol::Tcp).into()),
-            (None, None, _) => return None,
-        };
-        Some(PairKey {
-            spec,
-            src: self.from.clone(),
-            dst,
-            host: self.host.clone(),
-            port: if self.dns.is_some() { None } else { self.port },
-            protocol,
-        })
-    }
-
-    /// The order pairs are listed in: by spec, source, destination, host name, port.
-    #[allow(clippy::type_complexity)]
-    pub fn sort_key(
-        &self,
-    ) -> (
-        &Option<String>,
-        &str,
-        &Option<String>,
-        &Option<String>,
-        &Option<String>,
-        Option<u16>,
-    ) {
-        (
-            &self.spec, &self.from, &self.to, &self.dns, &self.host, self.port,
-        )
-    }
-
-    /// The pair's metric state.
-    pub fn metric_state(&self) -> PairState {
-        PairState {
-            verdict: self.verdict,
-            reason: self.reason.clone(),
-            direction: self.direction,
-            policy: PairState::policy_label(&self.policies),
-            policy_allowed: self.policy_allowed,
-            // On-demand probes have no series; a spec pair without a decision has none either.
-            expectation_met: if self.spec.is_some() {
-                self.meets_expectation
-            } else {
-                Some(true)
-            },
-        }
-    }
-
-    /// Why the pair was not probed, for a `not_probed` report.
-    pub fn not_probed_reason(&self) -> Option<NotProbedReason> {
-        (self.outcome == Outcome::NotProbed).then(|| {
-            NotProbedReason::from_code(&self.reason).unwrap_or(NotProbedReason::ProbeError)
-        })
-    }
-
-    /// The destination's namespace, for pod targets.
-    fn destination_namespace(&self) -> Option<&str> {
-        let to = self.to.as_deref()?;
-        let (namespace, name) = to.split_once('/')?;
-        (!name.is_empty()).then_some(namespace)
-    }
-
-    fn source_namespace(&self) -> &str {
-        self.from
-            .split_once('/')
-            .map_or("", |(namespace, _)| namespace)
-    }
-}
+use crate::cluster::SpecRef;
+use crate::cluster::model::ObjectRef;
+use crate::pair::PairReport;
 
 /// The body of `GET /v1/pairs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,16 +40,26 @@ pub struct PairsQuery {
     pub namespace: Option<String>,
 }
 
-/// A [`PairsQuery`] with its verdict parsed.
+/// A [`PairsQuery`] parsed: a filter value that cannot name anything (a spec or source that
+/// is not a valid key) matches no pair.
 struct PairFilter {
-    query: PairsQuery,
+    spec: Option<Option<SpecRef>>,
     verdict: Option<PairVerdict>,
+    from: Option<Option<ObjectRef>>,
+    to: Option<String>,
+    namespace: Option<String>,
 }
 
 impl PairFilter {
     fn new(query: PairsQuery) -> Result<Self, ApiError> {
-        let verdict = query
-            .verdict
+        let PairsQuery {
+            spec,
+            verdict,
+            from,
+            to,
+            namespace,
+        } = query;
+        let verdict = verdict
             .as_deref()
             .map(|code| {
                 PairVerdict::ALL
@@ -214,33 +75,35 @@ impl PairFilter {
                     })
             })
             .transpose()?;
-        Ok(Self { query, verdict })
+        Ok(Self {
+            spec: spec.map(|spec| spec.parse().ok()),
+            verdict,
+            from: from.map(|from| from.parse().ok()),
+            to,
+            namespace,
+        })
     }
 
     fn matches(&self, pair: &PairReport) -> bool {
-        let query = &self.query;
-        let is = |wanted: &Option<String>, actual: Option<&str>| {
-            wanted
-                .as_deref()
-                .is_none_or(|wanted| actual == Some(wanted))
-        };
-        // A host target's pairs answer to their host name as well as to what it resolved to.
-        let to = [
-            pair.to.as_deref(),
-            pair.dns.as_deref(),
-            pair.host.as_deref(),
-        ];
-        is(&query.spec, pair.spec.as_deref())
+        wanted(&self.spec, pair.spec.as_ref())
             && self.verdict.is_none_or(|verdict| pair.verdict == verdict)
-            && is(&query.from, Some(&pair.from))
-            && query
-                .to
-                .as_deref()
-                .is_none_or(|wanted| to.contains(&Some(wanted)))
-            && query.namespace.as_deref().is_none_or(|namespace| {
-                pair.source_namespace() == namespace
-                    || pair.destination_namespace() == Some(namespace)
+            && wanted(&self.from, Some(&pair.from))
+            // A host target's pairs answer to their host name as well as to what it resolved to.
+            && self.to.as_deref().is_none_or(|wanted| {
+                pair.destination().is(wanted) || pair.host.as_deref() == Some(wanted)
             })
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|namespace| pair.involves_namespace(namespace))
+    }
+}
+
+/// Whether a filter value (`Some(None)`: one that names nothing) admits `actual`.
+fn wanted<T: PartialEq>(wanted: &Option<Option<T>>, actual: Option<&T>) -> bool {
+    match wanted {
+        None => true,
+        Some(wanted) => wanted.is_some() && wanted.as_ref() == actual,
     }
 }
 
@@ -262,35 +125,8 @@ pub(super) async fn list_pairs(
     }))
 }
 
-/// `Outcome` as its snake_case code.
-mod outcome_code {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::Outcome;
-
-    pub(super) fn serialize<S: Serializer>(
-        outcome: &Outcome,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(outcome.as_str())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Outcome, D::Error> {
-        let code = String::deserialize(deserializer)?;
-        Outcome::ALL
-            .into_iter()
-            .find(|outcome| outcome.as_str() == code)
-            .ok_or_else(|| D::Error::custom(format!("unknown outcome {code:?}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use probe_spec::PairVerdict;
-
     use super::*;
     use crate::agent::fixtures::report;
 

@@ -32,10 +32,11 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::auth::{Access, TokenUse};
-use super::{ApiError, ApiLimits, AppState, PairReport, ProbeCall, ProbeCallTarget, ServiceError};
+use super::{ApiError, ApiLimits, AppState, ProbeCall, ProbeCallTarget, ServiceError};
 use crate::cluster::Index;
 use crate::cluster::model::ObjectRef;
-use crate::schedule::{PairTarget, RequestError, not_probeable, resolve_request};
+use crate::pair::{PairReport, PairTarget};
+use crate::schedule::{RequestError, not_probeable, resolve_request};
 
 /// The JSON body of `POST /v1/probe`: `from` a pod, to exactly one of `to` (a pod), `ip` or
 /// `dns`; pods and IPs need a `port` (a number, or a container-port name for pods).

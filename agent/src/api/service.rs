@@ -9,10 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::PairReport;
 use super::auth::{Access, TokenUse};
 use crate::cluster::model::ObjectRef;
-use crate::schedule::PairTarget;
+use crate::pair::{PairReport, PairTarget};
 
 /// A boxed future, so [`ProbeService`] can be a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -23,8 +23,8 @@ use probe_spec::PairVerdict;
 use crate::policy::Verdict;
 use crate::probe::{NotProbedReason, Outcome};
 
-use super::Reason;
 use super::health::Health;
+use crate::pair::PairReason;
 
 /// What the policy engine predicts for the flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl Policy {
 pub(super) struct Classified {
     pub(super) verdict: PairVerdict,
     /// `None` only for a clean `ok`.
-    pub(super) reason: Option<Reason>,
+    pub(super) reason: Option<PairReason>,
     pub(super) policy: Policy,
 }
 
@@ -84,7 +84,7 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
     if observed.mesh_redirected && outcome == Open {
         return Classified {
             verdict: PairVerdict::Inconclusive,
-            reason: Some(Reason::MeshRedirect),
+            reason: Some(PairReason::MeshRedirect),
             policy,
         };
     }
@@ -92,43 +92,46 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
         (OpenOrFiltered, Policy::Allows | Policy::Unknown | Policy::DestinationUnknown)
             if !observed.expects_reply =>
         {
-            (PairVerdict::Inconclusive, Some(Reason::UdpSilence))
+            (PairVerdict::Inconclusive, Some(PairReason::UdpSilence))
         }
         (Open | Resolved, Policy::Denies(r)) => {
-            (PairVerdict::PolicyNotEnforced, Some(Reason::Policy(r)))
+            (PairVerdict::PolicyNotEnforced, Some(PairReason::Policy(r)))
         }
         (Open | Resolved, _) => (PairVerdict::Ok, None),
         // A refusal cannot tell an application's reset from a CNI that rejects with a reset or
         // an ICMP port-unreachable: with a deny predicted it agrees with the policy.
-        (Refused, Policy::Denies(r)) => (PairVerdict::BlockedByPolicy, Some(Reason::Policy(r))),
+        (Refused, Policy::Denies(r)) => (PairVerdict::BlockedByPolicy, Some(PairReason::Policy(r))),
         (Refused, _) => {
             let reason = if health.unready_destination().is_some() {
-                Reason::DestinationNotReady
+                PairReason::DestinationNotReady
             } else {
-                Reason::NotListening
+                PairReason::NotListening
             };
             (PairVerdict::Ok, Some(reason))
         }
         (Nxdomain | Servfail, Policy::Denies(r)) => {
-            (PairVerdict::PolicyNotEnforced, Some(Reason::Policy(r)))
+            (PairVerdict::PolicyNotEnforced, Some(PairReason::Policy(r)))
         }
-        (Nxdomain | Servfail, _) => (PairVerdict::Ok, Some(Reason::DnsFailure)),
+        (Nxdomain | Servfail, _) => (PairVerdict::Ok, Some(PairReason::DnsFailure)),
         (Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error, Policy::Denies(r)) => {
-            (PairVerdict::BlockedByPolicy, Some(Reason::Policy(r)))
+            (PairVerdict::BlockedByPolicy, Some(PairReason::Policy(r)))
         }
         // Blocked, and no policy prediction for want of the destination: a fault or a policy
         // alike, so nothing is claimed (never `unexpected_block`).
         (
             Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error,
             Policy::DestinationUnknown,
-        ) => (PairVerdict::Inconclusive, Some(Reason::DestinationUnknown)),
+        ) => (
+            PairVerdict::Inconclusive,
+            Some(PairReason::DestinationUnknown),
+        ),
         (Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error, _) => (
             PairVerdict::UnexpectedBlock,
             Some(fault_chain(outcome, health)),
         ),
         (NotProbed, _) => (
             PairVerdict::NotProbed,
-            Some(Reason::NotProbed(
+            Some(PairReason::NotProbed(
                 observed.not_probed.unwrap_or(NotProbedReason::ProbeError),
             )),
         ),
@@ -141,19 +144,19 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
 }
 
 /// The first fault reason that holds, in docs/design.md's order.
-pub(super) fn fault_chain(outcome: Outcome, health: &Health) -> Reason {
+pub(super) fn fault_chain(outcome: Outcome, health: &Health) -> PairReason {
     if health.unhealthy_cni().is_some() {
-        Reason::CniUnhealthy
+        PairReason::CniUnhealthy
     } else if health.unready_node().is_some() {
-        Reason::NodeNotReady
+        PairReason::NodeNotReady
     } else if health.unready_destination().is_some() {
-        Reason::DestinationNotReady
+        PairReason::DestinationNotReady
     } else if outcome == Outcome::Refused {
-        Reason::NotListening
+        PairReason::NotListening
     } else if is_dns_failure(outcome) {
-        Reason::DnsFailure
+        PairReason::DnsFailure
     } else {
-        Reason::Unknown
+        PairReason::Unknown
     }
 }
 

@@ -37,7 +37,7 @@
 //! exactly like that, so it is `blocked_by_policy`, and the explanation says what else it
 //! could be.
 //!
-//! Reason codes (bounded): the policy engine's codes for `blocked_by_policy` and
+//! Reason codes (bounded, [`PairReason`]): the policy engine's codes for `blocked_by_policy` and
 //! `policy_not_enforced`; for `unexpected_block` the first that holds of `cni_unhealthy`,
 //! `node_not_ready`, `destination_not_ready`, `not_listening`, `dns_failure`, `unknown`; none
 //! for a clean `ok`. An ICMP administratively-prohibited while the policy allows points at
@@ -48,7 +48,6 @@ mod health;
 mod hints;
 mod render;
 
-use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -60,9 +59,9 @@ pub use hints::{Hint, PolicyOp};
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::model::{ObjectRef, Protocol};
+use crate::pair::{PairReason, PairTarget};
 use crate::policy::{self, DirectionVerdict, Endpoint, Engine, Flow, Verdict};
 use crate::probe::{NotProbedReason, Outcome};
-use crate::schedule::PairTarget;
 
 /// The DNS port a lookup's flow uses.
 pub const DNS_PORT: u16 = 53;
@@ -81,55 +80,6 @@ impl Default for Config {
         Self {
             change_window: DEFAULT_CHANGE_WINDOW,
         }
-    }
-}
-
-/// A bounded reason code (JSON, metric labels, alerts, ProbeSpec status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The policy engine's reason (for `blocked_by_policy` and `policy_not_enforced`).
-    Policy(policy::Reason),
-    CniUnhealthy,
-    NodeNotReady,
-    DestinationNotReady,
-    /// The destination refused: nothing listens on the port.
-    NotListening,
-    DnsFailure,
-    Unknown,
-    /// `not_probed`: why the probe could not run.
-    NotProbed(NotProbedReason),
-    /// `inconclusive`: UDP silence where the policies allow and no application protocol
-    /// obliges the destination to answer.
-    UdpSilence,
-    /// `inconclusive`: a service-mesh redirect in the source pod caught the probe and could
-    /// not be bypassed, so what answered was the local proxy, not the destination.
-    MeshRedirect,
-    /// `inconclusive`: the probe was blocked, and the destination address is not known to the
-    /// agent's partial view (node-scoped watches), so no policy prediction can say why.
-    DestinationUnknown,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Policy(reason) => reason.as_str(),
-            Reason::CniUnhealthy => "cni_unhealthy",
-            Reason::NodeNotReady => "node_not_ready",
-            Reason::DestinationNotReady => "destination_not_ready",
-            Reason::NotListening => "not_listening",
-            Reason::DnsFailure => "dns_failure",
-            Reason::Unknown => "unknown",
-            Reason::NotProbed(reason) => reason.as_str(),
-            Reason::UdpSilence => "udp_silence",
-            Reason::MeshRedirect => "mesh_redirect",
-            Reason::DestinationUnknown => "destination_unknown",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -180,12 +130,12 @@ pub struct Input<'a> {
 pub struct Diagnosis {
     pub verdict: PairVerdict,
     /// `None` only for a clean `ok`; see the module docs for `ok` with a reason.
-    pub reason: Option<Reason>,
+    pub reason: Option<PairReason>,
     /// The denying direction, for `blocked_by_policy` and `policy_not_enforced`.
     pub direction: Option<probe_spec::Direction>,
-    /// `ns/name`: the isolating policies of the denying direction(s) when the policy denies;
-    /// the policies whose rules allow the flow otherwise.
-    pub policies: Vec<String>,
+    /// The isolating policies of the denying direction(s) when the policy denies; the
+    /// policies whose rules allow the flow otherwise.
+    pub policies: Vec<ObjectRef>,
     /// One line; names the policy of a policy block.
     pub summary: String,
     /// Several lines: summary, observation, expectation, the policy explanation, health
@@ -201,7 +151,7 @@ pub struct Diagnosis {
 impl Diagnosis {
     /// The reason as a label value: `""` for a clean `ok`.
     pub fn reason_code(&self) -> &'static str {
-        self.reason.map_or("", Reason::as_str)
+        self.reason.map_or("", PairReason::as_str)
     }
 }
 
@@ -222,7 +172,7 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
                 policy::Direction::Ingress => probe_spec::Direction::Ingress,
                 policy::Direction::Egress => probe_spec::Direction::Egress,
             }),
-            p.verdict.policies.clone(),
+            p.verdict.isolating_policies().cloned().collect(),
         ),
         Some(p) => (None, allowing_policies(p.verdict)),
         None => (None, Vec::new()),
@@ -265,14 +215,13 @@ pub fn meets_expectation(
 }
 
 /// The policies whose rules allow the flow, egress then ingress.
-fn allowing_policies(verdict: &Verdict) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn allowing_policies(verdict: &Verdict) -> Vec<ObjectRef> {
+    let mut out: Vec<ObjectRef> = Vec::new();
     for part in [&verdict.egress, &verdict.ingress] {
-        if let DirectionVerdict::Allowed { by, .. } = part {
-            let name = by.policy.to_string();
-            if !out.contains(&name) {
-                out.push(name);
-            }
+        if let DirectionVerdict::Allowed { by, .. } = part
+            && !out.contains(&by.policy)
+        {
+            out.push(by.policy.clone());
         }
     }
     out

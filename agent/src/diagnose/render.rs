@@ -5,13 +5,13 @@ use std::fmt::Write;
 use probe_spec::{Expectation, PairVerdict};
 
 use crate::cluster::model::ObjectRef;
+use crate::pair::{PairReason, PairTarget};
 use crate::policy::{Direction, DirectionVerdict, Verdict, explain};
-use crate::probe::Outcome;
-use crate::schedule::PairTarget;
+use crate::probe::{NotProbedReason, Outcome};
 
+use super::Input;
 use super::classify::{Classified, Policy};
 use super::hints::Hint;
-use super::{Input, Reason};
 
 /// `shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy payments/default-deny (default_deny)`.
 pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
@@ -22,13 +22,13 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
         _ => format!("{} -> {}", input.from, input.target),
     };
     let outcome = input.outcome;
-    let reason = c.reason.map_or("", Reason::as_str);
+    let reason = c.reason.map_or("", PairReason::as_str);
     match (c.verdict, c.reason) {
         (PairVerdict::Ok, None) => format!("{head}: ok ({outcome})"),
-        (PairVerdict::Ok, Some(Reason::DnsFailure)) => {
+        (PairVerdict::Ok, Some(PairReason::DnsFailure)) => {
             format!("{head}: the DNS server answered {outcome} ({reason})")
         }
-        (PairVerdict::Ok, Some(Reason::DestinationNotReady)) => format!(
+        (PairVerdict::Ok, Some(PairReason::DestinationNotReady)) => format!(
             "{head}: reachable, but refused: {} ({reason})",
             destination_not_ready(input)
         ),
@@ -45,14 +45,15 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
             deciding_policies(input),
             via_dns_server(input)
         ),
-        (PairVerdict::NotProbed, _) => {
-            format!("{head}: not probed ({reason}): {}", not_probed(reason))
-        }
-        (PairVerdict::Inconclusive, Some(Reason::MeshRedirect)) => format!(
+        (PairVerdict::NotProbed, _) => format!(
+            "{head}: not probed ({reason}): {}",
+            not_probed(c.reason.and_then(PairReason::not_probed))
+        ),
+        (PairVerdict::Inconclusive, Some(PairReason::MeshRedirect)) => format!(
             "{head}: inconclusive ({reason}): the source pod's service mesh redirected the probe to its local proxy, so `{outcome}` says nothing about the network; {}",
             predicted(c.policy)
         ),
-        (PairVerdict::Inconclusive, Some(Reason::DestinationUnknown)) => format!(
+        (PairVerdict::Inconclusive, Some(PairReason::DestinationUnknown)) => format!(
             "{head}: inconclusive ({reason}): blocked ({outcome}), but {} is not known to this agent's partial view of the cluster (it may be a pod the agent does not watch), so neither a policy nor a fault can be named",
             input.target
         ),
@@ -67,7 +68,7 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
             };
             format!(
                 "{head} blocked ({outcome}) {although}: {} ({reason})",
-                fault(input, c.reason.unwrap_or(Reason::Unknown))
+                fault(input, c.reason.unwrap_or(PairReason::Unknown))
             )
         }
     }
@@ -206,26 +207,26 @@ fn notes(input: &Input<'_>, c: &Classified) -> Vec<String> {
 }
 
 /// Why an unexpected block happened, for the summary.
-fn fault(input: &Input<'_>, reason: Reason) -> String {
+fn fault(input: &Input<'_>, reason: PairReason) -> String {
     let health = &input.health;
     let mut text = match reason {
-        Reason::CniUnhealthy => health
+        PairReason::CniUnhealthy => health
             .unhealthy_cni()
             .map_or_else(String::new, |c| c.describe()),
-        Reason::NodeNotReady => health
+        PairReason::NodeNotReady => health
             .unready_node()
             .map_or_else(String::new, |n| n.describe()),
-        Reason::DestinationNotReady => destination_not_ready(input),
-        Reason::NotListening => "nothing listens there".to_string(),
-        Reason::DnsFailure => match input.outcome {
+        PairReason::DestinationNotReady => destination_not_ready(input),
+        PairReason::NotListening => "nothing listens there".to_string(),
+        PairReason::DnsFailure => match input.outcome {
             Outcome::DnsTimeout => "the DNS lookup timed out".to_string(),
             other => format!("the DNS server answered {other}"),
         },
-        Reason::NotProbed(_)
-        | Reason::UdpSilence
-        | Reason::MeshRedirect
-        | Reason::DestinationUnknown => String::new(),
-        Reason::Policy(_) | Reason::Unknown => match input.outcome {
+        PairReason::NotProbed(_)
+        | PairReason::UdpSilence
+        | PairReason::MeshRedirect
+        | PairReason::DestinationUnknown => String::new(),
+        PairReason::Policy(_) | PairReason::Unknown => match input.outcome {
             _ if input.rejected_by_policy => {
                 "rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy".to_string()
             }
@@ -236,31 +237,37 @@ fn fault(input: &Input<'_>, reason: Reason) -> String {
             _ => "no CNI, node or destination fault found".to_string(),
         },
     };
-    if input.rejected_by_policy && !matches!(reason, Reason::Unknown | Reason::Policy(_)) {
+    if input.rejected_by_policy && !matches!(reason, PairReason::Unknown | PairReason::Policy(_)) {
         text.push_str("; rejected with ICMP administratively prohibited");
     }
     text
 }
 
 /// What a `not_probed` reason means, for the summary.
-fn not_probed(reason: &str) -> &'static str {
+fn not_probed(reason: Option<NotProbedReason>) -> &'static str {
     match reason {
-        "netns_not_found" => "the source pod's network namespace was not found on this node",
-        "host_network_source" => {
+        Some(NotProbedReason::NetnsNotFound) => {
+            "the source pod's network namespace was not found on this node"
+        }
+        Some(NotProbedReason::HostNetworkSource) => {
             "the source pod uses the host network, which pod policy does not cover"
         }
-        "unsupported_protocol" => {
+        Some(NotProbedReason::UnsupportedProtocol) => {
             "this kernel or the pod's netns cannot make a socket of this protocol"
         }
-        "pod_file_unreadable" => {
+        Some(NotProbedReason::PodFileUnreadable) => {
             "a file the probe needs (resolv.conf) could not be read safely from the pod"
         }
-        "resolve_failed" => "the host name did not resolve from the source pod",
-        "refused_target" => {
+        Some(NotProbedReason::ResolveFailed) => "the host name did not resolve from the source pod",
+        Some(NotProbedReason::RefusedTarget) => {
             "the target is an address probes never go to (loopback, link-local, multicast, broadcast)"
         }
-        "agent_overloaded" => "the agent ran out of file descriptors, sockets or probe slots",
-        _ => "the probe failed locally before anything was sent",
+        Some(NotProbedReason::AgentOverloaded) => {
+            "the agent ran out of file descriptors, sockets or probe slots"
+        }
+        Some(NotProbedReason::ProbeError) | None => {
+            "the probe failed locally before anything was sent"
+        }
     }
 }
 

@@ -559,7 +559,7 @@ fn blocked_by_policy_explains_the_policy_and_the_health() {
         &[Edit::CniRestarts("node-2", 1)],
     );
     let d = run(&w, Timeout, false, Expectation::Allow, None);
-    assert_eq!(d.policies, ["payments/default-deny"]);
+    assert_eq!(d.policies, [ObjectRef::new("payments", "default-deny")]);
     assert_eq!(d.direction, Some(probe_spec::Direction::Ingress));
     for fragment in [
         "observed: timeout\n",
@@ -678,7 +678,7 @@ fn policies_name_the_deciders() {
     );
     assert_eq!(
         allowed.policies,
-        ["payments/allow-frontend"],
+        [ObjectRef::new("payments", "allow-frontend")],
         "the allowing rule's policy"
     );
     let overlap = &allowed.hints[0];

@@ -25,6 +25,16 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::DefaultDeny,
+        Reason::PortNotAllowed,
+        Reason::PodSelectorMismatch,
+        Reason::NamespaceSelectorMismatch,
+        Reason::IpBlockMismatch,
+        Reason::NamedPortUnresolved,
+        Reason::InvalidRule,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::DefaultDeny => "default_deny",
@@ -286,12 +296,9 @@ impl Verdict {
             }
             _ => (None, None),
         };
-        let mut policies = Vec::new();
-        for part in [&egress, &ingress] {
-            if let DirectionVerdict::Denied { policies: misses } = part {
-                policies.extend(misses.iter().map(|m| m.policy.to_string()));
-            }
-        }
+        let policies = isolating(&egress, &ingress)
+            .map(ToString::to_string)
+            .collect();
         Self {
             allowed: self_traffic || rules_allowed,
             self_traffic,
@@ -305,6 +312,11 @@ impl Verdict {
         }
     }
 
+    /// The isolating policies of the denying direction(s), egress first (`policies` as keys).
+    pub fn isolating_policies(&self) -> impl Iterator<Item = &ObjectRef> {
+        isolating(&self.egress, &self.ingress)
+    }
+
     /// The closest rule of the denying direction, if any rule exists.
     pub fn closest_rule(&self) -> Option<(&ObjectRef, &RuleMiss)> {
         let part = match self.direction? {
@@ -316,6 +328,20 @@ impl Verdict {
             _ => None,
         }
     }
+}
+
+fn isolating<'a>(
+    egress: &'a DirectionVerdict,
+    ingress: &'a DirectionVerdict,
+) -> impl Iterator<Item = &'a ObjectRef> {
+    [egress, ingress].into_iter().flat_map(|part| {
+        match part {
+            DirectionVerdict::Denied { policies } => policies.as_slice(),
+            _ => &[],
+        }
+        .iter()
+        .map(|misses| &misses.policy)
+    })
 }
 
 fn closest_rule(policies: &[PolicyMisses]) -> Option<(&ObjectRef, &RuleMiss)> {

@@ -8,6 +8,7 @@ use probe_spec::PairVerdict;
 use super::*;
 use crate::cluster::SpecRef;
 use crate::cluster::load::Loaded;
+use crate::report::metrics::PairKey;
 
 const HOST: &str = "api.example";
 
@@ -72,7 +73,7 @@ fn host_pair() -> Pair {
         protocol: Protocol::Tcp,
     };
     Pair {
-        id: schedule::pair_id(&spec, &from, &target),
+        id: crate::pair::pair_id(&spec, &from, &target),
         spec,
         from,
         target,
@@ -257,23 +258,31 @@ fn a_resolved_address_is_predicted_like_the_pod_or_ip_it_is() {
     for (case, probed, want) in cases {
         let report = assess(
             &pair,
-            &probed,
+            probed,
             Expectation::Allow,
             None,
             view,
             &diagnose::Config::default(),
         );
-        assert_eq!(report.spec.as_deref(), Some("shop/hosts"), "{case}");
-        assert_eq!(report.from, "shop/web", "{case}");
-        assert_eq!(report.host.as_deref(), Some(HOST), "{case}");
-        assert_eq!(report.to.as_deref(), Some(want.to), "{case}");
         assert_eq!(
-            report.ip.map(|ip| ip.to_string()).as_deref(),
+            report.spec.as_ref().map(ToString::to_string).as_deref(),
+            Some("shop/hosts"),
+            "{case}"
+        );
+        assert_eq!(report.from, ObjectRef::new("shop", "web"), "{case}");
+        assert_eq!(report.host.as_deref(), Some(HOST), "{case}");
+        assert_eq!(
+            report.to().map(|to| to.to_string()).as_deref(),
+            Some(want.to),
+            "{case}"
+        );
+        assert_eq!(
+            report.ip().map(|ip| ip.to_string()).as_deref(),
             want.ip,
             "{case}"
         );
         assert_eq!(
-            (report.port, report.protocol),
+            (report.port(), report.protocol()),
             (Some(443), Some(Protocol::Tcp))
         );
         assert_eq!(
@@ -281,12 +290,18 @@ fn a_resolved_address_is_predicted_like_the_pod_or_ip_it_is() {
             "{case}: {}",
             report.explanation
         );
-        assert_eq!(report.reason, want.reason, "{case}: {}", report.explanation);
+        assert_eq!(
+            report.reason_code(),
+            want.reason,
+            "{case}: {}",
+            report.explanation
+        );
         assert_eq!(report.policy_allowed, want.policy_allowed, "{case}");
-        assert_eq!(report.policies, want.policies, "{case}");
+        let policies: Vec<String> = report.policies.iter().map(ToString::to_string).collect();
+        assert_eq!(policies, want.policies, "{case}");
         assert!(report.summary.contains(HOST), "{case}: {}", report.summary);
         // The metric series: one per address, `dst` the destination, `host` the name.
-        let key = report.metric_key().expect("a spec pair has a series");
+        let key = PairKey::of(&report).expect("a spec pair has a series");
         assert_eq!(key.dst, want.to, "{case}");
         assert_eq!(key.host.as_deref(), Some(HOST), "{case}");
     }

@@ -6,7 +6,7 @@ use crate::cluster::model::{NetworkPolicy, Pod, Protocol};
 use crate::cluster::{Spec, SpecRef};
 use crate::testing::{self, PodExt, PolicyExt};
 
-use super::pair::{Pair, PairTarget, pair_id};
+use crate::pair::{Pair, PairTarget, pair_id};
 
 pub(crate) use crate::testing::{index, key, namespace};
 

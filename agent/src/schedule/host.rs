@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use crate::cluster::Index;
 use crate::cluster::model::{Pod, Protocol};
 
-use super::pair::PairTarget;
+use crate::pair::PairTarget;
 
 /// The most addresses of one host pair that are probed and reported.
 pub const MAX_HOST_ADDRESSES: usize = 16;

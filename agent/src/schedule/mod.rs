@@ -31,9 +31,7 @@
 
 #[cfg(test)]
 pub(crate) mod fixtures;
-mod hash;
 mod host;
-mod pair;
 mod plan;
 mod reprobe;
 mod request;
@@ -41,7 +39,6 @@ mod sources;
 mod timetable;
 
 pub use host::{HostTargets, MAX_HOST_ADDRESSES, host_targets};
-pub use pair::{Pair, PairId, PairTarget, pair_id};
 pub use plan::{Plan, SkipCounts, SkipReason, Skipped, eligibility, plan};
 pub use reprobe::{ClusterChange, affected_pairs};
 pub use request::{RequestError, ResolvedRequest, not_probeable, resolve_request};

@@ -24,10 +24,10 @@ use probe_spec::{Expectation, PortSpec, ProbeSpecSpec, TargetKind};
 use crate::cluster::model::{ObjectRef, Pod, PodPhase, Protocol};
 use crate::cluster::{Index, Selector, Spec, SpecRef};
 
-use super::hash::combine;
-use super::pair::{Pair, PairId, PairTarget, source_hash};
 use super::sources::{Narrowed, namespaces, selector, source_namespaces};
 use super::{Error, Result};
+use crate::pair::hash::combine;
+use crate::pair::{Pair, PairId, PairTarget, source_hash};
 
 // === Skipping ===
 

@@ -19,7 +19,7 @@
 use crate::cluster::Index;
 use crate::cluster::model::{NetworkPolicy, ObjectRef, Pod};
 
-use super::pair::{Pair, PairId, PairTarget};
+use crate::pair::{Pair, PairId, PairTarget};
 
 /// A change that can alter the verdict of existing pairs.
 #[derive(Clone, Copy, Debug)]

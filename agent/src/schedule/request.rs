@@ -15,10 +15,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use probe_spec::probe_request::MAX_REQUEST_COUNT;
 use probe_spec::{ProbeRequestSpec, RequestTargetKind};
 
-use super::PairTarget;
 use super::plan::{SkipReason, eligibility};
 use crate::cluster::Index;
 use crate::cluster::model::{ObjectRef, PodPhase, Protocol};
+use crate::pair::PairTarget;
 
 /// A request resolved against the index, ready to probe.
 #[derive(Clone, Debug, PartialEq, Eq)]

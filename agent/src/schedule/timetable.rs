@@ -19,9 +19,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::hash::StableHasher;
-use super::pair::{Pair, PairId, PairTarget};
 use super::plan::Plan;
+use crate::pair::hash::StableHasher;
+use crate::pair::{Pair, PairId, PairTarget};
 
 /// The shortest interval the grid works with (guards against a zero interval).
 const MIN_INTERVAL: Duration = Duration::from_millis(10);

@@ -9,11 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{ProbeRequest, ProbeRequestPhase, ProbeRequestStatus};
 
-use crate::api::PairReport;
 use crate::cluster::Index;
 use crate::cluster::model::ObjectRef;
+use crate::pair::{PairReport, PairTarget};
 use crate::probe::Outcome;
-use crate::schedule::{PairTarget, ResolvedRequest, resolve_request};
+use crate::schedule::{ResolvedRequest, resolve_request};
 
 /// A request this node should run, with what [`prepare`] made of it.
 #[derive(Debug)]
@@ -154,11 +154,8 @@ pub fn summarize(
         );
     };
     if reports.iter().all(|r| r.outcome == Outcome::NotProbed) {
-        let detail = last
-            .explanation
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("probe: "))
+        let detail = Some(last.probe_detail.as_str())
+            .filter(|detail| !detail.is_empty())
             .unwrap_or(&last.summary);
         return failed_status(
             node,
@@ -207,11 +204,17 @@ pub fn summarize(
             BTreeMap::new()
         },
         verdict: Some(representative.verdict),
-        reason: Some(representative.reason.clone()).filter(|r| !r.is_empty()),
+        reason: representative
+            .reason
+            .map(|reason| reason.as_str().to_string()),
         direction: representative.direction,
-        policies: representative.policies.clone(),
+        policies: representative
+            .policies
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         summary: Some(representative.summary.clone()),
-        explanation: Some(representative.explanation.clone()).filter(|e| !e.is_empty()),
+        explanation: Some(representative.full_explanation()).filter(|e| !e.is_empty()),
         latency_seconds: median,
         started_at: Some(started.clone()),
         completed_at: Some(completed.clone()),

@@ -9,8 +9,8 @@ use super::*;
 use crate::agent::fixtures::{index, namespace, pod, probe_request, report};
 use crate::cluster::Index;
 use crate::cluster::model::PodPhase;
+use crate::pair::PairTarget;
 use crate::probe::Outcome;
-use crate::schedule::PairTarget;
 use std::collections::BTreeMap;
 
 /// shop/web runs on node-1, shop/api on node-2; shop/done has finished, shop/host uses the
@@ -204,7 +204,7 @@ fn target() -> PairTarget {
 }
 
 fn probed(outcome: Outcome, verdict: PairVerdict, latency: f64) -> PairReport {
-    let mut report = report("", "shop/web", "shop/api", verdict, true);
+    let mut report = report("shop/paths", "shop/web", "shop/api", verdict, true);
     report.spec = None;
     report.expect = None;
     report.meets_expectation = None;
@@ -264,8 +264,7 @@ fn several_probes_report_the_most_frequent_outcome_and_the_median_latency() {
 fn a_probe_that_could_not_run_fails_the_request() {
     let (started, completed) = times();
     let mut report = probed(Outcome::NotProbed, PairVerdict::NotProbed, 0.0);
-    report.explanation =
-        "...\nprobe: cannot enter the source pod's network namespace: no process".into();
+    report.probe_detail = "cannot enter the source pod's network namespace: no process".into();
     let status = summarize("node-1", &target(), &[report], &started, &completed);
     assert_eq!(status.phase, ProbeRequestPhase::Failed);
     assert_eq!(

@@ -11,13 +11,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::agent::fixtures::{
-    cluster_probe_spec, index, namespace, pod, policy, probe_spec, report,
+    cluster_probe_spec, index, namespace, pod, policy, probe_spec, report, report_to,
 };
 use crate::agent::prober::{Now, ProbeJob, ViewSnapshot};
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
-use crate::cluster::model::ObjectRef;
+use crate::cluster::model::{ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, Readiness};
+use crate::pair::{PairReason, PairTarget};
+use crate::probe::NotProbedReason;
 use crate::report::events::EventReason;
 use futures::future::BoxFuture;
 
@@ -293,7 +295,7 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
         .borrow()
         .iter()
         .filter(|r| r.verdict == PairVerdict::BlockedByPolicy)
-        .filter_map(|r| r.to.clone())
+        .filter_map(|r| Some(r.to()?.to_string()))
         .collect();
     assert_eq!(blocked, ["shop/api"]);
 
@@ -356,7 +358,7 @@ async fn a_pair_removed_while_probed_is_discarded() {
         .pairs
         .borrow()
         .iter()
-        .filter_map(|r| r.to.clone())
+        .filter_map(|r| Some(r.to()?.to_string()))
         .collect();
     assert_eq!(to, ["shop/api"]);
 }
@@ -449,21 +451,32 @@ fn host_prober(answers: Answers) -> Arc<dyn PairProber> {
                 let reports: Vec<PairReport> = answers
                     .iter()
                     .map(|&(address, verdict)| {
-                        let to = if address == "10.0.2.1" {
-                            "shop/api"
+                        let ip = address.parse().expect("an address");
+                        let target = if address == "10.0.2.1" {
+                            PairTarget::Pod {
+                                pod: ObjectRef::new("shop", "api"),
+                                ip,
+                                port: 8080,
+                                protocol: Protocol::Tcp,
+                            }
                         } else {
-                            address
+                            PairTarget::Ip {
+                                ip,
+                                port: 8080,
+                                protocol: Protocol::Tcp,
+                            }
                         };
-                        let mut report = report(&spec, &from, to, verdict, verdict.reachable());
+                        let mut report =
+                            report_to(&spec, &from, target, verdict, verdict.reachable());
                         report.host = Some(HOST.into());
-                        report.ip = address.parse().ok();
                         report
                     })
                     .collect();
                 PairReports::from_vec(reports).unwrap_or_else(|| {
-                    let mut report = report(&spec, &from, HOST, PairVerdict::NotProbed, false);
+                    let target = job.pair.target.clone();
+                    let mut report = report_to(&spec, &from, target, PairVerdict::NotProbed, false);
                     report.host = Some(HOST.into());
-                    report.reason = "resolve_failed".into();
+                    report.reason = Some(PairReason::NotProbed(NotProbedReason::ResolveFailed));
                     report.outcome = crate::probe::Outcome::NotProbed;
                     report.meets_expectation = None;
                     PairReports::one(report)
@@ -494,7 +507,7 @@ impl Harness {
             .pairs
             .borrow()
             .iter()
-            .map(|r| (r.to.clone().unwrap_or_default(), r.verdict))
+            .map(|r| (r.destination().to_string(), r.verdict))
             .collect();
         pairs.sort();
         pairs

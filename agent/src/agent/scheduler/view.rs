@@ -17,7 +17,9 @@ use super::{PlannedSpec, Revisions, Scheduler, SpecSummaries, SpecSummary};
 use crate::agent::changes::{change_instant, cluster_change, may_change_plans};
 use crate::agent::prober::{Now, ViewSnapshot};
 use crate::cluster::SpecRef;
-use crate::schedule::{self, PairId, affected_pairs};
+use crate::pair::PairId;
+use crate::report::metrics::PairKey;
+use crate::schedule::{self, affected_pairs};
 
 impl Scheduler {
     /// Renews the snapshot when the view moved (or it aged); returns it and whether the plans
@@ -182,7 +184,7 @@ impl Scheduler {
         }
         for id in removed {
             if let Some(record) = self.records.remove(id) {
-                for key in record.reports.iter().filter_map(|r| r.metric_key()) {
+                for key in record.reports.iter().filter_map(PairKey::of) {
                     self.out.metrics.pairs.remove(&key);
                 }
                 self.unpublished = true;

@@ -2,7 +2,13 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
-use crate::agent::fixtures::report;
+use crate::agent::fixtures::{report, report_to};
+use crate::pair::PairTarget;
+
+/// The spec every report here belongs to.
+fn paths() -> SpecRef {
+    "shop/paths".parse().expect("a spec")
+}
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).expect("timestamp")
@@ -47,7 +53,7 @@ fn a_node_report_counts_verdicts_and_lists_failing_pairs_newest_first() {
     pairs[1].last_probe = at(100);
     pairs[2].last_probe = at(200);
     let mut since = FailingSince::default();
-    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    let report = node_report(&paths(), &summary(), &pairs, &mut since, 5);
     assert_eq!(report.observed_generation, Some(7));
     assert_eq!(report.counts.ok, 1);
     assert_eq!(report.counts.blocked_by_policy, 1);
@@ -71,14 +77,14 @@ fn a_node_report_counts_verdicts_and_lists_failing_pairs_newest_first() {
     // A later probe of a pair that still fails keeps its first failing time.
     pairs[1].last_probe = at(300);
     pairs[1].verdict = PairVerdict::UnexpectedBlock;
-    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 1);
+    let report = node_report(&paths(), &summary(), &pairs, &mut since, 1);
     assert_eq!(report.last_failing_pairs.len(), 1, "capped");
     assert_eq!(report.last_failing_pairs[0].to, "shop/cache");
     assert_eq!(report.failing, 2, "the count is not capped");
 
     // Once it recovers and fails again, the streak starts anew.
     since.retain(&[]);
-    let report = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
+    let report = node_report(&paths(), &summary(), &pairs, &mut since, 5);
     assert_eq!(report.last_failing_pairs[0].to, "shop/db");
     assert_eq!(report.last_failing_pairs[0].since.0, at(300));
 }
@@ -90,8 +96,8 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         report("shop/paths", "shop/web", "shop/api", PairVerdict::Ok, true),
         report("shop/paths", "shop/web", "shop/db", PairVerdict::Ok, true),
     ];
-    let partial = node_report("shop/paths", &summary(), &pairs, &mut since, 5);
-    let probed = probed_pairs("shop/paths", &pairs);
+    let partial = node_report(&paths(), &summary(), &pairs, &mut since, 5);
+    let probed = probed_pairs(&paths(), &pairs);
     assert_eq!(probed, 2);
     assert!(
         !ready_to_report(&summary(), &partial, probed, false),
@@ -110,18 +116,37 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
 
     // A host pair's reports, one per resolved address, are one planned pair.
     let mut with_host = pairs.clone();
-    for to in ["shop/cache", "192.0.2.10"] {
-        let mut address = report("shop/paths", "shop/web", to, PairVerdict::Ok, true);
+    let addresses = [
+        report(
+            "shop/paths",
+            "shop/web",
+            "shop/cache",
+            PairVerdict::Ok,
+            true,
+        ),
+        report_to(
+            "shop/paths",
+            "shop/web",
+            PairTarget::Ip {
+                ip: "192.0.2.10".parse().expect("ip"),
+                port: 8080,
+                protocol: Protocol::Tcp,
+            },
+            PairVerdict::Ok,
+            true,
+        ),
+    ];
+    for mut address in addresses {
         address.host = Some("cache.example".into());
         with_host.push(address);
     }
-    let partial = node_report("shop/paths", &summary(), &with_host, &mut since, 5);
+    let partial = node_report(&paths(), &summary(), &with_host, &mut since, 5);
     assert_eq!(
         partial.counts.get(PairVerdict::Ok),
         4,
         "counted per address"
     );
-    let probed = probed_pairs("shop/paths", &with_host);
+    let probed = probed_pairs(&paths(), &with_host);
     assert_eq!(probed, 3);
     assert!(ready_to_report(&summary(), &partial, probed, false));
 
@@ -129,7 +154,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         planned: 0,
         ..summary()
     };
-    let empty = node_report("shop/paths", &nothing_planned, &[], &mut since, 5);
+    let empty = node_report(&paths(), &nothing_planned, &[], &mut since, 5);
     assert!(
         ready_to_report(&nothing_planned, &empty, 0, false),
         "no pairs here: withdraw this node's entry"
@@ -140,7 +165,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         problem: Some("spec.interval: invalid".into()),
         ..summary()
     };
-    let report = node_report("shop/paths", &broken, &[], &mut since, 5);
+    let report = node_report(&paths(), &broken, &[], &mut since, 5);
     assert_eq!(report.problem.as_deref(), Some("spec.interval: invalid"));
     assert!(ready_to_report(&broken, &report, 0, false));
 
@@ -150,7 +175,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         sources_narrowed: Some("other than shop (billing)".into()),
         ..summary()
     };
-    let report = node_report("shop/paths", &narrowed, &[], &mut since, 5);
+    let report = node_report(&paths(), &narrowed, &[], &mut since, 5);
     assert!(!report.is_empty(), "keeps this node's entry");
     assert!(ready_to_report(&narrowed, &report, 0, false));
 }

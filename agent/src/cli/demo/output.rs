@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::super::Format;
-use crate::api::PairReport;
+use crate::pair::PairReport;
 use crate::report::memory_api::MemoryApi;
 
 /// Events shown under a live table (the newest).
@@ -100,8 +100,14 @@ impl Printed {
             .iter()
             .map(|r| {
                 (
-                    format!("{:?}", r.sort_key()),
-                    format!("{} {}", r.verdict, r.reason),
+                    format!(
+                        "{} {} {:?} {}",
+                        r.from,
+                        r.target,
+                        r.spec,
+                        r.host.as_deref().unwrap_or("")
+                    ),
+                    format!("{} {}", r.verdict, r.reason_code()),
                 )
             })
             .collect();
@@ -225,29 +231,21 @@ fn write_table(
     let rows: Vec<[String; 7]> = reports
         .iter()
         .map(|r| {
-            let mut to = match (&r.dns, &r.to, r.port, r.protocol) {
-                (Some(name), ..) => format!("dns {name}"),
-                (None, Some(to), Some(port), Some(proto)) => format!("{to}:{port}/{proto}"),
-                (None, Some(to), ..) => to.clone(),
-                _ => String::new(),
-            };
+            let mut to = r.target.to_string();
             // A host target's address: which name it came from (not when it did not resolve:
-            // `to` is the name then).
-            if let Some(host) = r.host.as_ref().filter(|host| r.to.as_ref() != Some(*host)) {
+            // the target is the name then).
+            if let Some(host) = r.host.as_ref().filter(|_| r.target.name().is_none()) {
                 to.push_str(&format!(" (host {host})"));
             }
             [
                 format!("{} -> {to}", r.from),
                 r.verdict.as_str().to_string(),
-                if r.reason.is_empty() {
-                    "-".into()
-                } else {
-                    r.reason.clone()
-                },
+                r.reason.map_or("-", |reason| reason.as_str()).to_string(),
                 if r.policies.is_empty() {
                     "-".into()
                 } else {
-                    r.policies.join(",")
+                    let names: Vec<String> = r.policies.iter().map(ToString::to_string).collect();
+                    names.join(",")
                 },
                 r.outcome.as_str().to_string(),
                 format!("{:.2} ms", r.latency_seconds * 1000.0),

@@ -18,9 +18,10 @@ use super::{Args, edits};
 use crate::agent::lifecycle::CriticalTasks;
 use crate::agent::{self as runtime, NodeOutputs, NodeTasks, Shared};
 use crate::api::serve::{ConnectionMetrics, ServeConfig};
-use crate::api::{self, AppState, PairReport};
+use crate::api::{self, AppState};
 use crate::cluster::watch::{ClusterView, CniAgentMatcher, SnapshotSource};
 use crate::netns::SocketFactory;
+use crate::pair::PairReport;
 use crate::probe::Prober;
 use crate::report::memory_api::MemoryApi;
 use crate::report::metrics::{IndexCollector, Metrics};
@@ -218,7 +219,7 @@ fn spawn_pair_merge(
                 .iter_mut()
                 .flat_map(|r| r.borrow_and_update().iter().cloned().collect::<Vec<_>>())
                 .collect();
-            pairs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+            pairs.sort_by(PairReport::listing_order);
             merged_tx.send_replace(Arc::new(pairs));
             let changes = receivers.iter_mut().map(|r| Box::pin(r.changed()));
             if futures::future::select_all(changes).await.0.is_err() {
@@ -250,7 +251,7 @@ fn all_pairs(nodes: &[NodeOutputs]) -> Vec<PairReport> {
         .iter()
         .flat_map(|n| n.pairs.borrow().iter().cloned().collect::<Vec<_>>())
         .collect();
-    pairs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    pairs.sort_by(PairReport::listing_order);
     pairs
 }
 

@@ -35,6 +35,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Opts, Registry};
 
 use super::{NAMESPACE, ProtocolLabel};
+use crate::pair::{PairReason, PairReport};
 
 /// The labels that identify a pair.
 pub const PAIR_LABELS: [&str; 6] = ["spec", "src", "dst", "host", "port", "protocol"];
@@ -56,6 +57,22 @@ pub struct PairKey {
     /// The destination port; `None` for DNS lookups.
     pub port: Option<u16>,
     pub protocol: ProtocolLabel,
+}
+
+impl PairKey {
+    /// The labels of a report's pair; `None` for on-demand probes, which have no series.
+    pub fn of(report: &PairReport) -> Option<Self> {
+        Some(Self {
+            spec: report.spec.as_ref()?.to_string(),
+            src: report.from.to_string(),
+            dst: report.destination().to_string(),
+            host: report.host.clone(),
+            port: report.port(),
+            protocol: report
+                .protocol()
+                .map_or(ProtocolLabel::Dns, ProtocolLabel::from),
+        })
+    }
 }
 
 /// Which pairs get per-pair series (`--pair-metrics`).
@@ -136,9 +153,9 @@ impl FromStr for PairSeries {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PairState {
     pub verdict: PairVerdict,
-    /// The bounded reason code of the verdict (`default_deny`, `cni_unhealthy`, ...); empty
-    /// when there is none.
-    pub reason: String,
+    /// The bounded reason code of the verdict (`default_deny`, `cni_unhealthy`, ...); `None`
+    /// for a clean `ok` (an empty label).
+    pub reason: Option<PairReason>,
     /// The side whose policy decided, when a policy did.
     pub direction: Option<Direction>,
     /// The deciding policies, `namespace/name`, comma-separated; empty when none.
@@ -152,11 +169,29 @@ pub struct PairState {
 
 impl PairState {
     /// Joins policy names into the `policy` label value: sorted, deduplicated, comma-separated.
-    pub fn policy_label<S: AsRef<str>>(policies: &[S]) -> String {
-        let mut names: Vec<&str> = policies.iter().map(AsRef::as_ref).collect();
+    pub fn policy_label<P: fmt::Display>(policies: &[P]) -> String {
+        let mut names: Vec<String> = policies.iter().map(ToString::to_string).collect();
         names.sort_unstable();
         names.dedup();
         names.join(",")
+    }
+}
+
+impl From<&PairReport> for PairState {
+    fn from(report: &PairReport) -> Self {
+        Self {
+            verdict: report.verdict,
+            reason: report.reason,
+            direction: report.direction,
+            policy: Self::policy_label(&report.policies),
+            policy_allowed: report.policy_allowed,
+            // On-demand probes have no series; a spec pair without a decision has none either.
+            expectation_met: if report.spec.is_some() {
+                report.meets_expectation
+            } else {
+                Some(true)
+            },
+        }
     }
 }
 
@@ -394,7 +429,7 @@ impl Collector for PairCollector {
                     label("policy", &state.policy),
                     label("port", &row.port),
                     label("protocol", row.protocol.as_str()),
-                    label("reason", &state.reason),
+                    label("reason", state.reason.map_or("", PairReason::as_str)),
                     label("spec", &row.spec),
                     label("src", &row.src),
                     label("verdict", state.verdict.as_str()),

@@ -8,6 +8,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use super::*;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{Labels, Namespace};
+use crate::pair::PairReason;
 
 /// Metrics with every pair's series (`--pair-metrics all`): these tests follow series through
 /// their lifecycle; `which_pairs_get_series` covers the modes.
@@ -40,6 +41,11 @@ fn samples(text: &str, metric: &str) -> Vec<String> {
     lines
 }
 
+/// A reason by its code.
+fn reason(code: &str) -> PairReason {
+    code.parse().expect("a known reason code")
+}
+
 fn key(spec: &str, src: &str, dst: &str, port: u16) -> PairKey {
     PairKey {
         spec: spec.into(),
@@ -54,7 +60,7 @@ fn key(spec: &str, src: &str, dst: &str, port: u16) -> PairKey {
 fn blocked_by(policy: &str) -> PairState {
     PairState {
         verdict: PairVerdict::BlockedByPolicy,
-        reason: "default_deny".into(),
+        reason: Some(reason("default_deny")),
         direction: Some(Direction::Ingress),
         policy: policy.into(),
         policy_allowed: false,
@@ -65,7 +71,7 @@ fn blocked_by(policy: &str) -> PairState {
 fn ok() -> PairState {
     PairState {
         verdict: PairVerdict::Ok,
-        reason: String::new(),
+        reason: None,
         direction: None,
         policy: String::new(),
         policy_allowed: true,
@@ -250,7 +256,7 @@ fn cardinality_stays_bounded_by_the_pairs() {
         blocked_by("shop/b"),
         PairState {
             verdict: PairVerdict::UnexpectedBlock,
-            reason: "cni_unhealthy".into(),
+            reason: Some(reason("cni_unhealthy")),
             direction: None,
             policy: String::new(),
             policy_allowed: true,
@@ -369,7 +375,7 @@ fn undecided_pairs_have_no_reachability_or_expectation_series() {
         &pair,
         &PairState {
             verdict: PairVerdict::NotProbed,
-            reason: "netns_not_found".into(),
+            reason: Some(reason("netns_not_found")),
             direction: None,
             policy: String::new(),
             policy_allowed: false,
@@ -406,7 +412,7 @@ fn undecided_pairs_have_no_reachability_or_expectation_series() {
 fn which_pairs_get_series() {
     let ok = PairState {
         verdict: PairVerdict::Ok,
-        reason: String::new(),
+        reason: None,
         direction: None,
         policy: String::new(),
         policy_allowed: true,
@@ -414,7 +420,7 @@ fn which_pairs_get_series() {
     };
     let blocked = PairState {
         verdict: PairVerdict::BlockedByPolicy,
-        reason: "default_deny".into(),
+        reason: Some(reason("default_deny")),
         direction: Some(Direction::Ingress),
         policy: "pay/default-deny".into(),
         policy_allowed: false,

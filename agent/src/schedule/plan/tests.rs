@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use super::*;
 use crate::cluster::SpecRef;
 use crate::cluster::index::Apply;
+use crate::pair::pair_id;
 use crate::schedule::fixtures::{cluster_probe_spec, index, key, namespace, pod, probe_spec};
-use crate::schedule::pair_id;
 
 /// shop: frontend-1 (node-1), frontend-2 (node-2), api (node-2); payments: gateway (node-1).
 fn shop() -> Index {

@@ -1,5 +1,6 @@
 //! A pair and its identity: what one probe goes from and to, and the stable [`PairId`] every
-//! agent computes alike (the sampling rank of [`super::plan()`], the key of the timetable).
+//! agent computes alike (the sampling rank of [`crate::schedule::plan()`], the key of the
+//! timetable).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -79,6 +80,14 @@ impl PairTarget {
         }
     }
 
+    /// The name of a host or DNS target.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            PairTarget::Host { name, .. } | PairTarget::Dns { name } => Some(name),
+            PairTarget::Pod { .. } | PairTarget::Ip { .. } => None,
+        }
+    }
+
     /// Port and protocol; `None` for DNS targets.
     pub fn port(&self) -> Option<(u16, Protocol)> {
         match self {
@@ -91,7 +100,7 @@ impl PairTarget {
 
     /// The identity hash of the destination, without the pod IP (a recreated pod keeps its
     /// pairs and their sampling rank).
-    pub(super) fn identity_hash(&self) -> u64 {
+    pub(crate) fn identity_hash(&self) -> u64 {
         let mut h = StableHasher::new("netreach/target/v1");
         match self {
             PairTarget::Pod {
@@ -154,7 +163,7 @@ impl fmt::Display for PairTarget {
 /// The identity of (spec, source pod): combined with a target's hash into the [`PairId`].
 /// A ProbeSpec hashes as it always has (ids stay stable across agent versions); a
 /// ClusterProbeSpec hashes in its own domain, so it never shares ids with a ProbeSpec.
-pub(super) fn source_hash(spec: &SpecRef, from: &ObjectRef) -> u64 {
+pub(crate) fn source_hash(spec: &SpecRef, from: &ObjectRef) -> u64 {
     let mut h = match spec {
         SpecRef::Namespaced(spec) => {
             let mut h = StableHasher::new("netreach/pair/v1");
@@ -170,7 +179,8 @@ pub(super) fn source_hash(spec: &SpecRef, from: &ObjectRef) -> u64 {
     h.str(&from.namespace).str(&from.name).finish()
 }
 
-/// The id of a pair; [`super::plan()`] uses the same function, so callers can name a pair directly.
+/// The id of a pair; [`crate::schedule::plan()`] uses the same function, so callers can name a
+/// pair directly.
 pub fn pair_id(spec: &SpecRef, from: &ObjectRef, target: &PairTarget) -> PairId {
     PairId(combine(source_hash(spec, from), target.identity_hash()))
 }

@@ -1,0 +1,24 @@
+//! A pair — one probe path from a source pod to a target — and what the agent reports about
+//! it. The domain types every layer above shares: `schedule` plans and times [`Pair`]s,
+//! `diagnose` gives them a [`PairReason`], `run` builds [`PairReport`]s, and `report`, `api`,
+//! `agent` and `cli` read them. Pure data: no I/O; it imports only `cluster`, `policy` and
+//! `probe` types.
+//!
+//! ```text
+//! schedule::plan / resolve_request ──> Pair { id: PairId, spec: SpecRef, from: ObjectRef, target: PairTarget }
+//! probe + diagnose ──────────────────> PairReport { typed: SpecRef, ObjectRef, PairTarget, PairReason, ... }
+//!                                        └─ serde ─> the JSON of /v1/pairs, `netreach demo`, POST /v1/probe
+//!                                           (strings: "ns/name", "default_deny", ...; see [`wire`])
+//! ```
+
+pub(crate) mod hash;
+mod id;
+mod reason;
+mod report;
+mod wire;
+
+pub(crate) use id::source_hash;
+pub use id::{Pair, PairId, PairTarget, pair_id};
+pub use reason::{PairReason, UnknownReason};
+pub use report::{Destination, PairReport};
+pub use wire::{PairReportWire, WireError};

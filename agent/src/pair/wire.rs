@@ -1,0 +1,271 @@
+//! The JSON form of a [`PairReport`] (`GET /v1/pairs`, `POST /v1/probe`, `netreach demo
+//! --format json`): a contract scripts and alerts rely on (docs/design.md, "CLI contracts"),
+//! so it is spelled out here field by field and converted at this edge, once each way.
+//!
+//! ```text
+//! PairReport ──From──> PairReportWire ──serde──> {"spec":"ns/name","from":"ns/pod","to":"ns/pod"|"10.0.0.1"|"host",
+//!            <─TryFrom─               <─serde──   "ip","dns","port","protocol","reason":"default_deny"|"",...}
+//! ```
+//!
+//! The typed target becomes `to`/`ip`/`dns`/`port`/`protocol` (a DNS probe has `dns` instead of
+//! `to` and `port`), the probe's own detail a trailing `probe:` line of `explanation`.
+
+use std::net::IpAddr;
+
+use k8s_openapi::jiff::Timestamp;
+use probe_spec::{Direction, Expectation, PairVerdict};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::report::PROBE_LINE;
+use super::{PairReason, PairReport, PairTarget, UnknownReason};
+use crate::cluster::SpecRef;
+use crate::cluster::model::{ObjectRef, Protocol};
+use crate::probe::Outcome;
+
+/// One diagnosed pair as JSON has it. DNS lookups carry `dns` instead of `to`/`port`/
+/// `protocol`. A host target gives one report per address its name resolved to, each with
+/// `host`; a name that did not resolve gives one `not_probed` report with `to` and `host` the
+/// name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairReportWire {
+    /// The spec: a ProbeSpec as `namespace/name`, a ClusterProbeSpec as `name`; absent for
+    /// on-demand probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// The source pod, `namespace/name`.
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh: Option<String>,
+    /// The destination: a pod's `namespace/name` or an IP address (for a host target, the pod
+    /// that holds the resolved address, else the address); a host name that did not resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The address probed, when known (a pod target's IP, an IP target, a resolved host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The name looked up, for DNS probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// What the probe observed: `open`, `refused`, `timeout`, ...
+    #[serde(with = "outcome_code")]
+    pub outcome: Outcome,
+    pub policy_allowed: bool,
+    pub verdict: PairVerdict,
+    /// The bounded reason code (`default_deny`, `cni_unhealthy`, ...); empty for `ok`.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The deciding policies, `namespace/name`.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    pub summary: String,
+    /// The diagnosis's explanation, then the probe's own detail on a `probe:` line.
+    #[serde(default)]
+    pub explanation: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+    pub latency_seconds: f64,
+    pub last_probe: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meets_expectation: Option<bool>,
+}
+
+/// Why a JSON pair is not a [`PairReport`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("spec: {0}")]
+    Spec(String),
+    #[error("from: {0}")]
+    Source(String),
+    #[error("policies: {0}")]
+    Policy(String),
+    #[error("reason: {0}")]
+    Reason(#[from] UnknownReason),
+    #[error("neither to nor dns is set")]
+    NoDestination,
+    #[error("to {0:?} has no port")]
+    NoPort(String),
+    #[error("to {0:?} is a pod but no ip is given")]
+    NoPodAddress(String),
+}
+
+impl From<&PairReport> for PairReportWire {
+    fn from(report: &PairReport) -> Self {
+        Self {
+            spec: report.spec.as_ref().map(ToString::to_string),
+            from: report.from.to_string(),
+            mesh: report.mesh.clone(),
+            to: report.to().map(|to| to.to_string()),
+            host: report.host.clone(),
+            ip: report.ip(),
+            dns: report.dns().map(str::to_string),
+            port: report.port(),
+            protocol: report.protocol(),
+            outcome: report.outcome,
+            policy_allowed: report.policy_allowed,
+            verdict: report.verdict,
+            reason: report.reason_code().to_string(),
+            direction: report.direction,
+            policies: report.policies.iter().map(ToString::to_string).collect(),
+            summary: report.summary.clone(),
+            explanation: report.full_explanation(),
+            hints: report.hints.clone(),
+            latency_seconds: report.latency_seconds,
+            last_probe: report.last_probe,
+            expect: report.expect,
+            meets_expectation: report.meets_expectation,
+        }
+    }
+}
+
+impl TryFrom<PairReportWire> for PairReport {
+    type Error = WireError;
+
+    fn try_from(wire: PairReportWire) -> Result<Self, WireError> {
+        let PairReportWire {
+            spec,
+            from,
+            mesh,
+            to,
+            host,
+            ip,
+            dns,
+            port,
+            protocol,
+            outcome,
+            policy_allowed,
+            verdict,
+            reason,
+            direction,
+            policies,
+            summary,
+            explanation,
+            hints,
+            latency_seconds,
+            last_probe,
+            expect,
+            meets_expectation,
+        } = wire;
+        let target = match (dns, to) {
+            (Some(name), _) => PairTarget::Dns { name },
+            (None, Some(to)) => target(to, ip, port, protocol)?,
+            (None, None) => return Err(WireError::NoDestination),
+        };
+        let (explanation, probe_detail) = match explanation.rsplit_once(PROBE_LINE) {
+            Some((explanation, detail)) => (explanation.to_string(), detail.to_string()),
+            None => (explanation, String::new()),
+        };
+        Ok(Self {
+            spec: spec
+                .map(|spec| spec.parse::<SpecRef>())
+                .transpose()
+                .map_err(WireError::Spec)?,
+            from: from.parse().map_err(WireError::Source)?,
+            mesh,
+            target,
+            host,
+            outcome,
+            policy_allowed,
+            verdict,
+            reason: Some(reason)
+                .filter(|code| !code.is_empty())
+                .map(|code| code.parse::<PairReason>())
+                .transpose()?,
+            direction,
+            policies: policies
+                .iter()
+                .map(|policy| policy.parse())
+                .collect::<Result<_, _>>()
+                .map_err(WireError::Policy)?,
+            summary,
+            explanation,
+            probe_detail,
+            hints,
+            latency_seconds,
+            last_probe,
+            expect,
+            meets_expectation,
+        })
+    }
+}
+
+/// A destination other than a DNS name: a pod (`ns/name`, at `ip`), an address, else a host
+/// name that did not resolve. Without a protocol it is TCP, as a probe request's is.
+fn target(
+    to: String,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    protocol: Option<Protocol>,
+) -> Result<PairTarget, WireError> {
+    let Some(port) = port else {
+        return Err(WireError::NoPort(to));
+    };
+    let protocol = protocol.unwrap_or(Protocol::Tcp);
+    if let Ok(pod) = to.parse::<ObjectRef>() {
+        let ip = ip.ok_or(WireError::NoPodAddress(to))?;
+        return Ok(PairTarget::Pod {
+            pod,
+            ip,
+            port,
+            protocol,
+        });
+    }
+    Ok(match to.parse::<IpAddr>() {
+        Ok(ip) => PairTarget::Ip { ip, port, protocol },
+        Err(_) => PairTarget::Host {
+            name: to,
+            port,
+            protocol,
+        },
+    })
+}
+
+impl Serialize for PairReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PairReportWire::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PairReport {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = PairReportWire::deserialize(deserializer)?;
+        PairReport::try_from(wire).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Outcome` as its snake_case code.
+mod outcome_code {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Outcome;
+
+    pub(super) fn serialize<S: Serializer>(
+        outcome: &Outcome,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(outcome.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Outcome, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == code)
+            .ok_or_else(|| D::Error::custom(format!("unknown outcome {code:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

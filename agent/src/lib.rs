@@ -7,7 +7,7 @@
 // (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.
 #![deny(unsafe_code)]
 
-pub mod agent;
+pub mod runtime;
 pub mod api;
 pub mod cli;
 pub mod cluster;
@@ -17,7 +17,7 @@ pub mod pair;
 pub mod policy;
 pub mod probe;
 pub mod report;
-pub mod run;
+pub mod pipeline;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -17,7 +17,7 @@ use netreach::cluster::model::{ObjectRef, Protocol};
 use netreach::netns::{REVALIDATE_EVERY, SocketFactory, netns_inode};
 use netreach::pair::{Pair, PairTarget, pair_id};
 use netreach::probe::{Outcome, Prober};
-use netreach::run::{Pipeline, PipelineConfig};
+use netreach::pipeline::{Pipeline, PipelineConfig};
 use probe_spec::{Expectation, PairVerdict};
 use testbed::Testbed;
 

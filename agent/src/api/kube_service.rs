@@ -70,7 +70,7 @@ impl ReviewError {
 }
 
 /// Runs one on-demand probe against the latest view of the cluster; the agent's is
-/// `agent::on_demand::ViewProber`.
+/// `runtime::on_demand::ViewProber`.
 pub trait OnDemandProber: Send + Sync + 'static {
     /// Probes `target` from `from`, predicts and diagnoses it (see
     /// `Pipeline::probe_once`); `Err` says why it could not run (the source or destination pod

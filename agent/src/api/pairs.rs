@@ -128,7 +128,7 @@ pub(super) async fn list_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::fixtures::report;
+    use crate::runtime::fixtures::report;
 
     #[test]
     fn a_host_pair_is_found_by_its_host_name_and_by_what_it_resolved_to() {

@@ -1,5 +1,5 @@
 //! `netreach agent`: the DaemonSet process. Flags (each also read from an environment variable)
-//! become an [`AgentConfig`]; [`crate::agent::run`] does the rest.
+//! become an [`AgentConfig`]; [`crate::runtime::run`] does the rest.
 //!
 //! ```text
 //! flags / NETREACH_* / NODE_NAME ──> Args ──into_config()──> AgentConfig ──agent::run──> Ok: exit 0
@@ -16,8 +16,8 @@ use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use tracing::error;
 
-use crate::agent::lifecycle::write_termination_log;
-use crate::agent::{self, AgentConfig, ApiServing};
+use crate::runtime::lifecycle::write_termination_log;
+use crate::runtime::{AgentConfig, ApiServing};
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
 use crate::cluster::watch::WatchScope;
@@ -299,7 +299,7 @@ impl Args {
             .thread_name("netreach-agent")
             .build()
             .context("starting the async runtime")?;
-        let result = runtime.block_on(agent::run(config));
+        let result = runtime.block_on(crate::runtime::run(config));
         // Tasks still parked (aborted ones, blocking reads) must not hold the exit up.
         runtime.shutdown_timeout(Duration::from_secs(1));
         match result {

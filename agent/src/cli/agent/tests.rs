@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::Args;
-use crate::agent::AgentConfig;
+use crate::runtime::AgentConfig;
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
 use crate::report::metrics::PairSeries;

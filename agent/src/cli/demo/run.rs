@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::output::{self, Printed};
 use super::{Args, edits};
-use crate::agent::lifecycle::CriticalTasks;
-use crate::agent::{self as runtime, NodeOutputs, NodeTasks, Shared};
+use crate::runtime::lifecycle::CriticalTasks;
+use crate::runtime::{self as runtime, NodeOutputs, NodeTasks, Shared};
 use crate::api::serve::{ConnectionMetrics, ServeConfig};
 use crate::api::{self, AppState};
 use crate::cluster::watch::{ClusterView, CniAgentMatcher, SnapshotSource};
@@ -25,7 +25,7 @@ use crate::pair::PairReport;
 use crate::probe::Prober;
 use crate::report::memory_api::MemoryApi;
 use crate::report::metrics::{IndexCollector, Metrics};
-use crate::run::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::schedule::{FirstProbe, TimetableConfig};
 
 /// How often statuses are written (the agent's default is 30 s; the demo shows them sooner).

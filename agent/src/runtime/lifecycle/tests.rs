@@ -88,7 +88,7 @@ async fn stop_aborts_plain_tasks_and_waits_for_graceful_ones() {
     let mut tasks = CriticalTasks::new();
     tasks.spawn("watchers", std::future::pending());
     tasks.spawn_graceful("scheduler", async move {
-        crate::agent::stop_requested(&mut stop_rx).await;
+        crate::runtime::stop_requested(&mut stop_rx).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         let _ = done_tx.send(());
         Ok(())

@@ -19,8 +19,8 @@
 //!
 //! The decisions live in [`crate::schedule`] (planning, due times, spacing, re-probe sets) and
 //! in [`super::changes`] (change mapping, transitions); this module does the I/O around them.
-//! One [`Scheduler::step`] re-plans and re-probes as the view requires and starts the pairs that
-//! are due; [`Scheduler::finish`] takes one result in. [`Scheduler::run`] loops over both,
+//! One [`ProbeLoop::step`] re-plans and re-probes as the view requires and starts the pairs that
+//! are due; [`ProbeLoop::finish`] takes one result in. [`ProbeLoop::run`] loops over both,
 //! sleeping until the next due time, a view change or a completion (at most `max_sleep`).
 //!
 //! Probing starts only after the first full sync of the view: a partial index (policies not yet
@@ -43,22 +43,22 @@ use probe_spec::Expectation;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::changes::{Transition, transition};
-use super::events::EventNotice;
+use super::transitions::{Transition, transition};
+use super::event_queue::EventNotice;
 use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
 use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
 use crate::pair::{Pair, PairId, PairReport};
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey, PairState};
-use crate::run::PairReports;
+use crate::pipeline::PairReports;
 use crate::schedule::{Timetable, TimetableConfig};
 
 // === Configuration and outputs ===
 
 /// Settings of the scheduler loop.
 #[derive(Clone, Debug)]
-pub struct SchedulerConfig {
+pub struct ProbeLoopConfig {
     /// This agent's node: pairs whose source pod runs here are probed here.
     pub node: String,
     /// Probes in flight at once (`--concurrency`).
@@ -77,7 +77,7 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
 }
 
-impl SchedulerConfig {
+impl ProbeLoopConfig {
     pub fn new(node: impl Into<String>, concurrency: usize, shutdown_grace: Duration) -> Self {
         Self {
             node: node.into(),
@@ -112,7 +112,7 @@ pub type SpecSummaries = BTreeMap<SpecRef, SpecSummary>;
 
 /// Where the scheduler's results go.
 #[derive(Debug)]
-pub struct SchedulerOutputs {
+pub struct ProbeLoopOutputs {
     pub metrics: Arc<Metrics>,
     /// This node's pairs, for `/v1/pairs` and the status writer.
     pub pairs: watch::Sender<Arc<Vec<PairReport>>>,
@@ -137,7 +137,7 @@ pub struct Progress {
     pub rounds: u64,
 }
 
-/// What one [`Scheduler::step`] did.
+/// What one [`ProbeLoop::step`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Step {
     /// Pairs a re-plan added and removed.
@@ -149,7 +149,7 @@ pub struct Step {
     pub started: Vec<PairId>,
 }
 
-/// What [`Scheduler::finish`] made of one result.
+/// What [`ProbeLoop::finish`] made of one result.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {
     /// One per report, in the order the prober returned them (a host pair: per address).
@@ -159,7 +159,7 @@ pub struct Finished {
     pub change_to_effect: Option<Duration>,
 }
 
-// === impl Scheduler ===
+// === impl ProbeLoop ===
 
 /// A ProbeSpec as planned.
 #[derive(Clone, Debug)]
@@ -198,11 +198,11 @@ fn report_slot(report: &PairReport) -> Option<IpAddr> {
 }
 
 /// The scheduler of one agent.
-pub struct Scheduler {
-    config: SchedulerConfig,
+pub struct ProbeLoop {
+    config: ProbeLoopConfig,
     view: ClusterView,
     prober: Arc<dyn PairProber>,
-    out: SchedulerOutputs,
+    out: ProbeLoopOutputs,
     timetable: Timetable,
     specs: BTreeMap<SpecRef, PlannedSpec>,
     snapshot: Option<Arc<ViewSnapshot>>,
@@ -220,9 +220,9 @@ pub struct Scheduler {
     plans: u64,
 }
 
-impl fmt::Debug for Scheduler {
+impl fmt::Debug for ProbeLoop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scheduler")
+        f.debug_struct("ProbeLoop")
             .field("config", &self.config)
             .field("pairs", &self.timetable.len())
             .field("in_flight", &self.in_flight.len())
@@ -230,13 +230,13 @@ impl fmt::Debug for Scheduler {
     }
 }
 
-impl Scheduler {
+impl ProbeLoop {
     /// A scheduler whose timetable grid starts at `origin`.
     pub fn new(
-        config: SchedulerConfig,
+        config: ProbeLoopConfig,
         view: ClusterView,
         prober: Arc<dyn PairProber>,
-        out: SchedulerOutputs,
+        out: ProbeLoopOutputs,
         origin: Instant,
     ) -> Self {
         let timetable = Timetable::new(origin, config.timetable.clone());

@@ -3,7 +3,7 @@
 //! [`EventRecorder`], so a slow API server never stalls probing.
 //!
 //! ```text
-//! Scheduler::finish ──reason_for()──> EventNotice ──mpsc (bounded; full: dropped, warned)──> EventRecorder::publish
+//! ProbeLoop::finish ──reason_for()──> EventNotice ──mpsc (bounded; full: dropped, warned)──> EventRecorder::publish
 //! ```
 
 use tokio::sync::mpsc;

@@ -2,7 +2,7 @@
 //! [`ViewSnapshot`], both clocks in [`Now`]) and who runs it ([`PairProber`]).
 //!
 //! ```text
-//! Scheduler ──ProbeJob + Arc<ViewSnapshot>──> PairProber::probe ──> PairReports (one, or one per
+//! ProbeLoop ──ProbeJob + Arc<ViewSnapshot>──> PairProber::probe ──> PairReports (one, or one per
 //!                                               │                     resolved address of a host)
 //!                                               ├─ PipelineProber: Pipeline::probe_pair_in, with the
 //!                                               │  policy engine built once per snapshot generation
@@ -20,7 +20,7 @@ use probe_spec::Expectation;
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
 use crate::pair::{Pair, PairId};
-use crate::run::{PairReports, Pipeline, ProbeContext};
+use crate::pipeline::{PairReports, Pipeline, ProbeContext};
 
 /// One reading of both clocks: the timetable runs on `instant`, the change log stamps `wall`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use crate::cluster::model::ObjectRef;
 use crate::cluster::watch::ClusterView;
 use crate::pair::PairReport;
 use crate::pair::PairTarget;
-use crate::run::{Pipeline, ProbeContext};
+use crate::pipeline::{Pipeline, ProbeContext};
 
 /// A snapshot is reused for this long while the view moves, if it holds the request's pods.
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);

@@ -26,7 +26,7 @@ use probe_spec::{FailingPair, VerdictCounts};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::scheduler::{SpecSummaries, SpecSummary};
+use super::probe_loop::{SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::pair::{Destination, PairReport};

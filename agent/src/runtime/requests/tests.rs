@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{PairVerdict, ProbeRequest, ProbeRequestPhase, ProbeRequestStatus};
 
 use super::*;
-use crate::agent::fixtures::{index, namespace, pod, probe_request, report};
+use crate::runtime::fixtures::{index, namespace, pod, probe_request, report};
 use crate::cluster::Index;
 use crate::cluster::model::PodPhase;
 use crate::pair::PairTarget;

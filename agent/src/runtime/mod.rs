@@ -22,13 +22,13 @@
 //! no new probes start, probes and ProbeRequests in flight get `--shutdown-grace`, and the
 //! process exits 0.
 
-pub mod changes;
-pub mod events;
+pub mod transitions;
+pub mod event_queue;
 pub mod lifecycle;
 pub mod on_demand;
 pub mod prober;
 pub mod requests;
-pub mod scheduler;
+pub mod probe_loop;
 pub mod spec_status;
 pub mod view_metrics;
 
@@ -58,12 +58,12 @@ use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};
 use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
 use crate::report::status::{RequestStatusWriter, SpecStatusWriter, StatusConfig};
-use crate::run::{Pipeline, PipelineConfig};
+use crate::pipeline::{Pipeline, PipelineConfig};
 
 use self::lifecycle::{CriticalTasks, TaskExit, shutdown_signal};
 use self::prober::PipelineProber;
 use self::requests::{RequestRunner, RequestRunnerConfig};
-use self::scheduler::{Progress, Scheduler, SchedulerConfig, SchedulerOutputs, SpecSummaries};
+use self::probe_loop::{Progress, ProbeLoop, ProbeLoopConfig, ProbeLoopOutputs, SpecSummaries};
 use crate::schedule::TimetableConfig;
 
 /// Everything the agent is configured with; `netreach agent`'s flags build it, tests build it
@@ -412,13 +412,13 @@ pub fn spawn_node(
 
     // Events: drained from a queue so a slow API server never stalls probing.
     let event_queue = node.events.then(|| {
-        let (tx, rx) = mpsc::channel(events::EVENT_QUEUE);
+        let (tx, rx) = mpsc::channel(event_queue::EVENT_QUEUE);
         let recorder =
             EventRecorder::new(shared.client.clone(), EventsConfig::for_node(&node.node));
         tasks.spawn_graceful(
             "events",
             async move {
-                events::publish_events(recorder, rx).await;
+                event_queue::publish_events(recorder, rx).await;
                 Err("the event queue closed".into())
             }
             .instrument(info_span!("events", node = %span_node)),
@@ -426,13 +426,13 @@ pub fn spawn_node(
         tx
     });
 
-    let mut config = SchedulerConfig::new(&node.node, node.concurrency, node.shutdown_grace);
+    let mut config = ProbeLoopConfig::new(&node.node, node.concurrency, node.shutdown_grace);
     config.timetable = node.timetable;
-    let scheduler = Scheduler::new(
+    let scheduler = ProbeLoop::new(
         config,
         shared.view.clone(),
         Arc::new(PipelineProber::new(shared.pipeline.clone())),
-        SchedulerOutputs {
+        ProbeLoopOutputs {
             metrics: shared.metrics.clone(),
             pairs: pairs_tx,
             specs: specs_tx,

@@ -13,15 +13,15 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{PlannedSpec, Revisions, Scheduler, SpecSummaries, SpecSummary};
-use crate::agent::changes::{change_instant, cluster_change, may_change_plans};
-use crate::agent::prober::{Now, ViewSnapshot};
+use super::{PlannedSpec, Revisions, ProbeLoop, SpecSummaries, SpecSummary};
+use crate::runtime::transitions::{change_instant, cluster_change, may_change_plans};
+use crate::runtime::prober::{Now, ViewSnapshot};
 use crate::cluster::SpecRef;
 use crate::pair::PairId;
 use crate::report::metrics::PairKey;
 use crate::schedule::{self, affected_pairs};
 
-impl Scheduler {
+impl ProbeLoop {
     /// Renews the snapshot when the view moved (or it aged); returns it and whether the plans
     /// are stale (the specs or the index moved), or `None` when nothing changed.
     pub(super) fn refresh_snapshot(&mut self, now: Instant) -> Option<(Arc<ViewSnapshot>, bool)> {

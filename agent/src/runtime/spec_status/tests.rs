@@ -2,7 +2,7 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
-use crate::agent::fixtures::{report, report_to};
+use crate::runtime::fixtures::{report, report_to};
 use crate::pair::PairTarget;
 
 /// The spec every report here belongs to.

@@ -10,10 +10,10 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::agent::fixtures::{
+use crate::runtime::fixtures::{
     cluster_probe_spec, index, namespace, pod, policy, probe_spec, report, report_to,
 };
-use crate::agent::prober::{Now, ProbeJob, ViewSnapshot};
+use crate::runtime::prober::{Now, ProbeJob, ViewSnapshot};
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{ObjectRef, Protocol};
@@ -115,7 +115,7 @@ impl Clock {
 }
 
 struct Harness {
-    scheduler: Scheduler,
+    scheduler: ProbeLoop,
     view: ClusterView,
     registry: Registry,
     metrics: Arc<Metrics>,
@@ -142,11 +142,11 @@ fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usi
     let (events_tx, events) = mpsc::channel(16);
     let (progress_tx, progress) = watch::channel(Progress::default());
     let clock = Clock::new();
-    let scheduler = Scheduler::new(
-        SchedulerConfig::new("node-1", concurrency, Duration::from_secs(1)),
+    let scheduler = ProbeLoop::new(
+        ProbeLoopConfig::new("node-1", concurrency, Duration::from_secs(1)),
         view.clone(),
         prober,
-        SchedulerOutputs {
+        ProbeLoopOutputs {
             metrics: metrics.clone(),
             pairs: pairs_tx,
             specs: specs_tx,

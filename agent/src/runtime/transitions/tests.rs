@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
-use crate::agent::fixtures::{labels, policy};
+use crate::runtime::fixtures::{labels, policy};
 use crate::cluster::model::ObjectRef;
 use crate::report::events::EventReason;
 

@@ -7,17 +7,17 @@
 // (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.
 #![deny(unsafe_code)]
 
-pub mod runtime;
 pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod diagnose;
 pub mod netns;
 pub mod pair;
+pub mod pipeline;
 pub mod policy;
 pub mod probe;
 pub mod report;
-pub mod pipeline;
+pub mod runtime;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -16,8 +16,8 @@ use netreach::cluster::load::Loaded;
 use netreach::cluster::model::{ObjectRef, Protocol};
 use netreach::netns::{REVALIDATE_EVERY, SocketFactory, netns_inode};
 use netreach::pair::{Pair, PairTarget, pair_id};
-use netreach::probe::{Outcome, Prober};
 use netreach::pipeline::{Pipeline, PipelineConfig};
+use netreach::probe::{Outcome, Prober};
 use probe_spec::{Expectation, PairVerdict};
 use testbed::Testbed;
 

@@ -21,7 +21,6 @@
 pub mod auth;
 mod error;
 mod health;
-mod kube_service;
 mod pairs;
 mod probe;
 mod rate_limit;
@@ -49,20 +48,14 @@ use crate::pair::PairReport;
 
 pub use auth::{Access, AuthMode, Gate, ReviewTtl, TokenUse};
 pub use error::{ApiError, ErrorBody};
-pub use kube_service::{
-    DEFAULT_AUDIENCE, KubeProbeService, OnDemandProber, PROBE_REQUEST_GROUP,
-    PROBE_REQUEST_RESOURCE, PROBE_REQUEST_VERB, ReviewError,
-};
 pub use pairs::{PairsQuery, PairsResponse};
 pub use probe::ProbeBody;
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use service::{
-    BoxError, BoxFuture, ProbeCall, ProbeCallTarget, ProbeService, ServiceError, UserInfo,
+    BoxError, BoxFuture, DEFAULT_AUDIENCE, OnDemandProber, PROBE_REQUEST_GROUP,
+    PROBE_REQUEST_RESOURCE, PROBE_REQUEST_VERB, ProbeCall, ProbeCallTarget, ProbeService,
+    ServiceError, UserInfo,
 };
-
-/// The scripted API server of the kube-backed tests, shared with the CLI's tests.
-#[cfg(test)]
-pub(crate) use kube_service::mock_api;
 
 /// The bounds that keep the API cheap and safe to expose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -84,3 +84,27 @@ pub struct ProbeCall {
 /// with a named port already resolved, an IP, or a DNS name; never a host, which only
 /// ProbeSpecs take).
 pub type ProbeCallTarget = PairTarget;
+
+/// The audience on-demand callers' tokens must carry (`kubectl create token SA --audience netreach`).
+pub const DEFAULT_AUDIENCE: &str = "netreach";
+
+/// The API group of the resource SubjectAccessReview asks about.
+pub const PROBE_REQUEST_GROUP: &str = "netreach.dev";
+/// The resource SubjectAccessReview asks about.
+pub const PROBE_REQUEST_RESOURCE: &str = "proberequests";
+/// The verb SubjectAccessReview asks about.
+pub const PROBE_REQUEST_VERB: &str = "create";
+
+/// Runs one on-demand probe against the latest view of the cluster; the agent's is
+/// `runtime::on_demand::ViewProber`.
+pub trait OnDemandProber: Send + Sync + 'static {
+    /// Probes `target` from `from`, predicts and diagnoses it (see
+    /// `Pipeline::probe_once`); `Err` says why it could not run (the source or destination pod
+    /// left the view).
+    fn probe_once<'a>(
+        &'a self,
+        from: &'a ObjectRef,
+        target: PairTarget,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<PairReport, String>>;
+}

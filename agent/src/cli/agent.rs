@@ -16,13 +16,13 @@ use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use tracing::error;
 
-use crate::runtime::lifecycle::write_termination_log;
-use crate::runtime::{AgentConfig, ApiServing};
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
 use crate::cluster::watch::WatchScope;
 use crate::policy::Profile;
 use crate::report::metrics::PairSeries;
+use crate::runtime::lifecycle::write_termination_log;
+use crate::runtime::{AgentConfig, ApiServing};
 
 /// Run the node agent (the DaemonSet process): probe this node's ProbeSpec pairs from inside
 /// their source pods, run ProbeRequests, and report metrics, Events and status.

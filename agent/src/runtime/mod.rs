@@ -22,14 +22,15 @@
 //! no new probes start, probes and ProbeRequests in flight get `--shutdown-grace`, and the
 //! process exits 0.
 
-pub mod transitions;
 pub mod event_queue;
+pub mod kube_service;
 pub mod lifecycle;
 pub mod on_demand;
+pub mod probe_loop;
 pub mod prober;
 pub mod requests;
-pub mod probe_loop;
 pub mod spec_status;
+pub mod transitions;
 pub mod view_metrics;
 
 #[cfg(test)]
@@ -47,23 +48,24 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::api::serve::{ConnectionMetrics, ServeConfig};
 use crate::api::tls::TlsSource;
-use crate::api::{self, AppState, AuthMode, KubeProbeService, OnDemandProber, ProbeService};
+use crate::api::{self, AppState, AuthMode, OnDemandProber, ProbeService};
 use crate::cluster::watch::{
     self as cluster_watch, ClusterView, CniAgentMatcher, PodScope, WatchScope, Watchers,
 };
 use crate::netns::SocketFactory;
 use crate::pair::PairReport;
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};
 use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
 use crate::report::status::{RequestStatusWriter, SpecStatusWriter, StatusConfig};
-use crate::pipeline::{Pipeline, PipelineConfig};
 
+use self::kube_service::KubeProbeService;
 use self::lifecycle::{CriticalTasks, TaskExit, shutdown_signal};
+use self::probe_loop::{ProbeLoop, ProbeLoopConfig, ProbeLoopOutputs, Progress, SpecSummaries};
 use self::prober::PipelineProber;
 use self::requests::{RequestRunner, RequestRunnerConfig};
-use self::probe_loop::{Progress, ProbeLoop, ProbeLoopConfig, ProbeLoopOutputs, SpecSummaries};
 use crate::schedule::TimetableConfig;
 
 /// Everything the agent is configured with; `netreach agent`'s flags build it, tests build it

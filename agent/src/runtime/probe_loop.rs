@@ -43,15 +43,15 @@ use probe_spec::Expectation;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::transitions::{Transition, transition};
 use super::event_queue::EventNotice;
 use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
+use super::transitions::{Transition, transition};
 use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
 use crate::pair::{Pair, PairId, PairReport};
+use crate::pipeline::PairReports;
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey, PairState};
-use crate::pipeline::PairReports;
 use crate::schedule::{Timetable, TimetableConfig};
 
 // === Configuration and outputs ===

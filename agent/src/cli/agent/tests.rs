@@ -5,10 +5,10 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::Args;
-use crate::runtime::AgentConfig;
 use crate::api::AuthMode;
 use crate::api::tls::TlsSource;
 use crate::report::metrics::PairSeries;
+use crate::runtime::AgentConfig;
 
 /// `netreach agent` alone, so tests parse its flags without the other subcommands.
 #[derive(Debug, Parser)]

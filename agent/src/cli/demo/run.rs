@@ -15,17 +15,17 @@ use tokio::sync::watch;
 
 use super::output::{self, Printed};
 use super::{Args, edits};
-use crate::runtime::lifecycle::CriticalTasks;
-use crate::runtime::{self as runtime, NodeOutputs, NodeTasks, Shared};
 use crate::api::serve::{ConnectionMetrics, ServeConfig};
 use crate::api::{self, AppState};
 use crate::cluster::watch::{ClusterView, CniAgentMatcher, SnapshotSource};
 use crate::netns::SocketFactory;
 use crate::pair::PairReport;
+use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::probe::Prober;
 use crate::report::memory_api::MemoryApi;
 use crate::report::metrics::{IndexCollector, Metrics};
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::runtime::lifecycle::CriticalTasks;
+use crate::runtime::{self as runtime, NodeOutputs, NodeTasks, Shared};
 use crate::schedule::{FirstProbe, TimetableConfig};
 
 /// How often statuses are written (the agent's default is 30 s; the demo shows them sooner).

@@ -10,7 +10,7 @@ use probe_spec::ProbeRequestStatus;
 use super::api::*;
 use super::plan::*;
 use super::*;
-use crate::api::mock_api::{ApiServer, api_error, mock_client};
+use crate::testing::mock_api::{ApiServer, api_error, mock_client};
 
 const REQUESTS: &str = "/apis/netreach.dev/v1alpha1/namespaces/shop/proberequests";
 

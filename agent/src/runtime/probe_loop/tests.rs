@@ -10,10 +10,6 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::runtime::fixtures::{
-    cluster_probe_spec, index, namespace, pod, policy, probe_spec, report, report_to,
-};
-use crate::runtime::prober::{Now, ProbeJob, ViewSnapshot};
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{ObjectRef, Protocol};
@@ -21,6 +17,10 @@ use crate::cluster::watch::{CniAgentMatcher, Readiness};
 use crate::pair::{PairReason, PairTarget};
 use crate::probe::NotProbedReason;
 use crate::report::events::EventReason;
+use crate::runtime::fixtures::{
+    cluster_probe_spec, index, namespace, pod, policy, probe_spec, report, report_to,
+};
+use crate::runtime::prober::{Now, ProbeJob, ViewSnapshot};
 use futures::future::BoxFuture;
 
 const SPEC: &str = "shop/paths";

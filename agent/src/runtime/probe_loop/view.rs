@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{PlannedSpec, Revisions, ProbeLoop, SpecSummaries, SpecSummary};
-use crate::runtime::transitions::{change_instant, cluster_change, may_change_plans};
-use crate::runtime::prober::{Now, ViewSnapshot};
+use super::{PlannedSpec, ProbeLoop, Revisions, SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::pair::PairId;
 use crate::report::metrics::PairKey;
+use crate::runtime::prober::{Now, ViewSnapshot};
+use crate::runtime::transitions::{change_instant, cluster_change, may_change_plans};
 use crate::schedule::{self, affected_pairs};
 
 impl ProbeLoop {

@@ -6,11 +6,11 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{PairVerdict, ProbeRequest, ProbeRequestPhase, ProbeRequestStatus};
 
 use super::*;
-use crate::runtime::fixtures::{index, namespace, pod, probe_request, report};
 use crate::cluster::Index;
 use crate::cluster::model::PodPhase;
 use crate::pair::PairTarget;
 use crate::probe::Outcome;
+use crate::runtime::fixtures::{index, namespace, pod, probe_request, report};
 use std::collections::BTreeMap;
 
 /// shop/web runs on node-1, shop/api on node-2; shop/done has finished, shop/host uses the

@@ -2,8 +2,8 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
-use crate::runtime::fixtures::{report, report_to};
 use crate::pair::PairTarget;
+use crate::runtime::fixtures::{report, report_to};
 
 /// The spec every report here belongs to.
 fn paths() -> SpecRef {

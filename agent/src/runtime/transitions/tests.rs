@@ -4,9 +4,9 @@ use std::time::{Duration, Instant, SystemTime};
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
-use crate::runtime::fixtures::{labels, policy};
 use crate::cluster::model::ObjectRef;
 use crate::report::events::EventReason;
+use crate::runtime::fixtures::{labels, policy};
 
 /// A ClusterChange in one comparable line.
 fn render(change: Option<ClusterChange<'_>>) -> String {

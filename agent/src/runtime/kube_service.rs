@@ -24,7 +24,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -34,21 +33,12 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
-use super::auth::{Access, TokenUse};
-use super::{BoxFuture, ProbeCall, ProbeService, ServiceError, UserInfo};
-use crate::cluster::model::ObjectRef;
+use crate::api::{
+    Access, BoxFuture, DEFAULT_AUDIENCE, OnDemandProber, PROBE_REQUEST_GROUP,
+    PROBE_REQUEST_RESOURCE, PROBE_REQUEST_VERB, ProbeCall, ProbeService, ServiceError, TokenUse,
+    UserInfo,
+};
 use crate::pair::PairReport;
-use crate::pair::PairTarget;
-
-/// The audience on-demand callers' tokens must carry (`kubectl create token SA --audience netreach`).
-pub const DEFAULT_AUDIENCE: &str = "netreach";
-
-/// The API group of the resource SubjectAccessReview asks about.
-pub const PROBE_REQUEST_GROUP: &str = "netreach.dev";
-/// The resource SubjectAccessReview asks about.
-pub const PROBE_REQUEST_RESOURCE: &str = "proberequests";
-/// The verb SubjectAccessReview asks about.
-pub const PROBE_REQUEST_VERB: &str = "create";
 
 /// Why a review could not be answered (wrapped in [`ServiceError::Unavailable`]).
 #[derive(Debug, thiserror::Error)]
@@ -67,20 +57,6 @@ impl ReviewError {
             ReviewError::SubjectAccessReview(_) => "subject_access_review",
         }
     }
-}
-
-/// Runs one on-demand probe against the latest view of the cluster; the agent's is
-/// `runtime::on_demand::ViewProber`.
-pub trait OnDemandProber: Send + Sync + 'static {
-    /// Probes `target` from `from`, predicts and diagnoses it (see
-    /// `Pipeline::probe_once`); `Err` says why it could not run (the source or destination pod
-    /// left the view).
-    fn probe_once<'a>(
-        &'a self,
-        from: &'a ObjectRef,
-        target: PairTarget,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<PairReport, String>>;
 }
 
 /// The agent's [`ProbeService`]: TokenReview, SubjectAccessReview and the probe pipeline.
@@ -283,7 +259,5 @@ fn access_review(user: &UserInfo, access: &Access) -> SubjectAccessReview {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod mock_api;
 #[cfg(test)]
 mod tests;

@@ -15,12 +15,14 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::mock_api::{ApiServer, api_error, mock_client};
 use super::*;
 use crate::api::{AppState, ErrorBody, ProbeCallTarget, router};
 use crate::cluster::Index;
 use crate::cluster::load::Loaded;
+use crate::cluster::model::ObjectRef;
 use crate::cluster::model::Protocol;
+use crate::pair::PairTarget;
+use crate::testing::mock_api::{ApiServer, api_error, mock_client};
 
 const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
 const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews";

@@ -3,6 +3,8 @@
 //! extension traits for the variations (`pod(..).with_port(..)`, `policy(..).ingress(rule())`).
 //! Tests of one module keep only what is specific to them (a world, a spec, a report).
 
+pub(crate) mod mock_api;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use crate::cluster::Index;

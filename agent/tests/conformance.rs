@@ -1,7 +1,8 @@
 //! Runs the policy engine on the upstream NetworkPolicy conformance cases (copied from the
 //! e2e suite into tests/data/netpol-conformance) and requires every row to match: the final
 //! verdict (`allowed`, self pairs allowed) and, for self pairs, what the rules alone say.
-//! Each row is checked through `evaluate` and through the matrix.
+//! Each row is checked through `evaluate` and through the matrix, and every matrix cell's deny
+//! codes (`cell_denial`, what the JSON matrix prints) against its full verdict.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ fn every_conformance_row_matches() {
         dirs.len()
     );
 
-    let (mut rows, mut matched, mut failures) = (0usize, 0usize, Vec::new());
+    let (mut rows, mut matched, mut denials, mut failures) = (0usize, 0usize, 0usize, Vec::new());
     for dir in &dirs {
         let case = dir.file_name().unwrap().to_string_lossy().to_string();
         let loaded = load_paths(&[dir.join("objects.yaml")]).expect("load objects");
@@ -72,8 +73,29 @@ fn every_conformance_row_matches() {
             .collect();
         ports.sort();
         ports.dedup();
-        let matrix: HashMap<(String, String, MatrixPort), bool> = engine
-            .matrix(&ports)
+        let cells = engine.matrix(&ports);
+        // The JSON matrix's deny codes, taken without the explanation, are the verdict's.
+        for cell in cells.iter().chain(&engine.matrix(&[])) {
+            let verdict = engine.evaluate_cell(cell);
+            let cheap = engine.cell_denial(cell).map(|d| {
+                let policies: Vec<String> = d
+                    .policy_ids()
+                    .map(|id| engine.policy_key(id).to_string())
+                    .collect();
+                (d.reason, d.direction, policies)
+            });
+            let full = verdict
+                .reason
+                .zip(verdict.direction)
+                .map(|(reason, direction)| (reason, direction, verdict.policies.clone()));
+            denials += 1;
+            if cheap != full {
+                failures.push(format!(
+                    "{case}: {cell:?}: cell_denial {cheap:?}, verdict {full:?}"
+                ));
+            }
+        }
+        let matrix: HashMap<(String, String, MatrixPort), bool> = cells
             .into_iter()
             .map(|c| {
                 (
@@ -124,7 +146,7 @@ fn every_conformance_row_matches() {
         }
     }
     println!(
-        "conformance: {matched}/{rows} rows matched across {} cases",
+        "conformance: {matched}/{rows} rows matched across {} cases; deny codes of {denials} matrix cells compared",
         dirs.len()
     );
     assert!(

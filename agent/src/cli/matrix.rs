@@ -3,11 +3,12 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use serde::Serialize;
-
 use super::Format;
 use super::input::{PortArg, Sources, incomplete_line, require_numeric};
-use crate::policy::{Engine, MatrixCell, MatrixPort, Reason};
+use crate::policy::{Engine, MatrixCell, MatrixPort};
+use json::JsonMatrixWriter;
+
+mod json;
 
 /// Print the allowed/denied verdict of every ordered pod pair (self included).
 ///
@@ -25,25 +26,6 @@ pub struct Args {
     format: Format,
 }
 
-/// One row of the JSON contract.
-#[derive(Debug, Serialize)]
-struct PairRow<'a> {
-    from: String,
-    to: String,
-    port: u16,
-    protocol: &'a str,
-    allowed: bool,
-    #[serde(rename = "self")]
-    self_traffic: bool,
-    rules_allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<Reason>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    direction: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    policies: Vec<String>,
-}
-
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let Self {
@@ -58,67 +40,61 @@ impl Args {
         let loaded = sources.load()?;
         let skipped = loaded.parse_errors.len();
         let engine = Engine::new(&loaded.index, sources.profile.clone());
-        let cells = engine.matrix(&ports);
-        let mut out = BufWriter::new(std::io::stdout().lock());
-        match format {
-            Format::Json => write_json(&mut out, &engine, &cells, skipped > 0)?,
+        let stdout = std::io::stdout().lock();
+        let counts = match format {
+            Format::Json => write_json(stdout, &engine, &ports, skipped > 0)?,
             Format::Table | Format::Text => {
+                let cells = engine.matrix(&ports);
+                let mut out = BufWriter::new(stdout);
                 if skipped > 0 {
                     writeln!(out, "{}", incomplete_line(skipped))?;
                 }
-                write_tables(&mut out, &engine, &cells)?
+                write_tables(&mut out, &engine, &cells)?;
+                out.flush()?;
+                PairCounts {
+                    pairs: cells.len(),
+                    denied: cells.iter().filter(|c| !c.allowed).count(),
+                }
             }
-        }
-        out.flush()?;
+        };
         if !sources.quiet {
-            let denied = cells.iter().filter(|c| !c.allowed).count();
             eprintln!(
                 "{} pairs, {} allowed, {} denied",
-                cells.len(),
-                cells.len() - denied,
-                denied
+                counts.pairs,
+                counts.pairs - counts.denied,
+                counts.denied
             );
         }
         Ok(ExitCode::SUCCESS)
     }
 }
 
+/// For the summary line on stderr.
+struct PairCounts {
+    pairs: usize,
+    denied: usize,
+}
+
+/// Streams the JSON contract: the cells go out as the engine produces them, never collected
+/// (1,000 pods on 4 ports are 4,000,000 of them).
 fn write_json(
-    out: &mut impl Write,
+    out: impl Write,
     engine: &Engine,
-    cells: &[MatrixCell],
+    ports: &[MatrixPort],
     incomplete: bool,
-) -> anyhow::Result<()> {
-    let pods = engine.pods();
-    write!(out, "{{\"incomplete\":{incomplete},\"pairs\":[")?;
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",\n")?;
-        } else {
-            out.write_all(b"\n")?;
-        }
-        let mut row = PairRow {
-            from: pods[cell.from].key().to_string(),
-            to: pods[cell.to].key().to_string(),
-            port: cell.port.port,
-            protocol: cell.port.protocol.as_str(),
-            allowed: cell.allowed,
-            self_traffic: cell.self_traffic,
-            rules_allowed: cell.rules_allowed,
-            reason: None,
-            direction: None,
-            policies: Vec::new(),
-        };
-        if !cell.rules_allowed {
-            let verdict = engine.evaluate_cell(cell);
-            row.reason = verdict.reason;
-            row.direction = verdict.direction.map(|d| d.as_str());
-            row.policies = verdict.policies;
-        }
-        serde_json::to_writer(&mut *out, &row)?;
-    }
-    out.write_all(b"\n]}\n")?;
-    Ok(())
+) -> anyhow::Result<PairCounts> {
+    let mut counts = PairCounts {
+        pairs: 0,
+        denied: 0,
+    };
+    let mut writer = JsonMatrixWriter::begin(engine, out, incomplete);
+    engine.try_for_each_cell(ports, |cell| {
+        counts.pairs += 1;
+        counts.denied += usize::from(!cell.allowed);
+        writer.row(&cell)
+    })?;
+    writer.finish()?.flush()?;
+    Ok(counts)
 }
 
 fn write_tables(out: &mut impl Write, engine: &Engine, cells: &[MatrixCell]) -> anyhow::Result<()> {

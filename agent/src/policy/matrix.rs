@@ -70,6 +70,23 @@ impl Engine {
     /// Like [`Engine::matrix`] without collecting: calls `f` for each cell in order (port,
     /// source, destination).
     pub fn for_each_cell(&self, ports: &[MatrixPort], mut f: impl FnMut(MatrixCell)) {
+        let result = self.try_for_each_cell(ports, |cell| {
+            f(cell);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Engine::for_each_cell`], stopping at the first error `f` returns (a writer that
+    /// streams the cells out fails on a closed pipe).
+    pub fn try_for_each_cell<E>(
+        &self,
+        ports: &[MatrixPort],
+        mut f: impl FnMut(MatrixCell) -> Result<(), E>,
+    ) -> Result<(), E> {
         let endpoints = self.endpoint_ids();
         let peer_sets = self.peer_sets();
         let has_v4: Vec<bool> = (0..self.pods.len())
@@ -120,10 +137,11 @@ impl Engine {
                         allowed: rules_allowed || self_traffic,
                         self_traffic,
                         rules_allowed,
-                    });
+                    })?;
                 }
             }
         }
+        Ok(())
     }
 
     fn peer_sets(&self) -> PeerSets {
@@ -280,6 +298,17 @@ impl Engine {
     /// The full verdict of a matrix cell (for the reason of a denied pair).
     pub fn evaluate_cell(&self, cell: &MatrixCell) -> super::verdict::Verdict {
         self.evaluate_sides(
+            &self.side_of_pod(cell.from),
+            &self.side_of_pod(cell.to),
+            cell.port.port,
+            cell.port.protocol,
+        )
+    }
+
+    /// The deny codes of a matrix cell, equal to [`Engine::evaluate_cell`]'s `reason`,
+    /// `direction` and `policies` without building its explanation; `None` when the rules allow.
+    pub fn cell_denial(&self, cell: &MatrixCell) -> Option<super::Denial<'_>> {
+        self.denial_of_sides(
             &self.side_of_pod(cell.from),
             &self.side_of_pod(cell.to),
             cell.port.port,

@@ -17,7 +17,7 @@ mod matrix;
 mod profile;
 mod verdict;
 
-pub use engine::{Endpoint, Engine, Flow, ResolveError};
+pub use engine::{Denial, Endpoint, Engine, Flow, ResolveError};
 pub use matrix::{MatrixCell, MatrixPort};
 pub use profile::Profile;
 pub use verdict::{

@@ -143,13 +143,34 @@ impl RuleMiss {
 
     /// The reason code of this rule's first failing requirement.
     pub fn reason(&self) -> Reason {
-        // The peer is checked first: a rule whose peer matched is closer to "the right rule".
-        match (&self.peer, &self.port) {
-            (Some(peer), _) => peer.reason(),
-            (None, Some(port)) => port.reason(),
-            (None, None) => Reason::InvalidRule,
-        }
+        miss_reason(
+            self.peer.as_ref().map(PeerMiss::kind),
+            self.port.as_ref().map(PortMiss::reason),
+        )
     }
+
+    /// Sort key of the closest rule, lower is closer.
+    pub(crate) fn closeness(&self) -> (u8, u8) {
+        miss_closeness(self.port.is_some(), self.peer.as_ref().map(PeerMiss::kind))
+    }
+}
+
+/// A rule's reason code from its peer and port misses (see [`RuleMiss::reason`]).
+pub(crate) fn miss_reason(peer: Option<PeerMissKind>, port: Option<Reason>) -> Reason {
+    // The peer is checked first: a rule whose peer matched is closer to "the right rule".
+    match (peer, port) {
+        (Some(peer), _) => peer.reason(),
+        (None, Some(port)) => port,
+        (None, None) => Reason::InvalidRule,
+    }
+}
+
+/// How far a rule was from matching: fewer failed halves first, then the closer peer miss.
+pub(crate) fn miss_closeness(port_missed: bool, peer: Option<PeerMissKind>) -> (u8, u8) {
+    (
+        u8::from(port_missed) + u8::from(peer.is_some()),
+        peer.map_or(0, PeerMissKind::rank),
+    )
 }
 
 /// Why a rule's `ports` did not match the flow.
@@ -231,26 +252,58 @@ pub enum PeerMiss {
 
 impl PeerMiss {
     pub fn reason(&self) -> Reason {
-        match self {
-            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => {
-                Reason::NamespaceSelectorMismatch
-            }
-            PeerMiss::PodSelector { .. } => Reason::PodSelectorMismatch,
-            PeerMiss::NotAPod { .. } => Reason::PodSelectorMismatch,
-            PeerMiss::IpBlock { .. } => Reason::IpBlockMismatch,
-            PeerMiss::Invalid { .. } => Reason::InvalidRule,
-        }
+        self.kind().reason()
     }
 
     /// Closeness of a peer miss, lower is closer: a pod-selector miss (namespace matched) is
     /// closer than a namespace miss.
     pub(crate) fn rank(&self) -> u8 {
+        self.kind().rank()
+    }
+
+    pub(crate) fn kind(&self) -> PeerMissKind {
         match self {
-            PeerMiss::PodSelector { .. } => 0,
-            PeerMiss::IpBlock { .. } => 1,
-            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => 2,
-            PeerMiss::NotAPod { .. } => 3,
-            PeerMiss::Invalid { .. } => 4,
+            PeerMiss::NamespaceSelector { .. } | PeerMiss::PolicyNamespaceOnly { .. } => {
+                PeerMissKind::Namespace
+            }
+            PeerMiss::PodSelector { .. } => PeerMissKind::PodSelector,
+            PeerMiss::NotAPod { .. } => PeerMissKind::NotAPod,
+            PeerMiss::IpBlock { .. } => PeerMissKind::IpBlock,
+            PeerMiss::Invalid { .. } => PeerMissKind::Invalid,
+        }
+    }
+}
+
+/// A [`PeerMiss`] without its explanation: what picks the closest rule and names its reason.
+/// The JSON matrix computes only this for each denied pair (see `engine::denial`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PeerMissKind {
+    /// The namespace matched, the podSelector did not.
+    PodSelector,
+    IpBlock,
+    /// The namespaceSelector, or the policy's own namespace, did not match.
+    Namespace,
+    NotAPod,
+    Invalid,
+}
+
+impl PeerMissKind {
+    pub(crate) fn reason(self) -> Reason {
+        match self {
+            PeerMissKind::Namespace => Reason::NamespaceSelectorMismatch,
+            PeerMissKind::PodSelector | PeerMissKind::NotAPod => Reason::PodSelectorMismatch,
+            PeerMissKind::IpBlock => Reason::IpBlockMismatch,
+            PeerMissKind::Invalid => Reason::InvalidRule,
+        }
+    }
+
+    pub(crate) fn rank(self) -> u8 {
+        match self {
+            PeerMissKind::PodSelector => 0,
+            PeerMissKind::IpBlock => 1,
+            PeerMissKind::Namespace => 2,
+            PeerMissKind::NotAPod => 3,
+            PeerMissKind::Invalid => 4,
         }
     }
 }
@@ -348,7 +401,7 @@ fn closest_rule(policies: &[PolicyMisses]) -> Option<(&ObjectRef, &RuleMiss)> {
     policies
         .iter()
         .flat_map(|p| p.rules.iter().map(move |r| (&p.policy, r)))
-        .min_by_key(|(_, r)| (r.distance(), r.peer.as_ref().map_or(0, PeerMiss::rank)))
+        .min_by_key(|(_, r)| r.closeness())
 }
 
 /// The reason of the closest rule; `default_deny` when no isolating policy has any rule.

@@ -85,8 +85,10 @@ impl Engine {
             _ => self.ip_of(src, true) == self.ip_of(dst, true) && self.ip_of(src, true).is_some(),
         };
         let mut notes = Vec::new();
-        let egress = self.egress(src, dst, port, protocol, &mut notes);
-        let ingress = self.ingress(src, dst, port, protocol, &mut notes);
+        let egress =
+            self.direction_verdict(Direction::Egress, src, dst, port, protocol, &mut notes);
+        let ingress =
+            self.direction_verdict(Direction::Ingress, src, dst, port, protocol, &mut notes);
         if protocol == Protocol::Sctp && !self.profile.sctp {
             notes.push(format!(
                 "implementation-defined: profile {} does not enforce SCTP",
@@ -106,101 +108,79 @@ impl Engine {
         Verdict::new(self_traffic, egress, ingress, notes)
     }
 
-    pub(super) fn ingress(
+    /// What one direction decides: not restricting before any rule is read, or the walk of
+    /// the isolating policies' rules.
+    fn direction_verdict(
         &self,
+        direction: Direction,
         src: &Side,
         dst: &Side,
         port: u16,
         protocol: Protocol,
         notes: &mut Vec<String>,
     ) -> DirectionVerdict {
-        let d = match dst {
-            Side::Pod(d) => *d,
-            other => {
-                return DirectionVerdict::NotApplicable {
-                    why: self.not_subject_why(other),
-                };
-            }
-        };
-        let isolating = &self.ingress_policies[d];
-        if isolating.is_empty() {
-            return DirectionVerdict::NotIsolated;
+        match self.rule_walk(direction, src, dst) {
+            Err(Unrestricted::NotSubject(side)) => DirectionVerdict::NotApplicable {
+                why: self.not_subject_why(side),
+            },
+            Err(Unrestricted::NotIsolated) => DirectionVerdict::NotIsolated,
+            Err(Unrestricted::NodeLocal) => DirectionVerdict::NodeLocal,
+            Ok(walk) => self.decide(&walk, port, protocol, notes),
         }
-        if self.is_node_of(src, d) {
-            return DirectionVerdict::NodeLocal;
-        }
-        self.decide(
-            isolating,
-            |p| &p.policy.ingress,
-            |p| &p.ingress,
-            Some(d),
-            src,
-            dst,
-            port,
-            protocol,
-            notes,
-        )
     }
 
-    pub(super) fn egress(
-        &self,
-        src: &Side,
-        dst: &Side,
-        port: u16,
-        protocol: Protocol,
-        notes: &mut Vec<String>,
-    ) -> DirectionVerdict {
-        let s = match src {
-            Side::Pod(s) => *s,
-            other => {
-                return DirectionVerdict::NotApplicable {
-                    why: self.not_subject_why(other),
-                };
-            }
+    /// The policies, endpoints and named-port pod one direction's rules are checked with, or
+    /// why that direction does not restrict the flow at all. Shared by `decide` and the deny
+    /// codes of the matrix, so both read the same rules.
+    pub(super) fn rule_walk<'e, 's>(
+        &'e self,
+        direction: Direction,
+        src: &'s Side,
+        dst: &'s Side,
+    ) -> Result<RuleWalk<'e, 's>, Unrestricted<'s>> {
+        let (subject, peer) = match direction {
+            Direction::Ingress => (dst, src),
+            Direction::Egress => (src, dst),
         };
-        let isolating = &self.egress_policies[s];
+        let Side::Pod(id) = *subject else {
+            return Err(Unrestricted::NotSubject(subject));
+        };
+        let isolating = match direction {
+            Direction::Ingress => &self.ingress_policies[id],
+            Direction::Egress => &self.egress_policies[id],
+        };
         if isolating.is_empty() {
-            return DirectionVerdict::NotIsolated;
+            return Err(Unrestricted::NotIsolated);
         }
-        if self.is_node_of(dst, s) {
-            return DirectionVerdict::NodeLocal;
+        if self.is_node_of(peer, id) {
+            return Err(Unrestricted::NodeLocal);
         }
         // A hostNetwork destination counts as its node, which has no named ports (E17, E22).
-        let dst_pod = match dst {
+        let port_pod = match dst {
             Side::Pod(d) => Some(*d),
             _ => None,
         };
-        self.decide(
+        Ok(RuleWalk {
+            direction,
             isolating,
-            |p| &p.policy.egress,
-            |p| &p.egress,
-            dst_pod,
-            dst,
-            src,
-            port,
-            protocol,
-            notes,
-        )
+            subject,
+            peer,
+            port_pod,
+        })
     }
 
-    /// Walks the isolating policies' rules of one direction. `port_pod` resolves named ports
-    /// (always the destination pod, E17); `peer` is the other endpoint; `subject` the selected one.
-    #[allow(clippy::too_many_arguments)]
+    /// Walks the isolating policies' rules of one direction: the first rule that matches
+    /// allows, else every rule's miss.
     pub(super) fn decide(
         &self,
-        isolating: &[usize],
-        rules_of: impl Fn(&CompiledPolicy) -> &Vec<Rule>,
-        peers_of: impl Fn(&CompiledPolicy) -> &Vec<Vec<CompiledPeer>>,
-        port_pod: Option<usize>,
-        peer: &Side,
-        subject: &Side,
+        walk: &RuleWalk<'_, '_>,
         port: u16,
         protocol: Protocol,
         notes: &mut Vec<String>,
     ) -> DirectionVerdict {
-        let family_v4 = self.flow_is_v4(subject, peer);
-        let mut misses = Vec::with_capacity(isolating.len());
-        for &pid in isolating {
+        let family_v4 = self.flow_is_v4(walk.subject, walk.peer);
+        let mut misses = Vec::with_capacity(walk.isolating.len());
+        for &pid in walk.isolating {
             let compiled = &self.policies[pid];
             notes.extend(
                 compiled
@@ -210,18 +190,16 @@ impl Engine {
                     .map(|w| format!("{}: {w}", compiled.policy.key())),
             );
             let mut rule_misses = Vec::new();
-            for (index, (rule, peers)) in rules_of(compiled)
-                .iter()
-                .zip(peers_of(compiled))
-                .enumerate()
-            {
-                let port_check = self.check_ports(&rule.ports, port, protocol, port_pod);
-                let peer_check = self.check_peers(compiled, &rule.peers, peers, peer, family_v4);
+            for (index, (rule, peers)) in compiled.rules(walk.direction).enumerate() {
+                let port_check = self.check_ports(&rule.ports, port, protocol, walk.port_pod);
+                let peer_check =
+                    self.check_peers(compiled, &rule.peers, peers, walk.peer, family_v4);
                 match (port_check, peer_check) {
                     (Ok(mut port_notes), Ok(mut peer_notes)) => {
                         notes.append(&mut port_notes);
                         notes.append(&mut peer_notes);
-                        let isolating = isolating
+                        let isolating = walk
+                            .isolating
                             .iter()
                             .map(|&i| self.policies[i].policy.key())
                             .collect();

@@ -4,7 +4,9 @@
 //!   endpoints resolved to sides;
 //! - `evaluate`: one flow, both directions, every rule and peer checked ([`Engine::evaluate`]);
 //! - `render`: the sentences an explanation is made of (why a pod is not subject, why a port
-//!   missed).
+//!   missed);
+//! - `denial`: a denied flow's codes (reason, direction, policies) without the sentences, for
+//!   the JSON matrix.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,7 +21,7 @@ use crate::cluster::selector::{Selector, display_labels};
 use super::bitset::BitSet;
 use super::profile::Profile;
 use super::verdict::{
-    DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, RuleMiss, RuleRef, Tier, Verdict,
+    Direction, DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, RuleMiss, RuleRef, Tier, Verdict,
 };
 
 /// One end of a flow, as a user names it.
@@ -97,6 +99,43 @@ pub(crate) struct CompiledPolicy {
     pub(crate) egress: Vec<Vec<CompiledPeer>>,
 }
 
+impl CompiledPolicy {
+    /// The rules of one direction with their compiled peers.
+    pub(crate) fn rules(
+        &self,
+        direction: Direction,
+    ) -> impl Iterator<Item = (&Rule, &Vec<CompiledPeer>)> {
+        let (rules, peers) = match direction {
+            Direction::Ingress => (&self.policy.ingress, &self.ingress),
+            Direction::Egress => (&self.policy.egress, &self.egress),
+        };
+        rules.iter().zip(peers)
+    }
+}
+
+/// One direction of a flow, ready for its rules to be checked.
+pub(crate) struct RuleWalk<'e, 's> {
+    pub(crate) direction: Direction,
+    /// The policies that select `subject` and isolate it in this direction.
+    pub(crate) isolating: &'e [usize],
+    /// The endpoint the policies select (the destination for ingress).
+    pub(crate) subject: &'s Side,
+    /// The other endpoint, matched against the rules' peers.
+    pub(crate) peer: &'s Side,
+    /// The destination pod, on which named ports resolve (E17).
+    pub(crate) port_pod: Option<usize>,
+}
+
+/// Why a direction does not restrict a flow, decided before any rule is read.
+pub(crate) enum Unrestricted<'s> {
+    /// The endpoint on this side is not a pod policies select (E22).
+    NotSubject(&'s Side),
+    /// No policy isolates the pod in this direction (E0).
+    NotIsolated,
+    /// The other endpoint is the pod's own node (E21).
+    NodeLocal,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum CompiledPeer {
     Pods {
@@ -143,5 +182,8 @@ impl fmt::Debug for Engine {
 }
 
 mod compile;
+mod denial;
 mod evaluate;
 mod render;
+
+pub use denial::Denial;

@@ -201,6 +201,28 @@ fn random_cluster(seed: u64) -> Index {
     index
 }
 
+/// What the JSON matrix prints for a pair the rules deny, from the cheap path...
+fn denial_codes(
+    engine: &Engine,
+    cell: &MatrixCell,
+) -> (Option<Reason>, Option<Direction>, Vec<String>) {
+    match engine.cell_denial(cell) {
+        Some(d) => (
+            Some(d.reason),
+            Some(d.direction),
+            d.policy_ids()
+                .map(|id| engine.policy_key(id).to_string())
+                .collect(),
+        ),
+        None => (None, None, Vec::new()),
+    }
+}
+
+/// ...and from the full verdict.
+fn verdict_codes(v: &Verdict) -> (Option<Reason>, Option<Direction>, Vec<String>) {
+    (v.reason, v.direction, v.policies.clone())
+}
+
 #[test]
 fn matrix_agrees_with_evaluate_on_a_random_cluster() {
     let ports: Vec<MatrixPort> = [
@@ -245,6 +267,12 @@ fn matrix_agrees_with_evaluate_on_a_random_cluster() {
                         "seed {seed:#x}, profile {profile}: matrix disagrees with evaluate\n{}",
                         explain::render(&f, &v)
                     );
+                    assert_eq!(
+                        denial_codes(&engine, &cell),
+                        verdict_codes(&v),
+                        "seed {seed:#x}, profile {profile}: cell_denial disagrees with evaluate\n{}",
+                        explain::render(&f, &v)
+                    );
                     compared += 1;
                     allowed += usize::from(v.rules_allowed);
                 }
@@ -267,6 +295,11 @@ fn matrix_agrees_with_evaluate_on_a_random_cluster() {
                 assert_eq!(
                     (cell.allowed, cell.rules_allowed),
                     (v.allowed, v.rules_allowed),
+                    "seed {seed:#x}, {profile}, {f:?}"
+                );
+                assert_eq!(
+                    denial_codes(&engine, &cell),
+                    verdict_codes(&v),
                     "seed {seed:#x}, {profile}, {f:?}"
                 );
             }

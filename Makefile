@@ -37,7 +37,10 @@ example: ## Explain a blocked flow of the shipped offline example.
 bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and blackbox_exporter (as root).
 	$(CARGO) bench -p netreach --bench probe_cost
 
-.PHONY: help test clean-testbed build bench bench-probe generate demo example
+bench-matrix: ## Offline JSON matrix, whole process: this build vs the baseline (1,000 pods) and vs nca (200 pods).
+	./scripts/bench-matrix.sh
+
+.PHONY: help test clean-testbed build bench bench-probe bench-matrix generate demo example
 
 alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).
 	./scripts/alerts-test.sh

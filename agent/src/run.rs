@@ -86,6 +86,15 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
+    /// The context of one view: the policy engine compiled with `config.profile`, CNI agent
+    /// health from the index and the change log's restarts.
+    pub fn new(index: &Index, changes: &ChangeLog, config: &PipelineConfig) -> Self {
+        Self {
+            engine: Engine::new(index, config.profile.clone()),
+            cni: cni_health(index, changes, config),
+        }
+    }
+
     fn view<'a>(&'a self, index: &'a Index, changes: &'a ChangeLog) -> View<'a> {
         View {
             index,
@@ -436,10 +445,7 @@ impl Pipeline {
             .map(|pod| pod.uid.to_ascii_lowercase())
             .collect();
         self.registry.retain(|uid| live.contains(uid));
-        ProbeContext {
-            engine: Engine::new(index, self.config.profile.clone()),
-            cni: self.cni_health(index, changes),
-        }
+        ProbeContext::new(index, changes, &self.config)
     }
 
     /// One scheduled pair, probed, predicted and diagnosed against its spec's `expect`. Builds
@@ -490,25 +496,6 @@ impl Pipeline {
                 streaks.remove(&key);
             }
         }
-    }
-
-    /// CNI agent health per node from the pods in the index, with the restarts the change log
-    /// saw within `cni_restart_window` (a snapshot's empty log: none).
-    fn cni_health(&self, index: &Index, changes: &ChangeLog) -> Vec<CniHealth> {
-        let since = SystemTime::now()
-            .checked_sub(self.config.cni_restart_window)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        cni_agents_by_node(index, &self.config.cni)
-            .into_iter()
-            .flat_map(|(node, agents)| {
-                agents.into_iter().map(move |a| CniHealth {
-                    node: node.clone(),
-                    ready: a.ready,
-                    restarts_in_window: changes.cni_restarts_in_window(&a.pod, since),
-                    pod: a.pod,
-                })
-            })
-            .collect()
     }
 
     /// Probes one pair from its source pod's netns: one probe, or for a host pair one per
@@ -711,6 +698,48 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// CNI agent health per node from the pods in the index, with the restarts the change log
+/// saw within `cni_restart_window` (a snapshot's empty log: none).
+fn cni_health(index: &Index, changes: &ChangeLog, config: &PipelineConfig) -> Vec<CniHealth> {
+    let since = SystemTime::now()
+        .checked_sub(config.cni_restart_window)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    cni_agents_by_node(index, &config.cni)
+        .into_iter()
+        .flat_map(|(node, agents)| {
+            agents.into_iter().map(move |a| CniHealth {
+                node: node.clone(),
+                ready: a.ready,
+                restarts_in_window: changes.cni_restarts_in_window(&a.pod, since),
+                pod: a.pod,
+            })
+        })
+        .collect()
+}
+
+/// The pure half of probing a pair: one observation of its own target predicted, diagnosed
+/// and reported as the pipeline does after a probe, without a failure streak. For what has
+/// no network (benchmarks, tests).
+pub fn assess_observation(
+    context: &ProbeContext,
+    index: &Index,
+    changes: &ChangeLog,
+    pair: &Pair,
+    observation: Observation,
+    expect: Expectation,
+    config: &diagnose::Config,
+) -> PairReport {
+    let probed = Probed::of(pair, observation);
+    assess(
+        pair,
+        probed,
+        expect,
+        None,
+        context.view(index, changes),
+        config,
+    )
 }
 
 /// An observation for a probe that could not run: nothing was sent, nothing is reported

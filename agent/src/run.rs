@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -216,7 +217,7 @@ struct Probed {
     /// or IP target (the host target itself when its name did not resolve).
     target: PairTarget,
     /// The host name, for a host pair's probes.
-    host: Option<String>,
+    host: Option<Arc<str>>,
     observation: Observation,
     /// The nameserver a DNS probe asked (the prediction is that of the lookup's own flow).
     dns_server: Option<IpAddr>,
@@ -416,7 +417,7 @@ impl Pipeline {
         changes: &ChangeLog,
     ) -> PairReport {
         // No spec: an identity no ProbeSpec or ClusterProbeSpec can have (names are not empty).
-        let spec = SpecRef::Cluster(String::new());
+        let spec = SpecRef::Cluster("".into());
         let pair = Pair {
             id: pair::pair_id(&spec, from, &target),
             spec,
@@ -596,7 +597,7 @@ impl Pipeline {
         index: &Index,
         pair: &Pair,
         pod: &PodNetns,
-        name: &str,
+        name: &Arc<str>,
         port: u16,
         protocol: Protocol,
         timeout: Duration,
@@ -646,7 +647,7 @@ impl Pipeline {
                 observation.detail = format!("{lookup_detail}; {ip}: {}", observation.detail);
                 Probed {
                     target,
-                    host: Some(name.to_string()),
+                    host: Some(name.clone()),
                     observation,
                     dns_server: None,
                 }

@@ -34,13 +34,20 @@ demo: ## The main job: one round of `netreach demo` on the built-in runbook scen
 example: ## Explain a blocked flow of the shipped offline example.
 	$(CARGO) run -q --release -p netreach -- explain -f examples/shop --from shop/frontend --to payments/gateway --port 8443
 
+bench-memory: ## Where the agent's memory goes at 10,000 pairs: heap per structure, per pod and per pair.
+	$(CARGO) bench -p netreach --bench memory
+
+demo-rss: ## RSS of `netreach demo` on the 100 x 100 scenario after three rounds, and where it is (as root).
+	$(CARGO) build --release --locked -p netreach
+	./scripts/demo-rss.sh
+
 bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and blackbox_exporter (as root).
 	$(CARGO) bench -p netreach --bench probe_cost
 
 bench-matrix: ## Offline JSON matrix, whole process: this build vs the baseline (1,000 pods) and vs nca (200 pods).
 	./scripts/bench-matrix.sh
 
-.PHONY: help test clean-testbed build bench bench-probe bench-matrix generate demo example
+.PHONY: help test clean-testbed build bench bench-memory bench-probe bench-matrix demo-rss generate demo example
 
 alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).
 	./scripts/alerts-test.sh

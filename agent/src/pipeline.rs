@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
@@ -77,6 +78,15 @@ pub struct ProbeContext {
 }
 
 impl ProbeContext {
+    /// The context of one view: the policy engine compiled with `config.profile`, CNI agent
+    /// health from the index and the change log's restarts.
+    pub fn new(index: &Index, changes: &ChangeLog, config: &PipelineConfig) -> Self {
+        Self {
+            engine: Engine::new(index, config.profile.clone()),
+            cni: cni_health(index, changes, config),
+        }
+    }
+
     fn view<'a>(&'a self, index: &'a Index, changes: &'a ChangeLog) -> View<'a> {
         View {
             index,
@@ -186,7 +196,7 @@ struct Probed {
     /// or IP target (the host target itself when its name did not resolve).
     target: PairTarget,
     /// The host name, for a host pair's probes.
-    host: Option<String>,
+    host: Option<Arc<str>>,
     observation: Observation,
     /// The nameserver a DNS probe asked (the prediction is that of the lookup's own flow).
     dns_server: Option<IpAddr>,
@@ -321,7 +331,7 @@ impl Pipeline {
         changes: &ChangeLog,
     ) -> PairReport {
         // No spec: an identity no ProbeSpec or ClusterProbeSpec can have (names are not empty).
-        let spec = SpecRef::Cluster(String::new());
+        let spec = SpecRef::Cluster("".into());
         let pair = Pair {
             id: pair::pair_id(&spec, from, &target),
             spec,
@@ -350,10 +360,7 @@ impl Pipeline {
             .map(|pod| pod.uid.to_ascii_lowercase())
             .collect();
         self.registry.retain(|uid| live.contains(uid));
-        ProbeContext {
-            engine: Engine::new(index, self.config.profile.clone()),
-            cni: self.cni_health(index, changes),
-        }
+        ProbeContext::new(index, changes, &self.config)
     }
 
     /// One scheduled pair, probed, predicted and diagnosed against its spec's `expect`. Builds
@@ -404,25 +411,6 @@ impl Pipeline {
                 streaks.remove(&key);
             }
         }
-    }
-
-    /// CNI agent health per node from the pods in the index, with the restarts the change log
-    /// saw within `cni_restart_window` (a snapshot's empty log: none).
-    fn cni_health(&self, index: &Index, changes: &ChangeLog) -> Vec<CniHealth> {
-        let since = SystemTime::now()
-            .checked_sub(self.config.cni_restart_window)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        cni_agents_by_node(index, &self.config.cni)
-            .into_iter()
-            .flat_map(|(node, agents)| {
-                agents.into_iter().map(move |a| CniHealth {
-                    node: node.clone(),
-                    ready: a.ready,
-                    restarts_in_window: changes.cni_restarts_in_window(&a.pod, since),
-                    pod: a.pod,
-                })
-            })
-            .collect()
     }
 
     /// Probes one pair from its source pod's netns: one probe, or for a host pair one per
@@ -523,7 +511,7 @@ impl Pipeline {
         index: &Index,
         pair: &Pair,
         pod: &PodNetns,
-        name: &str,
+        name: &Arc<str>,
         port: u16,
         protocol: Protocol,
         timeout: Duration,
@@ -573,7 +561,7 @@ impl Pipeline {
                 observation.detail = format!("{lookup_detail}; {ip}: {}", observation.detail);
                 Probed {
                     target,
-                    host: Some(name.to_string()),
+                    host: Some(name.clone()),
                     observation,
                     dns_server: None,
                 }
@@ -625,6 +613,48 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// CNI agent health per node from the pods in the index, with the restarts the change log
+/// saw within `cni_restart_window` (a snapshot's empty log: none).
+fn cni_health(index: &Index, changes: &ChangeLog, config: &PipelineConfig) -> Vec<CniHealth> {
+    let since = SystemTime::now()
+        .checked_sub(config.cni_restart_window)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    cni_agents_by_node(index, &config.cni)
+        .into_iter()
+        .flat_map(|(node, agents)| {
+            agents.into_iter().map(move |a| CniHealth {
+                node: node.clone(),
+                ready: a.ready,
+                restarts_in_window: changes.cni_restarts_in_window(&a.pod, since),
+                pod: a.pod,
+            })
+        })
+        .collect()
+}
+
+/// The pure half of probing a pair: one observation of its own target predicted, diagnosed
+/// and reported as the pipeline does after a probe, without a failure streak. For what has
+/// no network (benchmarks, tests).
+pub fn assess_observation(
+    context: &ProbeContext,
+    index: &Index,
+    changes: &ChangeLog,
+    pair: &Pair,
+    observation: Observation,
+    expect: Expectation,
+    config: &diagnose::Config,
+) -> PairReport {
+    let probed = Probed::of(pair, observation);
+    assess(
+        pair,
+        probed,
+        expect,
+        None,
+        context.view(index, changes),
+        config,
+    )
 }
 
 /// An observation for a probe that could not run: nothing was sent, nothing is reported

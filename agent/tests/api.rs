@@ -142,13 +142,13 @@ impl ProbeService for FakeProbes {
         Box::pin(async move {
             self.calls.lock().push(call.clone());
             match &call.target {
-                ProbeCallTarget::Dns { name } if name == "unavailable.example" => Err(
+                ProbeCallTarget::Dns { name } if &**name == "unavailable.example" => Err(
                     ServiceError::unavailable("no network namespace for shop/frontend"),
                 ),
-                ProbeCallTarget::Dns { name } if name == "rejected.example" => Err(
+                ProbeCallTarget::Dns { name } if &**name == "rejected.example" => Err(
                     ServiceError::Rejected("the agent does not probe SCTP on this node".into()),
                 ),
-                ProbeCallTarget::Dns { name } if name == "slow.example" => {
+                ProbeCallTarget::Dns { name } if &**name == "slow.example" => {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Ok(self.result.clone())
                 }

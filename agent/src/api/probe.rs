@@ -86,12 +86,12 @@ impl ProbeBody {
             .transpose()?;
         let spec = ProbeRequestSpec {
             from: RequestSource {
-                pod: from.name.clone(),
+                pod: from.name.to_string(),
             },
             to: RequestTarget {
                 pod: to.map(|to| PodRef {
-                    namespace: Some(to.namespace),
-                    name: to.name,
+                    namespace: Some(to.namespace.to_string()),
+                    name: to.name.to_string(),
                 }),
                 ip: self.ip,
                 dns: self.dns,
@@ -147,7 +147,7 @@ pub(super) async fn probe(
         .authorize(
             &user,
             Access::CreateProbeRequests {
-                namespace: checked.from.namespace.clone(),
+                namespace: checked.from.namespace.to_string(),
             },
         )
         .await?;
@@ -168,7 +168,7 @@ pub(super) async fn probe(
     // The report names the destination pod, its IP, ports and the policies of its namespace:
     // a caller must be able to read pods there.
     if let Some(namespace) =
-        destination_namespace.filter(|namespace| *namespace != call.from.namespace)
+        destination_namespace.filter(|namespace| **namespace != *call.from.namespace)
     {
         state
             .gate
@@ -200,7 +200,7 @@ pub(super) async fn probe(
 /// that owns a destination IP.
 fn destination_namespace(index: &Index, call: &ProbeCall) -> Option<String> {
     match &call.target {
-        ProbeCallTarget::Pod { pod, .. } => Some(pod.namespace.clone()),
+        ProbeCallTarget::Pod { pod, .. } => Some(pod.namespace.to_string()),
         ProbeCallTarget::Ip { ip, .. } => index.pod_by_ip(*ip).map(|pod| pod.namespace.clone()),
         ProbeCallTarget::Dns { .. } | ProbeCallTarget::Host { .. } => None,
     }

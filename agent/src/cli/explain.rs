@@ -152,7 +152,7 @@ fn suggest(engine: &Engine, error: &crate::policy::ResolveError) -> String {
     let same_name: Vec<String> = engine
         .pods()
         .iter()
-        .filter(|p| &p.name == name)
+        .filter(|p| *p.name == **name)
         .map(|p| p.key().to_string())
         .collect();
     if !same_name.is_empty() {
@@ -161,7 +161,7 @@ fn suggest(engine: &Engine, error: &crate::policy::ResolveError) -> String {
     let in_ns: Vec<String> = engine
         .pods()
         .iter()
-        .filter(|p| &p.namespace == namespace)
+        .filter(|p| *p.namespace == **namespace)
         .take(10)
         .map(|p| p.name.clone())
         .collect();

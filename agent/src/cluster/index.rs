@@ -163,8 +163,8 @@ impl Index {
     /// Every namespace that has a pod or a policy or was loaded, sorted.
     pub fn namespace_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.namespaces.keys().cloned().collect();
-        names.extend(self.pods.keys().map(|k| k.namespace.clone()));
-        names.extend(self.policies.keys().map(|k| k.namespace.clone()));
+        names.extend(self.pods.keys().map(|k| k.namespace.to_string()));
+        names.extend(self.policies.keys().map(|k| k.namespace.to_string()));
         names.sort();
         names.dedup();
         names
@@ -348,7 +348,7 @@ impl Index {
         let start = ObjectRef::new(namespace, "");
         self.policies
             .range(start..)
-            .take_while(move |(k, _)| k.namespace == namespace)
+            .take_while(move |(k, _)| *k.namespace == *namespace)
             .map(|(_, p)| p)
     }
 
@@ -366,7 +366,7 @@ impl Index {
     ) -> impl Iterator<Item = (&'a ObjectRef, &'a String)> + 'a {
         self.unloadable_policies
             .iter()
-            .filter(move |(k, _)| k.namespace == namespace)
+            .filter(move |(k, _)| *k.namespace == *namespace)
     }
 
     pub fn counts(&self) -> IndexCounts {

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,15 +18,16 @@ use super::selector::Selector;
 /// The label the control plane sets on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// `namespace/name` of a namespaced object.
+/// `namespace/name` of a namespaced object. The names are shared, not copied: the thousands
+/// of pairs, reports and timetable entries that name one pod hold the same two strings.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectRef {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectRef {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         Self {
             namespace: namespace.into(),
             name: name.into(),
@@ -234,7 +236,7 @@ impl fmt::Display for Mesh {
 
 impl Pod {
     pub fn key(&self) -> ObjectRef {
-        ObjectRef::new(&self.namespace, &self.name)
+        ObjectRef::new(self.namespace.as_str(), self.name.as_str())
     }
 
     /// Whether traffic can be addressed to this pod at all (E23): it has an IP and has not
@@ -276,7 +278,7 @@ pub struct NetworkPolicy {
 
 impl NetworkPolicy {
     pub fn key(&self) -> ObjectRef {
-        ObjectRef::new(&self.namespace, &self.name)
+        ObjectRef::new(self.namespace.as_str(), self.name.as_str())
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use probe_spec::{ClusterProbeSpec, ProbeSpec, ProbeSpecSpec};
 
@@ -22,7 +23,8 @@ use super::model::ObjectRef;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SpecRef {
     Namespaced(ObjectRef),
-    Cluster(String),
+    /// Shared, like an [`ObjectRef`]'s names: every pair of the spec holds it.
+    Cluster(Arc<str>),
 }
 
 impl SpecRef {
@@ -79,7 +81,7 @@ impl FromStr for SpecRef {
                     .into(),
             )
         } else {
-            Ok(SpecRef::Cluster(s.to_string()))
+            Ok(SpecRef::Cluster(s.into()))
         }
     }
 }
@@ -144,7 +146,7 @@ impl TryFrom<&ClusterProbeSpec> for Spec {
 
     fn try_from(spec: &ClusterProbeSpec) -> Result<Self, SpecError> {
         Ok(Self {
-            key: SpecRef::Cluster(name_of(spec.metadata.name.as_ref(), "ClusterProbeSpec")?),
+            key: SpecRef::Cluster(name_of(spec.metadata.name.as_ref(), "ClusterProbeSpec")?.into()),
             generation: spec.metadata.generation,
             spec: spec.spec.0.clone(),
         })

@@ -353,7 +353,7 @@ impl ClusterView {
             spec: spec.spec.clone(),
         });
         let cluster = cluster.iter().map(|(name, spec)| Spec {
-            key: SpecRef::Cluster(name.clone()),
+            key: SpecRef::Cluster(name.as_str().into()),
             generation: spec.metadata.generation,
             spec: spec.spec.0.clone(),
         });

@@ -197,10 +197,10 @@ fn change_hints(input: &Input<'_>, config: &Config) -> Vec<Hint> {
         return Vec::new();
     };
     let destination = input.health.destination.as_ref().map(|d| &d.pod);
-    let mut namespaces: Vec<&str> = vec![input.from.namespace.as_str()];
+    let mut namespaces: Vec<&str> = vec![&input.from.namespace];
     let mut pods: Vec<ObjectRef> = vec![input.from.clone()];
     if let Some(d) = destination {
-        namespaces.push(d.namespace.as_str());
+        namespaces.push(&d.namespace);
         pods.push(d.clone());
     }
     let mut seen = BTreeSet::new();

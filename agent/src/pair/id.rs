@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
@@ -55,12 +56,12 @@ pub enum PairTarget {
     },
     /// A host name, resolved from the source pod at probe time, then probed on a port.
     Host {
-        name: String,
+        name: Arc<str>,
         port: u16,
         protocol: Protocol,
     },
     /// A DNS name to resolve from the source pod with its own resolv.conf.
-    Dns { name: String },
+    Dns { name: Arc<str> },
 }
 
 impl PairTarget {

@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Direction, Expectation, PairVerdict};
@@ -30,7 +31,7 @@ pub struct PairReport {
     /// address is (the host target itself when its name did not resolve).
     pub target: PairTarget,
     /// The host name of a host target.
-    pub host: Option<String>,
+    pub host: Option<Arc<str>>,
     /// What the probe observed.
     pub outcome: Outcome,
     /// The live NetworkPolicy set allows the flow.
@@ -167,11 +168,11 @@ impl PairReport {
 
     /// Whether the source or the destination pod is in `namespace`.
     pub fn involves_namespace(&self, namespace: &str) -> bool {
-        self.from.namespace == namespace
+        *self.from.namespace == *namespace
             || self
                 .target
                 .pod()
-                .is_some_and(|pod| pod.namespace == namespace)
+                .is_some_and(|pod| *pod.namespace == *namespace)
     }
 
     /// The order reports are listed in: by spec, source, destination (DNS lookups first, then

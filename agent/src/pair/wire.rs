@@ -11,6 +11,7 @@
 //! `to` and `port`), the probe's own detail a trailing `probe:` line of `explanation`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Direction, Expectation, PairVerdict};
@@ -105,7 +106,7 @@ impl From<&PairReport> for PairReportWire {
             from: report.from.to_string(),
             mesh: report.mesh.clone(),
             to: report.to().map(|to| to.to_string()),
-            host: report.host.clone(),
+            host: report.host.as_ref().map(ToString::to_string),
             ip: report.ip(),
             dns: report.dns().map(str::to_string),
             port: report.port(),
@@ -156,7 +157,7 @@ impl TryFrom<PairReportWire> for PairReport {
             meets_expectation,
         } = wire;
         let target = match (dns, to) {
-            (Some(name), _) => PairTarget::Dns { name },
+            (Some(name), _) => PairTarget::Dns { name: name.into() },
             (None, Some(to)) => target(to, ip, port, protocol)?,
             (None, None) => return Err(WireError::NoDestination),
         };
@@ -172,7 +173,7 @@ impl TryFrom<PairReportWire> for PairReport {
             from: from.parse().map_err(WireError::Source)?,
             mesh,
             target,
-            host,
+            host: host.map(Arc::from),
             outcome,
             policy_allowed,
             verdict,
@@ -222,7 +223,7 @@ fn target(
     Ok(match to.parse::<IpAddr>() {
         Ok(ip) => PairTarget::Ip { ip, port, protocol },
         Err(_) => PairTarget::Host {
-            name: to,
+            name: to.into(),
             port,
             protocol,
         },

@@ -387,7 +387,7 @@ impl EventRecorder {
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(name),
-                namespace: Some(target.pod.namespace.clone()),
+                namespace: Some(target.pod.namespace.to_string()),
                 ..ObjectMeta::default()
             },
             event_time: Some(micro_time(now)),
@@ -398,8 +398,8 @@ impl EventRecorder {
             regarding: Some(ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
-                namespace: Some(target.pod.namespace.clone()),
-                name: Some(target.pod.name.clone()),
+                namespace: Some(target.pod.namespace.to_string()),
+                name: Some(target.pod.name.to_string()),
                 uid: target.uid.clone(),
                 ..ObjectReference::default()
             }),

@@ -42,7 +42,7 @@ type PairName = (
     SpecRef,
     ObjectRef,
     String,
-    Option<String>,
+    Option<Arc<str>>,
     Option<u16>,
     Option<Protocol>,
 );

@@ -170,11 +170,12 @@ pub fn plan(index: &Index, spec: &Spec, node: &str) -> Result<Plan> {
     let max_pairs = spec.max_pairs as usize;
     let mut best: BinaryHeap<(u64, usize, usize)> = BinaryHeap::with_capacity(max_pairs + 1);
     let mut candidates = 0usize;
-    for (s, source) in sources.iter().enumerate() {
-        let key = source.key();
-        let from_hash = source_hash(spec_ref, &key);
+    // One key per source, shared by all its pairs.
+    let source_keys: Vec<ObjectRef> = sources.iter().map(|pod| pod.key()).collect();
+    for (s, key) in source_keys.iter().enumerate() {
+        let from_hash = source_hash(spec_ref, key);
         for (d, destination) in destinations.iter().enumerate() {
-            if destination.target.pod() == Some(&key) {
+            if destination.target.pod() == Some(key) {
                 skipped.self_pairs += 1;
                 continue;
             }
@@ -197,7 +198,7 @@ pub fn plan(index: &Index, spec: &Spec, node: &str) -> Result<Plan> {
         .map(|(id, s, d)| Pair {
             id: PairId(id),
             spec: spec_ref.clone(),
-            from: sources[s].key(),
+            from: source_keys[s].clone(),
             target: destinations[d].target.clone(),
         })
         .collect();
@@ -330,15 +331,13 @@ fn select_destinations(
             TargetKind::Host { host, ports } => {
                 for (p, port) in ports.iter().enumerate() {
                     push(PairTarget::Host {
-                        name: host.to_string(),
+                        name: host.into(),
                         port: port_number(spec_ref, t, p, port)?,
                         protocol: Protocol::from(port.protocol),
                     });
                 }
             }
-            TargetKind::Dns(name) => push(PairTarget::Dns {
-                name: name.to_string(),
-            }),
+            TargetKind::Dns(name) => push(PairTarget::Dns { name: name.into() }),
         }
     }
     for (reason, _) in skipped_pods {

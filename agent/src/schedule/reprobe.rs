@@ -65,10 +65,10 @@ fn affects(index: &Index, change: &ClusterChange<'_>, pair: &Pair) -> bool {
                         .is_some_and(|dst| selects(index, policy, dst)))
         }),
         ClusterChange::NamespaceLabels { namespace } => {
-            pair.from.namespace == *namespace
+            *pair.from.namespace == **namespace
                 || destination
                     .as_ref()
-                    .is_some_and(|dst| dst.namespace == *namespace)
+                    .is_some_and(|dst| *dst.namespace == **namespace)
                 || matches!(
                     pair.target,
                     PairTarget::Dns { .. } | PairTarget::Host { .. }
@@ -93,7 +93,7 @@ fn destination_pod(index: &Index, target: &PairTarget) -> Option<ObjectRef> {
 /// as selected when it is in the policy's namespace: re-probing too much is cheap, missing an
 /// effect is not.
 fn selects(index: &Index, policy: &NetworkPolicy, pod: &ObjectRef) -> bool {
-    policy.namespace == pod.namespace
+    *policy.namespace == *pod.namespace
         && index
             .pod(pod)
             .is_none_or(|p| policy.pod_selector.matches(&p.labels))

@@ -79,7 +79,7 @@ pub fn resolve_request(
     let timeout = spec
         .timeout()
         .map_err(|e| RequestError::InvalidSpec(format!("spec.timeout: {e}")))?;
-    let from = ObjectRef::new(namespace, &spec.from.pod);
+    let from = ObjectRef::new(namespace, spec.from.pod.as_str());
     let source = index
         .pod(&from)
         .ok_or_else(|| RequestError::SourceNotFound(from.clone()))?;
@@ -93,7 +93,10 @@ pub fn resolve_request(
             port,
             protocol,
         } => {
-            let key = ObjectRef::new(pod.namespace.as_deref().unwrap_or(namespace), &pod.name);
+            let key = ObjectRef::new(
+                pod.namespace.as_deref().unwrap_or(namespace),
+                pod.name.as_str(),
+            );
             let protocol = Protocol::from(protocol);
             let destination = index
                 .pod(&key)
@@ -136,9 +139,7 @@ pub fn resolve_request(
                 protocol: Protocol::from(protocol),
             }
         }
-        RequestTargetKind::Dns(name) => PairTarget::Dns {
-            name: name.to_string(),
-        },
+        RequestTargetKind::Dns(name) => PairTarget::Dns { name: name.into() },
     };
     Ok(ResolvedRequest {
         from,

@@ -214,7 +214,7 @@ pub async fn wait_for_result(
                 Some((404, _)) => return Err(Error::Deleted(request.clone())),
                 Some((403, status)) => {
                     return Err(Error::ReadForbidden {
-                        namespace: request.namespace.clone(),
+                        namespace: request.namespace.to_string(),
                         request: request.clone(),
                         message: status.message.clone(),
                     });

@@ -72,7 +72,7 @@ impl Plan {
     /// The source pod, with `default_namespace` (the kubeconfig's) when no flag named one.
     pub fn source(&self, default_namespace: &str) -> ObjectRef {
         let namespace = self.namespace.as_deref().unwrap_or(default_namespace);
-        ObjectRef::new(namespace, &self.spec.from.pod)
+        ObjectRef::new(namespace, self.spec.from.pod.as_str())
     }
 
     /// The ProbeRequest to create in the source pod's namespace.
@@ -81,7 +81,7 @@ impl Plan {
         let mut request = ProbeRequest::new("", self.spec.clone());
         request.metadata = ObjectMeta {
             generate_name: Some(GENERATE_NAME.into()),
-            namespace: Some(source.namespace),
+            namespace: Some(source.namespace.to_string()),
             labels: Some([(CREATED_BY_LABEL.to_string(), "netreach-probe".to_string())].into()),
             ..ObjectMeta::default()
         };
@@ -119,13 +119,13 @@ fn source(from: &str, namespace: Option<&str>) -> anyhow::Result<(Option<String>
         .parse()
         .map_err(|_| anyhow::anyhow!("--from {from}: expected NS/POD or POD"))?;
     if let Some(namespace) = namespace
-        && namespace != pod.namespace
+        && *namespace != *pod.namespace
     {
         bail!(
             "--namespace {namespace} does not match --from {from}: a ProbeRequest lives in its source pod's namespace"
         );
     }
-    Ok((Some(pod.namespace), pod.name))
+    Ok((Some(pod.namespace.to_string()), pod.name.to_string()))
 }
 
 /// `--to` with `--port`, or `--dns`, into a ProbeRequest target.
@@ -182,8 +182,8 @@ fn target(
         .map_err(|_| anyhow::anyhow!("--to {to}: expected NS/POD or an IP address"))?;
     Ok(RequestTarget {
         pod: Some(PodRef {
-            namespace: Some(pod.namespace),
-            name: pod.name,
+            namespace: Some(pod.namespace.to_string()),
+            name: pod.name.to_string(),
         }),
         port: Some(match &port.port {
             PortValue::Number(n) => IntOrString::Int(i32::from(*n)),

@@ -643,7 +643,7 @@ impl Sink<netv1::NetworkPolicy> for CoreSink<'_> {
             // Every key the index knows (unloadable ones are found per namespace).
             let mut namespaces: BTreeSet<String> =
                 self.index.namespace_names().into_iter().collect();
-            namespaces.extend(items.iter().map(|i| i.key().namespace));
+            namespaces.extend(items.iter().map(|i| i.key().namespace.to_string()));
             let mut old_keys: BTreeSet<ObjectRef> =
                 self.index.policies().map(NetworkPolicy::key).collect();
             for ns in &namespaces {

@@ -88,7 +88,10 @@ pub fn missing(index: &Index, namespace: &str, to: &RequestTarget) -> Option<Mis
     }
     match to.kind()? {
         RequestTargetKind::Pod { pod, .. } => {
-            let key = ObjectRef::new(pod.namespace.as_deref().unwrap_or(namespace), &pod.name);
+            let key = ObjectRef::new(
+                pod.namespace.as_deref().unwrap_or(namespace),
+                pod.name.as_str(),
+            );
             // A watched pod is current; a fetched one is fetched again.
             let watched = index.owners_of(&key).iter().any(|o| *o != ON_DEMAND);
             (!watched).then_some(Missing::Pod(key))

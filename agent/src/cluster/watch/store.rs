@@ -163,7 +163,10 @@ mod tests {
         assert!(store.insert(key("a"), 2), "an update it rejects removes it");
         assert!(store.get(&key("a")).is_none());
         store.replace([(key("d"), 3), (key("e"), 6)]);
-        let kept: Vec<_> = store.iter().map(|(k, v)| (k.name.clone(), **v)).collect();
+        let kept: Vec<_> = store
+            .iter()
+            .map(|(k, v)| (k.name.to_string(), **v))
+            .collect();
         assert_eq!(kept, [("d".to_string(), 3)]);
     }
 }

@@ -66,7 +66,7 @@ impl PairKey {
             spec: report.spec.as_ref()?.to_string(),
             src: report.from.to_string(),
             dst: report.destination().to_string(),
-            host: report.host.clone(),
+            host: report.host.as_ref().map(ToString::to_string),
             port: report.port(),
             protocol: report
                 .protocol()

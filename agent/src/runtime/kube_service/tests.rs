@@ -91,7 +91,7 @@ impl OnDemandProber for FakeProber {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<PairReport, String>> {
         Box::pin(async move {
-            if from.name == "gone" {
+            if &*from.name == "gone" {
                 return Err(format!("source pod {from} is gone"));
             }
             self.calls.lock().push((from.clone(), target, timeout));

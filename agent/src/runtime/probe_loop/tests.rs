@@ -70,7 +70,7 @@ fn enforcing_prober() -> Arc<dyn PairProber> {
                 let to = job.pair.target.pod().expect("pod target").clone();
                 let labels = view.index.pod(&to).expect("destination").labels.clone();
                 let denied = view.index.policies().any(|p| {
-                    p.namespace == to.namespace
+                    *p.namespace == *to.namespace
                         && p.isolates_ingress
                         && p.pod_selector.matches(&labels)
                 });

@@ -47,7 +47,7 @@ pub fn runnable_here(
         .iter()
         .filter(|(_, request)| !is_done(request))
         .filter(|(key, request)| {
-            let from = ObjectRef::new(&key.namespace, &request.spec.from.pod);
+            let from = ObjectRef::new(key.namespace.clone(), request.spec.from.pod.as_str());
             index.pod(&from).and_then(|p| p.node_name.as_deref()) == Some(node)
         })
         .filter_map(|(key, request)| {
@@ -85,7 +85,7 @@ pub fn prepare(
     if let PairTarget::Ip { ip, .. } = &resolved.target
         && let Some(pod) = index
             .pod_by_ip(*ip)
-            .filter(|pod| pod.namespace != key.namespace)
+            .filter(|pod| *pod.namespace != *key.namespace)
     {
         return Err(format!(
             "spec.to.ip {ip} is the IP of pod {}/{} in another namespace: probe it as \
@@ -99,7 +99,7 @@ pub fn prepare(
 /// The `status.target` form: `ns/pod:8443/TCP`, `10.0.0.1:53/UDP`, or the DNS name.
 pub fn target_label(target: &PairTarget) -> String {
     match target {
-        PairTarget::Dns { name } => name.clone(),
+        PairTarget::Dns { name } => name.to_string(),
         other => other.to_string(),
     }
 }
@@ -230,7 +230,7 @@ pub fn kept_here(key: &ObjectRef, request: &ProbeRequest, index: &Index, node: &
     if is_done(request) {
         return request.status.as_ref().and_then(|s| s.node.as_deref()) == Some(node);
     }
-    let from = ObjectRef::new(&key.namespace, &request.spec.from.pod);
+    let from = ObjectRef::new(key.namespace.clone(), request.spec.from.pod.as_str());
     match index.pod(&from) {
         Some(pod) => pod.node_name.as_deref() == Some(node),
         // Its pod may not have reached this view yet; decided again at every scan.

@@ -74,7 +74,7 @@ fn only_pending_requests_from_this_nodes_pods_run_here() {
     let handled = HashSet::from(["uid-handled".to_string()]);
     let names: Vec<String> = runnable_here(&requests, &index, "node-1", &handled)
         .into_iter()
-        .map(|r| r.key.name)
+        .map(|r| r.key.name.to_string())
         .collect();
     // `running`: left Running by an agent that restarted; nobody else would finish it.
     assert_eq!(names, ["new", "running"]);

@@ -49,7 +49,7 @@ use crate::api::tls::TlsSource;
 use crate::api::{self, AppState, AuthMode, KubeProbeService, OnDemandProber, ProbeService};
 use crate::cluster::watch::{self as cluster_watch, ClusterView, CniAgentMatcher, Watchers};
 use crate::netns::SocketFactory;
-use crate::pair::PairReport;
+use crate::pair::PublishedPairs;
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};
@@ -227,7 +227,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         .map_err(Error::Signal)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
+    let (pairs_tx, pairs_rx) = watch::channel(PublishedPairs::default());
     let (specs_tx, specs_rx) = watch::channel(Arc::new(SpecSummaries::new()));
     let mut tasks = CriticalTasks::new();
 

@@ -23,7 +23,7 @@ use crate::cluster::Spec;
 use crate::cluster::changes::ChangeLog;
 use crate::cluster::load::Loaded;
 use crate::netns::SocketFactory;
-use crate::pair::PairReport;
+use crate::pair::{PairReport, PublishedPairs};
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::metrics::{IndexCollector, Metrics, PairKey, PairSeries, PairState};
@@ -155,7 +155,7 @@ impl Args {
             }
 
             let (ready_tx, ready_rx) = watch::channel(true);
-            let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
+            let (pairs_tx, pairs_rx) = watch::channel(PublishedPairs::default());
             let state = AppState::new(
                 "demo",
                 registry.clone(),
@@ -197,7 +197,7 @@ impl Args {
                     &round.problems,
                     std::io::stdout().is_terminal(),
                 )?;
-                pairs_tx.send_replace(Arc::new(round.reports));
+                pairs_tx.send_replace(Arc::new(round.reports.into_iter().map(Arc::new).collect()));
                 if rounds != 0 && round_no >= rounds {
                     break;
                 }

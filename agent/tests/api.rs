@@ -19,7 +19,7 @@ use netreach::api::{
 use netreach::cluster::SpecRef;
 use netreach::cluster::load::load_paths;
 use netreach::cluster::model::{ObjectRef, Protocol};
-use netreach::pair::PairReport;
+use netreach::pair::{PairReport, PublishedPairs};
 use netreach::report::metrics::{IndexCollector, Metrics, PairKey, PairState};
 use parking_lot::{Mutex, RwLock};
 use prometheus::Registry;
@@ -38,7 +38,7 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(data(name)).expect("fixture readable")
 }
 
-fn published_pairs() -> Vec<PairReport> {
+fn published_pairs() -> Vec<Arc<PairReport>> {
     serde_json::from_str(&fixture("pairs.json")).expect("pairs.json parses")
 }
 
@@ -162,7 +162,7 @@ impl ProbeService for FakeProbes {
 struct Harness {
     state: AppState,
     ready: watch::Sender<bool>,
-    pairs: watch::Sender<Arc<Vec<PairReport>>>,
+    pairs: watch::Sender<PublishedPairs>,
     metrics: Arc<Metrics>,
     probes: Arc<FakeProbes>,
 }
@@ -325,7 +325,7 @@ async fn metrics_render_the_registry() {
     let harness = Harness::new();
     for pair in published_pairs() {
         let key = PairKey::of(&pair).expect("spec pairs have a key");
-        harness.metrics.pairs.set(&key, &PairState::from(&pair));
+        harness.metrics.pairs.set(&key, &PairState::from(&*pair));
     }
     let reply = harness.get("/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -452,12 +452,13 @@ async fn pairs_filters_combine() {
 async fn pairs_and_metrics_name_a_cluster_probe_spec_by_its_bare_name() {
     let harness = Harness::new();
     let mut pairs = published_pairs();
-    let mut cluster_pair = pairs[0].clone();
+    let mut cluster_pair = PairReport::clone(&pairs[0]);
     cluster_pair.spec = Some(SpecRef::Cluster("frontend-paths".into()));
+    let cluster_pair = Arc::new(cluster_pair);
     pairs.push(cluster_pair.clone());
     for pair in &pairs {
         let key = PairKey::of(pair).expect("spec pairs have a key");
-        harness.metrics.pairs.set(&key, &PairState::from(pair));
+        harness.metrics.pairs.set(&key, &PairState::from(&**pair));
     }
     harness.pairs.send(Arc::new(pairs)).expect("receiver alive");
 

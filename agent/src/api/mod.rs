@@ -44,7 +44,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::cluster::Index;
 use crate::cluster::watch::PodLookup;
-use crate::pair::PairReport;
+use crate::pair::PublishedPairs;
 
 pub use auth::{Access, AuthMode, Gate, ReviewTtl, TokenUse};
 pub use error::{ApiError, ErrorBody};
@@ -105,7 +105,7 @@ pub struct AppState {
     /// `true` once the first full sync is done.
     pub ready: watch::Receiver<bool>,
     /// This node's pairs, as last published.
-    pub pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    pub pairs: watch::Receiver<PublishedPairs>,
     pub probes: Arc<dyn ProbeService>,
     pub limits: ApiLimits,
     gate: Arc<Gate>,
@@ -122,7 +122,7 @@ impl AppState {
         registry: Arc<Registry>,
         index: Arc<RwLock<Index>>,
         ready: watch::Receiver<bool>,
-        pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+        pairs: watch::Receiver<PublishedPairs>,
         probes: Arc<dyn ProbeService>,
     ) -> Self {
         let limits = ApiLimits::default();

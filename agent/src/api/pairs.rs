@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState};
 use crate::cluster::SpecRef;
 use crate::cluster::model::ObjectRef;
-use crate::pair::PairReport;
+use crate::pair::{PairReport, PublishedPairs};
 
 /// The body of `GET /v1/pairs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairsResponse {
     /// The node this agent runs on.
     pub node: String,
-    pub pairs: Vec<PairReport>,
+    pub pairs: Vec<Arc<PairReport>>,
 }
 
 /// The filters of `GET /v1/pairs`; every given filter must match.
@@ -113,7 +113,7 @@ pub(super) async fn list_pairs(
 ) -> Result<Json<PairsResponse>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let filter = PairFilter::new(query)?;
-    let published: Arc<Vec<PairReport>> = state.pairs.borrow().clone();
+    let published: PublishedPairs = state.pairs.borrow().clone();
     let pairs = published
         .iter()
         .filter(|pair| filter.matches(pair))

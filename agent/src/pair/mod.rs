@@ -20,5 +20,5 @@ mod wire;
 pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};
-pub use report::{Destination, PairReport};
+pub use report::{Destination, PairReport, PublishedPairs};
 pub use wire::{PairReportWire, WireError};

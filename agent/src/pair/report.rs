@@ -63,6 +63,10 @@ pub struct PairReport {
     pub meets_expectation: Option<bool>,
 }
 
+/// A node's pairs as last published (`/v1/pairs`, the status writer): the reports are shared
+/// with whoever keeps them (the scheduler's records), not copied.
+pub type PublishedPairs = Arc<Vec<Arc<PairReport>>>;
+
 /// Where the probe's detail starts in the full explanation.
 pub(super) const PROBE_LINE: &str = "\nprobe: ";
 

@@ -53,7 +53,7 @@ use crate::cluster::watch::{
     self as cluster_watch, ClusterView, CniAgentMatcher, PodScope, WatchScope, Watchers,
 };
 use crate::netns::SocketFactory;
-use crate::pair::PairReport;
+use crate::pair::PublishedPairs;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::policy::Profile;
 use crate::probe::Prober;
@@ -392,7 +392,7 @@ pub struct NodeTasks {
 #[derive(Debug)]
 pub struct NodeOutputs {
     /// The node's pairs (for `/v1/pairs`; the status writer has its own receiver).
-    pub pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    pub pairs: watch::Receiver<PublishedPairs>,
     /// What the scheduler made of each spec.
     pub specs: watch::Receiver<Arc<SpecSummaries>>,
     pub progress: watch::Receiver<Progress>,
@@ -407,7 +407,7 @@ pub fn spawn_node(
     node: NodeTasks,
     shutdown: &watch::Receiver<bool>,
 ) -> NodeOutputs {
-    let (pairs_tx, pairs_rx) = watch::channel(Arc::new(Vec::<PairReport>::new()));
+    let (pairs_tx, pairs_rx) = watch::channel(PublishedPairs::default());
     let (specs_tx, specs_rx) = watch::channel(Arc::new(SpecSummaries::new()));
     let (progress_tx, progress_rx) = watch::channel(Progress::default());
     let span_node = node.node.clone();

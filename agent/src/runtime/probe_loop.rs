@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use probe_spec::Expectation;
+use probe_spec::{Expectation, PairVerdict};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -48,7 +48,7 @@ use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
 use super::transitions::{Transition, transition};
 use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
-use crate::pair::{Pair, PairId, PairReport};
+use crate::pair::{Pair, PairId, PairReport, PublishedPairs};
 use crate::pipeline::PairReports;
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey, PairState};
@@ -115,7 +115,7 @@ pub type SpecSummaries = BTreeMap<SpecRef, SpecSummary>;
 pub struct ProbeLoopOutputs {
     pub metrics: Arc<Metrics>,
     /// This node's pairs, for `/v1/pairs` and the status writer.
-    pub pairs: watch::Sender<Arc<Vec<PairReport>>>,
+    pub pairs: watch::Sender<PublishedPairs>,
     pub specs: watch::Sender<Arc<SpecSummaries>>,
     /// Events to publish; `None` with `--events=false`.
     pub events: Option<mpsc::Sender<EventNotice>>,
@@ -182,13 +182,58 @@ type InFlight = FuturesUnordered<BoxFuture<'static, (PairId, PairReports)>>;
 #[derive(Clone, Debug, Default)]
 struct PairRecord {
     /// The reports of its latest probe: one, or one per resolved address of a host target.
-    reports: Vec<PairReport>,
+    /// Shared with the published list, never copied into it.
+    reports: Vec<Arc<PairReport>>,
     /// The last verdict that decided something (not `not_probed`/`inconclusive`) per report
     /// ([`report_slot`]), so a probe that could not run between two blocks raises no second
     /// Event.
-    last_decided: HashMap<Option<IpAddr>, probe_spec::PairVerdict>,
+    last_decided: LastDecided,
     /// Probes of this pair that completed.
     probes: u64,
+}
+
+/// The last deciding verdict of a pair's report slots: the pair's own, and a host pair's per
+/// resolved address (held apart, so the common pair needs no allocation).
+#[derive(Clone, Debug, Default)]
+struct LastDecided {
+    own: Option<PairVerdict>,
+    by_address: Vec<(IpAddr, PairVerdict)>,
+}
+
+impl LastDecided {
+    fn get(&self, slot: Option<IpAddr>) -> Option<PairVerdict> {
+        match slot {
+            None => self.own,
+            Some(ip) => self
+                .by_address
+                .iter()
+                .find(|(address, _)| *address == ip)
+                .map(|(_, verdict)| *verdict),
+        }
+    }
+
+    fn insert(&mut self, slot: Option<IpAddr>, verdict: PairVerdict) {
+        match slot {
+            None => self.own = Some(verdict),
+            Some(ip) => match self
+                .by_address
+                .iter_mut()
+                .find(|(address, _)| *address == ip)
+            {
+                Some((_, known)) => *known = verdict,
+                None => self.by_address.push((ip, verdict)),
+            },
+        }
+    }
+
+    /// Keeps the slots in `slots`.
+    fn retain(&mut self, slots: &[Option<IpAddr>]) {
+        if !slots.contains(&None) {
+            self.own = None;
+        }
+        self.by_address
+            .retain(|(address, _)| slots.contains(&Some(*address)));
+    }
 }
 
 /// Which of a pair's reports this is, from one probe to the next: a host target's resolved
@@ -330,13 +375,13 @@ impl ProbeLoop {
     pub fn finish(&mut self, now: Now, id: PairId, reports: PairReports) -> Option<Finished> {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
-        let reports = reports.into_vec();
+        let reports: Vec<Arc<PairReport>> = reports.into_iter().map(Arc::new).collect();
         let mut record = self.records.remove(&id).unwrap_or_default();
         let transitions: Vec<Transition> = reports
             .iter()
             .map(|report| {
                 let slot = report_slot(report);
-                let previous = record.last_decided.get(&slot).copied();
+                let previous = record.last_decided.get(slot);
                 let transition =
                     transition(report.expect.unwrap_or_default(), previous, report.verdict);
                 if previous.is_some_and(|p| p != report.verdict) {
@@ -362,8 +407,8 @@ impl ProbeLoop {
             let verdicts: Vec<&str> = reports.iter().map(|r| r.verdict.as_str()).collect();
             info!(%pair, elapsed = ?elapsed, verdict = %verdicts.join(","), "change took effect");
         }
-        let keys: Vec<PairKey> = reports.iter().filter_map(PairKey::of).collect();
-        for gone in record.reports.iter().filter_map(PairKey::of) {
+        let keys: Vec<PairKey> = reports.iter().filter_map(|r| PairKey::of(r)).collect();
+        for gone in record.reports.iter().filter_map(|r| PairKey::of(r)) {
             if !keys.contains(&gone) {
                 metrics.pairs.remove(&gone);
             }
@@ -372,7 +417,7 @@ impl ProbeLoop {
             .iter()
             .filter_map(|report| Some((report, PairKey::of(report)?)))
         {
-            metrics.pairs.set(&key, &PairState::from(report));
+            metrics.pairs.set(&key, &PairState::from(&**report));
             let latency = Duration::try_from_secs_f64(report.latency_seconds).unwrap_or_default();
             metrics.observe_attempt(
                 &key.spec,
@@ -385,8 +430,8 @@ impl ProbeLoop {
         // A host name that resolved: the addresses it no longer gives are forgotten. One that
         // did not keeps them: that probe observed nothing of them.
         if reports.iter().any(|report| report_slot(report).is_some()) {
-            let slots: Vec<Option<IpAddr>> = reports.iter().map(report_slot).collect();
-            record.last_decided.retain(|slot, _| slots.contains(slot));
+            let slots: Vec<Option<IpAddr>> = reports.iter().map(|r| report_slot(r)).collect();
+            record.last_decided.retain(&slots);
         }
         record.reports = reports;
         record.probes += 1;
@@ -410,12 +455,12 @@ impl ProbeLoop {
         if !force && recently && !self.in_flight.is_empty() {
             return;
         }
-        let mut pairs: Vec<PairReport> = self
+        let mut pairs: Vec<Arc<PairReport>> = self
             .records
             .values()
             .flat_map(|record| record.reports.iter().cloned())
             .collect();
-        pairs.sort_by(PairReport::listing_order);
+        pairs.sort_by(|a, b| a.listing_order(b));
         self.out.pairs.send_replace(Arc::new(pairs));
         self.send_progress();
         self.unpublished = false;

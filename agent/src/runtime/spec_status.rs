@@ -17,6 +17,7 @@
 //! failing report it read, so it is at most one interval late and survives verdict changes
 //! between failing verdicts.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::probe_loop::{SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
-use crate::pair::{Destination, PairReport};
+use crate::pair::{Destination, PairReport, PublishedPairs};
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 
@@ -76,14 +77,14 @@ fn pair_name(report: &PairReport) -> Option<PairName> {
 pub fn node_report(
     spec: &SpecRef,
     summary: &SpecSummary,
-    pairs: &[PairReport],
+    pairs: &[impl Borrow<PairReport>],
     failing_since: &mut FailingSince,
     max_failing: usize,
 ) -> NodeReport {
     let mut counts = VerdictCounts::default();
     let mut failing = 0u32;
     let mut last_failing_pairs = Vec::new();
-    for report in pairs.iter().filter(|r| r.spec.as_ref() == Some(spec)) {
+    for report in of_spec(spec, pairs) {
         counts.add(report.verdict);
         if report.meets_expectation != Some(false) {
             continue;
@@ -125,6 +126,17 @@ pub fn node_report(
     }
 }
 
+/// The reports of `spec`.
+fn of_spec<'a>(
+    spec: &'a SpecRef,
+    pairs: &'a [impl Borrow<PairReport>],
+) -> impl Iterator<Item = &'a PairReport> {
+    pairs
+        .iter()
+        .map(Borrow::borrow)
+        .filter(move |report| report.spec.as_ref() == Some(spec))
+}
+
 /// Whether this node's report of a spec may be written: once every planned pair has been
 /// probed (`probed`, from [`probed_pairs`]; a partial first report would show a transient
 /// picture), and from then on always (pairs that churn in must not hold the status back). A
@@ -140,7 +152,7 @@ fn ready_to_report(
 
 /// How many planned pairs of `spec` the published reports cover: a host pair's reports (one
 /// per resolved address) count once.
-fn probed_pairs(spec: &SpecRef, pairs: &[PairReport]) -> usize {
+fn probed_pairs(spec: &SpecRef, pairs: &[impl Borrow<PairReport>]) -> usize {
     // Source, destination (a host pair's name), port, protocol.
     type Identity<'a> = (
         &'a ObjectRef,
@@ -149,7 +161,7 @@ fn probed_pairs(spec: &SpecRef, pairs: &[PairReport]) -> usize {
         Option<Protocol>,
     );
     let mut seen: HashSet<Identity<'_>> = HashSet::new();
-    for report in pairs.iter().filter(|r| r.spec.as_ref() == Some(spec)) {
+    for report in of_spec(spec, pairs) {
         let destination = report
             .host
             .as_deref()
@@ -165,7 +177,7 @@ fn probed_pairs(spec: &SpecRef, pairs: &[PairReport]) -> usize {
 pub async fn write_spec_statuses(
     writer: SpecStatusWriter,
     mut specs: watch::Receiver<Arc<SpecSummaries>>,
-    pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    pairs: watch::Receiver<PublishedPairs>,
     mut ready: watch::Receiver<bool>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -195,9 +207,7 @@ pub async fn write_spec_statuses(
                 NODE_FAILING_PAIRS,
             );
             failing.extend(
-                pairs
-                    .iter()
-                    .filter(|r| r.spec.as_ref() == Some(spec))
+                of_spec(spec, &pairs)
                     .filter(|r| r.meets_expectation == Some(false))
                     .filter_map(pair_name),
             );

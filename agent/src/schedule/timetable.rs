@@ -95,7 +95,8 @@ struct PendingChange {
 pub struct Timetable {
     config: TimetableConfig,
     origin: Instant,
-    entries: HashMap<PairId, Entry>,
+    /// Boxed: a map's spare slots then cost a pointer each, not a whole entry.
+    entries: HashMap<PairId, Box<Entry>>,
     /// Pairs not in flight, by due time.
     due: BTreeSet<(Instant, PairId)>,
     /// Probes running now; kept apart from `entries` so a pair removed mid-probe still holds
@@ -235,14 +236,14 @@ impl Timetable {
                     };
                     self.entries.insert(
                         id,
-                        Entry {
+                        Box::new(Entry {
                             pair: pair.clone(),
                             interval: plan.interval,
                             next_due,
                             started_at: None,
                             change: None,
                             rerun_on_complete: false,
-                        },
+                        }),
                     );
                     if !self.in_flight.contains(&id) {
                         self.due.insert((next_due, id));

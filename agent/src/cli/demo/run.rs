@@ -19,7 +19,7 @@ use crate::api::serve::{ConnectionMetrics, ServeConfig};
 use crate::api::{self, AppState};
 use crate::cluster::watch::{ClusterView, CniAgentMatcher, SnapshotSource};
 use crate::netns::SocketFactory;
-use crate::pair::PairReport;
+use crate::pair::{PairReport, PublishedPairs};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::probe::Prober;
 use crate::report::memory_api::MemoryApi;
@@ -210,16 +210,16 @@ async fn serve_api(
 fn spawn_pair_merge(
     tasks: &mut CriticalTasks,
     nodes: &[NodeOutputs],
-) -> watch::Receiver<Arc<Vec<PairReport>>> {
+) -> watch::Receiver<PublishedPairs> {
     let mut receivers: Vec<_> = nodes.iter().map(|n| n.pairs.clone()).collect();
-    let (merged_tx, merged_rx) = watch::channel(Arc::new(Vec::new()));
+    let (merged_tx, merged_rx) = watch::channel(PublishedPairs::default());
     tasks.spawn("pairs", async move {
         loop {
-            let mut pairs: Vec<PairReport> = receivers
+            let mut pairs: Vec<Arc<PairReport>> = receivers
                 .iter_mut()
                 .flat_map(|r| r.borrow_and_update().iter().cloned().collect::<Vec<_>>())
                 .collect();
-            pairs.sort_by(PairReport::listing_order);
+            pairs.sort_by(|a, b| a.listing_order(b));
             merged_tx.send_replace(Arc::new(pairs));
             let changes = receivers.iter_mut().map(|r| Box::pin(r.changed()));
             if futures::future::select_all(changes).await.0.is_err() {
@@ -249,7 +249,13 @@ fn rounds_done(nodes: &[NodeOutputs]) -> Option<u64> {
 fn all_pairs(nodes: &[NodeOutputs]) -> Vec<PairReport> {
     let mut pairs: Vec<PairReport> = nodes
         .iter()
-        .flat_map(|n| n.pairs.borrow().iter().cloned().collect::<Vec<_>>())
+        .flat_map(|n| {
+            n.pairs
+                .borrow()
+                .iter()
+                .map(|report| PairReport::clone(report))
+                .collect::<Vec<_>>()
+        })
         .collect();
     pairs.sort_by(PairReport::listing_order);
     pairs

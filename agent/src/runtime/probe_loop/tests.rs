@@ -14,7 +14,7 @@ use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::cluster::watch::{CniAgentMatcher, Readiness};
-use crate::pair::{PairReason, PairTarget};
+use crate::pair::{PairReason, PairTarget, PublishedPairs};
 use crate::probe::NotProbedReason;
 use crate::report::events::EventReason;
 use crate::runtime::fixtures::{
@@ -119,7 +119,7 @@ struct Harness {
     view: ClusterView,
     registry: Registry,
     metrics: Arc<Metrics>,
-    pairs: watch::Receiver<Arc<Vec<PairReport>>>,
+    pairs: watch::Receiver<PublishedPairs>,
     specs: watch::Receiver<Arc<SpecSummaries>>,
     events: mpsc::Receiver<EventNotice>,
     progress: watch::Receiver<Progress>,

@@ -184,7 +184,7 @@ impl ProbeLoop {
         }
         for id in removed {
             if let Some(record) = self.records.remove(id) {
-                for key in record.reports.iter().filter_map(PairKey::of) {
+                for key in record.reports.iter().filter_map(|r| PairKey::of(r)) {
                     self.out.metrics.pairs.remove(&key);
                 }
                 self.unpublished = true;

@@ -154,7 +154,13 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         planned: 0,
         ..summary()
     };
-    let empty = node_report(&paths(), &nothing_planned, &[], &mut since, 5);
+    let empty = node_report(
+        &paths(),
+        &nothing_planned,
+        &[] as &[PairReport],
+        &mut since,
+        5,
+    );
     assert!(
         ready_to_report(&nothing_planned, &empty, 0, false),
         "no pairs here: withdraw this node's entry"
@@ -165,7 +171,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         problem: Some("spec.interval: invalid".into()),
         ..summary()
     };
-    let report = node_report(&paths(), &broken, &[], &mut since, 5);
+    let report = node_report(&paths(), &broken, &[] as &[PairReport], &mut since, 5);
     assert_eq!(report.problem.as_deref(), Some("spec.interval: invalid"));
     assert!(ready_to_report(&broken, &report, 0, false));
 
@@ -175,7 +181,7 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
         sources_narrowed: Some("other than shop (billing)".into()),
         ..summary()
     };
-    let report = node_report(&paths(), &narrowed, &[], &mut since, 5);
+    let report = node_report(&paths(), &narrowed, &[] as &[PairReport], &mut since, 5);
     assert!(!report.is_empty(), "keeps this node's entry");
     assert!(ready_to_report(&narrowed, &report, 0, false));
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 pub(crate) struct Recorded {
     pub method: http::Method,
     pub path: String,
+    pub content_type: Option<String>,
     pub body: Value,
 }
 
@@ -55,6 +56,10 @@ impl ApiServer {
                 .expect("the client went away");
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        let content_type_sent = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string());
         let bytes = request.into_body().collect().await.unwrap().to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
@@ -67,9 +72,28 @@ impl ApiServer {
             .body(Body::from(reply.into()))
             .unwrap();
         send.send_response(response);
-        Recorded { method, path, body }
+        Recorded {
+            method,
+            path,
+            content_type: content_type_sent,
+            body,
+        }
+    }
+
+    /// Asserts that no request arrives for a little while.
+    pub async fn expect_none(&mut self) {
+        let next =
+            tokio::time::timeout(Duration::from_millis(50), self.handle.next_request()).await;
+        assert!(
+            next.is_err(),
+            "unexpected request: {:?}",
+            next.unwrap().map(|r| r.0.uri().clone())
+        );
     }
 }
+
+/// The content type of a JSON merge patch.
+pub(crate) const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// A Kubernetes `Status` error body.
 pub(crate) fn api_error(code: u16, reason: &str, message: &str) -> Value {

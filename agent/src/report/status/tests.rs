@@ -3,10 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::client::Body;
 use probe_spec::{
     Direction, FailingPair, PairVerdict, ProbeRequestPhase, ProbeRequestStatus, Protocol,
 };
@@ -14,82 +11,14 @@ use serde_json::{Value, json};
 
 use super::*;
 
-// === A scripted API server ===
+// === A scripted API server (crate::testing::mock_api) ===
 
-/// One request the client made.
-#[derive(Debug)]
-pub(crate) struct Recorded {
-    pub method: http::Method,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub body: Value,
-}
-
-/// The server side of a mocked kube client: answer requests one at a time.
-pub(crate) struct ApiServer {
-    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-}
-
-pub(crate) fn mock_client() -> (Client, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), ApiServer { handle })
-}
-
-impl ApiServer {
-    /// Waits for the next request, answers `status` with `body`, and returns the request.
-    pub async fn respond(&mut self, status: u16, reply: Value) -> Recorded {
-        let (request, send) =
-            tokio::time::timeout(Duration::from_secs(5), self.handle.next_request())
-                .await
-                .expect("no request within 5s")
-                .expect("the client went away");
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
-        let content_type = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string());
-        let bytes = request.into_body().collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        let response = Response::builder()
-            .status(StatusCode::from_u16(status).unwrap())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-            .unwrap();
-        send.send_response(response);
-        Recorded {
-            method,
-            path,
-            content_type,
-            body,
-        }
-    }
-
-    /// Asserts that no request arrives for a little while.
-    pub async fn expect_none(&mut self) {
-        let next =
-            tokio::time::timeout(Duration::from_millis(50), self.handle.next_request()).await;
-        assert!(
-            next.is_err(),
-            "unexpected request: {:?}",
-            next.unwrap().map(|r| r.0.uri().clone())
-        );
-    }
-}
+pub(crate) use crate::testing::mock_api::{MERGE_PATCH, mock_client};
 
 /// A Kubernetes `Status` error body.
 pub(crate) fn api_error(code: u16, reason: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Status", "status": "Failure",
-        "code": code, "reason": reason, "message": format!("{reason} (test)"),
-    })
+    crate::testing::mock_api::api_error(code, reason, &format!("{reason} (test)"))
 }
-
-pub(crate) const MERGE_PATCH: &str = "application/merge-patch+json";
 
 // === Fixtures ===
 

@@ -12,7 +12,7 @@ use crate::cluster::model::{
     ContainerPort, Namespace, NetworkPolicy, ObjectRef, Pod, PodPhase, Protocol,
 };
 use crate::cluster::selector::Selector;
-use crate::pair::{PairReason, PairReport, PairTarget};
+use crate::pair::{PairReason, PairReport, PairTarget, Text};
 use crate::probe::{NotProbedReason, Outcome};
 
 // The label and namespace builders are the schedule tests' own.
@@ -123,7 +123,7 @@ pub(crate) fn report_to(
         spec: Some(spec.parse().expect("fixture spec")),
         from: from.parse().expect("fixture source pod"),
         mesh: None,
-        summary: format!("{from} -> {target}: {verdict}"),
+        summary: format!("{from} -> {target}: {verdict}").into(),
         target,
         host: None,
         outcome: if reachable {
@@ -149,8 +149,8 @@ pub(crate) fn report_to(
             }
             _ => vec![],
         },
-        explanation: String::new(),
-        probe_detail: String::new(),
+        explanation: Text::default(),
+        probe_detail: "".into(),
         hints: vec![],
         latency_seconds: 0.001,
         last_probe: Timestamp::UNIX_EPOCH,

@@ -15,10 +15,12 @@ pub(crate) mod hash;
 mod id;
 mod reason;
 mod report;
+mod text;
 mod wire;
 
 pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};
 pub use report::{Destination, PairReport, PublishedPairs};
+pub use text::{SharedLines, StrPool, Text};
 pub use wire::{PairReportWire, WireError};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Direction, Expectation, PairVerdict};
 
-use super::{PairReason, PairTarget};
+use super::{PairReason, PairTarget, Text};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::probe::{NotProbedReason, Outcome};
@@ -43,13 +43,14 @@ pub struct PairReport {
     pub direction: Option<Direction>,
     /// The deciding policies (the allowing ones for an allowed flow).
     pub policies: Vec<ObjectRef>,
-    /// One line for humans.
-    pub summary: String,
-    /// The diagnosis's explanation: policies, rules, selectors, health checks.
-    pub explanation: String,
+    /// One line for humans (also the explanation's first line: they share it).
+    pub summary: Arc<str>,
+    /// The diagnosis's explanation: policies, rules, selectors, health checks; its lines are
+    /// shared with other reports that have them ([`super::SharedLines`]).
+    pub explanation: Text,
     /// What the prober itself said (sockets, ICMP details, the lookup's answers); the JSON
     /// appends it to the explanation as a `probe:` line.
-    pub probe_detail: String,
+    pub probe_detail: Arc<str>,
     /// The runbook's fallback hints that hold (recent label or policy changes, overlapping
     /// policies, a restarted CNI agent).
     pub hints: Vec<String>,
@@ -158,11 +159,12 @@ impl PairReport {
     /// The explanation as JSON and status show it: the diagnosis's, then the probe's own
     /// detail on a `probe:` line.
     pub fn full_explanation(&self) -> String {
-        if self.probe_detail.is_empty() {
-            self.explanation.clone()
-        } else {
-            [&self.explanation, PROBE_LINE, &self.probe_detail].concat()
+        let mut text = self.explanation.to_string();
+        if !self.probe_detail.is_empty() {
+            text.push_str(PROBE_LINE);
+            text.push_str(&self.probe_detail);
         }
+        text
     }
 
     /// The reason as a label value: `""` for a clean `ok`.

@@ -117,7 +117,7 @@ impl From<&PairReport> for PairReportWire {
             reason: report.reason_code().to_string(),
             direction: report.direction,
             policies: report.policies.iter().map(ToString::to_string).collect(),
-            summary: report.summary.clone(),
+            summary: report.summary.to_string(),
             explanation: report.full_explanation(),
             hints: report.hints.clone(),
             latency_seconds: report.latency_seconds,
@@ -161,10 +161,9 @@ impl TryFrom<PairReportWire> for PairReport {
             (None, Some(to)) => target(to, ip, port, protocol)?,
             (None, None) => return Err(WireError::NoDestination),
         };
-        let (explanation, probe_detail) = match explanation.rsplit_once(PROBE_LINE) {
-            Some((explanation, detail)) => (explanation.to_string(), detail.to_string()),
-            None => (explanation, String::new()),
-        };
+        let (explanation, probe_detail) = explanation
+            .rsplit_once(PROBE_LINE)
+            .unwrap_or((&explanation, ""));
         Ok(Self {
             spec: spec
                 .map(|spec| spec.parse::<SpecRef>())
@@ -187,9 +186,9 @@ impl TryFrom<PairReportWire> for PairReport {
                 .map(|policy| policy.parse())
                 .collect::<Result<_, _>>()
                 .map_err(WireError::Policy)?,
-            summary,
-            explanation,
-            probe_detail,
+            summary: summary.into(),
+            explanation: explanation.into(),
+            probe_detail: probe_detail.into(),
             hints,
             latency_seconds,
             last_probe,

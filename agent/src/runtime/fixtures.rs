@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{ClusterProbeSpec, Expectation, PairVerdict, ProbeRequest, ProbeSpec};
 
 use crate::cluster::model::{ObjectRef, Pod, Protocol};
-use crate::pair::{PairReason, PairReport, PairTarget};
+use crate::pair::{PairReason, PairReport, PairTarget, Text};
 use crate::probe::{NotProbedReason, Outcome};
 use crate::testing::{self, PodExt};
 
@@ -74,7 +74,7 @@ pub(crate) fn report_to(
         spec: Some(spec.parse().expect("fixture spec")),
         from: from.parse().expect("fixture source pod"),
         mesh: None,
-        summary: format!("{from} -> {target}: {verdict}"),
+        summary: format!("{from} -> {target}: {verdict}").into(),
         target,
         host: None,
         outcome: if reachable {
@@ -100,8 +100,8 @@ pub(crate) fn report_to(
             }
             _ => vec![],
         },
-        explanation: String::new(),
-        probe_detail: String::new(),
+        explanation: Text::default(),
+        probe_detail: "".into(),
         hints: vec![],
         latency_seconds: 0.001,
         last_probe: Timestamp::UNIX_EPOCH,

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::pair::Text;
 use crate::policy;
 use crate::probe::NotProbedReason;
 
@@ -120,7 +121,7 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
         direction: Some(Direction::Ingress),
         policies: vec![ObjectRef::new("payments", "gateway-ingress")],
         summary: "blocked".into(),
-        explanation: "why\n".into(),
+        explanation: Text::from("why\n"),
         probe_detail: "connect timed out".into(),
         hints: vec!["a hint".into()],
         latency_seconds: 2.0,

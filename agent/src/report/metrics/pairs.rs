@@ -35,7 +35,7 @@ use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Opts, Registry};
 
 use super::{NAMESPACE, ProtocolLabel};
-use crate::pair::{PairReason, PairReport};
+use crate::pair::{PairReason, PairReport, StrPool};
 
 /// The labels that identify a pair.
 pub const PAIR_LABELS: [&str; 6] = ["spec", "src", "dst", "host", "port", "protocol"];
@@ -101,11 +101,13 @@ impl PairSeries {
 
     /// Whether a pair in `state` gets its series.
     pub fn includes(self, state: &PairState) -> bool {
+        self.shows(state.verdict, state.expectation_met)
+    }
+
+    fn shows(self, verdict: PairVerdict, expectation_met: Option<bool>) -> bool {
         match self {
             PairSeries::All => true,
-            PairSeries::Exceptions => {
-                state.verdict != PairVerdict::Ok || state.expectation_met == Some(false)
-            }
+            PairSeries::Exceptions => verdict != PairVerdict::Ok || expectation_met == Some(false),
             PairSeries::None => false,
         }
     }
@@ -200,7 +202,7 @@ impl From<&PairReport> for PairState {
 /// The series of the pairs this node probes. Cloning shares the table.
 #[derive(Clone, Debug)]
 pub struct PairMetrics {
-    table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+    table: Arc<RwLock<Table>>,
     series: Arc<AtomicU8>,
 }
 
@@ -233,22 +235,39 @@ impl PairMetrics {
     /// Sets the pair's current state; a changed verdict, reason, direction or policy replaces
     /// its `netreach_pair_verdict` series.
     pub fn set(&self, key: &PairKey, state: &PairState) {
-        self.table.write().insert(RowKey::from(key), state.clone());
+        let mut table = self.table.write();
+        let row = table.row(key);
+        let state = RowState {
+            verdict: state.verdict,
+            reason: state.reason,
+            direction: state.direction,
+            policy: table.labels.get(&state.policy),
+            policy_allowed: state.policy_allowed,
+            expectation_met: state.expectation_met,
+        };
+        table.rows.insert(row, state);
     }
 
     /// Deletes every series of a pair; `false` when the pair was not there.
     pub fn remove(&self, key: &PairKey) -> bool {
-        self.table.write().remove(&RowKey::from(key)).is_some()
+        let mut table = self.table.write();
+        let row = table.row(key);
+        let removed = table.rows.remove(&row).is_some();
+        drop(row);
+        table.forgot_some();
+        removed
     }
 
     /// Keeps the pairs for which `keep` holds and deletes every series of the others.
     pub fn retain(&self, keep: impl Fn(&PairKey) -> bool) {
-        self.table.write().retain(|row, _| keep(&row.pair_key()));
+        let mut table = self.table.write();
+        table.rows.retain(|row, _| keep(&row.pair_key()));
+        table.labels.prune();
     }
 
     /// How many pairs have series.
     pub fn len(&self) -> usize {
-        self.table.read().len()
+        self.table.read().rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -256,40 +275,61 @@ impl PairMetrics {
     }
 }
 
+/// One row per pair, its label values held once each in a pool (a source pod's name, the
+/// spec, a port are the same string in every row that has them).
+#[derive(Debug, Default)]
+struct Table {
+    rows: BTreeMap<RowKey, RowState>,
+    labels: StrPool,
+    /// Rows removed since the pool last let go of unused values.
+    removed: usize,
+}
+
+impl Table {
+    /// The row key of `key`, its values from the pool.
+    fn row(&mut self, key: &PairKey) -> RowKey {
+        let port = key.port.map(|port| port.to_string()).unwrap_or_default();
+        RowKey {
+            dst: self.labels.get(&key.dst),
+            host: self.labels.get(key.host.as_deref().unwrap_or_default()),
+            port: self.labels.get(&port),
+            protocol: key.protocol,
+            spec: self.labels.get(&key.spec),
+            src: self.labels.get(&key.src),
+        }
+    }
+
+    /// A row went: once as many went as remain, the pool drops the values no row holds.
+    fn forgot_some(&mut self) {
+        self.removed += 1;
+        if self.removed > self.rows.len() {
+            self.labels.prune();
+            self.removed = 0;
+        }
+    }
+}
+
 /// A pair's label values, ordered like the registry orders series: by value, in label-name
 /// order (`dst`, `host`, `port`, `protocol`, `spec`, `src`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct RowKey {
-    dst: String,
+    dst: Arc<str>,
     /// Empty unless the pair is a host target's.
-    host: String,
+    host: Arc<str>,
     /// The port as its label value (empty for DNS), so rows sort like label values do.
-    port: String,
+    port: Arc<str>,
     protocol: ProtocolLabel,
-    spec: String,
-    src: String,
-}
-
-impl From<&PairKey> for RowKey {
-    fn from(key: &PairKey) -> Self {
-        Self {
-            dst: key.dst.clone(),
-            host: key.host.clone().unwrap_or_default(),
-            port: key.port.map(|port| port.to_string()).unwrap_or_default(),
-            protocol: key.protocol,
-            spec: key.spec.clone(),
-            src: key.src.clone(),
-        }
-    }
+    spec: Arc<str>,
+    src: Arc<str>,
 }
 
 impl RowKey {
     fn pair_key(&self) -> PairKey {
         PairKey {
-            spec: self.spec.clone(),
-            src: self.src.clone(),
-            dst: self.dst.clone(),
-            host: Some(self.host.clone()).filter(|host| !host.is_empty()),
+            spec: self.spec.to_string(),
+            src: self.src.to_string(),
+            dst: self.dst.to_string(),
+            host: Some(self.host.to_string()).filter(|host| !host.is_empty()),
             port: self.port.parse().ok(),
             protocol: self.protocol,
         }
@@ -319,12 +359,23 @@ impl PartialOrd for RowKey {
     }
 }
 
+/// A [`PairState`] in the table, its policy label from the pool.
+#[derive(Clone, Debug)]
+struct RowState {
+    verdict: PairVerdict,
+    reason: Option<PairReason>,
+    direction: Option<Direction>,
+    policy: Arc<str>,
+    policy_allowed: bool,
+    expectation_met: Option<bool>,
+}
+
 // === impl PairCollector ===
 
 /// Renders the table at scrape time.
 #[derive(Debug)]
 struct PairCollector {
-    table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
+    table: Arc<RwLock<Table>>,
     series: Arc<AtomicU8>,
     up: Desc,
     policy_allowed: Desc,
@@ -334,10 +385,7 @@ struct PairCollector {
 }
 
 impl PairCollector {
-    fn new(
-        table: Arc<RwLock<BTreeMap<RowKey, PairState>>>,
-        series: Arc<AtomicU8>,
-    ) -> prometheus::Result<Self> {
+    fn new(table: Arc<RwLock<Table>>, series: Arc<AtomicU8>) -> prometheus::Result<Self> {
         let desc = |name: &str, help: &str, labels: &[&str]| {
             Opts::new(name, help)
                 .namespace(NAMESPACE)
@@ -390,7 +438,7 @@ impl Collector for PairCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let table = self.table.read();
+        let table = &self.table.read().rows;
         let series = PairSeries::from_u8(self.series.load(AtomicOrdering::Relaxed));
         let mut up = Vec::with_capacity(table.len());
         let mut policy_allowed = Vec::with_capacity(table.len());
@@ -401,7 +449,7 @@ impl Collector for PairCollector {
         for (row, state) in table.iter() {
             let counts = spec_counts.entry(&row.spec).or_default();
             counts[verdict_slot(state.verdict)] += 1;
-            if !series.includes(state) {
+            if !series.shows(state.verdict, state.expectation_met) {
                 continue;
             }
             // Label pairs in label-name order, as prometheus' own vectors emit them.

@@ -154,7 +154,7 @@ pub fn summarize(
         );
     };
     if reports.iter().all(|r| r.outcome == Outcome::NotProbed) {
-        let detail = Some(last.probe_detail.as_str())
+        let detail = Some(&*last.probe_detail)
             .filter(|detail| !detail.is_empty())
             .unwrap_or(&last.summary);
         return failed_status(
@@ -213,7 +213,7 @@ pub fn summarize(
             .iter()
             .map(ToString::to_string)
             .collect(),
-        summary: Some(representative.summary.clone()),
+        summary: Some(representative.summary.to_string()),
         explanation: Some(representative.full_explanation()).filter(|e| !e.is_empty()),
         latency_seconds: median,
         started_at: Some(started.clone()),

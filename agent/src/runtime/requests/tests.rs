@@ -210,7 +210,7 @@ fn probed(outcome: Outcome, verdict: PairVerdict, latency: f64) -> PairReport {
     report.meets_expectation = None;
     report.outcome = outcome;
     report.latency_seconds = latency;
-    report.summary = format!("{outcome}");
+    report.summary = format!("{outcome}").into();
     report
 }
 

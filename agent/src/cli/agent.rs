@@ -294,11 +294,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.into_config();
         let termination_log = config.termination_log.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("netreach-agent")
-            .build()
-            .context("starting the async runtime")?;
+        let runtime = super::runtime("netreach-agent").context("starting the async runtime")?;
         let result = runtime.block_on(crate::runtime::run(config));
         // Tasks still parked (aborted ones, blocking reads) must not hold the exit up.
         runtime.shutdown_timeout(Duration::from_secs(1));

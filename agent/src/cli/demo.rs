@@ -104,11 +104,7 @@ impl Args {
             bed.setup_time().as_secs_f64(),
             bed.prefix()
         );
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let runtime = super::runtime("netreach-demo").context("starting the async runtime")?;
         let result = runtime.block_on(run::run(self, &bed));
         drop(runtime);
         bed.teardown()

@@ -6,7 +6,9 @@
 //! pairs are `blocked_by_policy` with their full explanation; the rest are `ok`, as the
 //! pipeline reports them.
 //!
-//! Run: `cargo bench -p netreach --bench memory`.
+//! Run: `cargo bench -p netreach --bench memory`; `-- --agent-only` runs only the scheduler and
+//! prints the process RSS while it runs: an agent at 9,900 pairs, in this bench's smaller
+//! binary (no kube client, no API server).
 //!
 //! Last, the whole agent: a real [`ProbeLoop`] with a prober that diagnoses without a network,
 //! run until every pair has been probed once; its row is all the agent then holds (the view,
@@ -279,7 +281,9 @@ fn agent_steady_state(
     specs: &[ProbeSpec],
     context: Arc<ProbeContext>,
 ) -> ((usize, usize), usize) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // As the agent's: two workers (`cli::runtime`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_time()
         .build()
         .expect("a runtime");
@@ -339,6 +343,16 @@ fn agent_steady_state(
         tokio::time::sleep(Duration::from_secs(2)).await;
         let held = live();
         let published = pairs.borrow().len();
+        if agent_only() {
+            println!(
+                "agent process while running: {}, {}, {}, {}, {}",
+                status("VmRSS"),
+                status("VmHWM"),
+                status("RssAnon"),
+                status("RssFile"),
+                status("Threads"),
+            );
+        }
         let _ = stop.send(true);
         let _ = running.await;
         (
@@ -349,6 +363,11 @@ fn agent_steady_state(
             published,
         )
     })
+}
+
+/// `-- --agent-only`: the scheduler alone, for the process RSS.
+fn agent_only() -> bool {
+    std::env::args().any(|arg| arg == "--agent-only")
 }
 
 fn status(field: &str) -> String {
@@ -369,6 +388,19 @@ fn main() {
     let objects = objects();
     let ((index, probe_specs), bytes) = measure(|| load(&objects));
     drop(objects);
+    if agent_only() {
+        let context = Arc::new(ProbeContext::new(
+            &index,
+            &ChangeLog::default(),
+            &PipelineConfig::default(),
+        ));
+        let ((_, chunks), published) = agent_steady_state(&index, &probe_specs, context);
+        println!(
+            "agent at {published} pairs: heap {chunks} bytes in malloc chunks ({} / pair)",
+            chunks / published.max(1),
+        );
+        return;
+    }
     let pods = index.pods().count();
     rows.push(row(
         format!("Index ({pods} pods, 1 policy)"),
@@ -449,7 +481,7 @@ fn main() {
         Some(("pair", reports.len())),
     ));
     rows.push(row(
-        "  of which texts (lines shared between reports), policies",
+        "  of which texts (pieces shared between reports), policies",
         (
             bytes.0.saturating_sub(inline * reports.len()),
             bytes.1.saturating_sub(inline * reports.len()),

@@ -34,7 +34,7 @@ use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
 use crate::cluster::{Index, SpecRef};
 use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
-use crate::pair::{self, Pair, PairId, PairReport, PairTarget, SharedLines};
+use crate::pair::{self, Pair, PairId, PairReport, PairTarget, SharedText};
 use crate::policy::{Engine, Profile};
 use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 use crate::schedule;
@@ -75,8 +75,8 @@ pub const DEFAULT_CNI_RESTART_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub struct ProbeContext {
     engine: Engine,
     cni: Vec<CniHealth>,
-    /// The explanation lines of this view's reports, each held once.
-    lines: SharedLines,
+    /// The explanation pieces of this view's reports, each held once.
+    text: SharedText,
 }
 
 impl ProbeContext {
@@ -86,7 +86,7 @@ impl ProbeContext {
         Self {
             engine: Engine::new(index, config.profile.clone()),
             cni: cni_health(index, changes, config),
-            lines: SharedLines::default(),
+            text: SharedText::default(),
         }
     }
 
@@ -96,7 +96,7 @@ impl ProbeContext {
             engine: &self.engine,
             cni: &self.cni,
             changes,
-            lines: &self.lines,
+            text: &self.text,
         }
     }
 }
@@ -191,7 +191,7 @@ struct View<'a> {
     engine: &'a Engine,
     cni: &'a [CniHealth],
     changes: &'a ChangeLog,
-    lines: &'a SharedLines,
+    text: &'a SharedText,
 }
 
 /// One probe of a pair, ready to be predicted and diagnosed.
@@ -742,7 +742,7 @@ fn assess(
     };
     let diagnosis = diagnose::diagnose(&input, config);
     let policy_allowed = prediction.as_ref().is_none_or(|(_, v)| v.allowed);
-    let mut report = report(pair, probed, expect, policy_allowed, diagnosis, view.lines);
+    let mut report = report(pair, probed, expect, policy_allowed, diagnosis, view.text);
     report.mesh = view
         .index
         .pod(&pair.from)
@@ -767,7 +767,7 @@ fn report(
     expect: Expectation,
     policy_allowed: bool,
     diagnosis: Diagnosis,
-    lines: &SharedLines,
+    text: &SharedText,
 ) -> PairReport {
     let Probed {
         target,
@@ -787,9 +787,9 @@ fn report(
         reason: diagnosis.reason,
         direction: diagnosis.direction,
         policies: diagnosis.policies,
-        summary: lines.line(&diagnosis.summary),
-        explanation: lines.text(&diagnosis.explanation),
-        probe_detail: lines.line(&observation.detail),
+        summary: text.piece(&diagnosis.summary),
+        explanation: text.text(&diagnosis.explanation, &diagnosis.sections),
+        probe_detail: text.piece(&observation.detail),
         hints: diagnosis.hints.iter().map(ToString::to_string).collect(),
         latency_seconds: observation.latency.as_secs_f64(),
         last_probe: k8s_openapi::jiff::Timestamp::now(),

@@ -141,6 +141,11 @@ pub struct Diagnosis {
     /// Several lines: summary, observation, expectation, the policy explanation, health
     /// findings, notes and hints.
     pub explanation: String,
+    /// Where the explanation's sections start (byte offsets, ascending, the first 0): the
+    /// summary, the observation and expectation, each line of the policy explanation, the
+    /// health, notes and hints. Many pairs share a section word for word (a source's egress
+    /// line, a destination's health), so reports keep them as shared pieces.
+    pub sections: Vec<usize>,
     /// Runbook fallbacks that hold; empty for a clean `ok`.
     pub hints: Vec<Hint>,
     /// Whether the pair meets the ProbeSpec's `expect` (see the module docs); `None` for
@@ -186,7 +191,8 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
     };
     let meets_expectation = meets_expectation(input.expect, classified.verdict, input.outcome);
     let summary = render::summary(input, &classified);
-    let explanation = render::explanation(input, &classified, &summary, &hints, meets_expectation);
+    let (explanation, sections) =
+        render::explanation(input, &classified, &summary, &hints, meets_expectation);
     Diagnosis {
         verdict: classified.verdict,
         reason: classified.reason,
@@ -194,6 +200,7 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
         policies,
         summary,
         explanation,
+        sections,
         hints,
         meets_expectation,
     }

@@ -74,16 +74,21 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
     }
 }
 
-/// The full text: summary, observation, expectation, policy explanation, health, notes, hints.
+/// The full text: summary, observation, expectation, policy explanation, health, notes, hints;
+/// and where its sections start (see [`super::Diagnosis::sections`]).
 pub(super) fn explanation(
     input: &Input<'_>,
     c: &Classified,
     summary: &str,
     hints: &[Hint],
     meets_expectation: Option<bool>,
-) -> String {
+) -> (String, Vec<usize>) {
     let mut out = String::new();
-    let _ = writeln!(out, "{summary}");
+    let mut sections = vec![0];
+    // The summary alone is a section: the report's summary is the same piece.
+    out.push_str(summary);
+    sections.push(out.len());
+    out.push('\n');
     let rejected = if input.rejected_by_policy {
         ", rejected with ICMP administratively prohibited"
     } else {
@@ -110,7 +115,10 @@ pub(super) fn explanation(
                 _ => "policy:",
             };
             let _ = writeln!(out, "{label}");
+            // Each line its own section: the flow's is the pair's, the egress one its source's,
+            // the ingress one its destination's.
             for line in explain::render(p.flow, p.verdict).lines() {
+                sections.push(out.len());
                 let _ = writeln!(out, "  {line}");
             }
         }
@@ -122,6 +130,7 @@ pub(super) fn explanation(
             );
         }
     }
+    sections.push(out.len());
     let health = &input.health;
     if !health.nodes().is_empty() || health.destination.is_some() {
         let _ = writeln!(out, "health:");
@@ -139,6 +148,7 @@ pub(super) fn explanation(
             let _ = writeln!(out, "  destination pod {}: {state}", d.pod);
         }
     }
+    sections.push(out.len());
     let notes = notes(input, c);
     if !notes.is_empty() {
         let _ = writeln!(out, "notes:");
@@ -146,13 +156,16 @@ pub(super) fn explanation(
             let _ = writeln!(out, "  - {note}");
         }
     }
+    sections.push(out.len());
     if !hints.is_empty() {
         let _ = writeln!(out, "hints:");
         for hint in hints {
             let _ = writeln!(out, "  - {hint}");
         }
     }
-    out
+    sections.dedup();
+    sections.retain(|&start| start < out.len());
+    (out, sections)
 }
 
 /// How to read the observation in this case.

@@ -22,5 +22,5 @@ pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};
 pub use report::{Destination, PairReport, PublishedPairs};
-pub use text::{SharedLines, StrPool, Text};
+pub use text::{SharedText, StrPool, Text};
 pub use wire::{PairReportWire, WireError};

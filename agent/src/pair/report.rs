@@ -45,8 +45,8 @@ pub struct PairReport {
     pub policies: Vec<ObjectRef>,
     /// One line for humans (also the explanation's first line: they share it).
     pub summary: Arc<str>,
-    /// The diagnosis's explanation: policies, rules, selectors, health checks; its lines are
-    /// shared with other reports that have them ([`super::SharedLines`]).
+    /// The diagnosis's explanation: policies, rules, selectors, health checks; its sections are
+    /// shared with other reports that have them ([`super::SharedText`]).
     pub explanation: Text,
     /// What the prober itself said (sockets, ICMP details, the lookup's answers); the JSON
     /// appends it to the explanation as a `probe:` line.

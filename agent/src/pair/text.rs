@@ -1,12 +1,14 @@
-//! Report texts stored by shared lines. An agent keeps one report per pair, and most lines of
-//! their explanations repeat across thousands of pairs: `observed: open`, `expect: Allow: met`,
-//! the egress line of a source, the ingress and health lines of a destination. A [`Text`] holds
-//! its lines as `Arc<str>`s, and [`SharedLines`] hands out one `Arc` per distinct line, so a
-//! report pays for its own lines (its summary, its flow) and a pointer for each of the rest.
+//! Report texts stored as shared pieces. An agent keeps one report per pair, and most of their
+//! explanations repeat across thousands of pairs word for word: `observed: open` and `expect:
+//! Allow: met`, the egress line of a source, the ingress line and the health of a destination.
+//! A [`Text`] holds its pieces (the diagnosis's sections) as `Arc<str>`s, and [`SharedText`]
+//! hands out one `Arc` per distinct piece, so a report pays for its own pieces (its summary, its
+//! flow) and a pointer for each of the rest.
 //!
 //! ```text
-//! "a\nb\n" ──SharedLines::text──> Text [Arc("a"), Arc("b"), Arc("")] ──Display──> "a\nb\n"
-//!                                        └── "b" is the same Arc in every text that has it
+//! "s\nobserved: open\n  a -> b\n" + section starts [0, 1, 17] ──SharedText::text──>
+//!     Text [Arc("s"), Arc("\nobserved: open\n"), Arc("  a -> b\n")] ──Display──> the same text
+//!                      └── the same Arc in every text that has this piece
 //! ```
 
 use std::collections::HashSet;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// A text kept as its lines (split at `\n`, so joining them gives it back exactly).
+/// A text kept as consecutive pieces; written out, they are the text exactly.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Text(Box<[Arc<str>]>);
 
@@ -24,40 +26,43 @@ impl Text {
         self.0.is_empty()
     }
 
-    /// The text's lines; the last one is empty when the text ends with a newline.
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|line| &**line)
-    }
-
-    /// Whether the text contains `pattern` (which may span lines).
+    /// Whether the text contains `pattern` (which may span pieces).
     pub fn contains(&self, pattern: &str) -> bool {
         self.to_string().contains(pattern)
     }
 
-    fn split(text: &str, line: impl FnMut(&str) -> Arc<str>) -> Self {
-        if text.is_empty() {
-            return Self::default();
+    /// `text` cut at `starts` (byte offsets; out of range or off a char boundary are skipped),
+    /// each piece from `piece`.
+    fn cut(text: &str, starts: &[usize], mut piece: impl FnMut(&str) -> Arc<str>) -> Self {
+        let mut bounds: Vec<usize> = starts
+            .iter()
+            .copied()
+            .filter(|&at| at > 0 && at < text.len() && text.is_char_boundary(at))
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut pieces = Vec::with_capacity(bounds.len() + 1);
+        let mut from = 0;
+        for at in bounds.into_iter().chain([text.len()]) {
+            if at > from {
+                pieces.push(piece(&text[from..at]));
+            }
+            from = at;
         }
-        Self(text.split('\n').map(line).collect())
+        Self(pieces.into_boxed_slice())
     }
 }
 
-/// A text with no line shared with another.
+/// A text in one piece, shared with nothing.
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        Self::split(text, |line| Arc::from(line))
+        Self::cut(text, &[], |piece| Arc::from(piece))
     }
 }
 
 impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (n, line) in self.0.iter().enumerate() {
-            if n > 0 {
-                f.write_str("\n")?;
-            }
-            f.write_str(line)?;
-        }
-        Ok(())
+        self.0.iter().try_for_each(|piece| f.write_str(piece))
     }
 }
 
@@ -91,29 +96,29 @@ impl StrPool {
     }
 }
 
-/// One `Arc` per distinct line, for texts built concurrently. Lines live as long as a text or
-/// the cache holds them; build a new cache with each view (the pipeline's context does), so
-/// lines of old views go with their reports.
+/// One `Arc` per distinct piece, for texts built concurrently. Pieces live as long as a text
+/// or the cache holds them; build a new cache with each view (the pipeline's context does), so
+/// pieces of old views go with their reports.
 #[derive(Debug, Default)]
-pub struct SharedLines {
-    lines: Mutex<StrPool>,
+pub struct SharedText {
+    pieces: Mutex<StrPool>,
 }
 
-impl SharedLines {
-    /// `line`, shared with every earlier caller that asked for the same line.
-    pub fn line(&self, line: &str) -> Arc<str> {
-        self.lines.lock().get(line)
+impl SharedText {
+    /// `piece`, shared with every earlier caller that asked for the same piece.
+    pub fn piece(&self, piece: &str) -> Arc<str> {
+        self.pieces.lock().get(piece)
     }
 
-    /// `text`, its lines shared.
-    pub fn text(&self, text: &str) -> Text {
-        let mut lines = self.lines.lock();
-        Text::split(text, |line| lines.get(line))
+    /// `text` cut at `starts` (byte offsets where its sections start), its pieces shared.
+    pub fn text(&self, text: &str, starts: &[usize]) -> Text {
+        let mut pieces = self.pieces.lock();
+        Text::cut(text, starts, |piece| pieces.get(piece))
     }
 
-    /// How many distinct lines are held.
+    /// How many distinct pieces are held.
     pub fn len(&self) -> usize {
-        self.lines.lock().len()
+        self.pieces.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,34 +131,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_text_reads_back_exactly() {
-        let cases = [
-            "",
-            "one line",
-            "ends with a newline\n",
-            "two\nlines",
-            "\n",
-            "blank\n\nline\n",
+    fn a_text_reads_back_exactly_however_it_is_cut() {
+        let cases: [(&str, &[usize]); 6] = [
+            ("", &[]),
+            ("one piece", &[]),
+            ("ends with a newline\n", &[0, 4]),
+            ("two\nlines", &[4]),
+            ("out of range", &[0, 99, 5, 5]),
+            ("ünïcode", &[1, 2, 3]),
         ];
-        let shared = SharedLines::default();
-        for text in cases {
+        let shared = SharedText::default();
+        for (text, starts) in cases {
             assert_eq!(Text::from(text).to_string(), text, "{text:?}");
-            assert_eq!(shared.text(text).to_string(), text, "{text:?}");
+            assert_eq!(
+                shared.text(text, starts).to_string(),
+                text,
+                "{text:?} at {starts:?}"
+            );
         }
         assert!(Text::from("").is_empty());
     }
 
     #[test]
-    fn repeated_lines_are_held_once() {
-        let shared = SharedLines::default();
-        let a = shared.text("summary a\nobserved: open\nexpect: Allow: met\n");
-        let b = shared.text("summary b\nobserved: open\nexpect: Allow: met\n");
-        // Two summaries, two shared lines and the empty last line.
-        assert_eq!(shared.len(), 5);
-        let line = |text: &Text, n: usize| text.0[n].clone();
-        assert!(Arc::ptr_eq(&line(&a, 1), &line(&b, 1)));
-        assert!(!Arc::ptr_eq(&line(&a, 0), &line(&b, 0)));
-        assert_eq!(a.lines().nth(2), Some("expect: Allow: met"));
+    fn repeated_pieces_are_held_once() {
+        let shared = SharedText::default();
+        let a = shared.text("summary a\nobserved: open\n", &[0, 9]);
+        let b = shared.text("summary b\nobserved: open\n", &[0, 9]);
+        assert_eq!(shared.len(), 3, "two summaries, one shared piece");
+        assert!(Arc::ptr_eq(&a.0[1], &b.0[1]));
+        assert!(!Arc::ptr_eq(&a.0[0], &b.0[0]));
+        assert!(Arc::ptr_eq(&a.0[0], &shared.piece("summary a")));
     }
 
     #[test]

@@ -174,13 +174,13 @@ fn a_resolved_address_is_predicted_like_the_pod_or_ip_it_is() {
     let index = index();
     let engine = Engine::new(&index, Profile::default());
     let changes = ChangeLog::default();
-    let lines = SharedLines::default();
+    let text = SharedText::default();
     let view = View {
         index: &index,
         engine: &engine,
         cni: &[],
         changes: &changes,
-        lines: &lines,
+        text: &text,
     };
     let pair = host_pair();
     let at = |address: &str, outcome: Outcome| -> Probed {

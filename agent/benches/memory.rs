@@ -241,7 +241,7 @@ fn row(
 
 fn print(rows: &[Row]) {
     println!(
-        "{:<52} {:>12} {:>12} {:>16}",
+        "{:<64} {:>12} {:>12} {:>16}",
         "component", "requested", "malloc", "malloc per unit"
     );
     for Row {
@@ -253,7 +253,7 @@ fn print(rows: &[Row]) {
         let per = per.map_or(String::new(), |(unit, n)| {
             format!("{} / {unit}", chunks / n.max(1))
         });
-        println!("{component:<52} {requested:>12} {chunks:>12} {per:>16}");
+        println!("{component:<64} {requested:>12} {chunks:>12} {per:>16}");
     }
 }
 
@@ -385,7 +385,7 @@ fn main() {
     let started = Instant::now();
     let mut rows = Vec::new();
 
-    let objects = objects();
+    let (objects, object_bytes) = measure(objects);
     let ((index, probe_specs), bytes) = measure(|| load(&objects));
     drop(objects);
     if agent_only() {
@@ -402,6 +402,11 @@ fn main() {
         return;
     }
     let pods = index.pods().count();
+    rows.push(row(
+        "scenario objects as JSON values (what the demo's testbed keeps)",
+        object_bytes,
+        Some(("pod", pods)),
+    ));
     rows.push(row(
         format!("Index ({pods} pods, 1 policy)"),
         bytes,

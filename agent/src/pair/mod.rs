@@ -10,6 +10,11 @@
 //!                                        └─ serde ─> the JSON of /v1/pairs, `netreach demo`, POST /v1/probe
 //!                                           (strings: "ns/name", "default_deny", ...; see [`wire`])
 //! ```
+//!
+//! Memory: an agent keeps one report per pair (10,000 on a busy node), so what repeats is
+//! shared, not copied: names are `Arc<str>` (in [`crate::cluster::model::ObjectRef`] and
+//! [`SpecRef`](crate::cluster::SpecRef)), an explanation is a [`Text`] of pieces shared through
+//! [`SharedText`], and the published list ([`PublishedPairs`]) shares the reports themselves.
 
 pub(crate) mod hash;
 mod id;

@@ -208,3 +208,73 @@ type ListingKey<'a> = (
     Option<&'a str>,
     Option<u16>,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_answers_to_its_names() {
+        let pod = ObjectRef::new("shop", "api");
+        let cases = [
+            (Destination::Pod(&pod), "shop/api", true),
+            (Destination::Pod(&pod), "shop/ap", false),
+            (Destination::Pod(&pod), "shop/api/x", false),
+            (
+                Destination::Ip("fd00::1".parse().expect("ip")),
+                "fd00:0::1",
+                true,
+            ),
+            (
+                Destination::Ip("10.0.0.1".parse().expect("ip")),
+                "10.0.0.2",
+                false,
+            ),
+            (Destination::Name("api.example"), "api.example", true),
+            (Destination::Name("api.example"), "API.example", false),
+        ];
+        for (destination, text, is) in cases {
+            assert_eq!(destination.is(text), is, "{destination} is {text}?");
+        }
+    }
+
+    #[test]
+    fn reports_list_by_spec_source_then_destination() {
+        use crate::runtime::fixtures::{report, report_to};
+        use probe_spec::PairVerdict::Ok;
+        let dns = PairTarget::Dns {
+            name: "a.example".into(),
+        };
+        let mut reports = [
+            report("shop/b", "shop/web", "shop/api", Ok, true),
+            report("shop/a", "shop/web", "shop/db", Ok, true),
+            report_to("shop/a", "shop/web", dns, Ok, true),
+            report("shop/a", "shop/web", "shop/api", Ok, true),
+            report("shop/a", "shop/cart", "shop/api", Ok, true),
+        ];
+        reports.sort_by(PairReport::listing_order);
+        let listed: Vec<String> = reports
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.spec.as_ref().expect("spec"),
+                    r.from,
+                    r.destination()
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "shop/a shop/cart shop/api",
+                "shop/a shop/web a.example",
+                "shop/a shop/web shop/api",
+                "shop/a shop/web shop/db",
+                "shop/b shop/web shop/api",
+            ]
+        );
+        assert!(reports[0].involves_namespace("shop"));
+        assert!(!reports[0].involves_namespace("payments"));
+    }
+}

@@ -15,7 +15,8 @@
 //! address its name resolved to, so an address the name no longer gives loses its report and
 //! its metric series with the next probe, and a name that does not resolve leaves one
 //! `not_probed` report. Verdict transitions (Events, change-to-effect) are followed per report:
-//! per address for a host pair.
+//! per address for a host pair. A report is kept once: the published list (`/v1/pairs`, the
+//! status writer) shares the records' `Arc`s, so publishing every second copies pointers only.
 //!
 //! The decisions live in [`crate::schedule`] (planning, due times, spacing, re-probe sets) and
 //! in [`super::changes`] (change mapping, transitions); this module does the I/O around them.

@@ -41,13 +41,17 @@ demo-rss: ## RSS of `netreach demo` on the 100 x 100 scenario after three rounds
 	$(CARGO) build --release --locked -p netreach
 	./scripts/demo-rss.sh
 
+bench-agent-rss: ## RSS of the DaemonSet binary (`netreach agent`, profile daemonset, no demo feature) at 9,900 pairs on one testbed node, as shipped and with --pair-metrics all (as root).
+	$(CARGO) build --profile daemonset --locked -p netreach --no-default-features
+	AGENT_BIN=$(CURDIR)/target/daemonset/netreach $(CARGO) bench -p netreach --bench agent_rss
+
 bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and blackbox_exporter (as root).
 	$(CARGO) bench -p netreach --bench probe_cost
 
 bench-matrix: ## Offline JSON matrix, whole process: this build vs the baseline (1,000 pods) and vs nca (200 pods).
 	./scripts/bench-matrix.sh
 
-.PHONY: help test clean-testbed build bench bench-memory bench-probe bench-matrix demo-rss generate demo example
+.PHONY: help test clean-testbed build bench bench-agent-rss bench-memory bench-probe bench-matrix demo-rss generate demo example
 
 alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).
 	./scripts/alerts-test.sh

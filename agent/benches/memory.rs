@@ -39,12 +39,12 @@ use netreach::pair::{Pair, PairReport};
 use netreach::pipeline::{PairReports, PipelineConfig, ProbeContext, assess_observation};
 use netreach::policy::{Engine, Profile};
 use netreach::probe::{Observation, Outcome};
-use netreach::report::metrics::{Metrics, PairKey, PairSeries, PairState};
+use netreach::report::metrics::{Exposition, Metrics, PairKey, PairSeries, PairState};
 use netreach::runtime::probe_loop::{ProbeLoop, ProbeLoopConfig, ProbeLoopOutputs, SpecSummaries};
 use netreach::runtime::prober::{PairProber, ProbeJob, ViewSnapshot};
 use netreach::schedule::{Plan, Timetable, TimetableConfig, plan};
 use probe_spec::ProbeSpec;
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -257,16 +257,12 @@ fn print(rows: &[Row]) {
     }
 }
 
-/// A scrape: gather and encode, as `GET /metrics` does; returns the peak heap above `base`.
-fn scrape_peak(registry: &Registry) -> usize {
+/// A scrape, as `GET /metrics` encodes it; returns the peak heap above `base`.
+fn scrape_peak(exposition: &Exposition) -> usize {
     let base = CHUNKS.load(Ordering::Relaxed);
     PEAK_CHUNKS.store(base, Ordering::Relaxed);
-    let families = registry.gather();
-    let mut body = Vec::new();
-    TextEncoder::new()
-        .encode(&families, &mut body)
-        .expect("encode");
-    drop((families, body));
+    let body = exposition.encode().expect("encode");
+    drop(body);
     PEAK_CHUNKS.load(Ordering::Relaxed) - base
 }
 
@@ -494,7 +490,7 @@ fn main() {
         Some(("pair", reports.len())),
     ));
     for series in [PairSeries::Exceptions, PairSeries::All] {
-        let registry = Registry::new();
+        let registry = Arc::new(Registry::new());
         let (metrics, bytes) = measure(|| {
             let metrics = Metrics::register(&registry).expect("metrics register");
             metrics.pairs.set_series(series);
@@ -510,7 +506,7 @@ fn main() {
             bytes,
             Some(("pair", reports.len())),
         ));
-        let peak = scrape_peak(&registry);
+        let peak = scrape_peak(&Exposition::new(registry, &metrics));
         rows.push(row(
             format!("  one scrape with {series} (transient peak)"),
             (peak, peak),

@@ -4,13 +4,15 @@
 //! Layers (see docs/design.md): `cluster` (objects -> validated types -> index) and `policy` (the
 //! pure engine) do no I/O; `cli` wires them to files and terminals.
 // `deny`, not `forbid`: `netns::sys` (setns, socket, SIOCGSKNS) and `probe::errqueue`
-// (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) carry the only, documented `allow(unsafe_code)`.
+// (IP_RECVERR, recvmsg(MSG_ERRQUEUE)) and `malloc` (mallopt, malloc_trim) carry the only,
+// documented `allow(unsafe_code)`.
 #![deny(unsafe_code)]
 
 pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod diagnose;
+pub mod malloc;
 pub mod netns;
 pub mod pair;
 pub mod pipeline;

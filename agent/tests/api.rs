@@ -20,7 +20,7 @@ use netreach::cluster::SpecRef;
 use netreach::cluster::load::load_paths;
 use netreach::cluster::model::{ObjectRef, Protocol};
 use netreach::pair::{PairReport, PublishedPairs};
-use netreach::report::metrics::{IndexCollector, Metrics, PairKey, PairState};
+use netreach::report::metrics::{Exposition, IndexCollector, Metrics, PairKey, PairState};
 use parking_lot::{Mutex, RwLock};
 use prometheus::Registry;
 use tokio::sync::watch;
@@ -182,7 +182,7 @@ impl Harness {
         // Most tests send more requests than one caller's default bucket holds.
         let state = AppState::new(
             "node-1",
-            registry,
+            Exposition::new(registry, &metrics),
             index,
             ready_rx,
             pairs_rx,

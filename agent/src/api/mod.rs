@@ -39,12 +39,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use parking_lot::RwLock;
-use prometheus::Registry;
 use tokio::sync::{Semaphore, watch};
 
 use crate::cluster::Index;
 use crate::cluster::watch::PodLookup;
 use crate::pair::PublishedPairs;
+use crate::report::metrics::Exposition;
 
 pub use auth::{Access, AuthMode, Gate, ReviewTtl, TokenUse};
 pub use error::{ApiError, ErrorBody};
@@ -100,7 +100,8 @@ impl Default for ApiLimits {
 pub struct AppState {
     /// The node this agent runs on (`NODE_NAME`).
     pub node: Arc<str>,
-    pub registry: Arc<Registry>,
+    /// What `/metrics` serves: the registry and the pair table.
+    pub metrics: Exposition,
     pub index: Arc<RwLock<Index>>,
     /// `true` once the first full sync is done.
     pub ready: watch::Receiver<bool>,
@@ -119,7 +120,7 @@ impl AppState {
     /// State with the default [`ApiLimits`] and auth enabled.
     pub fn new(
         node: impl Into<Arc<str>>,
-        registry: Arc<Registry>,
+        metrics: impl Into<Exposition>,
         index: Arc<RwLock<Index>>,
         ready: watch::Receiver<bool>,
         pairs: watch::Receiver<PublishedPairs>,
@@ -128,7 +129,7 @@ impl AppState {
         let limits = ApiLimits::default();
         Self {
             node: node.into(),
-            registry,
+            metrics: metrics.into(),
             index,
             ready,
             pairs,

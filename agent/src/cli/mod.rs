@@ -129,6 +129,7 @@ const BLOCKING_THREADS: usize = 8;
 
 /// The async runtime of the long-running commands, its threads named `name`.
 pub(crate) fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    crate::malloc::limit_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .max_blocking_threads(BLOCKING_THREADS)

@@ -4,7 +4,6 @@
 pub mod changes;
 pub mod convert;
 #[cfg(any(test, feature = "demo"))]
-#[cfg(any(test, feature = "demo"))]
 pub mod fake_api;
 pub mod index;
 pub mod load;

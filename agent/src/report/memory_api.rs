@@ -307,7 +307,8 @@ impl MemoryApi {
         (events, store.next_event_seq)
     }
 
-    async fn handle(&self, request: Request<Body>) -> Reply {
+    /// Answers one request as the API server would (see the module's table).
+    pub async fn handle(&self, request: Request<Body>) -> Reply {
         let (parts, body) = request.into_parts();
         let Some(route) = route(parts.uri.path()) else {
             return failure(

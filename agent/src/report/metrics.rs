@@ -4,9 +4,10 @@
 //!
 //! ```text
 //! Registry::new() ──Metrics::register()──> Metrics (handles) ──passed to──> scheduler, watchers
-//!       │        │                          └─ .pairs: PairMetrics (a table, rendered at scrape)
+//!       │        │                          └─ .pairs: PairMetrics (a table, written at scrape)
 //!       │        └─IndexCollector::register(index)  (index sizes, read at scrape time)
-//!       └──gather()──> TextEncoder ──> GET /metrics
+//!       └──Exposition { registry, pairs }──encode()──> GET /metrics
+//!            gather() ──> TextEncoder, then PairMetrics::encode_text (no protobuf per series)
 //! ```
 //!
 //! - Probe counters and the duration histogram are labelled by spec and protocol only; the
@@ -27,7 +28,8 @@ use parking_lot::{Mutex, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::cluster::Index;
@@ -113,6 +115,51 @@ pub struct CniAgentState {
     /// The agent pod, `namespace/name`.
     pub pod: String,
     pub ready: bool,
+}
+
+// === impl Exposition ===
+
+/// What `GET /metrics` serves: the registry's families, then the pair table's, which
+/// [`PairMetrics::encode_text`] writes without building a protobuf family per series. Cloning
+/// shares both.
+#[derive(Clone, Debug)]
+pub struct Exposition {
+    registry: Arc<Registry>,
+    pairs: Option<PairMetrics>,
+}
+
+impl Exposition {
+    /// The registry `metrics` were registered in, and their pair table.
+    pub fn new(registry: Arc<Registry>, metrics: &Metrics) -> Self {
+        Self {
+            registry,
+            pairs: Some(metrics.pairs.clone()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything, in the Prometheus text exposition format.
+    pub fn encode(&self) -> prometheus::Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(64 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut body)?;
+        if let Some(pairs) = &self.pairs {
+            pairs.encode_text(&mut body);
+        }
+        Ok(body)
+    }
+}
+
+/// A registry without a pair table (servers and tests that record no pairs).
+impl From<Arc<Registry>> for Exposition {
+    fn from(registry: Arc<Registry>) -> Self {
+        Self {
+            registry,
+            pairs: None,
+        }
+    }
 }
 
 // === impl Metrics ===
@@ -201,7 +248,6 @@ impl Metrics {
         registry.register(Box::new(probes.clone()))?;
         registry.register(Box::new(probe_duration.clone()))?;
         registry.register(Box::new(probe_errors.clone()))?;
-        pairs.register(registry)?;
         registry.register(Box::new(cni_agent_ready.clone()))?;
         registry.register(Box::new(watch_restarts.clone()))?;
         registry.register(Box::new(policy_change_to_effect.clone()))?;

@@ -58,7 +58,7 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::policy::Profile;
 use crate::probe::Prober;
 use crate::report::events::{EventRecorder, EventsConfig};
-use crate::report::metrics::{IndexCollector, Metrics, PairSeries};
+use crate::report::metrics::{Exposition, IndexCollector, Metrics, PairSeries};
 use crate::report::status::{RequestStatusWriter, SpecStatusWriter, StatusConfig};
 
 use self::kube_service::KubeProbeService;
@@ -217,6 +217,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     let registry = Arc::new(Registry::new());
     let metrics = Arc::new(Metrics::register(&registry)?);
     metrics.pairs.set_series(pair_metrics);
+    let exposition = Exposition::new(registry.clone(), &metrics);
     IndexCollector::register(&registry, view.index.clone())?;
 
     let factory = SocketFactory::start().map_err(Error::SocketFactory)?;
@@ -292,6 +293,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     );
 
     spawn_view_metrics(&mut tasks, &view, metrics, &shutdown_rx);
+    spawn_malloc_trim(&mut tasks, &shutdown_rx);
 
     // HTTP API.
     let probe_service: Arc<dyn ProbeService> = Arc::new(
@@ -300,7 +302,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     );
     let state = AppState::new(
         node_name.as_str(),
-        registry,
+        exposition,
         view.index.clone(),
         view.readiness.subscribe(),
         pairs_rx,
@@ -491,6 +493,19 @@ pub fn spawn_view_metrics(
             Err("the view metrics task stopped".into())
         }
         .instrument(info_span!("view_metrics")),
+    );
+}
+
+/// Gives freed heap pages back to the kernel every [`crate::malloc::TRIM_EVERY`], until shutdown.
+pub fn spawn_malloc_trim(tasks: &mut CriticalTasks, shutdown: &watch::Receiver<bool>) {
+    let stop = shutdown.clone();
+    tasks.spawn(
+        "malloc-trim",
+        async move {
+            crate::malloc::trim_until(stop).await;
+            Err("the malloc trim task stopped".into())
+        }
+        .instrument(info_span!("malloc_trim")),
     );
 }
 

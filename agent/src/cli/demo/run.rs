@@ -23,7 +23,7 @@ use crate::pair::{PairReport, PublishedPairs};
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::probe::Prober;
 use crate::report::memory_api::MemoryApi;
-use crate::report::metrics::{IndexCollector, Metrics};
+use crate::report::metrics::{Exposition, IndexCollector, Metrics};
 use crate::runtime::lifecycle::CriticalTasks;
 use crate::runtime::{self as runtime, NodeOutputs, NodeTasks, Shared};
 use crate::schedule::{FirstProbe, TimetableConfig};
@@ -66,6 +66,7 @@ pub(super) async fn run(args: Args, bed: &testbed::Testbed) -> anyhow::Result<()
     let registry = Arc::new(Registry::new());
     let metrics = Arc::new(Metrics::register(&registry).context("registering metrics")?);
     metrics.pairs.set_series(pair_metrics);
+    let exposition = Exposition::new(registry.clone(), &metrics);
     IndexCollector::register(&registry, view.index.clone())
         .context("registering the index collector")?;
     let factory = SocketFactory::start().context("starting the socket factory")?;
@@ -106,8 +107,9 @@ pub(super) async fn run(args: Args, bed: &testbed::Testbed) -> anyhow::Result<()
         })
         .collect();
     runtime::spawn_view_metrics(&mut tasks, &view, metrics, &shutdown_rx);
+    runtime::spawn_malloc_trim(&mut tasks, &shutdown_rx);
     if !once {
-        serve_api(&mut tasks, &view, &registry, &nodes, listen, &shutdown_rx).await?;
+        serve_api(&mut tasks, &view, exposition, &nodes, listen, &shutdown_rx).await?;
     }
 
     let mut file = scenario_path
@@ -165,7 +167,7 @@ pub(super) async fn run(args: Args, bed: &testbed::Testbed) -> anyhow::Result<()
 async fn serve_api(
     tasks: &mut CriticalTasks,
     view: &ClusterView,
-    registry: &Arc<Registry>,
+    exposition: Exposition,
     nodes: &[NodeOutputs],
     listen: std::net::SocketAddr,
     shutdown: &watch::Receiver<bool>,
@@ -173,7 +175,7 @@ async fn serve_api(
     let pairs = spawn_pair_merge(tasks, nodes);
     let state = AppState::new(
         "demo",
-        registry.clone(),
+        exposition,
         view.index.clone(),
         view.readiness.subscribe(),
         pairs,
@@ -194,7 +196,8 @@ async fn serve_api(
         shutdown_grace: SHUTDOWN_GRACE,
         ..ServeConfig::default()
     };
-    let connections = ConnectionMetrics::register(registry).context("registering metrics")?;
+    let connections =
+        ConnectionMetrics::register(state.metrics.registry()).context("registering metrics")?;
     runtime::spawn_server(
         tasks,
         "http",

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use probe_spec::{Direction, PairVerdict};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 
 use super::*;
 use crate::cluster::index::Apply;
@@ -12,19 +12,16 @@ use crate::pair::PairReason;
 
 /// Metrics with every pair's series (`--pair-metrics all`): these tests follow series through
 /// their lifecycle; `which_pairs_get_series` covers the modes.
-fn registry_with_metrics() -> (Registry, Metrics) {
-    let registry = Registry::new();
+fn registry_with_metrics() -> (Exposition, Metrics) {
+    let registry = Arc::new(Registry::new());
     let metrics = Metrics::register(&registry).expect("metrics register");
     metrics.pairs.set_series(PairSeries::All);
-    (registry, metrics)
+    (Exposition::new(registry, &metrics), metrics)
 }
 
-fn render(registry: &Registry) -> String {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut buffer)
-        .expect("encode");
-    String::from_utf8(buffer).expect("utf-8")
+/// What `/metrics` serves.
+fn render(exposition: &Exposition) -> String {
+    String::from_utf8(exposition.encode().expect("encode")).expect("utf-8")
 }
 
 /// The sample lines of one metric (no HELP/TYPE), sorted.
@@ -342,9 +339,10 @@ fn watch_restarts_and_change_to_effect() {
 
 #[test]
 fn index_objects_are_read_at_scrape_time() {
-    let registry = Registry::new();
+    let registry = Arc::new(Registry::new());
     let index = Arc::new(RwLock::new(Index::new()));
     IndexCollector::register(&registry, index.clone()).expect("register collector");
+    let registry = Exposition::from(registry);
     assert!(render(&registry).contains(r#"netreach_index_objects{kind="namespaces"} 0"#));
 
     index.write().apply(Namespace {
@@ -362,7 +360,7 @@ fn index_objects_are_read_at_scrape_time() {
         ]
     );
     // Registering twice is refused rather than double counting.
-    assert!(IndexCollector::register(&registry, index).is_err());
+    assert!(IndexCollector::register(registry.registry(), index).is_err());
 }
 
 /// A pair that was not probed (or is inconclusive) keeps its verdict and policy series but
@@ -477,4 +475,145 @@ fn which_pairs_get_series() {
     }
     assert_eq!("exceptions".parse(), Ok(PairSeries::Exceptions));
     assert!("some".parse::<PairSeries>().is_err());
+}
+
+/// The pair families are written by hand; they must read exactly as prometheus' own encoder
+/// writes the same samples (escaping included: a host target's name is the caller's text).
+#[test]
+fn pair_text_is_what_the_prometheus_encoder_writes_for_the_same_samples() {
+    let (exposition, metrics) = registry_with_metrics();
+    let odd_host = PairKey {
+        host: Some("we\"ird\\host\nname".into()),
+        port: None,
+        protocol: ProtocolLabel::Dns,
+        ..key("shop/dns", "shop/web", "", 0)
+    };
+    let pairs = [
+        (key("shop/paths", "shop/web", "shop/api", 8080), ok()),
+        (
+            key("shop/paths", "shop/web", "billing/db", 5432),
+            blocked_by("billing/deny"),
+        ),
+        (
+            odd_host,
+            PairState {
+                expectation_met: None,
+                ..blocked_by("")
+            },
+        ),
+    ];
+    for (key, state) in &pairs {
+        metrics.pairs.set(key, state);
+    }
+
+    // The same samples through prometheus' own vectors and encoder.
+    let reference = Registry::new();
+    let gauge = |name: &str, help: &str, labels: &[&str]| {
+        let vec = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(name, help).namespace(NAMESPACE),
+            labels,
+        )
+        .expect("gauge");
+        reference.register(Box::new(vec.clone())).expect("register");
+        vec
+    };
+    let text_of = |family: &str| family_text(&render(&exposition), family).to_string();
+    let help_of = |family: &str| -> String {
+        let text = text_of(family);
+        let line = text.lines().next().expect("help line");
+        line[format!("# HELP netreach_{family} ").len()..]
+            .replace("\\n", "\n")
+            .replace("\\\\", "\\")
+    };
+    let labels: Vec<&str> = PAIR_LABELS.to_vec();
+    let verdict_labels: Vec<&str> = PAIR_LABELS.iter().chain(&VERDICT_LABELS).copied().collect();
+    let up = gauge("pair_up", &help_of("pair_up"), &labels);
+    let allowed = gauge(
+        "pair_policy_allowed",
+        &help_of("pair_policy_allowed"),
+        &labels,
+    );
+    let met = gauge(
+        "pair_expectation_met",
+        &help_of("pair_expectation_met"),
+        &labels,
+    );
+    let verdict = gauge("pair_verdict", &help_of("pair_verdict"), &verdict_labels);
+    let spec_pairs = gauge("spec_pairs", &help_of("spec_pairs"), &["spec", "verdict"]);
+    let mut counts: std::collections::BTreeMap<(String, PairVerdict), i64> = Default::default();
+    for (key, state) in &pairs {
+        let port = key.port.map(|p| p.to_string()).unwrap_or_default();
+        let host = key.host.clone().unwrap_or_default();
+        let values = [
+            key.spec.as_str(),
+            key.src.as_str(),
+            key.dst.as_str(),
+            host.as_str(),
+            port.as_str(),
+            key.protocol.as_str(),
+        ];
+        if state.verdict.is_decided() {
+            up.with_label_values(&values)
+                .set(i64::from(state.verdict.reachable()));
+        }
+        allowed
+            .with_label_values(&values)
+            .set(i64::from(state.policy_allowed));
+        if let Some(m) = state.expectation_met {
+            met.with_label_values(&values).set(i64::from(m));
+        }
+        let mut all = values.to_vec();
+        all.extend([
+            state.verdict.as_str(),
+            state.reason.map_or("", PairReason::as_str),
+            state.direction.map_or("", Direction::as_str),
+            state.policy.as_str(),
+        ]);
+        verdict.with_label_values(&all).set(1);
+        *counts.entry((key.spec.clone(), state.verdict)).or_default() += 1;
+    }
+    for spec in ["shop/dns", "shop/paths"] {
+        for v in PairVerdict::ALL {
+            spec_pairs
+                .with_label_values(&[spec, v.as_str()])
+                .set(counts.get(&(spec.to_string(), v)).copied().unwrap_or(0));
+        }
+    }
+    let expected = {
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&reference.gather(), &mut buffer)
+            .expect("encode");
+        String::from_utf8(buffer).expect("utf-8")
+    };
+    for family in [
+        "pair_up",
+        "pair_policy_allowed",
+        "pair_expectation_met",
+        "pair_verdict",
+        "spec_pairs",
+    ] {
+        let sorted = |text: &str| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            lines.join("\n")
+        };
+        assert_eq!(
+            sorted(&text_of(family)),
+            sorted(family_text(&expected, family)),
+            "{family}"
+        );
+    }
+    assert!(text_of("pair_up").contains(r#"host="we\"ird\\host\nname""#));
+}
+
+/// One family of an exposition: its `# HELP` line up to the next family's.
+fn family_text<'a>(text: &'a str, family: &str) -> &'a str {
+    let start = text
+        .find(&format!("# HELP netreach_{family} "))
+        .unwrap_or_else(|| panic!("no family netreach_{family}"));
+    let end = text[start + 1..]
+        .find("# HELP ")
+        .map_or(text.len(), |i| start + 1 + i);
+    &text[start..end]
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use probe_spec::{PairVerdict, ProbeSpec};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
@@ -17,6 +17,7 @@ use crate::cluster::watch::{CniAgentMatcher, Readiness};
 use crate::pair::{PairReason, PairTarget, PublishedPairs};
 use crate::probe::NotProbedReason;
 use crate::report::events::EventReason;
+use crate::report::metrics::Exposition;
 use crate::runtime::fixtures::{
     cluster_probe_spec, index, namespace, pod, policy, probe_spec, report, report_to,
 };
@@ -117,7 +118,7 @@ impl Clock {
 struct Harness {
     scheduler: ProbeLoop,
     view: ClusterView,
-    registry: Registry,
+    exposition: Exposition,
     metrics: Arc<Metrics>,
     pairs: watch::Receiver<PublishedPairs>,
     specs: watch::Receiver<Arc<SpecSummaries>>,
@@ -131,8 +132,9 @@ fn harness(concurrency: usize) -> Harness {
 }
 
 fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usize) -> Harness {
-    let registry = Registry::new();
+    let registry = Arc::new(Registry::new());
     let metrics = Arc::new(Metrics::register(&registry).expect("metrics register"));
+    let exposition = Exposition::new(registry, &metrics);
     // Every pair's series, so the tests can follow each pair in /metrics.
     metrics
         .pairs
@@ -158,7 +160,7 @@ fn harness_with(view: ClusterView, prober: Arc<dyn PairProber>, concurrency: usi
     Harness {
         scheduler,
         view,
-        registry,
+        exposition,
         metrics,
         pairs,
         specs,
@@ -190,11 +192,7 @@ impl Harness {
     }
 
     fn metrics_text(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("encode");
-        String::from_utf8(buffer).expect("utf-8")
+        String::from_utf8(self.exposition.encode().expect("encode")).expect("utf-8")
     }
 }
 

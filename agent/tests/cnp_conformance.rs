@@ -3,25 +3,20 @@
 //! into tests/data/cnp-conformance): the policy engine's verdict on every row, counted
 //! separately for the rows the suite asserts and the derived ones.
 //!
-//! The engine does not evaluate the cluster-scoped tiers yet (issue 11), so not every row can
-//! match: the test holds the count at or above [`MATCHED_AT_LEAST`] (what the NetworkPolicy-only
-//! engine gets right) and prints the counts; when the tiers land it requires every row.
+//! Every row must match, through `evaluate` and through the matrix; every matrix cell's deny
+//! codes (`cell_denial`, what the JSON matrix prints) must equal its full verdict's.
 //!
 //! ```sh
 //! cargo test -p netreach --test cnp_conformance -- --nocapture
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use netreach::cluster::load::load_paths;
 use netreach::cluster::{ObjectRef, Protocol};
-use netreach::policy::{Endpoint, Engine, Flow, Profile};
+use netreach::policy::{Endpoint, Engine, Flow, MatrixPort, Profile};
 use serde::Deserialize;
-
-/// Rows the engine matches today (NetworkPolicy only, every cluster-scoped policy ignored):
-/// 15,090 of the 17,304 non-self rows (asserted 206 of 361, derived 14,884 of 16,943) and
-/// 2,406 of the 2,472 self rows. A floor, so a change that loses rows fails here.
-const MATCHED_AT_LEAST: usize = 17_496;
 
 #[derive(Debug, Deserialize)]
 struct Expect {
@@ -76,6 +71,7 @@ fn cluster_scoped_conformance_rows() {
         (Count::default(), Count::default(), Count::default());
     let mut undecidable_cases = 0;
     let mut first_misses = Vec::new();
+    let mut denial_mismatches = Vec::new();
     for dir in &dirs {
         let case = dir
             .file_name()
@@ -91,6 +87,45 @@ fn cluster_scoped_conformance_rows() {
         let text = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
         let expect: Expect = serde_yaml_ng::from_str(&text).expect("expect.yaml parses");
         undecidable_cases += usize::from(expect.undecidable);
+        let mut ports: Vec<MatrixPort> = expect
+            .cases
+            .iter()
+            .map(|r| MatrixPort {
+                port: r.port,
+                protocol: r.protocol.parse::<Protocol>().expect("protocol"),
+            })
+            .collect();
+        ports.sort();
+        ports.dedup();
+        let cells = engine.matrix(&ports);
+        for cell in &cells {
+            let verdict = engine.evaluate_cell(cell);
+            let cheap = engine
+                .cell_denial(cell)
+                .map(|d| (d.reason, d.direction, d.policy_names(&engine)));
+            let full = verdict
+                .reason
+                .zip(verdict.direction)
+                .map(|(reason, direction)| (reason, direction, verdict.policies.clone()));
+            if cheap != full {
+                denial_mismatches.push(format!(
+                    "{case}: {cell:?}: cell_denial {cheap:?}, verdict {full:?}"
+                ));
+            }
+            if cell.rules_allowed != verdict.rules_allowed {
+                denial_mismatches.push(format!(
+                    "{case}: {cell:?}: matrix rules_allowed {}, verdict {}",
+                    cell.rules_allowed, verdict.rules_allowed
+                ));
+            }
+        }
+        let matrix: HashMap<(String, String, MatrixPort), bool> = cells
+            .into_iter()
+            .map(|c| {
+                let key = |id: usize| engine.pods()[id].key().to_string();
+                ((key(c.from), key(c.to), c.port), c.allowed)
+            })
+            .collect();
         for row in &expect.cases {
             let protocol: Protocol = row.protocol.parse().expect("protocol");
             let flow = Flow {
@@ -100,8 +135,19 @@ fn cluster_scoped_conformance_rows() {
                 protocol,
             };
             let verdict = engine.evaluate(&flow).expect("flow resolves");
-            let mut matched =
-                verdict.allowed == row.allowed && verdict.self_traffic == row.self_pair;
+            let from_matrix = matrix
+                .get(&(
+                    row.from.clone(),
+                    row.to.clone(),
+                    MatrixPort {
+                        port: row.port,
+                        protocol,
+                    },
+                ))
+                .copied();
+            let mut matched = verdict.allowed == row.allowed
+                && verdict.self_traffic == row.self_pair
+                && from_matrix == Some(row.allowed);
             if let Some(rules) = row.rules_verdict {
                 matched &= verdict.rules_allowed == rules;
             }
@@ -142,8 +188,16 @@ fn cluster_scoped_conformance_rows() {
     );
     assert_eq!(rows, 19_776, "every row of the data is read");
     assert!(
-        matched >= MATCHED_AT_LEAST,
-        "{matched} rows matched, fewer than the {MATCHED_AT_LEAST} matched before; first misses:\n{}",
+        denial_mismatches.is_empty(),
+        "{} matrix cells disagree with their verdict:\n{}",
+        denial_mismatches.len(),
+        denial_mismatches[..denial_mismatches.len().min(10)].join("\n")
+    );
+    assert_eq!(
+        matched,
+        rows,
+        "{} rows did not match; first misses:\n{}",
+        rows - matched,
         first_misses.join("\n")
     );
 }

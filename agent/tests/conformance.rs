@@ -78,10 +78,7 @@ fn every_conformance_row_matches() {
         for cell in cells.iter().chain(&engine.matrix(&[])) {
             let verdict = engine.evaluate_cell(cell);
             let cheap = engine.cell_denial(cell).map(|d| {
-                let policies: Vec<String> = d
-                    .policy_ids()
-                    .map(|id| engine.policy_key(id).to_string())
-                    .collect();
+                let policies: Vec<String> = d.policy_names(&engine);
                 (d.reason, d.direction, policies)
             });
             let full = verdict

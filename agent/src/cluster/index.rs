@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::model::{Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, ObjectRef, Pod};
+use super::tiered::TieredPolicy;
 
 /// One source of pods (one watch); see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,6 +64,9 @@ pub struct Index {
     /// invalid podSelector): verdicts in their namespace carry a warning instead of silently
     /// allowing what they might deny.
     unloadable_policies: BTreeMap<ObjectRef, String>,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies, by
+    /// `Kind/name`.
+    tiered: BTreeMap<String, TieredPolicy>,
     /// Bumped on every change, so derived views know when to rebuild.
     revision: u64,
 }
@@ -99,6 +103,7 @@ macro_rules! impl_apply {
 
 impl_apply!(Namespace, namespaces, String, |o| o.name.clone());
 impl_apply!(Node, nodes, String, |o| o.name.clone());
+impl_apply!(TieredPolicy, tiered, String, |o| o.key());
 
 /// Pods of a complete source: owner [`PodOwner::ALL`].
 impl Apply<Pod> for Index {
@@ -367,6 +372,11 @@ impl Index {
         self.unloadable_policies
             .iter()
             .filter(move |(k, _)| *k.namespace == *namespace)
+    }
+
+    /// The cluster-scoped tiered policies, by `Kind/name`.
+    pub fn tiered_policies(&self) -> impl Iterator<Item = &TieredPolicy> {
+        self.tiered.values()
     }
 
     pub fn counts(&self) -> IndexCounts {

@@ -43,6 +43,7 @@ use serde_json::{Map, Number, Value};
 use super::convert::{ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS};
 use super::index::{Apply, Index};
 use super::model::{Namespace, NetworkPolicy, Node, Pod};
+use super::tiered::{TieredKind, TieredPolicy};
 
 pub type Result<T, E = LoadError> = std::result::Result<T, E>;
 
@@ -191,6 +192,8 @@ pub struct LoadSummary {
     pub pods: usize,
     pub nodes: usize,
     pub policies: usize,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
+    pub cluster_policies: usize,
     /// Objects of other kinds, by kind (`Service`, `ProbeSpec`, `NetworkPolicy (extensions/v1beta1)`).
     pub ignored_by_kind: BTreeMap<String, usize>,
     pub problems: usize,
@@ -215,6 +218,17 @@ impl fmt::Display for LoadSummary {
             count(self.nodes, "node", "nodes"),
             count(self.policies, "policy", "policies"),
         )?;
+        if self.cluster_policies > 0 {
+            write!(
+                f,
+                ", {}",
+                count(
+                    self.cluster_policies,
+                    "cluster-scoped policy",
+                    "cluster-scoped policies"
+                )
+            )?;
+        }
         if !self.ignored_by_kind.is_empty() {
             let ignored: Vec<String> = self
                 .ignored_by_kind
@@ -963,6 +977,9 @@ impl Loaded {
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 self.load_object::<NetworkPolicy>(origin, map)
             }
+            (api_version, kind) if TieredKind::of(api_version, kind).is_some() => {
+                self.load_tiered(origin, Value::Object(map));
+            }
             _ => {
                 let key = match kind.as_str() {
                     // Same kind name, another API (e.g. Calico's NetworkPolicy): say which.
@@ -1029,6 +1046,62 @@ impl Loaded {
                     .or_insert_with(|| api_version.into());
             }
             self.load_origin(&origin.item(i), item, depth + 1);
+        }
+    }
+
+    /// A ClusterNetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy; one that does
+    /// not validate is a problem naming the field, and is not loaded.
+    fn load_tiered(&mut self, origin: &Origin<'_>, object: Value) {
+        match TieredPolicy::try_from(&object) {
+            Ok(policy) => {
+                if self
+                    .index
+                    .tiered_policies()
+                    .any(|p| p.key() == policy.key())
+                {
+                    self.summary.duplicates += 1;
+                } else {
+                    self.summary.cluster_policies += 1;
+                }
+                for (direction, rules) in [("ingress", &policy.ingress), ("egress", &policy.egress)]
+                {
+                    for (i, rule) in rules.iter().enumerate() {
+                        if let Some(why) = &rule.invalid {
+                            let message = format!(
+                                "{why}; the rule fails closed ({})",
+                                if rule.action == crate::cluster::tiered::TierAction::Accept {
+                                    "it accepts nothing"
+                                } else {
+                                    "it denies everything"
+                                }
+                            );
+                            self.push_problem(problem(
+                                origin.to_string(),
+                                Some(policy.key()),
+                                Some(format!("spec.{direction}[{i}]")),
+                                message,
+                            ));
+                        }
+                    }
+                }
+                self.index.apply(policy);
+            }
+            Err(error) => {
+                let kind = object
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("<unnamed>");
+                self.push_problem(problem(
+                    origin.to_string(),
+                    Some(format!("{kind}/{name}")),
+                    Some(error.field),
+                    format!("{}; the policy is not loaded", error.message),
+                ));
+            }
         }
     }
 

@@ -12,6 +12,7 @@ pub mod selector;
 pub mod spec;
 #[cfg(feature = "demo")]
 pub mod synthetic;
+pub mod tiered;
 pub mod watch;
 
 pub use index::Index;

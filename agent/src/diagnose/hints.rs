@@ -275,7 +275,8 @@ pub(super) fn selecting_policies(part: &DirectionVerdict) -> Vec<ObjectRef> {
         }
         DirectionVerdict::NotIsolated
         | DirectionVerdict::NotApplicable { .. }
-        | DirectionVerdict::NodeLocal => Vec::new(),
+        | DirectionVerdict::NodeLocal
+        | DirectionVerdict::Tiered(_) => Vec::new(),
     }
 }
 

@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 use super::engine::Flow;
-use super::verdict::{Direction, DirectionVerdict, PeerMiss, PortMiss, RuleMiss, Verdict};
+use super::verdict::{
+    Direction, DirectionVerdict, PeerMiss, PortMiss, RuleMiss, TierAction, Verdict,
+};
 
 /// One line: the verdict and, for a denial, the closest rule's first failing requirement.
 pub fn summary(flow: &Flow, verdict: &Verdict) -> String {
@@ -20,6 +22,26 @@ pub fn summary(flow: &Flow, verdict: &Verdict) -> String {
     }
     let direction = verdict.direction.map_or("", Direction::as_str);
     let reason = verdict.reason.map_or("", |r| r.as_str());
+    let deciding = match verdict.direction {
+        Some(Direction::Ingress) => Some(&verdict.ingress),
+        Some(Direction::Egress) => Some(&verdict.egress),
+        None => None,
+    };
+    if let Some(DirectionVerdict::Tiered(hit)) = deciding {
+        return format!(
+            "{head}: denied ({direction}, {reason}) by {} tier {} (priority {}): rule #{} {:?}: {}",
+            hit.tier,
+            hit.policy,
+            hit.priority,
+            hit.index,
+            hit.rule,
+            if hit.invalid.is_some() {
+                "does not validate, fails closed"
+            } else {
+                "Deny"
+            }
+        );
+    }
     match verdict.closest_rule() {
         Some((policy, miss)) => {
             format!(
@@ -117,6 +139,32 @@ fn render_direction(
                 by.index,
                 others.join(", ")
             );
+        }
+        DirectionVerdict::Tiered(hit) => {
+            let rule = if hit.rule.is_empty() {
+                format!("rule #{}", hit.index)
+            } else {
+                format!("rule #{} {:?}", hit.index, hit.rule)
+            };
+            let outcome = if hit.action == TierAction::Accept {
+                "allowed"
+            } else {
+                "DENIED"
+            };
+            let _ = writeln!(
+                out,
+                "  {label} {subject}: {outcome} by {} tier {} (priority {}) {direction} {rule}: {}",
+                hit.tier,
+                hit.policy,
+                hit.priority,
+                hit.action.as_str()
+            );
+            if let Some(why) = &hit.invalid {
+                let _ = writeln!(
+                    out,
+                    "    the rule does not validate ({why}); it fails closed and denies everything"
+                );
+            }
         }
         DirectionVerdict::Denied { policies } => {
             let names: Vec<String> = policies.iter().map(|p| p.policy.to_string()).collect();

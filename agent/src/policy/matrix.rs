@@ -121,7 +121,14 @@ impl Engine {
                 let egress = self.egress_destinations(s, port, &peer_sets);
                 for (&d, admitted) in destinations.iter().zip(&ingress) {
                     let mut rules_allowed = egress.contains(d) && admitted.contains(s);
-                    if has_v4[s] != has_v4[d] {
+                    if self.is_tier_subject(s) || self.is_tier_subject(d) {
+                        // A cluster-scoped tier applies: the tiers' rule walk decides (the
+                        // peer sets cover NetworkPolicy alone).
+                        let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));
+                        rules_allowed = self
+                            .denial_of_sides(&src, &dst, port.port, port.protocol)
+                            .is_none();
+                    } else if has_v4[s] != has_v4[d] {
                         // The peer sets match ipBlocks on each pod's IPv4 address when it has one,
                         // but this pair can only talk IPv6 (E19): evaluate it on its own.
                         let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));

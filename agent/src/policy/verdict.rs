@@ -22,10 +22,15 @@ pub enum Reason {
     NamedPortUnresolved,
     /// The closest rule failed validation; netreach treats it as matching nothing.
     InvalidRule,
+    /// An Admin-tier rule (ClusterNetworkPolicy `tier: Admin`, AdminNetworkPolicy) denies it.
+    AdminDeny,
+    /// A Baseline-tier rule (ClusterNetworkPolicy `tier: Baseline`, BaselineAdminNetworkPolicy)
+    /// denies it.
+    BaselineDeny,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::DefaultDeny,
         Reason::PortNotAllowed,
         Reason::PodSelectorMismatch,
@@ -33,6 +38,8 @@ impl Reason {
         Reason::IpBlockMismatch,
         Reason::NamedPortUnresolved,
         Reason::InvalidRule,
+        Reason::AdminDeny,
+        Reason::BaselineDeny,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,8 @@ impl Reason {
             Reason::IpBlockMismatch => "ip_block_mismatch",
             Reason::NamedPortUnresolved => "named_port_unresolved",
             Reason::InvalidRule => "invalid_rule",
+            Reason::AdminDeny => "admin_deny",
+            Reason::BaselineDeny => "baseline_deny",
         }
     }
 }
@@ -83,6 +92,8 @@ pub enum Tier {
     NetworkPolicy,
 }
 
+pub use crate::cluster::tiered::{PolicyTier, TierAction};
+
 /// A rule of a policy: `index` into its ingress or egress list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleRef {
@@ -109,12 +120,36 @@ pub enum DirectionVerdict {
     },
     /// Isolated and no rule matches: each isolating policy with each rule's miss.
     Denied { policies: Vec<PolicyMisses> },
+    /// A cluster-scoped policy's rule decided: an Admin-tier rule before any NetworkPolicy, or
+    /// a Baseline-tier rule for a pod no NetworkPolicy selects in this direction.
+    Tiered(TierHit),
 }
 
 impl DirectionVerdict {
     pub fn allows(&self) -> bool {
-        !matches!(self, DirectionVerdict::Denied { .. })
+        match self {
+            DirectionVerdict::Denied { .. } => false,
+            DirectionVerdict::Tiered(hit) => hit.action == TierAction::Accept,
+            _ => true,
+        }
     }
+}
+
+/// The rule of a cluster-scoped policy that decided a direction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TierHit {
+    pub tier: PolicyTier,
+    /// `ClusterNetworkPolicy/name`, `AdminNetworkPolicy/name`, `BaselineAdminNetworkPolicy/name`.
+    pub policy: String,
+    pub priority: u32,
+    /// The rule's `name` and its index in the direction's list.
+    pub rule: String,
+    pub index: usize,
+    /// Accept or Deny (a Pass hands the flow to the next tier and decides nothing).
+    pub action: TierAction,
+    /// The rule did not validate and failed closed (denies everything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 /// One isolating policy and why each of its rules missed. No rules: the policy allows
@@ -340,17 +375,32 @@ impl Verdict {
         notes: Vec<String>,
     ) -> Self {
         let rules_allowed = egress.allows() && ingress.allows();
-        let (reason, direction) = match (&ingress, &egress) {
-            (DirectionVerdict::Denied { policies }, _) => {
-                (Some(closest_reason(policies)), Some(Direction::Ingress))
+        let denial = |part: &DirectionVerdict| match part {
+            DirectionVerdict::Denied { policies } => Some(closest_reason(policies)),
+            DirectionVerdict::Tiered(hit) if hit.action != TierAction::Accept => {
+                Some(match hit.tier {
+                    PolicyTier::Admin => Reason::AdminDeny,
+                    PolicyTier::Baseline => Reason::BaselineDeny,
+                })
             }
-            (_, DirectionVerdict::Denied { policies }) => {
-                (Some(closest_reason(policies)), Some(Direction::Egress))
-            }
-            _ => (None, None),
+            _ => None,
         };
+        let (reason, direction) = match (denial(&ingress), denial(&egress)) {
+            (Some(reason), _) => (Some(reason), Some(Direction::Ingress)),
+            (None, Some(reason)) => (Some(reason), Some(Direction::Egress)),
+            (None, None) => (None, None),
+        };
+        let tier_denials = [&egress, &ingress]
+            .into_iter()
+            .filter_map(|part| match part {
+                DirectionVerdict::Tiered(hit) if hit.action != TierAction::Accept => {
+                    Some(hit.policy.clone())
+                }
+                _ => None,
+            });
         let policies = isolating(&egress, &ingress)
             .map(ToString::to_string)
+            .chain(tier_denials)
             .collect();
         Self {
             allowed: self_traffic || rules_allowed,

@@ -104,13 +104,23 @@ impl<'e, W: Write> JsonMatrixWriter<'e, W> {
             // its list is not empty.
             let egress = denial.denies(Direction::Egress);
             if egress {
-                b.extend_from_slice(from.egress_policies.as_bytes());
+                match denial.tiered_policy(Direction::Egress) {
+                    Some(id) => {
+                        b.extend_from_slice(json_string(&self.engine.tiered_key(id)).as_bytes())
+                    }
+                    None => b.extend_from_slice(from.egress_policies.as_bytes()),
+                }
             }
             if denial.denies(Direction::Ingress) {
                 if egress {
                     b.push(b',');
                 }
-                b.extend_from_slice(to.ingress_policies.as_bytes());
+                match denial.tiered_policy(Direction::Ingress) {
+                    Some(id) => {
+                        b.extend_from_slice(json_string(&self.engine.tiered_key(id)).as_bytes())
+                    }
+                    None => b.extend_from_slice(to.ingress_policies.as_bytes()),
+                }
             }
             b.push(b']');
         }

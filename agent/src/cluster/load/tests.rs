@@ -801,6 +801,7 @@ fn summary_display() {
         pods: 4,
         nodes: 1,
         policies: 3,
+        cluster_policies: 0,
         ignored_by_kind: BTreeMap::from([
             ("Deployment".to_string(), 2),
             ("Service".to_string(), 1),

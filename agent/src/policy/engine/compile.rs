@@ -134,6 +134,8 @@ impl Engine {
             }
         }
 
+        let (tiered, tier_subject_of) =
+            Self::compile_tiered(index, &pods, &pod_namespace, &namespace_labels);
         let namespace_warnings = namespaces
             .iter()
             .map(|ns| {
@@ -160,6 +162,8 @@ impl Engine {
             namespace_selector_matches: ns_cache.matches,
             ingress_policies,
             egress_policies,
+            tiered,
+            tier_subject_of,
         }
     }
 

@@ -5,8 +5,11 @@
 //! `evaluate` (same rule order, same closest-rule choice) keeping only kinds, with no
 //! allocation. The tests hold it equal to [`Verdict`]'s `reason`, `direction` and `policies`.
 
+use super::tiers::TierQuery;
 use super::*;
-use crate::policy::verdict::{PeerMissKind, Reason, miss_closeness, miss_reason};
+use crate::policy::verdict::{
+    PeerMissKind, PolicyTier, Reason, TierAction, miss_closeness, miss_reason,
+};
 
 /// Why the rules deny a flow, as codes: the fields the JSON matrix prints for a denied pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,26 +18,57 @@ pub struct Denial<'a> {
     pub reason: Reason,
     /// The denying direction (ingress when both deny).
     pub direction: Direction,
-    egress_policies: &'a [usize],
-    ingress_policies: &'a [usize],
+    egress: DenyingPolicies<'a>,
+    ingress: DenyingPolicies<'a>,
+}
+
+/// What denies one direction: its isolating NetworkPolicies, or a tiered policy's rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DenyingPolicies<'a> {
+    NetworkPolicies(&'a [usize]),
+    Tiered(usize),
+}
+
+impl DenyingPolicies<'_> {
+    const NONE: Self = DenyingPolicies::NetworkPolicies(&[]);
 }
 
 impl Denial<'_> {
     /// Whether the rules of `direction` deny (both may; `direction` names the one reported).
     pub fn denies(&self, direction: Direction) -> bool {
-        match direction {
-            Direction::Egress => !self.egress_policies.is_empty(),
-            Direction::Ingress => !self.ingress_policies.is_empty(),
+        match self.side(direction) {
+            DenyingPolicies::NetworkPolicies(ids) => !ids.is_empty(),
+            DenyingPolicies::Tiered(_) => true,
         }
     }
 
-    /// The isolating policies of the denying direction(s), egress first, as ids for
-    /// [`Engine::policy_key`] (the order of `Verdict::policies`).
-    pub fn policy_ids(&self) -> impl Iterator<Item = usize> + '_ {
-        self.egress_policies
-            .iter()
-            .chain(self.ingress_policies)
-            .copied()
+    fn side(&self, direction: Direction) -> DenyingPolicies<'_> {
+        match direction {
+            Direction::Egress => self.egress,
+            Direction::Ingress => self.ingress,
+        }
+    }
+
+    /// The tiered policy (for [`Engine::tiered_key`]) whose rule denies `direction`, if one does.
+    pub fn tiered_policy(&self, direction: Direction) -> Option<usize> {
+        match self.side(direction) {
+            DenyingPolicies::Tiered(id) => Some(id),
+            DenyingPolicies::NetworkPolicies(_) => None,
+        }
+    }
+
+    /// The denying policies' names, egress first: `Verdict::policies`.
+    pub fn policy_names(&self, engine: &Engine) -> Vec<String> {
+        [Direction::Egress, Direction::Ingress]
+            .into_iter()
+            .flat_map(|direction| match self.side(direction) {
+                DenyingPolicies::NetworkPolicies(ids) => ids
+                    .iter()
+                    .map(|&id| engine.policy_key(id).to_string())
+                    .collect::<Vec<_>>(),
+                DenyingPolicies::Tiered(id) => vec![engine.tiered_key(id)],
+            })
+            .collect()
     }
 }
 
@@ -62,12 +96,13 @@ impl Engine {
         Some(Denial {
             reason,
             direction,
-            egress_policies: egress.map_or(&[], |(_, isolating)| isolating),
-            ingress_policies: ingress.map_or(&[], |(_, isolating)| isolating),
+            egress: egress.map_or(DenyingPolicies::NONE, |(_, by)| by),
+            ingress: ingress.map_or(DenyingPolicies::NONE, |(_, by)| by),
         })
     }
 
-    /// One direction: the closest rule's reason and the isolating policies when it denies.
+    /// One direction, as `direction_verdict` decides it: the Admin tier, NetworkPolicy's
+    /// closest rule, the Baseline tier; the reason and what denies, when it denies.
     fn direction_denial(
         &self,
         direction: Direction,
@@ -75,10 +110,28 @@ impl Engine {
         dst: &Side,
         port: u16,
         protocol: Protocol,
-    ) -> Option<(Reason, &[usize])> {
-        let walk = self.rule_walk(direction, src, dst).ok()?;
-        let reason = self.closest_miss(&walk, port, protocol)?;
-        Some((reason, walk.isolating))
+    ) -> Option<(Reason, DenyingPolicies<'_>)> {
+        let tier = |tier: PolicyTier| {
+            TierQuery::of(self, tier, direction, (src, dst), port, protocol)
+                .and_then(|query| self.tier_walk(&query, &mut Vec::new()))
+        };
+        let tier_denial = |tier: PolicyTier, (pid, _, action): (usize, usize, TierAction)| {
+            (action != TierAction::Accept).then_some((
+                match tier {
+                    PolicyTier::Admin => Reason::AdminDeny,
+                    PolicyTier::Baseline => Reason::BaselineDeny,
+                },
+                DenyingPolicies::Tiered(pid),
+            ))
+        };
+        if let Some(hit) = tier(PolicyTier::Admin) {
+            return tier_denial(PolicyTier::Admin, hit);
+        }
+        if let Ok(walk) = self.rule_walk(direction, src, dst) {
+            let reason = self.closest_miss(&walk, port, protocol)?;
+            return Some((reason, DenyingPolicies::NetworkPolicies(walk.isolating)));
+        }
+        tier(PolicyTier::Baseline).and_then(|hit| tier_denial(PolicyTier::Baseline, hit))
     }
 
     /// Mirrors `decide`: `None` when a rule matches, else the reason of the closest rule

@@ -1,5 +1,7 @@
 //! Evaluating one flow: both directions, every policy, rule, peer and port.
 
+use super::super::verdict::PolicyTier;
+use super::tiers::TierQuery;
 use super::*;
 
 impl Engine {
@@ -119,13 +121,25 @@ impl Engine {
         protocol: Protocol,
         notes: &mut Vec<String>,
     ) -> DirectionVerdict {
-        match self.rule_walk(direction, src, dst) {
+        let tier = |tier: PolicyTier, notes: &mut Vec<String>| {
+            TierQuery::of(self, tier, direction, (src, dst), port, protocol)
+                .and_then(|query| self.tier_decision(&query, notes))
+        };
+        if let Some(hit) = tier(PolicyTier::Admin, notes) {
+            return DirectionVerdict::Tiered(hit);
+        }
+        let network_policy = match self.rule_walk(direction, src, dst) {
             Err(Unrestricted::NotSubject(side)) => DirectionVerdict::NotApplicable {
                 why: self.not_subject_why(side),
             },
             Err(Unrestricted::NotIsolated) => DirectionVerdict::NotIsolated,
             Err(Unrestricted::NodeLocal) => DirectionVerdict::NodeLocal,
-            Ok(walk) => self.decide(&walk, port, protocol, notes),
+            Ok(walk) => return self.decide(&walk, port, protocol, notes),
+        };
+        // No NetworkPolicy decides for this pod in this direction: the Baseline tier may.
+        match tier(PolicyTier::Baseline, notes) {
+            Some(hit) => DirectionVerdict::Tiered(hit),
+            None => network_policy,
         }
     }
 

@@ -168,6 +168,10 @@ pub struct Engine {
     /// Per pod: the policies that select it and isolate ingress / egress.
     pub(crate) ingress_policies: Vec<Vec<usize>>,
     pub(crate) egress_policies: Vec<Vec<usize>>,
+    /// The cluster-scoped tiered policies, in evaluation order.
+    pub(crate) tiered: Vec<tiers::CompiledTiered>,
+    /// Per pod: the tiered policies whose subject selects it, in evaluation order.
+    pub(crate) tier_subject_of: Vec<Vec<usize>>,
 }
 
 impl fmt::Debug for Engine {
@@ -185,5 +189,6 @@ mod compile;
 mod denial;
 mod evaluate;
 mod render;
+mod tiers;
 
 pub use denial::Denial;

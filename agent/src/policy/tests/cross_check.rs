@@ -207,13 +207,7 @@ fn denial_codes(
     cell: &MatrixCell,
 ) -> (Option<Reason>, Option<Direction>, Vec<String>) {
     match engine.cell_denial(cell) {
-        Some(d) => (
-            Some(d.reason),
-            Some(d.direction),
-            d.policy_ids()
-                .map(|id| engine.policy_key(id).to_string())
-                .collect(),
-        ),
+        Some(d) => (Some(d.reason), Some(d.direction), d.policy_names(engine)),
         None => (None, None, Vec::new()),
     }
 }

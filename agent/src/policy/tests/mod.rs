@@ -248,3 +248,4 @@ mod ports;
 mod rules;
 mod services;
 mod special_traffic;
+mod tiers;

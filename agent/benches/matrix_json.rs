@@ -5,6 +5,9 @@
 //!   streaming writer), with the ratio (target: at least 3x): all ports (each destination on
 //!   its 4 container ports, 4,000,000 rows) and `--port 8080/TCP` (1,000,000 rows, the size
 //!   of the issue's 170 MB);
+//! - (c) the same 1,000 x 200 cluster with 50 generated ClusterNetworkPolicies
+//!   (`synthetic::cluster_policies_yaml`), table and JSON, against the cluster without them
+//!   (target: under 2 s whole process);
 //! - (b) `netreach matrix -f DUMP --format json` (all ports: no `--port`) against
 //!   `nca --connectivity -r DUMP -o txt_no_fw_rules --output_endpoints pods`
 //!   (network-config-analyzer 2.1.0) on the synthetic 200 pods / 10 namespaces / 40 policies,
@@ -39,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use netreach::cluster::synthetic::{SyntheticSpec, cluster_yaml};
+use netreach::cluster::synthetic::{SyntheticSpec, cluster_policies_yaml, cluster_yaml};
 
 /// The 200-pod cluster of the comparison with network-config-analyzer: the benchmark
 /// cluster's proportions at a fifth of the size.
@@ -50,6 +53,10 @@ const NCA_SPEC: SyntheticSpec = SyntheticSpec {
     seed: 42,
 };
 const SPEEDUP_TARGET: f64 = 3.0;
+/// ClusterNetworkPolicies added to the benchmark cluster in (c).
+const CLUSTER_POLICIES: usize = 50;
+/// (c)'s target, seconds of wall clock for the whole process.
+const TIERED_TARGET_S: f64 = 2.0;
 const NCA_TARGET: f64 = 50.0;
 const NCA_INSTALL: &str =
     "python3 -m venv .venv-bench && .venv-bench/bin/pip install network-config-analyzer==2.1.0";
@@ -306,6 +313,56 @@ fn main() -> io::Result<()> {
         );
         std::fs::remove_file(&a)?;
         std::fs::remove_file(&b)?;
+    }
+
+    // (c) The same 1,000 x 200 cluster with 50 ClusterNetworkPolicies (issue 11's target: the
+    // whole process under 2 s), table and JSON, against the cluster without them.
+    let tiered_path = dumps.path.join("cluster-1000x200-cnp50.yaml");
+    let mut tiered = cluster_yaml(SyntheticSpec::BENCH);
+    tiered.push_str(&cluster_policies_yaml(
+        CLUSTER_POLICIES,
+        SyntheticSpec::BENCH.namespaces,
+        SyntheticSpec::BENCH.seed,
+    ));
+    std::fs::write(&tiered_path, tiered)?;
+    let tiered_path = tiered_path.display().to_string();
+    println!("\n(c) 1,000 pods x 200 policies + {CLUSTER_POLICIES} ClusterNetworkPolicies");
+    let variants: [(&str, &[&str]); 3] = [
+        (
+            "table, 8080/TCP",
+            &["--port", "8080/TCP", "--format", "table"],
+        ),
+        (
+            "JSON, 8080/TCP",
+            &["--port", "8080/TCP", "--format", "json"],
+        ),
+        ("JSON, all ports", &["--format", "json"]),
+    ];
+    for (variant, variant_args) in variants {
+        let command = |dump: &str| {
+            let mut args = vec!["matrix", "-f", dump];
+            args.extend_from_slice(variant_args);
+            Cmd::new(&netreach, &args)
+        };
+        let (without, with) = (command(&big), command(&tiered_path));
+        let without_s = without.median(runs);
+        let with_s = with.median(runs);
+        println!(
+            "{}",
+            without_s.line(&format!("{variant}, without"), &without)
+        );
+        println!(
+            "{}",
+            with_s.line(&format!("{variant}, with {CLUSTER_POLICIES}"), &with)
+        );
+        println!(
+            "  {} (target: under {TIERED_TARGET_S} s whole process)",
+            if with_s.wall < TIERED_TARGET_S {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        );
     }
 
     // (b) netreach against network-config-analyzer on the 200-pod all-ports matrix.

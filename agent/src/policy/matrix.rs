@@ -11,6 +11,7 @@ use crate::cluster::model::{Peer, Protocol};
 
 use super::bitset::BitSet;
 use super::engine::{CompiledPeer, Engine, Side};
+use super::verdict::Direction;
 
 /// A port and protocol to evaluate the matrix on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -121,20 +122,28 @@ impl Engine {
                 let egress = self.egress_destinations(s, port, &peer_sets);
                 for (&d, admitted) in destinations.iter().zip(&ingress) {
                     let mut rules_allowed = egress.contains(d) && admitted.contains(s);
-                    if self.is_tier_subject(s) || self.is_tier_subject(d) {
-                        // A cluster-scoped tier applies: the tiers' rule walk decides (the
-                        // peer sets cover NetworkPolicy alone).
-                        let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));
-                        rules_allowed = self
-                            .denial_of_sides(&src, &dst, port.port, port.protocol)
-                            .is_none();
-                    } else if has_v4[s] != has_v4[d] {
+                    if has_v4[s] != has_v4[d] {
                         // The peer sets match ipBlocks on each pod's IPv4 address when it has one,
                         // but this pair can only talk IPv6 (E19): evaluate it on its own.
                         let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));
                         rules_allowed = self
                             .evaluate_sides(&src, &dst, port.port, port.protocol)
                             .rules_allowed;
+                    } else if self.is_tier_subject(s) || self.is_tier_subject(d) {
+                        // A cluster-scoped tier applies: the tiers decide around what the peer
+                        // sets say NetworkPolicy decides.
+                        let sides = (&self.side_of_pod(s), &self.side_of_pod(d));
+                        rules_allowed = self.tiered_direction_allows(
+                            Direction::Egress,
+                            sides,
+                            port,
+                            egress.contains(d),
+                        ) && self.tiered_direction_allows(
+                            Direction::Ingress,
+                            sides,
+                            port,
+                            admitted.contains(s),
+                        );
                     }
                     let self_traffic = s == d;
                     f(MatrixCell {

@@ -390,17 +390,19 @@ impl Verdict {
             (None, Some(reason)) => (Some(reason), Some(Direction::Egress)),
             (None, None) => (None, None),
         };
-        let tier_denials = [&egress, &ingress]
+        // The denying policies, egress first: a direction's isolating NetworkPolicies, or the
+        // tiered policy whose rule denies it.
+        let policies = [&egress, &ingress]
             .into_iter()
-            .filter_map(|part| match part {
-                DirectionVerdict::Tiered(hit) if hit.action != TierAction::Accept => {
-                    Some(hit.policy.clone())
+            .flat_map(|part| match part {
+                DirectionVerdict::Denied { policies } => {
+                    policies.iter().map(|p| p.policy.to_string()).collect()
                 }
-                _ => None,
-            });
-        let policies = isolating(&egress, &ingress)
-            .map(ToString::to_string)
-            .chain(tier_denials)
+                DirectionVerdict::Tiered(hit) if hit.action != TierAction::Accept => {
+                    vec![hit.policy.clone()]
+                }
+                _ => Vec::new(),
+            })
             .collect();
         Self {
             allowed: self_traffic || rules_allowed,

@@ -210,6 +210,30 @@ impl Engine {
         None
     }
 
+    /// Whether one direction allows the flow `sides` (as `direction_verdict` decides it), given
+    /// what NetworkPolicy alone says (`network_policy_allows`, from the matrix's peer sets):
+    /// the Admin tier, then NetworkPolicy when it selects the pod, then the Baseline tier.
+    pub(crate) fn tiered_direction_allows(
+        &self,
+        direction: Direction,
+        sides: (&Side, &Side),
+        port: crate::policy::MatrixPort,
+        network_policy_allows: bool,
+    ) -> bool {
+        let decide = |tier: PolicyTier| {
+            TierQuery::of(self, tier, direction, sides, port.port, port.protocol)
+                .and_then(|query| self.tier_walk(&query, &mut Vec::new()))
+                .map(|(_, _, action)| action == TierAction::Accept)
+        };
+        if let Some(allowed) = decide(PolicyTier::Admin) {
+            return allowed;
+        }
+        if self.rule_walk(direction, sides.0, sides.1).is_ok() {
+            return network_policy_allows;
+        }
+        decide(PolicyTier::Baseline).unwrap_or(network_policy_allows)
+    }
+
     /// `Kind/name` of a tiered policy.
     pub fn tiered_key(&self, id: usize) -> String {
         self.tiered[id].policy.key()

@@ -232,19 +232,38 @@ fn matrix_agrees_with_evaluate_on_a_random_cluster() {
     .into_iter()
     .map(|(port, protocol)| MatrixPort { port, protocol })
     .collect();
-    let mut compared = 0usize;
-    let mut allowed = 0usize;
+    let (mut compared, mut allowed) = (0usize, 0usize);
     for seed in 1..=24_u64 {
-        let index = random_cluster(seed);
+        let (c, a) = assert_matrix_agrees_everywhere(&random_cluster(seed), seed, &ports);
+        compared += c;
+        allowed += a;
+    }
+    // The cluster is not trivially all-allow or all-deny.
+    assert!(
+        allowed > compared / 10 && allowed < compared * 9 / 10,
+        "{allowed} of {compared} allowed"
+    );
+}
+
+/// Every cell of every port of `ports` (and each destination on its own container ports),
+/// under every profile: the matrix and its deny codes equal `evaluate`. Returns the cells
+/// compared and how many the rules allow.
+fn assert_matrix_agrees_everywhere(
+    index: &Index,
+    seed: u64,
+    ports: &[MatrixPort],
+) -> (usize, usize) {
+    let (mut compared, mut allowed) = (0usize, 0usize);
+    {
         for profile in Profile::ALL {
-            let engine = Engine::new(&index, profile.clone());
+            let engine = Engine::new(index, profile.clone());
             let endpoints = engine.endpoint_ids();
             assert_eq!(
                 endpoints.len(),
                 32,
                 "30 pods + the hostNetwork pods (seed {seed:#x})"
             );
-            for &port in &ports {
+            for &port in ports {
                 let cells = engine.matrix(&[port]);
                 assert_eq!(cells.len(), endpoints.len() * endpoints.len());
                 for cell in cells {
@@ -299,11 +318,78 @@ fn matrix_agrees_with_evaluate_on_a_random_cluster() {
             }
         }
     }
-    // The cluster is not trivially all-allow or all-deny.
-    assert!(
-        allowed > compared / 10 && allowed < compared * 9 / 10,
-        "{allowed} of {compared} allowed"
-    );
+    (compared, allowed)
+}
+
+/// Random ClusterNetworkPolicies and AdminNetworkPolicies over the random cluster: every tier,
+/// action, peer kind and port form, invalid rules included.
+fn random_tiered(rng: &mut Rng, i: usize) -> crate::cluster::tiered::TieredPolicy {
+    use serde_json::json;
+    let labels = |rng: &mut Rng| match rng.below(3) {
+        0 => json!({}),
+        1 => json!({"matchLabels": {"app": *rng.pick(&["web", "api", "db"])}}),
+        _ => json!({"matchLabels": {"team": *rng.pick(&["red", "blue"])}}),
+    };
+    let subject = if rng.chance(50) {
+        json!({"namespaces": labels(rng)})
+    } else {
+        json!({"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": *rng.pick(&["web", "api", "db"])}}}})
+    };
+    let rule = |rng: &mut Rng, egress: bool| {
+        let peer = match rng.below(if egress { 6 } else { 3 }) {
+            0 => json!({"namespaces": labels(rng)}),
+            1 => {
+                json!({"pods": {"namespaceSelector": labels(rng), "podSelector": {"matchLabels": {"tier": *rng.pick(&["front", "back"])}}}})
+            }
+            2 => json!({"serviceAccounts": {}}),
+            3 => {
+                json!({"networks": [*rng.pick(&["10.1.0.0/16", "10.2.0.0/24", "192.168.0.0/30"])]})
+            }
+            4 => json!({"nodes": {}}),
+            _ => json!({"domainNames": ["example.com"]}),
+        };
+        let mut r = json!({"name": format!("r{}", rng.below(9)),
+                           "action": *rng.pick(&["Accept", "Deny", "Pass"]),
+                           if egress { "to" } else { "from" }: [peer]});
+        match rng.below(5) {
+            0 => r["protocols"] = json!([{"tcp": {"destinationPort": {"number": 8080}}}]),
+            1 => {
+                r["protocols"] =
+                    json!([{"tcp": {"destinationPort": {"range": {"start": 8000, "end": 8100}}}}])
+            }
+            2 => r["protocols"] = json!([{"destinationNamedPort": "http"}]),
+            3 => r["protocols"] = json!([{"udp": {}}]),
+            _ => {}
+        }
+        r
+    };
+    let ingress: Vec<_> = (0..rng.below(3)).map(|_| rule(rng, false)).collect();
+    let egress: Vec<_> = (0..rng.below(3)).map(|_| rule(rng, true)).collect();
+    crate::cluster::tiered::TieredPolicy::try_from(&json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": format!("cnp-{i}")},
+        "spec": {"tier": *rng.pick(&["Admin", "Baseline"]), "priority": rng.below(4),
+                 "subject": subject, "ingress": ingress, "egress": egress}
+    }))
+    .expect("a valid policy")
+}
+
+#[test]
+fn matrix_agrees_with_evaluate_with_cluster_tiers() {
+    let ports: Vec<MatrixPort> = [(80, Tcp), (8080, Tcp), (8050, Tcp), (53, Udp)]
+        .into_iter()
+        .map(|(port, protocol)| MatrixPort { port, protocol })
+        .collect();
+    let mut compared = 0;
+    for seed in 1..=12_u64 {
+        let mut index = random_cluster(seed);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        for i in 0..1 + rng.below(5) {
+            index.apply(random_tiered(&mut rng, i));
+        }
+        compared += assert_matrix_agrees_everywhere(&index, seed, &ports).0;
+    }
+    assert!(compared > 10_000, "{compared} cells compared");
 }
 
 #[test]

@@ -10,13 +10,14 @@
 //! cargo test -p netreach --test cnp_conformance -- --nocapture
 //! ```
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use netreach::cluster::load::load_paths;
 use netreach::cluster::{ObjectRef, Protocol};
 use netreach::policy::{Endpoint, Engine, Flow, MatrixPort, Profile};
 use serde::Deserialize;
+
+mod conformance_support;
 
 #[derive(Debug, Deserialize)]
 struct Expect {
@@ -87,45 +88,11 @@ fn cluster_scoped_conformance_rows() {
         let text = std::fs::read_to_string(dir.join("expect.yaml")).expect("expect.yaml");
         let expect: Expect = serde_yaml_ng::from_str(&text).expect("expect.yaml parses");
         undecidable_cases += usize::from(expect.undecidable);
-        let mut ports: Vec<MatrixPort> = expect
-            .cases
-            .iter()
-            .map(|r| MatrixPort {
-                port: r.port,
-                protocol: r.protocol.parse::<Protocol>().expect("protocol"),
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
-        let cells = engine.matrix(&ports);
-        for cell in &cells {
-            let verdict = engine.evaluate_cell(cell);
-            let cheap = engine
-                .cell_denial(cell)
-                .map(|d| (d.reason, d.direction, d.policy_names(&engine)));
-            let full = verdict
-                .reason
-                .zip(verdict.direction)
-                .map(|(reason, direction)| (reason, direction, verdict.policies.clone()));
-            if cheap != full {
-                denial_mismatches.push(format!(
-                    "{case}: {cell:?}: cell_denial {cheap:?}, verdict {full:?}"
-                ));
-            }
-            if cell.rules_allowed != verdict.rules_allowed {
-                denial_mismatches.push(format!(
-                    "{case}: {cell:?}: matrix rules_allowed {}, verdict {}",
-                    cell.rules_allowed, verdict.rules_allowed
-                ));
-            }
-        }
-        let matrix: HashMap<(String, String, MatrixPort), bool> = cells
-            .into_iter()
-            .map(|c| {
-                let key = |id: usize| engine.pods()[id].key().to_string();
-                ((key(c.from), key(c.to), c.port), c.allowed)
-            })
-            .collect();
+        let ports = conformance_support::ports_of(
+            expect.cases.iter().map(|r| (r.port, r.protocol.as_str())),
+        );
+        let (matrix, _) =
+            conformance_support::checked_matrix(&case, &engine, &ports, &mut denial_mismatches);
         for row in &expect.cases {
             let protocol: Protocol = row.protocol.parse().expect("protocol");
             let flow = Flow {

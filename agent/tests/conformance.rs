@@ -4,13 +4,14 @@
 //! Each row is checked through `evaluate` and through the matrix, and every matrix cell's deny
 //! codes (`cell_denial`, what the JSON matrix prints) against its full verdict.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use netreach::cluster::load::load_paths;
 use netreach::cluster::{ObjectRef, Protocol};
 use netreach::policy::{Endpoint, Engine, Flow, MatrixPort, Profile};
 use serde::Deserialize;
+
+mod conformance_support;
 
 #[derive(Debug, Deserialize)]
 struct Expect {
@@ -62,49 +63,14 @@ fn every_conformance_row_matches() {
             serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("expect.yaml")).unwrap())
                 .unwrap();
 
-        // The matrix of every port the case checks, keyed for lookup.
-        let mut ports: Vec<MatrixPort> = expect
-            .cases
-            .iter()
-            .map(|r| MatrixPort {
-                port: r.port,
-                protocol: r.protocol.parse::<Protocol>().unwrap(),
-            })
-            .collect();
-        ports.sort();
-        ports.dedup();
-        let cells = engine.matrix(&ports);
-        // The JSON matrix's deny codes, taken without the explanation, are the verdict's.
-        for cell in cells.iter().chain(&engine.matrix(&[])) {
-            let verdict = engine.evaluate_cell(cell);
-            let cheap = engine.cell_denial(cell).map(|d| {
-                let policies: Vec<String> = d.policy_names(&engine);
-                (d.reason, d.direction, policies)
-            });
-            let full = verdict
-                .reason
-                .zip(verdict.direction)
-                .map(|(reason, direction)| (reason, direction, verdict.policies.clone()));
-            denials += 1;
-            if cheap != full {
-                failures.push(format!(
-                    "{case}: {cell:?}: cell_denial {cheap:?}, verdict {full:?}"
-                ));
-            }
-        }
-        let matrix: HashMap<(String, String, MatrixPort), bool> = cells
-            .into_iter()
-            .map(|c| {
-                (
-                    (
-                        engine.pods()[c.from].key().to_string(),
-                        engine.pods()[c.to].key().to_string(),
-                        c.port,
-                    ),
-                    c.allowed,
-                )
-            })
-            .collect();
+        // The matrix of every port the case checks, keyed for lookup; the JSON matrix's deny
+        // codes, taken without the explanation, are the verdict's.
+        let ports = conformance_support::ports_of(
+            expect.cases.iter().map(|r| (r.port, r.protocol.as_str())),
+        );
+        let (matrix, compared) =
+            conformance_support::checked_matrix(&case, &engine, &ports, &mut failures);
+        denials += compared;
 
         for row in &expect.cases {
             rows += 1;

@@ -374,6 +374,11 @@ impl Index {
             .filter(move |(k, _)| *k.namespace == *namespace)
     }
 
+    /// A tiered policy by `Kind/name`.
+    pub fn tiered_policy(&self, key: &str) -> Option<&TieredPolicy> {
+        self.tiered.get(key)
+    }
+
     /// The cluster-scoped tiered policies, by `Kind/name`.
     pub fn tiered_policies(&self) -> impl Iterator<Item = &TieredPolicy> {
         self.tiered.values()

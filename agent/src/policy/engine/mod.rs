@@ -169,7 +169,7 @@ pub struct Engine {
     pub(crate) ingress_policies: Vec<Vec<usize>>,
     pub(crate) egress_policies: Vec<Vec<usize>>,
     /// The cluster-scoped tiered policies, in evaluation order.
-    pub(crate) tiered: Vec<tiers::CompiledTiered>,
+    pub(crate) tiered: Vec<crate::cluster::tiered::TieredPolicy>,
     /// Per pod: the tiered policies whose subject selects it, in evaluation order.
     pub(crate) tier_subject_of: Vec<Vec<usize>>,
 }

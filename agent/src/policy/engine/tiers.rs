@@ -67,11 +67,6 @@ impl<'s> TierQuery<'s> {
     }
 }
 
-/// A tiered policy.
-pub(crate) struct CompiledTiered {
-    pub(crate) policy: TieredPolicy,
-}
-
 impl Engine {
     /// The tiered policies in evaluation order (Admin by priority, then Baseline by priority;
     /// name breaks ties) and, per pod, the ones whose subject selects it.
@@ -80,28 +75,17 @@ impl Engine {
         pods: &[Pod],
         pod_namespace: &[usize],
         namespace_labels: &[Labels],
-    ) -> (Vec<CompiledTiered>, Vec<Vec<usize>>) {
-        let mut policies: Vec<CompiledTiered> = index
-            .tiered_policies()
-            .map(|policy| CompiledTiered {
-                policy: policy.clone(),
-            })
-            .collect();
-        policies.sort_by(|a, b| {
-            (a.policy.tier, a.policy.priority, a.policy.key()).cmp(&(
-                b.policy.tier,
-                b.policy.priority,
-                b.policy.key(),
-            ))
-        });
+    ) -> (Vec<TieredPolicy>, Vec<Vec<usize>>) {
+        let mut policies: Vec<TieredPolicy> = index.tiered_policies().cloned().collect();
+        policies.sort_by_cached_key(|p| (p.tier, p.priority, p.key()));
         let mut subject_of = vec![Vec::new(); pods.len()];
-        for (pid, compiled) in policies.iter().enumerate() {
+        for (pid, policy) in policies.iter().enumerate() {
             for (i, pod) in pods.iter().enumerate() {
                 if pod.host_network {
                     continue;
                 }
                 let ns = &namespace_labels[pod_namespace[i]];
-                let selected = match &compiled.policy.subject {
+                let selected = match &policy.subject {
                     crate::cluster::tiered::TieredSubject::Namespaces(sel) => sel.matches(ns),
                     crate::cluster::tiered::TieredSubject::Pods {
                         namespace_selector,
@@ -135,13 +119,13 @@ impl Engine {
             subject,
             ..
         } = *query;
-        let policy = &self.tiered[pid].policy;
+        let policy = &self.tiered[pid];
         let rule = match direction {
             Direction::Ingress => &policy.ingress[index],
             Direction::Egress => &policy.egress[index],
         };
         let overlapping = self.tier_subject_of[subject].iter().any(|&other| {
-            let o = &self.tiered[other].policy;
+            let o = &self.tiered[other];
             other != pid && o.tier == tier && o.priority == policy.priority
         });
         if overlapping {
@@ -179,7 +163,7 @@ impl Engine {
             port_pod,
         } = *query;
         for &pid in &self.tier_subject_of[subject] {
-            let policy = &self.tiered[pid].policy;
+            let policy = &self.tiered[pid];
             if policy.tier != tier {
                 continue;
             }
@@ -236,7 +220,7 @@ impl Engine {
 
     /// `Kind/name` of a tiered policy.
     pub fn tiered_key(&self, id: usize) -> String {
-        self.tiered[id].policy.key()
+        self.tiered[id].key()
     }
 
     fn tier_ports_match(

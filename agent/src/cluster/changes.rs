@@ -2,7 +2,8 @@
 //!
 //! The watch feeds (see [`super::watch`]) compare every object they apply with the version
 //! already in the [`super::Index`] and record what can change a verdict: a namespace's labels,
-//! a pod's labels, a NetworkPolicy created, updated or deleted, and a CNI agent restart. The
+//! a pod's labels, a NetworkPolicy, cluster-scoped policy or CNI-native policy created, updated
+//! or deleted, and a CNI agent restart. The
 //! log is a bounded ring: the oldest entries fall out when it is full.
 //!
 //! ```text
@@ -33,6 +34,30 @@ pub struct Change {
     pub kind: ChangeKind,
 }
 
+/// What happened to a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PolicyOp {
+    Created,
+    Updated,
+    Deleted,
+}
+
+impl PolicyOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyOp::Created => "created",
+            PolicyOp::Updated => "updated",
+            PolicyOp::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What changed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChangeKind {
@@ -61,6 +86,15 @@ pub enum ChangeKind {
         policy: ObjectRef,
         old: Option<Arc<NetworkPolicy>>,
     },
+    /// A cluster-scoped tiered policy (`ClusterNetworkPolicy/name`, ...) or a CNI-native
+    /// policy (`CiliumNetworkPolicy shop/l7`, ...) was created, updated or deleted.
+    OtherPolicy {
+        policy: String,
+        /// A namespaced CNI-native policy's namespace; `None` for a cluster-wide policy, which
+        /// may touch any pod.
+        namespace: Option<String>,
+        op: PolicyOp,
+    },
     /// A CNI agent pod's restart count went up.
     CniAgentRestarted {
         pod: ObjectRef,
@@ -80,6 +114,11 @@ impl ChangeKind {
             ChangeKind::PolicyCreated { .. } => "policy_created",
             ChangeKind::PolicyUpdated { .. } => "policy_updated",
             ChangeKind::PolicyDeleted { .. } => "policy_deleted",
+            ChangeKind::OtherPolicy { op, .. } => match op {
+                PolicyOp::Created => "policy_created",
+                PolicyOp::Updated => "policy_updated",
+                PolicyOp::Deleted => "policy_deleted",
+            },
             ChangeKind::CniAgentRestarted { .. } => "cni_agent_restarted",
         }
     }
@@ -94,6 +133,7 @@ impl ChangeKind {
             ChangeKind::PolicyCreated { policy, .. }
             | ChangeKind::PolicyUpdated { policy, .. }
             | ChangeKind::PolicyDeleted { policy, .. } => &policy.namespace,
+            ChangeKind::OtherPolicy { namespace, .. } => namespace.as_deref().unwrap_or(""),
         }
     }
 
@@ -115,6 +155,9 @@ impl ChangeKind {
         match self {
             ChangeKind::PodLabels { pod, .. } => pods.contains(pod),
             ChangeKind::CniAgentRestarted { .. } => false,
+            ChangeKind::OtherPolicy {
+                namespace: None, ..
+            } => true,
             _ => namespaces.contains(&self.namespace()),
         }
     }
@@ -138,6 +181,7 @@ impl ChangeKind {
             ChangeKind::PolicyCreated { policy, .. } => format!("NetworkPolicy {policy} created"),
             ChangeKind::PolicyUpdated { policy, .. } => format!("NetworkPolicy {policy} updated"),
             ChangeKind::PolicyDeleted { policy, .. } => format!("NetworkPolicy {policy} deleted"),
+            ChangeKind::OtherPolicy { policy, op, .. } => format!("{policy} {op}"),
             ChangeKind::CniAgentRestarted {
                 pod,
                 node,

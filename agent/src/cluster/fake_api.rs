@@ -166,6 +166,45 @@ struct State {
     resource_version: u64,
     subscribers: Vec<Subscriber>,
     requests: Vec<String>,
+    /// Custom kinds served beside the built-in ones, with discovery documents.
+    served: Vec<ServedKind>,
+}
+
+impl State {
+    /// Where an object goes: a built-in collection, or a served custom kind's.
+    fn collection_of(&self, object: &Value) -> Option<String> {
+        if let Some(builtin) = builtin_collection(object) {
+            return Some(builtin.to_string());
+        }
+        let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+        let kind = object.get("kind").and_then(Value::as_str)?;
+        self.served
+            .iter()
+            .find(|s| s.api_version == api_version && s.kind == kind)
+            .map(ServedKind::collection)
+    }
+
+    /// The discovery document of `group_version`, when it serves anything.
+    fn discovery(&self, group_version: &str) -> Option<Value> {
+        let resources: Vec<Value> = self
+            .served
+            .iter()
+            .filter(|s| s.api_version == group_version)
+            .map(|s| {
+                json!({"name": s.plural, "singularName": "", "namespaced": s.namespaced,
+                       "kind": s.kind, "verbs": ["get", "list", "watch"]})
+            })
+            .collect();
+        (!resources.is_empty()).then(|| {
+            json!({"kind": "APIResourceList", "apiVersion": "v1",
+                   "groupVersion": group_version, "resources": resources})
+        })
+    }
+
+    /// Whether a collection a request names exists.
+    fn serves(&self, collection: &str) -> bool {
+        !collection.contains('.') || self.served.iter().any(|s| s.collection() == collection)
+    }
 }
 
 /// Bytes and objects sent, for benchmarks.
@@ -193,18 +232,42 @@ pub struct FakeApi {
     sent: Arc<Sent>,
 }
 
-/// The collection of a kind, as it appears in URLs.
-fn collection_of(object: &Value) -> Option<&'static str> {
+/// The groups whose collections are named by their plural alone (the kinds the agent always
+/// watches); any other group's collection is `plural.group`, as kubectl names resources.
+const PLAIN_GROUPS: &[&str] = &["", "networking.k8s.io", "netreach.dev"];
+
+/// The collection of a built-in kind, as it appears in URLs.
+fn builtin_collection(object: &Value) -> Option<&'static str> {
     Some(match object.get("kind")?.as_str()? {
         "Pod" => "pods",
         "Namespace" => "namespaces",
         "Node" => "nodes",
-        "NetworkPolicy" => "networkpolicies",
+        "NetworkPolicy"
+            if object.get("apiVersion").and_then(Value::as_str) == Some("networking.k8s.io/v1") =>
+        {
+            "networkpolicies"
+        }
         "ProbeSpec" => "probespecs",
         "ClusterProbeSpec" => "clusterprobespecs",
         "ProbeRequest" => "proberequests",
         _ => return None,
     })
+}
+
+/// A custom kind the fake serves (see [`FakeApi::serve_kind`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ServedKind {
+    api_version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl ServedKind {
+    fn collection(&self) -> String {
+        let group = self.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        format!("{}.{group}", self.plural)
+    }
 }
 
 fn list_kind(collection: &str) -> (&'static str, &'static str) {
@@ -246,13 +309,21 @@ struct Asked {
 fn parse_path(path: &str) -> Option<Asked> {
     let rest = path
         .strip_prefix("/api/v1/")
+        .map(|rest| ("", rest))
         .or_else(|| {
             let rest = path.strip_prefix("/apis/")?;
             let mut it = rest.splitn(3, '/');
-            let (_group, _version, rest) = (it.next()?, it.next()?, it.next()?);
-            Some(rest)
-        })?
-        .trim_end_matches('/');
+            let (group, _version, rest) = (it.next()?, it.next()?, it.next()?);
+            Some((group, rest))
+        })?;
+    let (group, rest) = (rest.0, rest.1.trim_end_matches('/'));
+    let qualify = |plural: &str| {
+        if PLAIN_GROUPS.contains(&group) {
+            plural.to_string()
+        } else {
+            format!("{plural}.{group}")
+        }
+    };
     let segments: Vec<&str> = rest.split('/').collect();
     let (namespace, tail) = match segments.as_slice() {
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(ns.to_string()), tail),
@@ -260,17 +331,23 @@ fn parse_path(path: &str) -> Option<Asked> {
     };
     match tail {
         [collection] => Some(Asked {
-            collection: collection.to_string(),
+            collection: qualify(collection),
             namespace,
             name: None,
         }),
         [collection, name] => Some(Asked {
-            collection: collection.to_string(),
+            collection: qualify(collection),
             namespace,
             name: Some(name.to_string()),
         }),
         _ => None,
     }
+}
+
+/// `/apis/<group>/<version>`: a discovery request.
+fn discovery_path(path: &str) -> Option<&str> {
+    let group_version = path.strip_prefix("/apis/")?.trim_end_matches('/');
+    (group_version.split('/').count() == 2).then_some(group_version)
 }
 
 fn decode(text: &str) -> String {
@@ -329,12 +406,46 @@ impl FakeApi {
         Self::default()
     }
 
-    /// Adds or replaces an object (its `kind` says where it goes), notifying open watches.
-    pub fn apply(&self, mut object: Value) {
-        let Some(collection) = collection_of(&object) else {
-            return;
+    /// Serves a custom kind (a CRD installed): its discovery document lists it, and objects of
+    /// it can be applied, listed and watched.
+    pub fn serve_kind(&self, api_version: &str, kind: &str, plural: &str, namespaced: bool) {
+        let served = ServedKind {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
         };
         let mut state = self.state.lock();
+        if !state.served.contains(&served) {
+            state.served.push(served);
+        }
+    }
+
+    /// Stops serving a custom kind (its CRD deleted): its objects go, its watches end.
+    pub fn unserve_kind(&self, api_version: &str, kind: &str) {
+        let mut state = self.state.lock();
+        let gone: Vec<String> = state
+            .served
+            .iter()
+            .filter(|s| s.api_version == api_version && s.kind == kind)
+            .map(ServedKind::collection)
+            .collect();
+        state
+            .served
+            .retain(|s| !(s.api_version == api_version && s.kind == kind));
+        for collection in gone {
+            state.objects.remove(&collection);
+            state.subscribers.retain(|sub| sub.collection != collection);
+        }
+    }
+
+    /// Adds or replaces an object (its `kind` says where it goes), notifying open watches.
+    /// Objects of a custom kind not served are dropped, as the API server would refuse them.
+    pub fn apply(&self, mut object: Value) {
+        let mut state = self.state.lock();
+        let Some(collection) = state.collection_of(&object) else {
+            return;
+        };
         state.resource_version += 1;
         let rv = state.resource_version.to_string();
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -343,25 +454,25 @@ impl FakeApi {
         let key = key_of(&object);
         let old = state
             .objects
-            .entry(collection.to_string())
+            .entry(collection.clone())
             .or_default()
             .insert(key, object.clone());
-        self.notify(&mut state, collection, old.as_ref(), Some(&object));
+        self.notify(&mut state, &collection, old.as_ref(), Some(&object));
     }
 
     /// Deletes an object (by `kind`, namespace and name), notifying open watches.
     pub fn delete(&self, object: &Value) {
-        let Some(collection) = collection_of(object) else {
+        let mut state = self.state.lock();
+        let Some(collection) = state.collection_of(object) else {
             return;
         };
-        let mut state = self.state.lock();
         let old = state
             .objects
-            .get_mut(collection)
+            .get_mut(&collection)
             .and_then(|objects| objects.remove(&key_of(object)));
         if let Some(old) = old {
             state.resource_version += 1;
-            self.notify(&mut state, collection, Some(&old), None);
+            self.notify(&mut state, &collection, Some(&old), None);
         }
     }
 
@@ -456,9 +567,18 @@ impl FakeApi {
         if request.method() != http::Method::GET {
             return json_response(StatusCode::METHOD_NOT_ALLOWED, b"{}".to_vec());
         }
+        if let Some(group_version) = discovery_path(&path) {
+            return match self.state.lock().discovery(group_version) {
+                Some(document) => json_response(StatusCode::OK, document.to_string().into_bytes()),
+                None => not_found(&path),
+            };
+        }
         let Some(asked) = parse_path(&path) else {
             return not_found(&path);
         };
+        if !self.state.lock().serves(&asked.collection) {
+            return not_found(&path);
+        }
         let filter = match self.filter(&asked, &params) {
             Ok(filter) => filter,
             Err(message) => {
@@ -646,6 +766,18 @@ mod tests {
                 "/apis/networking.k8s.io/v1/namespaces/a/networkpolicies",
                 ("networkpolicies", Some("a"), None),
             ),
+            (
+                "/apis/crd.projectcalico.org/v1/namespaces/a/networkpolicies",
+                ("networkpolicies.crd.projectcalico.org", Some("a"), None),
+            ),
+            (
+                "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies/x",
+                (
+                    "clusternetworkpolicies.policy.networking.k8s.io",
+                    None,
+                    Some("x"),
+                ),
+            ),
         ];
         for (path, (collection, ns, name)) in cases {
             assert_eq!(
@@ -659,5 +791,42 @@ mod tests {
             );
         }
         assert_eq!(decode("spec.nodeName%3Dn1+x"), "spec.nodeName=n1 x");
+        assert_eq!(discovery_path("/apis/cilium.io/v2"), Some("cilium.io/v2"));
+        assert_eq!(
+            discovery_path("/apis/cilium.io/v2/ciliumnetworkpolicies"),
+            None
+        );
+    }
+
+    #[test]
+    fn custom_kinds_exist_only_while_served() {
+        let api = FakeApi::new();
+        let cnp = json!({"apiVersion": "policy.networking.k8s.io/v1alpha2",
+            "kind": "ClusterNetworkPolicy", "metadata": {"name": "a"}});
+        api.apply(cnp.clone());
+        let collection = "clusternetworkpolicies.policy.networking.k8s.io";
+        assert_eq!(api.len(collection), 0, "not served: refused");
+        api.serve_kind(
+            "policy.networking.k8s.io/v1alpha2",
+            "ClusterNetworkPolicy",
+            "clusternetworkpolicies",
+            false,
+        );
+        assert!(
+            api.state
+                .lock()
+                .discovery("policy.networking.k8s.io/v1alpha2")
+                .is_some()
+        );
+        api.apply(cnp);
+        assert_eq!(api.len(collection), 1);
+        api.unserve_kind("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy");
+        assert_eq!(api.len(collection), 0);
+        assert!(
+            api.state
+                .lock()
+                .discovery("policy.networking.k8s.io/v1alpha2")
+                .is_none()
+        );
     }
 }

@@ -21,8 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::cni_policy::{CniPolicy, CniPolicyKind};
 use super::model::{Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, ObjectRef, Pod};
-use super::tiered::TieredPolicy;
+use super::tiered::{TieredKind, TieredPolicy};
 
 /// One source of pods (one watch); see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +68,8 @@ pub struct Index {
     /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies, by
     /// `Kind/name`.
     tiered: BTreeMap<String, TieredPolicy>,
+    /// Cilium, Calico and Antrea policies: known to exist, not evaluated.
+    cni_policies: BTreeSet<CniPolicy>,
     /// Bumped on every change, so derived views know when to rebuild.
     revision: u64,
 }
@@ -104,6 +107,24 @@ macro_rules! impl_apply {
 impl_apply!(Namespace, namespaces, String, |o| o.name.clone());
 impl_apply!(Node, nodes, String, |o| o.name.clone());
 impl_apply!(TieredPolicy, tiered, String, |o| o.key());
+
+impl Apply<CniPolicy> for Index {
+    type Key = CniPolicy;
+    fn apply(&mut self, policy: CniPolicy) {
+        if self.cni_policies.insert(policy) {
+            self.revision += 1;
+        }
+    }
+    fn delete(&mut self, key: &CniPolicy) {
+        if self.cni_policies.remove(key) {
+            self.revision += 1;
+        }
+    }
+    fn reset(&mut self, policies: Vec<CniPolicy>) {
+        self.revision += 1;
+        self.cni_policies = policies.into_iter().collect();
+    }
+}
 
 /// Pods of a complete source: owner [`PodOwner::ALL`].
 impl Apply<Pod> for Index {
@@ -382,6 +403,41 @@ impl Index {
     /// The cluster-scoped tiered policies, by `Kind/name`.
     pub fn tiered_policies(&self) -> impl Iterator<Item = &TieredPolicy> {
         self.tiered.values()
+    }
+
+    /// Replaces the tiered policies of one kind (a relist of that kind's watch).
+    pub fn reset_tiered(&mut self, kind: TieredKind, policies: Vec<TieredPolicy>) {
+        self.revision += 1;
+        self.tiered.retain(|_, p| p.kind != kind);
+        self.tiered
+            .extend(policies.into_iter().map(|p| (p.key(), p)));
+    }
+
+    /// The CNI-native policies (see [`super::cni_policy`]).
+    pub fn cni_policies(&self) -> impl Iterator<Item = &CniPolicy> {
+        self.cni_policies.iter()
+    }
+
+    pub fn has_cni_policy(&self, policy: &CniPolicy) -> bool {
+        self.cni_policies.contains(policy)
+    }
+
+    /// The CNI-native policies that may select a pod of `namespace`: that namespace's and the
+    /// cluster-wide ones.
+    pub fn cni_policies_for<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a CniPolicy> {
+        self.cni_policies
+            .iter()
+            .filter(move |p| p.namespace.as_deref().is_none_or(|ns| ns == namespace))
+    }
+
+    /// Replaces the CNI-native policies of one kind (a relist of that kind's watch).
+    pub fn reset_cni_policies(&mut self, kind: CniPolicyKind, policies: Vec<CniPolicy>) {
+        self.revision += 1;
+        self.cni_policies.retain(|p| p.kind != kind);
+        self.cni_policies.extend(policies);
     }
 
     pub fn counts(&self) -> IndexCounts {

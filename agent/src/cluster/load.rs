@@ -40,6 +40,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use super::cni_policy::{CniPolicy, CniPolicyKind};
 use super::convert::{ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS};
 use super::index::{Apply, Index};
 use super::model::{Namespace, NetworkPolicy, Node, Pod};
@@ -194,6 +195,8 @@ pub struct LoadSummary {
     pub policies: usize,
     /// ClusterNetworkPolicies, AdminNetworkPolicies and BaselineAdminNetworkPolicies.
     pub cluster_policies: usize,
+    /// Cilium, Calico and Antrea policies: named where they may apply, not evaluated.
+    pub cni_policies: usize,
     /// Objects of other kinds, by kind (`Service`, `ProbeSpec`, `NetworkPolicy (extensions/v1beta1)`).
     pub ignored_by_kind: BTreeMap<String, usize>,
     pub problems: usize,
@@ -226,6 +229,17 @@ impl fmt::Display for LoadSummary {
                     self.cluster_policies,
                     "cluster-scoped policy",
                     "cluster-scoped policies"
+                )
+            )?;
+        }
+        if self.cni_policies > 0 {
+            write!(
+                f,
+                ", {} (not evaluated)",
+                count(
+                    self.cni_policies,
+                    "CNI-native policy",
+                    "CNI-native policies"
                 )
             )?;
         }
@@ -979,6 +993,28 @@ impl Loaded {
             }
             (api_version, kind) if TieredKind::of(api_version, kind).is_some() => {
                 self.load_tiered(origin, Value::Object(map));
+            }
+            (api_version, kind) if CniPolicyKind::of(api_version, kind).is_some() => {
+                let object = Value::Object(map);
+                match CniPolicy::from_object(&object, None) {
+                    Ok(policy) => {
+                        if self.index.cni_policies().any(|p| *p == policy) {
+                            self.summary.duplicates += 1;
+                        } else {
+                            self.summary.cni_policies += 1;
+                        }
+                        self.index.apply(policy);
+                    }
+                    Err(error) => {
+                        let name = object.pointer("/metadata/name").and_then(Value::as_str);
+                        self.push_problem(problem(
+                            origin.to_string(),
+                            Some(format!("{kind}/{}", name.unwrap_or("<unnamed>"))),
+                            Some(error.field().to_string()),
+                            error.to_string(),
+                        ));
+                    }
+                }
             }
             _ => {
                 let key = match kind.as_str() {

@@ -2,6 +2,7 @@
 //! `Index` that every mode (agent, demo, offline CLI) feeds the same way.
 
 pub mod changes;
+pub mod cni_policy;
 pub mod convert;
 #[cfg(any(test, feature = "demo"))]
 pub mod fake_api;

@@ -53,6 +53,76 @@ impl FromStr for ObjectRef {
     }
 }
 
+/// A policy a verdict names: a NetworkPolicy (`namespace/name`) or a cluster-scoped tiered
+/// policy (`ClusterNetworkPolicy/name`, `AdminNetworkPolicy/name`,
+/// `BaselineAdminNetworkPolicy/name`). The two never collide: a namespace is a lowercase DNS
+/// label, a kind starts with a capital.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyRef {
+    Namespaced(ObjectRef),
+    /// The tiered policy's key, `Kind/name`.
+    Cluster(Arc<str>),
+}
+
+impl PolicyRef {
+    /// The NetworkPolicy, if it is one.
+    pub fn namespaced(&self) -> Option<&ObjectRef> {
+        match self {
+            PolicyRef::Namespaced(key) => Some(key),
+            PolicyRef::Cluster(_) => None,
+        }
+    }
+}
+
+impl From<ObjectRef> for PolicyRef {
+    fn from(key: ObjectRef) -> Self {
+        PolicyRef::Namespaced(key)
+    }
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyRef::Namespaced(key) => key.fmt(f),
+            PolicyRef::Cluster(key) => f.write_str(key),
+        }
+    }
+}
+
+impl FromStr for PolicyRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((kind, name))
+                if kind.starts_with(|c: char| c.is_ascii_uppercase())
+                    && !name.is_empty()
+                    && !name.contains('/') =>
+            {
+                Ok(PolicyRef::Cluster(s.into()))
+            }
+            _ => s
+                .parse()
+                .map(PolicyRef::Namespaced)
+                .map_err(|_| format!("expected namespace/name or Kind/name, got {s:?}")),
+        }
+    }
+}
+
+/// One API a kind is served under: group, version, plural.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServedAs {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+}
+
+impl ServedAs {
+    /// `group/version`.
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+}
+
 // === Protocol and ports ===
 
 /// An L4 protocol NetworkPolicy can name.

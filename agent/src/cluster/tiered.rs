@@ -19,7 +19,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
-use super::model::{Cidr, Protocol};
+use super::model::{Cidr, Protocol, ServedAs};
 use super::selector::Selector;
 
 /// The API a policy came from.
@@ -31,11 +31,39 @@ pub enum TieredKind {
 }
 
 impl TieredKind {
+    pub const ALL: [TieredKind; 3] = [
+        TieredKind::ClusterNetworkPolicy,
+        TieredKind::AdminNetworkPolicy,
+        TieredKind::BaselineAdminNetworkPolicy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TieredKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
             TieredKind::AdminNetworkPolicy => "AdminNetworkPolicy",
             TieredKind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
+        }
+    }
+
+    /// The API it is served under.
+    pub fn served_as(self) -> &'static [ServedAs] {
+        const GROUP: &str = "policy.networking.k8s.io";
+        match self {
+            TieredKind::ClusterNetworkPolicy => &[ServedAs {
+                group: GROUP,
+                version: "v1alpha2",
+                plural: "clusternetworkpolicies",
+            }],
+            TieredKind::AdminNetworkPolicy => &[ServedAs {
+                group: GROUP,
+                version: "v1alpha1",
+                plural: "adminnetworkpolicies",
+            }],
+            TieredKind::BaselineAdminNetworkPolicy => &[ServedAs {
+                group: GROUP,
+                version: "v1alpha1",
+                plural: "baselineadminnetworkpolicies",
+            }],
         }
     }
 

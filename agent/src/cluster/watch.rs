@@ -14,7 +14,8 @@
 //!   ([`WatchScope::Cluster`], also the fallback past a bound of selectors). The CNI agent pods
 //!   are recognised by a [`CniAgentMatcher`] ([`cni_agents_on`]). Namespaces, Nodes,
 //!   NetworkPolicies, ProbeSpecs, ClusterProbeSpecs and ProbeRequests are watched
-//!   cluster-wide. [`ClusterView::specs`] hands the scheduler both spec kinds as one list of
+//!   cluster-wide; the cluster-scoped policy tiers and the CNI-native policies too, where the
+//!   API serves them ([`optional`]: discovery first, again every few minutes). [`ClusterView::specs`] hands the scheduler both spec kinds as one list of
 //!   [`Spec`]s.
 //! - **Dynamic pod watches.** The pod-watch supervisor ([`Watchers::run`] in node scope)
 //!   re-plans when the specs change: it starts the new watches first and stops the ones no
@@ -68,6 +69,7 @@ use super::spec::{Spec, SpecRef};
 pub mod cni;
 pub mod feed;
 pub mod lookup;
+pub mod optional;
 pub mod scope;
 pub mod snapshot;
 pub mod store;
@@ -125,10 +127,15 @@ pub enum WatchedKind {
     ProbeSpecs,
     ClusterProbeSpecs,
     ProbeRequests,
+    /// ClusterNetworkPolicies, AdminNetworkPolicies, BaselineAdminNetworkPolicies, where
+    /// served ([`optional`]).
+    ClusterPolicies,
+    /// Cilium, Calico and Antrea policies, where served ([`optional`]).
+    CniPolicies,
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 7] = [
+    pub const ALL: [WatchedKind; 9] = [
         WatchedKind::Pods,
         WatchedKind::Namespaces,
         WatchedKind::Nodes,
@@ -136,10 +143,12 @@ impl WatchedKind {
         WatchedKind::ProbeSpecs,
         WatchedKind::ClusterProbeSpecs,
         WatchedKind::ProbeRequests,
+        WatchedKind::ClusterPolicies,
+        WatchedKind::CniPolicies,
     ];
 
     /// `pods`, `namespaces`, `nodes`, `networkpolicies`, `probespecs`, `clusterprobespecs`,
-    /// `proberequests`.
+    /// `proberequests`, `clusterpolicies`, `cnipolicies`.
     pub fn as_str(self) -> &'static str {
         match self {
             WatchedKind::Pods => "pods",
@@ -149,6 +158,8 @@ impl WatchedKind {
             WatchedKind::ProbeSpecs => "probespecs",
             WatchedKind::ClusterProbeSpecs => "clusterprobespecs",
             WatchedKind::ProbeRequests => "proberequests",
+            WatchedKind::ClusterPolicies => "clusterpolicies",
+            WatchedKind::CniPolicies => "cnipolicies",
         }
     }
 
@@ -386,6 +397,13 @@ impl ClusterView {
         f(&mut sink)
     }
 
+    /// Runs `f` on the index and the change log under their write locks (index first).
+    pub fn with_index_and_changes<R>(&self, f: impl FnOnce(&mut Index, &mut ChangeLog) -> R) -> R {
+        let mut index = self.index.write();
+        let mut changes = self.changes.write();
+        f(&mut index, &mut changes)
+    }
+
     /// Node scope: from now on [`Self::specs`] serves only ready specs (none yet).
     fn gate_specs(&self) {
         self.ready_specs
@@ -455,6 +473,8 @@ pub struct Watchers {
     view: ClusterView,
     config: watcher::Config,
     pods: PodScope,
+    /// How often the optional kinds' APIs are discovered again ([`optional::REDISCOVER`]).
+    rediscover: std::time::Duration,
 }
 
 impl fmt::Debug for Watchers {
@@ -471,7 +491,14 @@ impl Watchers {
             view,
             config: watcher::Config::default(),
             pods: PodScope::cluster(),
+            rediscover: optional::REDISCOVER,
         }
+    }
+
+    /// Sets how often the optional kinds' APIs are discovered again (tests shorten it).
+    pub fn with_rediscovery(mut self, every: std::time::Duration) -> Self {
+        self.rediscover = every;
+        self
     }
 
     /// Sets how pods are watched; node scope also gives the view its on-demand
@@ -535,6 +562,9 @@ impl Watchers {
             WatchedKind::ProbeRequests => {
                 let store = self.view.requests.clone();
                 Box::pin(self.custom::<ProbeRequest, _>(kind, store).instrument(span))
+            }
+            WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => {
+                Box::pin(self.optional_watches(kind).instrument(span))
             }
         }
     }

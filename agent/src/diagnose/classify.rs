@@ -16,7 +16,8 @@
 //! spoke a protocol whose server must answer (DNS on 53), which makes it a loss.
 //!
 //! Fault chain (docs/design.md, first that holds): `cni_unhealthy`, `node_not_ready`,
-//! `destination_not_ready`, `not_listening`, `dns_failure`, `unknown`.
+//! `destination_not_ready`, `not_listening`, `dns_failure`, `cni_native_policy` (a Cilium,
+//! Calico or Antrea policy may select the source or the destination), `unknown`.
 
 use probe_spec::PairVerdict;
 
@@ -65,6 +66,9 @@ pub(super) struct Observed {
     pub(super) not_probed: Option<NotProbedReason>,
     pub(super) expects_reply: bool,
     pub(super) mesh_redirected: bool,
+    /// A CNI-native policy may select the source or the destination (the prediction is
+    /// incomplete).
+    pub(super) cni_native_policy: bool,
 }
 
 impl Observed {
@@ -74,6 +78,9 @@ impl Observed {
             not_probed: input.not_probed,
             expects_reply: input.expects_reply,
             mesh_redirected: input.mesh_redirected,
+            cni_native_policy: input
+                .prediction
+                .is_some_and(|p| !p.verdict.cni_policies.is_empty()),
         }
     }
 }
@@ -127,7 +134,7 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
         ),
         (Timeout | Unreachable | OpenOrFiltered | DnsTimeout | Error, _) => (
             PairVerdict::UnexpectedBlock,
-            Some(fault_chain(outcome, health)),
+            Some(fault_chain(outcome, health, observed.cni_native_policy)),
         ),
         (NotProbed, _) => (
             PairVerdict::NotProbed,
@@ -144,7 +151,11 @@ pub(super) fn classify(observed: &Observed, policy: Policy, health: &Health) -> 
 }
 
 /// The first fault reason that holds, in docs/design.md's order.
-pub(super) fn fault_chain(outcome: Outcome, health: &Health) -> PairReason {
+pub(super) fn fault_chain(
+    outcome: Outcome,
+    health: &Health,
+    cni_native_policy: bool,
+) -> PairReason {
     if health.unhealthy_cni().is_some() {
         PairReason::CniUnhealthy
     } else if health.unready_node().is_some() {
@@ -155,6 +166,8 @@ pub(super) fn fault_chain(outcome: Outcome, health: &Health) -> PairReason {
         PairReason::NotListening
     } else if is_dns_failure(outcome) {
         PairReason::DnsFailure
+    } else if cni_native_policy {
+        PairReason::CniNativePolicy
     } else {
         PairReason::Unknown
     }

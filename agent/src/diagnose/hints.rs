@@ -8,36 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use probe_spec::{Direction, format_duration};
 
+pub use crate::cluster::changes::PolicyOp;
 use crate::cluster::changes::{Change, ChangeKind};
 use crate::cluster::model::{Labels, ObjectRef};
 use crate::cluster::selector::display_labels;
 use crate::policy::{DirectionVerdict, Endpoint};
 
 use super::{Config, Input};
-
-/// What happened to a NetworkPolicy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PolicyOp {
-    Created,
-    Updated,
-    Deleted,
-}
-
-impl PolicyOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PolicyOp::Created => "created",
-            PolicyOp::Updated => "updated",
-            PolicyOp::Deleted => "deleted",
-        }
-    }
-}
-
-impl fmt::Display for PolicyOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hint {
@@ -52,6 +29,14 @@ pub enum Hint {
     },
     PolicyChanged {
         policy: ObjectRef,
+        op: PolicyOp,
+        at: SystemTime,
+        before_failure: Duration,
+    },
+    /// A cluster-scoped or CNI-native policy changed (`ClusterNetworkPolicy/name`,
+    /// `CiliumNetworkPolicy shop/l7`).
+    OtherPolicyChanged {
+        policy: String,
         op: PolicyOp,
         at: SystemTime,
         before_failure: Duration,
@@ -83,7 +68,7 @@ impl Hint {
     pub fn code(&self) -> &'static str {
         match self {
             Hint::NamespaceLabelChanged { .. } => "namespace_label_changed",
-            Hint::PolicyChanged { .. } => "policy_changed",
+            Hint::PolicyChanged { .. } | Hint::OtherPolicyChanged { .. } => "policy_changed",
             Hint::PodLabelsChanged { .. } => "pod_labels_changed",
             Hint::OverlappingPolicies { .. } => "overlapping_policies",
             Hint::CniRestarted { .. } => "cni_restarted",
@@ -115,6 +100,16 @@ impl fmt::Display for Hint {
             } => write!(
                 f,
                 "NetworkPolicy {policy} was {op} {} before the first failure",
+                format_duration(*before_failure)
+            ),
+            Hint::OtherPolicyChanged {
+                policy,
+                op,
+                before_failure,
+                ..
+            } => write!(
+                f,
+                "{policy} was {op} {} before the first failure",
                 format_duration(*before_failure)
             ),
             Hint::PodLabelsChanged {
@@ -248,6 +243,12 @@ fn hint_of(change: &Change, first_failure: SystemTime) -> Option<Hint> {
         ChangeKind::PolicyCreated { policy: p, .. } => policy(p, PolicyOp::Created),
         ChangeKind::PolicyUpdated { policy: p, .. } => policy(p, PolicyOp::Updated),
         ChangeKind::PolicyDeleted { policy: p, .. } => policy(p, PolicyOp::Deleted),
+        ChangeKind::OtherPolicy { policy, op, .. } => Hint::OtherPolicyChanged {
+            policy: policy.clone(),
+            op: *op,
+            at,
+            before_failure,
+        },
         // CNI restarts come from the health view (`Hint::CniRestarted`).
         ChangeKind::CniAgentRestarted { .. } => return None,
     })
@@ -263,6 +264,7 @@ fn subject(kind: &ChangeKind) -> (&'static str, String) {
         ChangeKind::PolicyCreated { policy, .. }
         | ChangeKind::PolicyUpdated { policy, .. }
         | ChangeKind::PolicyDeleted { policy, .. } => ("policy", policy.to_string()),
+        ChangeKind::OtherPolicy { policy, .. } => ("policy", policy.clone()),
     }
 }
 

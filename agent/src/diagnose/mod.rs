@@ -58,9 +58,9 @@ pub use hints::{Hint, PolicyOp};
 
 use crate::cluster::Index;
 use crate::cluster::changes::ChangeLog;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::{ObjectRef, PolicyRef, Protocol};
 use crate::pair::{PairReason, PairTarget};
-use crate::policy::{self, DirectionVerdict, Endpoint, Engine, Flow, Verdict};
+use crate::policy::{self, Endpoint, Engine, Flow, Verdict};
 use crate::probe::{NotProbedReason, Outcome};
 
 /// The DNS port a lookup's flow uses.
@@ -133,9 +133,9 @@ pub struct Diagnosis {
     pub reason: Option<PairReason>,
     /// The denying direction, for `blocked_by_policy` and `policy_not_enforced`.
     pub direction: Option<probe_spec::Direction>,
-    /// The isolating policies of the denying direction(s) when the policy denies; the
-    /// policies whose rules allow the flow otherwise.
-    pub policies: Vec<ObjectRef>,
+    /// The denying policies (isolating NetworkPolicies or the deciding tiered policy) when
+    /// the policy denies; the policies whose rules allow the flow otherwise.
+    pub policies: Vec<PolicyRef>,
     /// One line; names the policy of a policy block.
     pub summary: String,
     /// Several lines: summary, observation, expectation, the policy explanation, health
@@ -177,9 +177,9 @@ pub fn diagnose(input: &Input<'_>, config: &Config) -> Diagnosis {
                 policy::Direction::Ingress => probe_spec::Direction::Ingress,
                 policy::Direction::Egress => probe_spec::Direction::Egress,
             }),
-            p.verdict.isolating_policies().cloned().collect(),
+            p.verdict.denying_policies(),
         ),
-        Some(p) => (None, allowing_policies(p.verdict)),
+        Some(p) => (None, p.verdict.allowing_policies()),
         None => (None, Vec::new()),
     };
     let clean = classified.verdict == PairVerdict::Ok && classified.reason.is_none();
@@ -219,19 +219,6 @@ pub fn meets_expectation(
         Expectation::Allow => met && matches!(outcome, Outcome::Open | Outcome::Resolved),
         Expectation::Deny => met,
     })
-}
-
-/// The policies whose rules allow the flow, egress then ingress.
-fn allowing_policies(verdict: &Verdict) -> Vec<ObjectRef> {
-    let mut out: Vec<ObjectRef> = Vec::new();
-    for part in [&verdict.egress, &verdict.ingress] {
-        if let DirectionVerdict::Allowed { by, .. } = part
-            && !out.contains(&by.policy)
-        {
-            out.push(by.policy.clone());
-        }
-    }
-    out
 }
 
 /// Whether the address `target` was probed at (a DNS target's: its nameserver) is unknown to

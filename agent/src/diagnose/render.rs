@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use probe_spec::{Expectation, PairVerdict};
 
-use crate::cluster::model::ObjectRef;
+use crate::cluster::model::PolicyRef;
 use crate::pair::{PairReason, PairTarget};
 use crate::policy::{Direction, DirectionVerdict, Verdict, explain};
 use crate::probe::{NotProbedReason, Outcome};
@@ -235,6 +235,18 @@ fn fault(input: &Input<'_>, reason: PairReason) -> String {
             Outcome::DnsTimeout => "the DNS lookup timed out".to_string(),
             other => format!("the DNS server answered {other}"),
         },
+        PairReason::CniNativePolicy => {
+            let names = input
+                .prediction
+                .map(|p| p.verdict.cni_policies.as_slice())
+                .unwrap_or_default();
+            let mut named: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+            let more = names.len().saturating_sub(named.len());
+            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let which = if names.len() == 1 { "a CNI-native policy may apply" } else { "CNI-native policies may apply" };
+            named.dedup();
+            format!("no CNI, node or destination fault found; {which} ({}{more})", named.join(", "))
+        }
         PairReason::NotProbed(_)
         | PairReason::UdpSilence
         | PairReason::MeshRedirect
@@ -319,10 +331,11 @@ fn deciding_policies(input: &Input<'_>) -> String {
     }
 }
 
-/// The policy whose rule came closest, else every isolating policy of the denying direction.
-pub(super) fn deciding(verdict: &Verdict) -> Vec<ObjectRef> {
+/// The policy whose rule came closest, else every isolating policy of the denying direction;
+/// for a tier decision, the tiered policy.
+pub(super) fn deciding(verdict: &Verdict) -> Vec<PolicyRef> {
     if let Some((policy, _)) = verdict.closest_rule() {
-        return vec![policy.clone()];
+        return vec![PolicyRef::Namespaced(policy.clone())];
     }
     let part = match verdict.direction {
         Some(Direction::Ingress) => &verdict.ingress,
@@ -330,9 +343,11 @@ pub(super) fn deciding(verdict: &Verdict) -> Vec<ObjectRef> {
         None => return Vec::new(),
     };
     match part {
-        DirectionVerdict::Denied { policies } => {
-            policies.iter().map(|p| p.policy.clone()).collect()
-        }
+        DirectionVerdict::Denied { policies } => policies
+            .iter()
+            .map(|p| PolicyRef::Namespaced(p.policy.clone()))
+            .collect(),
+        DirectionVerdict::Tiered(hit) => vec![PolicyRef::Cluster(hit.policy.as_str().into())],
         _ => Vec::new(),
     }
 }

@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::*;
 use crate::cluster::Index;
 use crate::cluster::changes::{ChangeKind, ChangeLog};
+use crate::cluster::cni_policy::{CniPolicy, CniPolicyKind};
 use crate::cluster::index::Apply;
-use crate::cluster::model::{NetworkPolicy, Node, Peer, Pod, PolicyPort, PortRef, Rule};
+use crate::cluster::model::{NetworkPolicy, Node, Peer, Pod, PolicyPort, PolicyRef, PortRef, Rule};
 use crate::cluster::selector::Selector;
+use crate::cluster::tiered::TieredPolicy;
 use crate::policy::Profile;
 use crate::testing::{self, PodExt, PolicyExt, key, labels, namespace, node};
 
@@ -57,6 +59,14 @@ enum Policies {
     EgressDenyAll,
     /// No prediction at all (the engine is not asked).
     NoPrediction,
+    /// ClusterNetworkPolicy/protect-payments: an Admin-tier Deny of shop -> payments.
+    AdminDeny,
+    /// payments/default-deny under ClusterNetworkPolicy/allow-shop, an Admin-tier Accept.
+    AdminAcceptOverDeny,
+    /// ClusterNetworkPolicy/baseline-payments: a Baseline-tier Deny of shop -> payments.
+    BaselineDeny,
+    /// No NetworkPolicy; CiliumNetworkPolicy payments/l7 exists (not evaluated).
+    CniNative,
 }
 
 impl Policies {
@@ -70,6 +80,30 @@ impl Policies {
             Policies::DefaultDeny => vec![deny_all("payments", "default-deny", true, false)],
             Policies::PortNotAllowed => vec![allow_frontend(9999)],
             Policies::EgressDenyAll => vec![deny_all("shop", "deny-egress", false, true)],
+            Policies::AdminAcceptOverDeny => {
+                vec![deny_all("payments", "default-deny", true, false)]
+            }
+            Policies::AdminDeny | Policies::BaselineDeny | Policies::CniNative => vec![],
+        }
+    }
+
+    fn tiered(self) -> Vec<TieredPolicy> {
+        let cnp = |name: &str, tier: &str, action: &str| {
+            TieredPolicy::try_from(&serde_json::json!({
+                "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+                "metadata": {"name": name},
+                "spec": {"tier": tier, "priority": 10,
+                         "subject": {"namespaces": {"matchLabels": {"team": "payments"}}},
+                         "ingress": [{"name": "from-shop", "action": action,
+                                      "from": [{"namespaces": {"matchLabels": {"team": "shop"}}}]}]}
+            }))
+            .expect("a valid ClusterNetworkPolicy")
+        };
+        match self {
+            Policies::AdminDeny => vec![cnp("protect-payments", "Admin", "Deny")],
+            Policies::AdminAcceptOverDeny => vec![cnp("allow-shop", "Admin", "Accept")],
+            Policies::BaselineDeny => vec![cnp("baseline-payments", "Baseline", "Deny")],
+            _ => vec![],
         }
     }
 }
@@ -156,6 +190,14 @@ fn cluster(policies: Policies, edits: &[Edit]) -> (Index, Vec<CniHealth>) {
     index.reset(nodes);
     index.reset(pods);
     index.reset(policies.objects());
+    index.reset(policies.tiered());
+    if policies == Policies::CniNative {
+        index.apply(CniPolicy {
+            kind: CniPolicyKind::CiliumNetworkPolicy,
+            namespace: Some("payments".into()),
+            name: "l7".into(),
+        });
+    }
     (index, cni)
 }
 
@@ -292,6 +334,27 @@ fn cases() -> Vec<Case> {
         c("open, port not allowed: not enforced, CNI restarted", Open, false, Policies::PortNotAllowed, &[Edit::CniRestarts("node-2", 3)],
           PolicyNotEnforced, "port_not_allowed", "although ingress policy payments/allow-frontend denies it (port_not_allowed)",
           &["cni_restarted"], (Some(true), Some(false))),
+        // --- cluster-scoped tiers ---
+        c("timeout, admin-tier deny", Timeout, false, Policies::AdminDeny, HEALTHY, BlockedByPolicy, "admin_deny",
+          "shop/frontend -> payments/gateway:8443/TCP blocked by ingress policy ClusterNetworkPolicy/protect-payments (admin_deny)",
+          &[], (Some(false), Some(true))),
+        c("open, admin-tier deny: not enforced", Open, false, Policies::AdminDeny, HEALTHY, PolicyNotEnforced, "admin_deny",
+          "although ingress policy ClusterNetworkPolicy/protect-payments denies it (admin_deny): not enforced",
+          &[], (Some(true), Some(false))),
+        c("open, admin accept over a NetworkPolicy default deny", Open, false, Policies::AdminAcceptOverDeny, HEALTHY, OkVerdict, "",
+          ": ok (open)", &[], (Some(true), Some(false))),
+        c("timeout, admin accept over a NetworkPolicy deny: not a policy block", Timeout, false, Policies::AdminAcceptOverDeny, HEALTHY,
+          UnexpectedBlock, "unknown", "although the policies allow it", &[], (Some(false), Some(true))),
+        c("timeout, baseline-tier deny", Timeout, false, Policies::BaselineDeny, HEALTHY, BlockedByPolicy, "baseline_deny",
+          "blocked by ingress policy ClusterNetworkPolicy/baseline-payments (baseline_deny)", &[], (Some(false), Some(true))),
+        // --- CNI-native policies: named, not evaluated ---
+        c("timeout, allowed, a CiliumNetworkPolicy may apply", Timeout, false, Policies::CniNative, HEALTHY, UnexpectedBlock, "cni_native_policy",
+          "although the policies allow it: no CNI, node or destination fault found; a CNI-native policy may apply (CiliumNetworkPolicy payments/l7) (cni_native_policy)",
+          &[], (Some(false), Some(true))),
+        c("timeout, CNI down beats a CNI-native policy", Timeout, false, Policies::CniNative, &[Edit::CniNotReady("node-2")], UnexpectedBlock, "cni_unhealthy",
+          "(cni_unhealthy)", &[], (Some(false), Some(true))),
+        c("open, a CNI-native policy changes nothing when the path works", Open, false, Policies::CniNative, HEALTHY, OkVerdict, "",
+          ": ok (open)", &[], (Some(true), Some(false))),
         // --- refused: reachable for the network ---
         c("refused, allowed: not listening", Refused, false, Policies::None_, HEALTHY, OkVerdict, "not_listening",
           "shop/frontend -> payments/gateway:8443/TCP: reachable, but refused: nothing listens there (not_listening)", &[], (Some(false), Some(false))),
@@ -559,7 +622,10 @@ fn blocked_by_policy_explains_the_policy_and_the_health() {
         &[Edit::CniRestarts("node-2", 1)],
     );
     let d = run(&w, Timeout, false, Expectation::Allow, None);
-    assert_eq!(d.policies, [ObjectRef::new("payments", "default-deny")]);
+    assert_eq!(
+        d.policies,
+        [PolicyRef::from(ObjectRef::new("payments", "default-deny"))]
+    );
     assert_eq!(d.direction, Some(probe_spec::Direction::Ingress));
     for fragment in [
         "observed: timeout\n",
@@ -678,7 +744,10 @@ fn policies_name_the_deciders() {
     );
     assert_eq!(
         allowed.policies,
-        [ObjectRef::new("payments", "allow-frontend")],
+        [PolicyRef::from(ObjectRef::new(
+            "payments",
+            "allow-frontend"
+        ))],
         "the allowing rule's policy"
     );
     let overlap = &allowed.hints[0];
@@ -702,6 +771,29 @@ fn policies_name_the_deciders() {
         None,
     );
     assert!(none.policies.is_empty());
+    let tier = |policies| {
+        run(
+            &world(gateway_8443(), policies, HEALTHY),
+            Timeout,
+            false,
+            Expectation::Allow,
+            None,
+        )
+    };
+    let cluster = |key: &str| vec![PolicyRef::Cluster(key.into())];
+    assert_eq!(
+        tier(Policies::AdminDeny).policies,
+        cluster("ClusterNetworkPolicy/protect-payments")
+    );
+    assert_eq!(
+        tier(Policies::AdminAcceptOverDeny).policies,
+        cluster("ClusterNetworkPolicy/allow-shop"),
+        "an Accept decides the direction: it is the allowing policy"
+    );
+    assert_eq!(
+        tier(Policies::BaselineDeny).policies,
+        cluster("ClusterNetworkPolicy/baseline-payments")
+    );
 }
 
 // === Change hints ===

@@ -20,6 +20,9 @@ pub enum PairReason {
     /// The destination refused: nothing listens on the port.
     NotListening,
     DnsFailure,
+    /// `unexpected_block`: no fault found, and a CNI-native policy (Cilium, Calico, Antrea),
+    /// which netreach does not evaluate, may select the source or the destination.
+    CniNativePolicy,
     Unknown,
     /// `not_probed`: why the probe could not run.
     NotProbed(NotProbedReason),
@@ -36,12 +39,13 @@ pub enum PairReason {
 
 impl PairReason {
     /// The diagnosis's own reasons (the policy engine's and the prober's come on top).
-    const OWN: [PairReason; 9] = [
+    const OWN: [PairReason; 10] = [
         PairReason::CniUnhealthy,
         PairReason::NodeNotReady,
         PairReason::DestinationNotReady,
         PairReason::NotListening,
         PairReason::DnsFailure,
+        PairReason::CniNativePolicy,
         PairReason::Unknown,
         PairReason::UdpSilence,
         PairReason::MeshRedirect,
@@ -65,6 +69,7 @@ impl PairReason {
             PairReason::DestinationNotReady => "destination_not_ready",
             PairReason::NotListening => "not_listening",
             PairReason::DnsFailure => "dns_failure",
+            PairReason::CniNativePolicy => "cni_native_policy",
             PairReason::Unknown => "unknown",
             PairReason::NotProbed(reason) => reason.as_str(),
             PairReason::UdpSilence => "udp_silence",

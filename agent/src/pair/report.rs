@@ -12,7 +12,7 @@ use probe_spec::{Direction, Expectation, PairVerdict};
 
 use super::{PairReason, PairTarget, Text};
 use crate::cluster::SpecRef;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::{ObjectRef, PolicyRef, Protocol};
 use crate::probe::{NotProbedReason, Outcome};
 
 /// One diagnosed probe of a pair. A host target gives one report per address its name
@@ -42,7 +42,7 @@ pub struct PairReport {
     /// The side whose policy decided, when a policy did.
     pub direction: Option<Direction>,
     /// The deciding policies (the allowing ones for an allowed flow).
-    pub policies: Vec<ObjectRef>,
+    pub policies: Vec<PolicyRef>,
     /// One line for humans (also the explanation's first line: they share it).
     pub summary: Arc<str>,
     /// The diagnosis's explanation: policies, rules, selectors, health checks; its sections are

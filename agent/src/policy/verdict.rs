@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::{ObjectRef, PolicyRef, Protocol};
 
 /// A bounded reason code, used in JSON, metric labels and alerts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -365,6 +365,10 @@ pub struct Verdict {
     pub policies: Vec<String>,
     /// Implementation-defined behaviour the answer depends on, and policy warnings.
     pub notes: Vec<String>,
+    /// CNI-native policies (Cilium, Calico, Antrea) that may select the source or the
+    /// destination: not evaluated, so the answer may be incomplete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cni_policies: Vec<String>,
 }
 
 impl Verdict {
@@ -414,12 +418,56 @@ impl Verdict {
             direction,
             policies,
             notes,
+            cni_policies: Vec::new(),
         }
     }
 
     /// The isolating policies of the denying direction(s), egress first (`policies` as keys).
     pub fn isolating_policies(&self) -> impl Iterator<Item = &ObjectRef> {
         isolating(&self.egress, &self.ingress)
+    }
+
+    /// The policies that deny, egress first: each denying direction's isolating
+    /// NetworkPolicies, or the tiered policy whose rule denies it.
+    pub fn denying_policies(&self) -> Vec<PolicyRef> {
+        let mut out: Vec<PolicyRef> = Vec::new();
+        for part in [&self.egress, &self.ingress] {
+            let refs: Vec<PolicyRef> = match part {
+                DirectionVerdict::Denied { policies } => policies
+                    .iter()
+                    .map(|p| PolicyRef::Namespaced(p.policy.clone()))
+                    .collect(),
+                DirectionVerdict::Tiered(hit) if hit.action != TierAction::Accept => {
+                    vec![PolicyRef::Cluster(hit.policy.as_str().into())]
+                }
+                _ => Vec::new(),
+            };
+            for r in refs {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// The policies that allow, egress first: the allowing NetworkPolicy rule's policy, or
+    /// the tiered policy whose Accept rule decided the direction.
+    pub fn allowing_policies(&self) -> Vec<PolicyRef> {
+        let mut out: Vec<PolicyRef> = Vec::new();
+        for part in [&self.egress, &self.ingress] {
+            let by = match part {
+                DirectionVerdict::Allowed { by, .. } => PolicyRef::Namespaced(by.policy.clone()),
+                DirectionVerdict::Tiered(hit) if hit.action == TierAction::Accept => {
+                    PolicyRef::Cluster(hit.policy.as_str().into())
+                }
+                _ => continue,
+            };
+            if !out.contains(&by) {
+                out.push(by);
+            }
+        }
+        out
     }
 
     /// The closest rule of the denying direction, if any rule exists.

@@ -96,7 +96,7 @@ pub(crate) fn report_to(
         direction: None,
         policies: match verdict {
             PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => {
-                vec![ObjectRef::new("shop", "deny")]
+                vec![ObjectRef::new("shop", "deny").into()]
             }
             _ => vec![],
         },

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! - **Which changes re-probe.** NetworkPolicy create/update/delete, namespace labels and pod
-//!   labels. A policy version that could not be loaded (`None` in the log) has unknown
+//!   labels; a cluster-scoped (tiered or CNI-native cluster-wide) policy change re-probes every
+//!   pair, a namespaced CNI-native one the pairs of its namespace. A policy version that could not be loaded (`None` in the log) has unknown
 //!   selectors, so the whole namespace counts as touched: its pairs are re-probed (through
 //!   `ClusterChange::NamespaceLabels`, which also re-probes DNS and host pairs; such policies
 //!   are rare). A CNI agent restart changes health, not policy: it is diagnosed, not re-probed.
@@ -58,6 +59,13 @@ pub fn cluster_change(kind: &ChangeKind) -> Option<ClusterChange<'_>> {
         | ChangeKind::PolicyDeleted { policy, old: None } => ClusterChange::NamespaceLabels {
             namespace: &policy.namespace,
         },
+        ChangeKind::OtherPolicy {
+            namespace: Some(namespace),
+            ..
+        } => ClusterChange::NamespaceLabels { namespace },
+        ChangeKind::OtherPolicy {
+            namespace: None, ..
+        } => ClusterChange::Everything,
         ChangeKind::CniAgentRestarted { .. } => return None,
     };
     Some(change)

@@ -35,6 +35,8 @@ pub enum ClusterChange<'a> {
     PodLabels {
         pod: &'a ObjectRef,
     },
+    /// A cluster-scoped policy: any pair may be touched.
+    Everything,
 }
 
 /// The ids of `pairs` that `change` can affect, sorted. `index` supplies pod labels and maps
@@ -77,6 +79,7 @@ fn affects(index: &Index, change: &ClusterChange<'_>, pair: &Pair) -> bool {
         ClusterChange::PodLabels { pod } => {
             pair.from == **pod || destination.as_ref() == Some(*pod)
         }
+        ClusterChange::Everything => true,
     }
 }
 

@@ -732,16 +732,44 @@ fn load_str_details() {
     );
     assert_eq!(loaded.summary.namespaces, 1);
 
-    // Old and foreign API versions of known kinds are ignored, and say so.
+    // Old API versions of known kinds are ignored, and say so.
     let loaded = from_str(
         "x.yaml",
-        "apiVersion: crd.projectcalico.org/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\n",
+        "apiVersion: extensions/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\n",
     );
     assert_eq!(
         loaded.summary.ignored_by_kind,
-        BTreeMap::from([("NetworkPolicy (crd.projectcalico.org/v1)".to_string(), 1)])
+        BTreeMap::from([("NetworkPolicy (extensions/v1beta1)".to_string(), 1)])
     );
     assert!(loaded.problems.is_empty());
+    // CNI-native policies are known by name (not evaluated), and counted.
+    let loaded = from_str(
+        "x.yaml",
+        "apiVersion: crd.projectcalico.org/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: a}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: l7}\n",
+    );
+    assert!(loaded.summary.ignored_by_kind.is_empty());
+    assert_eq!(loaded.summary.cni_policies, 1);
+    let names: Vec<String> = loaded
+        .index
+        .cni_policies()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(names, ["Calico NetworkPolicy a/p"]);
+    assert_eq!(
+        loaded.problems.len(),
+        1,
+        "the CiliumNetworkPolicy without a namespace"
+    );
+    assert_eq!(
+        loaded.problems[0].field.as_deref(),
+        Some("metadata.namespace")
+    );
+    assert!(
+        loaded
+            .summary
+            .to_string()
+            .contains("1 CNI-native policy (not evaluated)")
+    );
 
     // A single-document source is not numbered; Lists name the item.
     let loaded = from_str(
@@ -802,6 +830,7 @@ fn summary_display() {
         nodes: 1,
         policies: 3,
         cluster_policies: 0,
+        cni_policies: 0,
         ignored_by_kind: BTreeMap::from([
             ("Deployment".to_string(), 2),
             ("Service".to_string(), 1),

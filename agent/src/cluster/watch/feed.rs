@@ -166,7 +166,7 @@ pub trait Strip {
     fn strip(&mut self);
 }
 
-fn strip_meta(meta: &mut ObjectMeta) {
+pub(super) fn strip_meta(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
     meta.annotations = None;
     meta.owner_references = None;

@@ -27,14 +27,20 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::feed::{CoreObject, CoreSink, Feed, Sink, StoreKey, Strip};
+use super::optional::{CniPolicySink, OptionalKind, TieredSink};
 use super::store::SpecStore;
 use super::{ClusterView, WatchedKind};
+use crate::cluster::cni_policy::{CniPolicy, CniPolicyKind};
 use crate::cluster::convert::DEFAULT_NAMESPACE;
+use crate::cluster::tiered::{TieredKind, TieredPolicy};
+use kube::api::DynamicObject;
 
 /// An object's identity across plays: kind, namespace (namespaced kinds), name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct ObjectKey {
     kind: WatchedKind,
+    /// The API kind within an optional slot (tiers, CNI-native policies).
+    optional: Option<OptionalKind>,
     namespace: Option<String>,
     name: String,
 }
@@ -86,6 +92,8 @@ struct Feeds {
     specs: Feed<(crate::cluster::model::ObjectRef, ProbeSpec)>,
     cluster_specs: Feed<(String, ClusterProbeSpec)>,
     requests: Feed<(crate::cluster::model::ObjectRef, ProbeRequest)>,
+    tiered: BTreeMap<TieredKind, Feed<TieredPolicy>>,
+    cni: BTreeMap<CniPolicyKind, Feed<CniPolicy>>,
 }
 
 /// The watched kind of an object, from its `apiVersion` and `kind`.
@@ -101,15 +109,31 @@ fn watched_kind(object: &Value) -> Option<WatchedKind> {
         ("netreach.dev", "ProbeSpec") => WatchedKind::ProbeSpecs,
         ("netreach.dev", "ClusterProbeSpec") => WatchedKind::ClusterProbeSpecs,
         ("netreach.dev", "ProbeRequest") => WatchedKind::ProbeRequests,
-        _ => return None,
+        _ => match optional_kind(object)? {
+            OptionalKind::Tiered(_) => WatchedKind::ClusterPolicies,
+            OptionalKind::Cni(_) => WatchedKind::CniPolicies,
+        },
     })
 }
 
-fn is_namespaced(kind: WatchedKind) -> bool {
-    !matches!(
-        kind,
-        WatchedKind::Namespaces | WatchedKind::Nodes | WatchedKind::ClusterProbeSpecs
-    )
+/// The tier or CNI-native policy kind of an object, from its `apiVersion` and `kind`.
+fn optional_kind(object: &Value) -> Option<OptionalKind> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    TieredKind::of(api_version, kind)
+        .map(OptionalKind::Tiered)
+        .or_else(|| CniPolicyKind::of(api_version, kind).map(OptionalKind::Cni))
+}
+
+fn is_namespaced(kind: WatchedKind, optional: Option<OptionalKind>) -> bool {
+    match optional {
+        Some(OptionalKind::Cni(kind)) => kind.namespaced(),
+        Some(OptionalKind::Tiered(_)) => false,
+        None => !matches!(
+            kind,
+            WatchedKind::Namespaces | WatchedKind::Nodes | WatchedKind::ClusterProbeSpecs
+        ),
+    }
 }
 
 fn object_key(kind: WatchedKind, object: &Value) -> Option<ObjectKey> {
@@ -117,7 +141,8 @@ fn object_key(kind: WatchedKind, object: &Value) -> Option<ObjectKey> {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())?;
-    let namespace = is_namespaced(kind).then(|| {
+    let optional = optional_kind(object);
+    let namespace = is_namespaced(kind, optional).then(|| {
         object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -127,6 +152,7 @@ fn object_key(kind: WatchedKind, object: &Value) -> Option<ObjectKey> {
     });
     Some(ObjectKey {
         kind,
+        optional,
         namespace,
         name: name.to_string(),
     })
@@ -142,6 +168,11 @@ impl fmt::Display for ObjectKey {
             WatchedKind::ProbeSpecs => "ProbeSpec",
             WatchedKind::ClusterProbeSpecs => "ClusterProbeSpec",
             WatchedKind::ProbeRequests => "ProbeRequest",
+            WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => match self.optional {
+                Some(OptionalKind::Tiered(kind)) => kind.as_str(),
+                Some(OptionalKind::Cni(kind)) => kind.as_str(),
+                None => "policy",
+            },
         };
         match &self.namespace {
             Some(ns) => write!(f, "{kind} {ns}/{}", self.name),
@@ -300,6 +331,9 @@ impl SnapshotSource {
                 (applies, deletes),
                 at,
             ),
+            WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => {
+                play_optional(feeds, view, kind, first, (applies, deletes), at)
+            }
         }
     }
 }
@@ -395,6 +429,68 @@ where
     for event in events {
         let handled = feed.handle(&mut *store, event, at);
         view.stats.record(kind, handled);
+    }
+    problems
+}
+
+/// The tiers or CNI-native policies of a play, each API kind through its own feed and sink
+/// (on the first play every kind lists, empty or not, as its watch would).
+fn play_optional(
+    feeds: &mut Feeds,
+    view: &ClusterView,
+    slot: WatchedKind,
+    first: bool,
+    (applies, deletes): Changes,
+    at: SystemTime,
+) -> Vec<(String, String)> {
+    let of_kind = |changes: &[(String, Value)], kind: OptionalKind| -> Vec<(String, Value)> {
+        changes
+            .iter()
+            .filter(|(_, value)| optional_kind(value) == Some(kind))
+            .cloned()
+            .collect()
+    };
+    let mut problems = Vec::new();
+    for kind in OptionalKind::of_slot(slot) {
+        let changes = (of_kind(&applies, kind), of_kind(&deletes, kind));
+        if !first && changes.0.is_empty() && changes.1.is_empty() {
+            continue;
+        }
+        let (KindEvents { events }, mut failed) = typed_events::<DynamicObject>(first, changes);
+        problems.append(&mut failed);
+        view.with_index_and_changes(|index, changes| {
+            for event in events {
+                let handled = match kind {
+                    OptionalKind::Tiered(tiered) => {
+                        let api_version = tiered.served_as()[0].api_version();
+                        let mut sink = TieredSink {
+                            index: &mut *index,
+                            changes: &mut *changes,
+                            kind: tiered,
+                            api_version: &api_version,
+                        };
+                        feeds
+                            .tiered
+                            .entry(tiered)
+                            .or_default()
+                            .handle(&mut sink, event, at)
+                    }
+                    OptionalKind::Cni(cni) => {
+                        let mut sink = CniPolicySink {
+                            index: &mut *index,
+                            changes: &mut *changes,
+                            kind: cni,
+                        };
+                        feeds
+                            .cni
+                            .entry(cni)
+                            .or_default()
+                            .handle(&mut sink, event, at)
+                    }
+                };
+                view.stats.record(slot, handled);
+            }
+        });
     }
     problems
 }

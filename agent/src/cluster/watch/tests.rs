@@ -822,7 +822,11 @@ fn index_pods(view: &ClusterView) -> Vec<String> {
         .collect()
 }
 
-async fn eventually(view: &ClusterView, what: &str, mut done: impl FnMut(&ClusterView) -> bool) {
+pub(super) async fn eventually(
+    view: &ClusterView,
+    what: &str,
+    mut done: impl FnMut(&ClusterView) -> bool,
+) {
     let mut updates = view.subscribe();
     let wait = async {
         while !done(view) {

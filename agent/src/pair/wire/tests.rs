@@ -119,7 +119,7 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
             policy::Reason::NamespaceSelectorMismatch,
         )),
         direction: Some(Direction::Ingress),
-        policies: vec![ObjectRef::new("payments", "gateway-ingress")],
+        policies: vec![ObjectRef::new("payments", "gateway-ingress").into()],
         summary: "blocked".into(),
         explanation: Text::from("why\n"),
         probe_detail: "connect timed out".into(),
@@ -189,4 +189,32 @@ fn a_not_probed_reason_reads_back_typed() {
         report.not_probed_reason(),
         Some(NotProbedReason::AgentOverloaded)
     );
+}
+
+#[test]
+fn policies_read_back_as_namespaced_or_cluster_scoped() {
+    use crate::cluster::model::PolicyRef;
+    let cases: &[(&str, Option<PolicyRef>)] = &[
+        ("shop/deny", Some(ObjectRef::new("shop", "deny").into())),
+        (
+            "ClusterNetworkPolicy/protect",
+            Some(PolicyRef::Cluster("ClusterNetworkPolicy/protect".into())),
+        ),
+        (
+            "BaselineAdminNetworkPolicy/default",
+            Some(PolicyRef::Cluster(
+                "BaselineAdminNetworkPolicy/default".into(),
+            )),
+        ),
+        ("shop", None),
+        ("ClusterNetworkPolicy/", None),
+        ("a/b/c", None),
+    ];
+    for (text, want) in cases {
+        let got = text.parse::<PolicyRef>().ok();
+        assert_eq!(&got, want, "{text}");
+        if let Some(policy) = got {
+            assert_eq!(policy.to_string(), *text, "written back unchanged");
+        }
+    }
 }

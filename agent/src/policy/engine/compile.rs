@@ -147,6 +147,15 @@ impl Engine {
                     .collect()
             })
             .collect();
+        let namespace_cni_policies = namespaces
+            .iter()
+            .map(|ns| {
+                index
+                    .cni_policies_for(ns)
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .collect();
         Self {
             profile,
             pods,
@@ -155,6 +164,7 @@ impl Engine {
             namespaces,
             namespace_labels,
             namespace_warnings,
+            namespace_cni_policies,
             nodes: index.nodes().cloned().collect(),
             partial_view: index.answered_addresses(),
             policies,

@@ -106,8 +106,23 @@ impl Engine {
                 );
             }
         }
+        let mut cni_policies: Vec<String> = Vec::new();
+        for side in [src, dst] {
+            if let Side::Pod(id) = side {
+                for name in &self.namespace_cni_policies[self.pod_namespace[*id]] {
+                    if !cni_policies.contains(name) {
+                        cni_policies.push(name.clone());
+                    }
+                }
+            }
+        }
+        if !cni_policies.is_empty() {
+            notes.push(cni_policies_note(&cni_policies));
+        }
         notes.dedup();
-        Verdict::new(self_traffic, egress, ingress, notes)
+        let mut verdict = Verdict::new(self_traffic, egress, ingress, notes);
+        verdict.cni_policies = cni_policies;
+        verdict
     }
 
     /// What one direction decides: not restricting before any rule is read, or the walk of
@@ -526,4 +541,28 @@ impl Engine {
             notes,
         })
     }
+}
+
+/// How many CNI-native policies a note names before it counts the rest.
+const NAMED_CNI_POLICIES: usize = 5;
+
+/// `incomplete: a CNI-native policy may apply (CiliumNetworkPolicy shop/l7): ...`.
+fn cni_policies_note(names: &[String]) -> String {
+    let mut named = names
+        .iter()
+        .take(NAMED_CNI_POLICIES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMED_CNI_POLICIES {
+        named.push_str(&format!(" and {} more", names.len() - NAMED_CNI_POLICIES));
+    }
+    let which = if names.len() == 1 {
+        "a CNI-native policy may apply"
+    } else {
+        "CNI-native policies may apply"
+    };
+    format!(
+        "incomplete: {which} ({named}); netreach does not evaluate CNI-native policies, so they may block or allow what this prediction says"
+    )
 }

@@ -156,6 +156,9 @@ pub struct Engine {
     namespace_labels: Vec<Labels>,
     /// Per namespace: policies that exist but could not be loaded (verdicts carry a warning).
     namespace_warnings: Vec<Vec<String>>,
+    /// Per namespace: the CNI-native policies that may select its pods (its own and the
+    /// cluster-wide ones), as named to a reader.
+    pub(crate) namespace_cni_policies: Vec<Vec<String>>,
     nodes: Vec<Node>,
     /// A partial view: the addresses a watch answered for (any other address no held pod or
     /// node has is unknown, not external). `None`: every pod is held.

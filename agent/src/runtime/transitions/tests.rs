@@ -4,6 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 use probe_spec::{Expectation, PairVerdict};
 
 use super::*;
+use crate::cluster::changes::PolicyOp;
 use crate::cluster::model::ObjectRef;
 use crate::report::events::EventReason;
 use crate::runtime::fixtures::{labels, policy};
@@ -20,6 +21,7 @@ fn render(change: Option<ClusterChange<'_>>) -> String {
         }
         Some(ClusterChange::NamespaceLabels { namespace }) => format!("namespace {namespace}"),
         Some(ClusterChange::PodLabels { pod }) => format!("pod {pod}"),
+        Some(ClusterChange::Everything) => "everything".into(),
     }
 }
 
@@ -112,6 +114,24 @@ fn logged_changes_map_to_schedule_changes() {
                 restarts: 1,
             },
             "none",
+        ),
+        (
+            "a cluster-scoped tier: any pair",
+            ChangeKind::OtherPolicy {
+                policy: "ClusterNetworkPolicy/deny".into(),
+                namespace: None,
+                op: PolicyOp::Created,
+            },
+            "everything",
+        ),
+        (
+            "a namespaced CNI-native policy: its namespace's pairs",
+            ChangeKind::OtherPolicy {
+                policy: "CiliumNetworkPolicy shop/l7".into(),
+                namespace: Some("shop".into()),
+                op: PolicyOp::Deleted,
+            },
+            "namespace shop",
         ),
     ];
     for (name, kind, expected) in cases {

@@ -155,3 +155,67 @@ fn objects_that_do_not_read_are_problems_naming_them() {
     );
     assert!(view.readiness.is_ready());
 }
+
+/// Cluster-scoped tiers and CNI-native policies play like the other kinds: listed on the
+/// first play, then created, updated and deleted with their change-log entries.
+#[test]
+fn tiers_and_cni_native_policies_play_as_their_watches_would() {
+    let cnp = |action: &str| {
+        json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": "guard"},
+            "spec": {"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+                     "ingress": [{"name": "r", "action": action, "from": [{"namespaces": {}}]}]}
+        })
+    };
+    let cilium = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "l7", "namespace": "shop"}});
+    let view = empty_view();
+    let mut source = SnapshotSource::new();
+    let mut objects = objects();
+    objects.push(cnp("Deny"));
+    let played = source.play(&view, &objects, SystemTime::UNIX_EPOCH);
+    assert!(
+        played
+            .applied
+            .contains(&"ClusterNetworkPolicy guard".to_string()),
+        "{played:?}"
+    );
+    assert!(view.readiness.is_ready());
+    assert!(
+        view.index
+            .read()
+            .tiered_policy("ClusterNetworkPolicy/guard")
+            .is_some()
+    );
+
+    let mut next = objects.clone();
+    next.pop();
+    next.push(cnp("Accept"));
+    next.push(cilium);
+    let played = source.play(&view, &next, SystemTime::UNIX_EPOCH);
+    assert_eq!(
+        played.applied,
+        ["ClusterNetworkPolicy guard", "CiliumNetworkPolicy shop/l7"]
+    );
+    next.retain(|o| o["kind"] != "ClusterNetworkPolicy");
+    let played = source.play(&view, &next, SystemTime::UNIX_EPOCH);
+    assert_eq!(played.deleted, ["ClusterNetworkPolicy guard"]);
+    let changes: Vec<String> = view
+        .changes
+        .read()
+        .iter()
+        .filter_map(|c| match &c.kind {
+            ChangeKind::OtherPolicy { policy, op, .. } => Some(format!("{policy} {op}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "ClusterNetworkPolicy/guard updated",
+            "CiliumNetworkPolicy shop/l7 created",
+            "ClusterNetworkPolicy/guard deleted"
+        ]
+    );
+}

@@ -482,3 +482,65 @@ fn unloadable_policy_warns_on_every_verdict_in_its_namespace() {
         stdout(&out)
     );
 }
+
+#[test]
+fn explain_a_service_evaluates_each_ready_endpoint() {
+    let explain = |to: &str, port: &str, format: &str| {
+        netreach(&[
+            "explain",
+            "-f",
+            "examples/services",
+            "--from",
+            "shop/frontend",
+            "--to",
+            to,
+            "--port",
+            port,
+            "--format",
+            format,
+            "--exit-code",
+        ])
+    };
+    let out = explain("svc/shop/api", "80", "text");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "partially denied fails --exit-code"
+    );
+    let text = stdout(&out);
+    for line in [
+        "shop/frontend -> svc shop/api 80/TCP (web, targetPort http; ClusterIP 10.244.255.10): PARTIALLY DENIED (1 of 3 endpoints denied; policies: shop/api-default-deny)",
+        "  endpoint shop/api-1 10.244.1.11:8080: allowed",
+        "  endpoint shop/api-canary 10.244.2.13:8081: denied (ingress, default_deny)",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    let json: Value =
+        serde_json::from_str(&stdout(&explain("svc/shop/api", "web", "json"))).unwrap();
+    assert_eq!(json["service"], "shop/api");
+    assert_eq!(json["port"], 80);
+    assert_eq!(json["verdict"], "partially_denied");
+    assert_eq!(
+        json["policies"],
+        serde_json::json!(["shop/api-default-deny"])
+    );
+    let endpoints = json["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3);
+    assert_eq!(endpoints[2]["pod"], "shop/api-canary");
+    assert_eq!(endpoints[2]["port"], 8081, "the canary's own targetPort");
+    assert_eq!(endpoints[2]["allowed"], false);
+    // What does not resolve is named.
+    let out = explain("svc/shop/api", "8080", "text");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Service shop/api has no TCP port 8080 (ports: web=80/TCP->http)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = explain("svc/shop/nope", "80", "text");
+    assert!(
+        stderr(&out).contains("Services in shop: api"),
+        "{}",
+        stderr(&out)
+    );
+}

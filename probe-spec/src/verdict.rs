@@ -28,17 +28,21 @@ pub enum PairVerdict {
     /// The probe ran but what it saw cannot decide (UDP silence from a service that may just
     /// ignore the probe, a mesh redirect that cannot be bypassed).
     Inconclusive,
+    /// A Service pair: some of the Service's endpoints are blocked by policy, the others are
+    /// reachable (the blocked ones are named).
+    PartiallyBlocked,
 }
 
 impl PairVerdict {
     /// Every verdict, in a stable order.
-    pub const ALL: [PairVerdict; 6] = [
+    pub const ALL: [PairVerdict; 7] = [
         PairVerdict::Ok,
         PairVerdict::BlockedByPolicy,
         PairVerdict::PolicyNotEnforced,
         PairVerdict::UnexpectedBlock,
         PairVerdict::NotProbed,
         PairVerdict::Inconclusive,
+        PairVerdict::PartiallyBlocked,
     ];
 
     /// The code used in JSON, metric labels and alerts: `ok`, `blocked_by_policy`, ...
@@ -50,6 +54,7 @@ impl PairVerdict {
             PairVerdict::UnexpectedBlock => "unexpected_block",
             PairVerdict::NotProbed => "not_probed",
             PairVerdict::Inconclusive => "inconclusive",
+            PairVerdict::PartiallyBlocked => "partially_blocked",
         }
     }
 
@@ -59,7 +64,8 @@ impl PairVerdict {
         !matches!(self, PairVerdict::NotProbed | PairVerdict::Inconclusive)
     }
 
-    /// Whether the probe reached the destination (`refused` counts as reachable).
+    /// Whether the probe reached the destination (`refused` counts as reachable). A partially
+    /// blocked Service is not: part of what it should reach is closed.
     pub fn reachable(self) -> bool {
         matches!(self, PairVerdict::Ok | PairVerdict::PolicyNotEnforced)
     }

@@ -11,6 +11,29 @@ use super::{EXIT_DENIED, Format};
 use crate::cluster::ObjectRef;
 use crate::policy::{Endpoint, Engine, Flow, explain};
 
+mod service_explain;
+
+/// What `--to` names: a pod or an address, or a Service.
+#[derive(Clone, Debug)]
+pub enum Destination {
+    Endpoint(Endpoint),
+    Service(ObjectRef),
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // `svc/x` alone is pod x of a namespace called svc.
+        match s.strip_prefix("svc/").filter(|rest| rest.contains('/')) {
+            Some(rest) => rest
+                .parse::<ObjectRef>()
+                .map(Destination::Service)
+                .map_err(|_| format!("expected svc/NAMESPACE/NAME, got {s:?}")),
+            None => s.parse().map(Destination::Endpoint),
+        }
+    }
+}
+
 /// Explain whether one flow is allowed, direction by direction, down to the rule and selector.
 ///
 /// Example: netreach explain -f cluster.yaml --from shop/frontend --to payments/gateway --port 8443
@@ -21,11 +44,14 @@ pub struct Args {
     /// Source: `namespace/pod`, or an IP address (a pod's, a node's or an external one).
     #[arg(long, value_name = "NS/POD|IP")]
     from: Endpoint,
-    /// Destination: `namespace/pod` or an IP address.
-    #[arg(long, value_name = "NS/POD|IP")]
-    to: Endpoint,
-    /// Destination port: a number or a container-port name of the destination pod, with an
-    /// optional protocol (`8443`, `53/UDP`, `http`). Default protocol TCP.
+    /// Destination: `namespace/pod`, an IP address, or a Service `svc/NAMESPACE/NAME` (each
+    /// of its ready endpoints is evaluated: NetworkPolicy applies after the ClusterIP is
+    /// translated to an endpoint).
+    #[arg(long, value_name = "NS/POD|IP|svc/NS/NAME")]
+    to: Destination,
+    /// Destination port: a number or a container-port name of the destination pod (for a
+    /// Service: its port number or name), with an optional protocol (`8443`, `53/UDP`,
+    /// `http`). Default protocol TCP.
     #[arg(long, value_name = "PORT[/PROTO]")]
     port: PortArg,
     /// Output format.
@@ -52,6 +78,35 @@ impl Args {
         let loaded = sources.load()?;
         let skipped = loaded.parse_errors.len();
         let engine = Engine::new(&loaded.index, sources.profile.clone());
+        let to = match to {
+            Destination::Endpoint(to) => to,
+            Destination::Service(service) => {
+                let explained =
+                    service_explain::explain(&engine, &loaded.index, &from, &service, &port)?;
+                let mut stdout = std::io::stdout().lock();
+                match format {
+                    Format::Json => {
+                        let mut value = explained.json();
+                        value["incomplete"] = json!(skipped > 0);
+                        value["profile"] = json!(engine.profile().name);
+                        serde_json::to_writer_pretty(&mut stdout, &value)?;
+                        writeln!(stdout)?;
+                    }
+                    _ => {
+                        if skipped > 0 {
+                            writeln!(stdout, "{}", incomplete_line(skipped))?;
+                        }
+                        write!(stdout, "{}", explained.render())?;
+                    }
+                }
+                stdout.flush()?;
+                return Ok(if exit_code && !explained.all_allowed() {
+                    ExitCode::from(EXIT_DENIED)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+        };
         let number = match &port.port {
             PortValue::Number(n) => *n,
             PortValue::Name(name) => resolve_port_name(&engine, &to, name, port.protocol)?,

@@ -76,7 +76,7 @@ pub struct ConvertError {
 }
 
 impl ConvertError {
-    fn new(kind: &'static str, object: String, problems: Vec<FieldProblem>) -> Self {
+    pub(crate) fn new(kind: &'static str, object: String, problems: Vec<FieldProblem>) -> Self {
         Self {
             kind,
             object,

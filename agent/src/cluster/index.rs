@@ -23,6 +23,7 @@ use std::net::IpAddr;
 
 use super::cni_policy::{CniPolicy, CniPolicyKind};
 use super::model::{Labels, NAMESPACE_NAME_LABEL, Namespace, NetworkPolicy, Node, ObjectRef, Pod};
+use super::service::{EndpointSlice, Service};
 use super::tiered::{TieredKind, TieredPolicy};
 
 /// One source of pods (one watch); see the module docs.
@@ -70,6 +71,8 @@ pub struct Index {
     tiered: BTreeMap<String, TieredPolicy>,
     /// Cilium, Calico and Antrea policies: known to exist, not evaluated.
     cni_policies: BTreeSet<CniPolicy>,
+    services: BTreeMap<ObjectRef, Service>,
+    endpoint_slices: BTreeMap<ObjectRef, EndpointSlice>,
     /// Bumped on every change, so derived views know when to rebuild.
     revision: u64,
 }
@@ -107,6 +110,8 @@ macro_rules! impl_apply {
 impl_apply!(Namespace, namespaces, String, |o| o.name.clone());
 impl_apply!(Node, nodes, String, |o| o.name.clone());
 impl_apply!(TieredPolicy, tiered, String, |o| o.key());
+impl_apply!(Service, services, ObjectRef, |o| o.key());
+impl_apply!(EndpointSlice, endpoint_slices, ObjectRef, |o| o.key());
 
 impl Apply<CniPolicy> for Index {
     type Key = CniPolicy;
@@ -215,6 +220,45 @@ impl Index {
 
     pub fn pod(&self, key: &ObjectRef) -> Option<&Pod> {
         self.pods.get(key).map(|held| &held.pod)
+    }
+
+    /// The pods of one namespace.
+    pub fn pods_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
+        let start = ObjectRef::new(namespace, "");
+        self.pods
+            .range(start..)
+            .take_while(move |(key, _)| *key.namespace == *namespace)
+            .map(|(_, held)| &held.pod)
+    }
+
+    pub fn service(&self, key: &ObjectRef) -> Option<&Service> {
+        self.services.get(key)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.values()
+    }
+
+    pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
+        self.endpoint_slices.values()
+    }
+
+    /// The EndpointSlices that name `service`.
+    pub fn endpoint_slices_of<'a>(
+        &'a self,
+        service: &'a ObjectRef,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        let start = ObjectRef::new(service.namespace.clone(), "");
+        self.endpoint_slices
+            .range(start..)
+            .take_while(move |(key, _)| key.namespace == service.namespace)
+            .map(|(_, slice)| slice)
+            .filter(move |slice| *slice.service == *service.name)
+    }
+
+    /// The Service whose ClusterIP is `ip`, if any.
+    pub fn service_by_cluster_ip(&self, ip: IpAddr) -> Option<&Service> {
+        self.services.values().find(|s| s.cluster_ips.contains(&ip))
     }
 
     /// The live pod (an endpoint, not hostNetwork) that holds `ip`, if any (E23: finished pods

@@ -44,6 +44,7 @@ use super::cni_policy::{CniPolicy, CniPolicyKind};
 use super::convert::{ConvertError, DEFAULT_NAMESPACE, MESH_ANNOTATIONS};
 use super::index::{Apply, Index};
 use super::model::{Namespace, NetworkPolicy, Node, Pod};
+use super::service::{EndpointSlice, Service};
 use super::tiered::{TieredKind, TieredPolicy};
 
 pub type Result<T, E = LoadError> = std::result::Result<T, E>;
@@ -197,6 +198,8 @@ pub struct LoadSummary {
     pub cluster_policies: usize,
     /// Cilium, Calico and Antrea policies: named where they may apply, not evaluated.
     pub cni_policies: usize,
+    pub services: usize,
+    pub endpoint_slices: usize,
     /// Objects of other kinds, by kind (`Service`, `ProbeSpec`, `NetworkPolicy (extensions/v1beta1)`).
     pub ignored_by_kind: BTreeMap<String, usize>,
     pub problems: usize,
@@ -230,6 +233,16 @@ impl fmt::Display for LoadSummary {
                     "cluster-scoped policy",
                     "cluster-scoped policies"
                 )
+            )?;
+        }
+        if self.services > 0 {
+            write!(f, ", {}", count(self.services, "service", "services"))?;
+        }
+        if self.endpoint_slices > 0 {
+            write!(
+                f,
+                ", {}",
+                count(self.endpoint_slices, "endpoint slice", "endpoint slices")
             )?;
         }
         if self.cni_policies > 0 {
@@ -991,6 +1004,10 @@ impl Loaded {
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 self.load_object::<NetworkPolicy>(origin, map)
             }
+            ("v1", "Service") => self.load_object::<Service>(origin, map),
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                self.load_object::<EndpointSlice>(origin, map)
+            }
             (api_version, kind) if TieredKind::of(api_version, kind).is_some() => {
                 self.load_tiered(origin, Value::Object(map));
             }
@@ -1217,6 +1234,36 @@ trait LoadKind: Sized {
     }
     fn is_in(&self, index: &Index) -> bool;
     fn counter(summary: &mut LoadSummary) -> &mut usize;
+}
+
+impl LoadKind for Service {
+    const KIND: &'static str = "Service";
+    const NAMESPACED: bool = true;
+    type Api = corev1::Service;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.service(&self.key()).is_some()
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.services
+    }
+}
+
+impl LoadKind for EndpointSlice {
+    const KIND: &'static str = "EndpointSlice";
+    const NAMESPACED: bool = true;
+    type Api = k8s_openapi::api::discovery::v1::EndpointSlice;
+    fn convert(api: &Self::Api) -> Result<Self, ConvertError> {
+        Self::try_from(api)
+    }
+    fn is_in(&self, index: &Index) -> bool {
+        index.endpoint_slices().any(|s| s.key() == self.key())
+    }
+    fn counter(summary: &mut LoadSummary) -> &mut usize {
+        &mut summary.endpoint_slices
+    }
 }
 
 impl LoadKind for Namespace {

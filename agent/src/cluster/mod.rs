@@ -10,6 +10,7 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod selector;
+pub mod service;
 pub mod spec;
 #[cfg(feature = "demo")]
 pub mod synthetic;

@@ -47,6 +47,7 @@ mod classify;
 mod health;
 mod hints;
 mod render;
+pub mod service;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};

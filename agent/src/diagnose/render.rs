@@ -45,6 +45,11 @@ pub(super) fn summary(input: &Input<'_>, c: &Classified) -> String {
             deciding_policies(input),
             via_dns_server(input)
         ),
+        // Service pairs are summarised by `diagnose::service`; a pod pair never is partial.
+        (PairVerdict::PartiallyBlocked, _) => format!(
+            "{head} partly blocked by {} ({reason})",
+            deciding_policies(input)
+        ),
         (PairVerdict::NotProbed, _) => format!(
             "{head}: not probed ({reason}): {}",
             not_probed(c.reason.and_then(PairReason::not_probed))
@@ -246,6 +251,10 @@ fn fault(input: &Input<'_>, reason: PairReason) -> String {
             let which = if names.len() == 1 { "a CNI-native policy may apply" } else { "CNI-native policies may apply" };
             named.dedup();
             format!("no CNI, node or destination fault found; {which} ({}{more})", named.join(", "))
+        }
+        PairReason::NoReadyEndpoints => "the Service has no ready endpoint".to_string(),
+        PairReason::ServicePathBroken => {
+            "its endpoints answer directly, but not through the ClusterIP".to_string()
         }
         PairReason::NotProbed(_)
         | PairReason::UdpSilence

@@ -548,6 +548,9 @@ fn every_outcome_policy_and_health_combination() {
                     assert_eq!(d.verdict, want, "{ctx}");
                     let code = d.reason_code();
                     match d.verdict {
+                        PairVerdict::PartiallyBlocked => {
+                            panic!("{ctx}: a pod pair is never partial")
+                        }
                         BlockedByPolicy | PolicyNotEnforced => {
                             assert!(policy_codes.contains(&code), "{ctx}: {code}");
                             assert!(d.direction.is_some() && !d.policies.is_empty(), "{ctx}");

@@ -23,6 +23,11 @@ pub enum PairReason {
     /// `unexpected_block`: no fault found, and a CNI-native policy (Cilium, Calico, Antrea),
     /// which netreach does not evaluate, may select the source or the destination.
     CniNativePolicy,
+    /// A Service pair: the Service has no ready endpoint (the KubeServiceNotReady case).
+    NoReadyEndpoints,
+    /// A Service pair: its endpoints are reachable directly but not through the ClusterIP
+    /// (a kube-proxy or eBPF load-balancer fault).
+    ServicePathBroken,
     Unknown,
     /// `not_probed`: why the probe could not run.
     NotProbed(NotProbedReason),
@@ -39,7 +44,9 @@ pub enum PairReason {
 
 impl PairReason {
     /// The diagnosis's own reasons (the policy engine's and the prober's come on top).
-    const OWN: [PairReason; 10] = [
+    const OWN: [PairReason; 12] = [
+        PairReason::NoReadyEndpoints,
+        PairReason::ServicePathBroken,
         PairReason::CniUnhealthy,
         PairReason::NodeNotReady,
         PairReason::DestinationNotReady,
@@ -70,6 +77,8 @@ impl PairReason {
             PairReason::NotListening => "not_listening",
             PairReason::DnsFailure => "dns_failure",
             PairReason::CniNativePolicy => "cni_native_policy",
+            PairReason::NoReadyEndpoints => "no_ready_endpoints",
+            PairReason::ServicePathBroken => "service_path_broken",
             PairReason::Unknown => "unknown",
             PairReason::NotProbed(reason) => reason.as_str(),
             PairReason::UdpSilence => "udp_silence",

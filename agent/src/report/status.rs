@@ -311,6 +311,7 @@ fn sum_counts(a: &VerdictCounts, b: &VerdictCounts) -> VerdictCounts {
         unexpected_block: a.unexpected_block.saturating_add(b.unexpected_block),
         not_probed: a.not_probed.saturating_add(b.not_probed),
         inconclusive: a.inconclusive.saturating_add(b.inconclusive),
+        partially_blocked: a.partially_blocked.saturating_add(b.partially_blocked),
     }
 }
 

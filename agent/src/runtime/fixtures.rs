@@ -86,7 +86,9 @@ pub(crate) fn report_to(
         verdict,
         reason: match verdict {
             PairVerdict::Ok => None,
-            PairVerdict::BlockedByPolicy | PairVerdict::PolicyNotEnforced => {
+            PairVerdict::BlockedByPolicy
+            | PairVerdict::PolicyNotEnforced
+            | PairVerdict::PartiallyBlocked => {
                 Some(PairReason::Policy(crate::policy::Reason::DefaultDeny))
             }
             PairVerdict::UnexpectedBlock => Some(PairReason::Unknown),

@@ -95,6 +95,13 @@ pub struct VerdictCounts {
     /// The probe ran but its observation cannot decide (UDP silence, a mesh redirect).
     #[serde(default)]
     pub inconclusive: u32,
+    /// A Service pair: some endpoints blocked by policy, the others reachable.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub partially_blocked: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl VerdictCounts {
@@ -107,6 +114,7 @@ impl VerdictCounts {
             PairVerdict::UnexpectedBlock => self.unexpected_block,
             PairVerdict::NotProbed => self.not_probed,
             PairVerdict::Inconclusive => self.inconclusive,
+            PairVerdict::PartiallyBlocked => self.partially_blocked,
         }
     }
 
@@ -119,6 +127,7 @@ impl VerdictCounts {
             PairVerdict::UnexpectedBlock => &mut self.unexpected_block,
             PairVerdict::NotProbed => &mut self.not_probed,
             PairVerdict::Inconclusive => &mut self.inconclusive,
+            PairVerdict::PartiallyBlocked => &mut self.partially_blocked,
         };
         *count = count.saturating_add(1);
     }

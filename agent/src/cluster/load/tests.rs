@@ -116,13 +116,10 @@ fn multi_document_yaml() {
         ),
         (1, 7, 1, 2, 0, 1)
     );
+    assert_eq!(s.services, 1, "Services are loaded (Service targets)");
     assert_eq!(
         s.ignored_by_kind,
-        BTreeMap::from([
-            ("Deployment".to_string(), 1),
-            ("ProbeSpec".to_string(), 1),
-            ("Service".to_string(), 1)
-        ])
+        BTreeMap::from([("Deployment".to_string(), 1), ("ProbeSpec".to_string(), 1),])
     );
     let shop = loaded.index.namespace("shop").expect("namespace");
     assert_eq!(
@@ -831,6 +828,8 @@ fn summary_display() {
         policies: 3,
         cluster_policies: 0,
         cni_policies: 0,
+        services: 0,
+        endpoint_slices: 0,
         ignored_by_kind: BTreeMap::from([
             ("Deployment".to_string(), 2),
             ("Service".to_string(), 1),

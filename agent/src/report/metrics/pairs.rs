@@ -523,5 +523,6 @@ fn verdict_slot(verdict: PairVerdict) -> usize {
         PairVerdict::UnexpectedBlock => 3,
         PairVerdict::NotProbed => 4,
         PairVerdict::Inconclusive => 5,
+        PairVerdict::PartiallyBlocked => 6,
     }
 }

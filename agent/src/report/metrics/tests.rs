@@ -153,6 +153,7 @@ fn pair_series_appear_with_every_label() {
             r#"netreach_spec_pairs{spec="shop/paths",verdict="inconclusive"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="not_probed"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="ok"} 0"#,
+            r#"netreach_spec_pairs{spec="shop/paths",verdict="partially_blocked"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="policy_not_enforced"} 0"#,
             r#"netreach_spec_pairs{spec="shop/paths",verdict="unexpected_block"} 0"#,
         ]

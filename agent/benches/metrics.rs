@@ -76,6 +76,7 @@ fn main() {
                 host: None,
                 port: Some(8080),
                 protocol: ProtocolLabel::Tcp,
+                service: None,
             };
             metrics
                 .pairs

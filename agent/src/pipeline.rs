@@ -28,16 +28,21 @@ use parking_lot::Mutex;
 use probe_spec::Expectation;
 use tracing::{debug, warn};
 
+use crate::cluster;
 use crate::cluster::changes::ChangeLog;
-use crate::cluster::model::{Mesh, ObjectRef, Protocol};
+use crate::cluster::model::{Mesh, ObjectRef, PortRef, Protocol};
+use crate::cluster::service::{ResolvedService, ServiceEndpoint};
 use crate::cluster::watch::{CniAgentMatcher, cni_agents_by_node};
 use crate::cluster::{Index, SpecRef};
+use crate::diagnose::service::{ClusterIpProbe, EndpointVerdict};
 use crate::diagnose::{self, CniHealth, Diagnosis, Health, Input, Prediction};
 use crate::netns::{PodNetns, PodNetnsRegistry, Resolution};
+use crate::pair::EndpointReport;
 use crate::pair::{self, Pair, PairId, PairReport, PairTarget, SharedText};
 use crate::policy::{Engine, Profile};
 use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 use crate::schedule;
+use probe_spec::PairVerdict;
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -247,6 +252,18 @@ impl Pipeline {
     /// Probes one pair (a host pair: every address its name resolves to) and diagnoses each
     /// probe.
     async fn run_job(&self, job: Job<'_>, view: View<'_>) -> PairReports {
+        let target = &job.pair.target;
+        if let PairTarget::Service {
+            service,
+            port,
+            protocol,
+        } = target
+        {
+            return OneOrMore::one(
+                self.run_service_job(&job, view, service, *port, *protocol)
+                    .await,
+            );
+        }
         let Job {
             pair,
             expect,
@@ -456,7 +473,133 @@ impl Pipeline {
                 self.probe_host(index, pair, &pod, name, *port, *protocol, timeout)
                     .await
             }
+            // Probed by `run_service_job`; never observed as one address.
+            PairTarget::Service { .. } => OneOrMore::one(Probed::of(
+                pair,
+                not_probed(
+                    NotProbedReason::ProbeError,
+                    "a Service pair is probed endpoint by endpoint".into(),
+                ),
+            )),
         }
+    }
+
+    /// A Service pair: its port resolved to the ClusterIP and the ready endpoints (each on
+    /// its own targetPort), all probed at once from the source pod; each endpoint predicted
+    /// and diagnosed as the pod pair it is, the whole decided by [`diagnose::service`].
+    async fn run_service_job(
+        &self,
+        job: &Job<'_>,
+        view: View<'_>,
+        service: &ObjectRef,
+        port: u16,
+        protocol: Protocol,
+    ) -> PairReport {
+        let pair = job.pair;
+        let unprobed = |reason, detail: String| {
+            let probed = Probed::of(pair, not_probed(reason, detail));
+            assess(pair, probed, job.expect, None, view, &self.config.diagnose)
+        };
+        let resolved = match cluster::service::resolve(
+            view.index,
+            service,
+            &PortRef::Number(port),
+            protocol,
+        ) {
+            Ok(resolved) => resolved,
+            Err(error) => return unprobed(NotProbedReason::ResolveFailed, error.to_string()),
+        };
+        let pod = match self.source_netns(view.index, &pair.from).await {
+            Ok(pod) => pod,
+            Err((reason, why)) => {
+                return unprobed(
+                    reason,
+                    format!("cannot enter the source pod's network namespace: {why}"),
+                );
+            }
+        };
+        let endpoints: Vec<&ServiceEndpoint> = resolved
+            .endpoints
+            .iter()
+            .take(MAX_SERVICE_ENDPOINTS)
+            .collect();
+        let cluster_probe = async {
+            match resolved.cluster_ip {
+                Some(ip) => {
+                    let mesh = source_mesh(view.index, &pair.from, ip);
+                    Some(
+                        self.probe_address(
+                            &pod,
+                            SocketAddr::new(ip, port),
+                            protocol,
+                            job.timeout,
+                            mesh,
+                        )
+                        .await,
+                    )
+                }
+                None => None,
+            }
+        };
+        let endpoint_probes = futures::future::join_all(endpoints.iter().map(|endpoint| {
+            let mesh = source_mesh(view.index, &pair.from, endpoint.ip);
+            let pod = &pod;
+            async move {
+                self.probe_address(
+                    pod,
+                    SocketAddr::new(endpoint.ip, endpoint.port),
+                    protocol,
+                    job.timeout,
+                    mesh,
+                )
+                .await
+            }
+        }));
+        let (cluster, observations) = futures::join!(cluster_probe, endpoint_probes);
+        let now = SystemTime::now();
+        let endpoint_reports: Vec<PairReport> = endpoints
+            .iter()
+            .zip(observations)
+            .map(|(endpoint, observation)| {
+                let target = match &endpoint.pod {
+                    Some(pod) if view.index.pod(pod).is_some() => PairTarget::Pod {
+                        pod: pod.clone(),
+                        ip: endpoint.ip,
+                        port: endpoint.port,
+                        protocol,
+                    },
+                    _ => PairTarget::Ip {
+                        ip: endpoint.ip,
+                        port: endpoint.port,
+                        protocol,
+                    },
+                };
+                let first_failure =
+                    self.failure_streak((pair.id, Some(endpoint.ip)), observation.outcome, now);
+                let probed = Probed {
+                    target,
+                    host: None,
+                    observation,
+                    dns_server: None,
+                };
+                assess(
+                    pair,
+                    probed,
+                    job.expect,
+                    first_failure,
+                    view,
+                    &self.config.diagnose,
+                )
+            })
+            .collect();
+        service_report(
+            pair,
+            &resolved,
+            cluster,
+            endpoint_reports,
+            job.expect,
+            view.text,
+        )
     }
 
     /// A TCP, UDP or SCTP probe of one address from the pod's netns.
@@ -751,6 +894,197 @@ fn assess(
     report
 }
 
+/// The most endpoints of one Service pair probed per round (the rest are named as left out).
+pub const MAX_SERVICE_ENDPOINTS: usize = 16;
+
+/// What the ClusterIP probe says, for the Service verdict.
+fn cluster_ip_state(observation: Option<&Observation>) -> ClusterIpProbe {
+    match observation {
+        None => ClusterIpProbe::Absent,
+        Some(o) if o.outcome == Outcome::NotProbed => ClusterIpProbe::NotProbed(
+            crate::pair::PairReason::NotProbed(o.not_probed.unwrap_or(NotProbedReason::ProbeError)),
+        ),
+        Some(o) if o.outcome.is_reachable() => ClusterIpProbe::Reachable,
+        Some(o) if o.outcome == Outcome::OpenOrFiltered && !o.expects_reply => {
+            ClusterIpProbe::Undecided
+        }
+        Some(_) => ClusterIpProbe::Blocked,
+    }
+}
+
+/// The report of a Service pair from its ClusterIP probe and its endpoints' reports.
+fn service_report(
+    pair: &Pair,
+    resolved: &ResolvedService,
+    cluster: Option<Observation>,
+    endpoints: Vec<PairReport>,
+    expect: Expectation,
+    text: &SharedText,
+) -> PairReport {
+    let verdicts: Vec<EndpointVerdict> = endpoints
+        .iter()
+        .map(|r| EndpointVerdict {
+            verdict: r.verdict,
+            reason: r.reason,
+            policies: r.policies.clone(),
+        })
+        .collect();
+    let decided = diagnose::service::decide(cluster_ip_state(cluster.as_ref()), &verdicts);
+    let outcome = match &cluster {
+        Some(o) => o.outcome,
+        // Headless: what the endpoints saw, the first reachable one's if any.
+        None => endpoints
+            .iter()
+            .map(|r| r.outcome)
+            .find(|o| o.is_reachable())
+            .or_else(|| endpoints.first().map(|r| r.outcome))
+            .unwrap_or(Outcome::NotProbed),
+    };
+    let head = format!("{} -> {}", pair.from, pair.target);
+    let total = endpoints.len();
+    let named = |indexes: &[usize]| -> String {
+        indexes
+            .iter()
+            .map(|&i| endpoint_name(&endpoints[i]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reason = decided.reason.map_or("", crate::pair::PairReason::as_str);
+    let policies: Vec<String> = decided.policies.iter().map(ToString::to_string).collect();
+    let summary = match decided.verdict {
+        PairVerdict::Ok => format!("{head}: ok ({outcome}; {total} endpoint(s) reachable)"),
+        PairVerdict::PartiallyBlocked => format!(
+            "{head} partially blocked: {} of {total} endpoints blocked by {} ({reason}): {}",
+            decided.blocked.len(),
+            policies.join(", "),
+            named(&decided.blocked)
+        ),
+        PairVerdict::BlockedByPolicy => format!(
+            "{head} blocked by {} ({reason}) on all {total} endpoints",
+            policies.join(", ")
+        ),
+        PairVerdict::PolicyNotEnforced => format!(
+            "{head} reachable ({outcome}) although {} denies it ({reason}): not enforced",
+            policies.join(", ")
+        ),
+        PairVerdict::UnexpectedBlock => match decided.reason {
+            Some(crate::pair::PairReason::NoReadyEndpoints) => format!(
+                "{head} blocked ({outcome}): the Service has no ready endpoint ({reason}{})",
+                if resolved.not_ready > 0 {
+                    format!("; {} not ready", resolved.not_ready)
+                } else {
+                    String::new()
+                }
+            ),
+            Some(crate::pair::PairReason::ServicePathBroken) => format!(
+                "{head} blocked ({outcome}) through ClusterIP {}, although all {total} endpoints answer directly: the Service path is broken (kube-proxy or the eBPF load balancer; {reason})",
+                resolved
+                    .cluster_ip
+                    .map_or("-".to_string(), |ip| ip.to_string())
+            ),
+            _ => format!("{head} blocked ({outcome}) although the policies allow it ({reason})"),
+        },
+        PairVerdict::NotProbed | PairVerdict::Inconclusive => {
+            format!("{head}: {} ({reason})", decided.verdict)
+        }
+    };
+    let mut explanation = format!("{summary}\n");
+    match (&cluster, resolved.cluster_ip) {
+        (Some(o), Some(ip)) => explanation.push_str(&format!(
+            "ClusterIP {ip}:{}/{}: {}\n",
+            resolved.port.port, resolved.port.protocol, o.outcome
+        )),
+        _ => explanation.push_str("headless: no ClusterIP\n"),
+    }
+    for report in &endpoints {
+        explanation.push_str(&format!(
+            "endpoint {}: {}\n",
+            endpoint_name(report),
+            report.summary
+        ));
+    }
+    if resolved.endpoints.len() > total {
+        explanation.push_str(&format!(
+            "{} more endpoint(s) not probed (at most {MAX_SERVICE_ENDPOINTS} per round)\n",
+            resolved.endpoints.len() - total
+        ));
+    }
+    if resolved.not_ready > 0 {
+        explanation.push_str(&format!(
+            "{} endpoint(s) not ready (no traffic is sent to them)\n",
+            resolved.not_ready
+        ));
+    }
+    for &i in &decided.blocked {
+        explanation.push_str(&format!("\n{}", endpoints[i].explanation));
+    }
+    let meets_expectation = diagnose::meets_expectation(
+        expect,
+        decided.verdict,
+        match outcome {
+            o if decided.verdict == PairVerdict::Ok && o.is_reachable() => Outcome::Open,
+            o => o,
+        },
+    );
+    let mut hints: Vec<String> = Vec::new();
+    for report in &endpoints {
+        for hint in &report.hints {
+            if !hints.contains(hint) {
+                hints.push(hint.clone());
+            }
+        }
+    }
+    let direction = decided
+        .blocked
+        .first()
+        .and_then(|&i| endpoints[i].direction);
+    let detail = cluster.as_ref().map_or(String::new(), |o| o.detail.clone());
+    PairReport {
+        spec: Some(pair.spec.clone()),
+        from: pair.from.clone(),
+        mesh: endpoints.first().and_then(|r| r.mesh.clone()),
+        target: pair.target.clone(),
+        host: None,
+        outcome,
+        policy_allowed: endpoints.iter().all(|r| r.policy_allowed),
+        verdict: decided.verdict,
+        reason: decided.reason,
+        direction,
+        policies: decided.policies,
+        summary: text.piece(&summary),
+        explanation: text.text(&explanation, &[0]),
+        probe_detail: text.piece(&detail),
+        hints,
+        latency_seconds: cluster.as_ref().map_or(0.0, |o| o.latency.as_secs_f64()),
+        last_probe: k8s_openapi::jiff::Timestamp::now(),
+        expect: Some(expect),
+        meets_expectation,
+        endpoints: endpoints
+            .iter()
+            .map(|r| EndpointReport {
+                pod: r.target.pod().cloned(),
+                ip: r
+                    .target
+                    .ip()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+                port: r.port().unwrap_or_default(),
+                verdict: r.verdict,
+                reason: r.reason,
+                policies: r.policies.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// `shop/api-1 10.244.1.11:8080` (or the address alone, for an endpoint without a pod).
+fn endpoint_name(report: &PairReport) -> String {
+    match (report.target.pod(), report.target.ip(), report.port()) {
+        (Some(pod), Some(ip), Some(port)) => format!("{pod} {ip}:{port}"),
+        (None, Some(ip), Some(port)) => format!("{ip}:{port}"),
+        _ => report.target.to_string(),
+    }
+}
+
 /// The mesh whose redirect a probe from `from` to `ip` must get past: the source pod's,
 /// except towards the pod's own address (with the proxy's uid, Istio would send that
 /// connection to the proxy's inbound listener; as itself it goes out untouched).
@@ -795,6 +1129,7 @@ fn report(
         last_probe: k8s_openapi::jiff::Timestamp::now(),
         expect: Some(expect),
         meets_expectation: diagnosis.meets_expectation,
+        endpoints: Vec::new(),
     }
 }
 

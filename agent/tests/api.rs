@@ -335,8 +335,8 @@ async fn metrics_render_the_registry() {
     );
     let text = reply.text();
     for expected in [
-        r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",host="",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",spec="shop/frontend-paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#,
-        r#"netreach_pair_up{dst="payments/gateway",host="",port="8443",protocol="TCP",spec="shop/batch-paths",src="shop/batch"} 0"#,
+        r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",host="",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",service="",spec="shop/frontend-paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#,
+        r#"netreach_pair_up{dst="payments/gateway",host="",port="8443",protocol="TCP",service="",spec="shop/batch-paths",src="shop/batch"} 0"#,
         r#"netreach_spec_pairs{spec="shop/frontend-paths",verdict="ok"} 2"#,
         r#"netreach_spec_pairs{spec="shop/batch-paths",verdict="unexpected_block"} 1"#,
         r#"netreach_index_objects{kind="pods"} 7"#,

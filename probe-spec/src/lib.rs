@@ -49,7 +49,7 @@ pub use probe_request::{
 };
 pub use probe_spec::{
     Expectation, FailingPair, NodeContribution, ProbeSource, ProbeSpec, ProbeSpecSpec,
-    ProbeSpecStatus, ProbeTarget, TargetKind, VerdictCounts,
+    ProbeSpecStatus, ProbeTarget, ServiceRef, TargetKind, VerdictCounts,
 };
 pub use validation::{FieldError, ValidationErrors};
 pub use verdict::{Direction, PairVerdict};

@@ -25,7 +25,7 @@ mod status;
 mod target;
 
 pub use status::{FailingPair, NodeContribution, ProbeSpecStatus, VerdictCounts};
-pub use target::{ProbeTarget, TargetKind};
+pub use target::{ProbeTarget, ServiceRef, TargetKind};
 
 use crate::{
     duration::{DURATION_MAX_LENGTH, DURATION_PATTERN, DurationError, parse_duration},
@@ -133,6 +133,8 @@ impl Expectation {
             return None;
         }
         Some(match self {
+            // Part of the Service is open and part closed: neither intent holds.
+            _ if verdict == PairVerdict::PartiallyBlocked => false,
             Expectation::Allow => verdict.reachable(),
             Expectation::Deny => !verdict.reachable(),
         })

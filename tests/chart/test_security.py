@@ -19,6 +19,8 @@ CAPABILITIES = {"SYS_ADMIN", "SYS_PTRACE", "NET_ADMIN", "SETUID"}
 RBAC = {
     *{("", r, v) for r in ("pods", "namespaces", "nodes") for v in ("get", "list", "watch")},
     *{("networking.k8s.io", "networkpolicies", v) for v in ("get", "list", "watch")},
+    *{("", "services", v) for v in ("list", "watch")},
+    *{("discovery.k8s.io", "endpointslices", v) for v in ("list", "watch")},
     *{("netreach.dev", r, v) for r in ("probespecs", "clusterprobespecs", "proberequests") for v in ("get", "list", "watch")},
     *{("policy.networking.k8s.io", r, v) for r in ("clusternetworkpolicies", "adminnetworkpolicies", "baselineadminnetworkpolicies") for v in ("list", "watch")},
     *{("cilium.io", r, v) for r in ("ciliumnetworkpolicies", "ciliumclusterwidenetworkpolicies") for v in ("list", "watch")},

@@ -202,6 +202,7 @@ fn destination_namespace(index: &Index, call: &ProbeCall) -> Option<String> {
     match &call.target {
         ProbeCallTarget::Pod { pod, .. } => Some(pod.namespace.to_string()),
         ProbeCallTarget::Ip { ip, .. } => index.pod_by_ip(*ip).map(|pod| pod.namespace.clone()),
+        ProbeCallTarget::Service { service, .. } => Some(service.namespace.to_string()),
         ProbeCallTarget::Dns { .. } | ProbeCallTarget::Host { .. } => None,
     }
 }

@@ -234,7 +234,7 @@ pub struct FakeApi {
 
 /// The groups whose collections are named by their plural alone (the kinds the agent always
 /// watches); any other group's collection is `plural.group`, as kubectl names resources.
-const PLAIN_GROUPS: &[&str] = &["", "networking.k8s.io", "netreach.dev"];
+const PLAIN_GROUPS: &[&str] = &["", "networking.k8s.io", "netreach.dev", "discovery.k8s.io"];
 
 /// The collection of a built-in kind, as it appears in URLs.
 fn builtin_collection(object: &Value) -> Option<&'static str> {
@@ -247,6 +247,8 @@ fn builtin_collection(object: &Value) -> Option<&'static str> {
         {
             "networkpolicies"
         }
+        "Service" => "services",
+        "EndpointSlice" => "endpointslices",
         "ProbeSpec" => "probespecs",
         "ClusterProbeSpec" => "clusterprobespecs",
         "ProbeRequest" => "proberequests",

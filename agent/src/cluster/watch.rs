@@ -15,7 +15,8 @@
 //!   are recognised by a [`CniAgentMatcher`] ([`cni_agents_on`]). Namespaces, Nodes,
 //!   NetworkPolicies, ProbeSpecs, ClusterProbeSpecs and ProbeRequests are watched
 //!   cluster-wide; the cluster-scoped policy tiers and the CNI-native policies too, where the
-//!   API serves them ([`optional`]: discovery first, again every few minutes). [`ClusterView::specs`] hands the scheduler both spec kinds as one list of
+//!   API serves them ([`optional`]: discovery first, again every few minutes); Services and
+//!   EndpointSlices cluster-wide (a Service pair reads them at every probe). [`ClusterView::specs`] hands the scheduler both spec kinds as one list of
 //!   [`Spec`]s.
 //! - **Dynamic pod watches.** The pod-watch supervisor ([`Watchers::run`] in node scope)
 //!   re-plans when the specs change: it starts the new watches first and stops the ones no
@@ -132,10 +133,12 @@ pub enum WatchedKind {
     ClusterPolicies,
     /// Cilium, Calico and Antrea policies, where served ([`optional`]).
     CniPolicies,
+    Services,
+    EndpointSlices,
 }
 
 impl WatchedKind {
-    pub const ALL: [WatchedKind; 9] = [
+    pub const ALL: [WatchedKind; 11] = [
         WatchedKind::Pods,
         WatchedKind::Namespaces,
         WatchedKind::Nodes,
@@ -145,10 +148,12 @@ impl WatchedKind {
         WatchedKind::ProbeRequests,
         WatchedKind::ClusterPolicies,
         WatchedKind::CniPolicies,
+        WatchedKind::Services,
+        WatchedKind::EndpointSlices,
     ];
 
     /// `pods`, `namespaces`, `nodes`, `networkpolicies`, `probespecs`, `clusterprobespecs`,
-    /// `proberequests`, `clusterpolicies`, `cnipolicies`.
+    /// `proberequests`, `clusterpolicies`, `cnipolicies`, `services`, `endpointslices`.
     pub fn as_str(self) -> &'static str {
         match self {
             WatchedKind::Pods => "pods",
@@ -160,6 +165,8 @@ impl WatchedKind {
             WatchedKind::ProbeRequests => "proberequests",
             WatchedKind::ClusterPolicies => "clusterpolicies",
             WatchedKind::CniPolicies => "cnipolicies",
+            WatchedKind::Services => "services",
+            WatchedKind::EndpointSlices => "endpointslices",
         }
     }
 
@@ -566,6 +573,11 @@ impl Watchers {
             WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => {
                 Box::pin(self.optional_watches(kind).instrument(span))
             }
+            WatchedKind::Services => Box::pin(self.core::<corev1::Service>(kind).instrument(span)),
+            WatchedKind::EndpointSlices => Box::pin(
+                self.core::<k8s_openapi::api::discovery::v1::EndpointSlice>(kind)
+                    .instrument(span),
+            ),
         }
     }
 

@@ -228,7 +228,7 @@ pub fn destination_unknown(index: &Index, target: &PairTarget, dns_server: Optio
     let address = match target {
         PairTarget::Ip { ip, .. } => Some(*ip),
         PairTarget::Dns { .. } => dns_server,
-        PairTarget::Pod { .. } | PairTarget::Host { .. } => None,
+        PairTarget::Pod { .. } | PairTarget::Host { .. } | PairTarget::Service { .. } => None,
     };
     address.is_some_and(|ip| !index.address_known(ip))
 }
@@ -253,7 +253,8 @@ pub fn predict(
         } => (Endpoint::Pod(pod.clone()), *port, *protocol),
         PairTarget::Ip { ip, port, protocol } => (Endpoint::Ip(*ip), *port, *protocol),
         PairTarget::Dns { .. } => (Endpoint::Ip(dns_server?), DNS_PORT, Protocol::Udp),
-        PairTarget::Host { .. } => return None,
+        // A Service pair is predicted endpoint by endpoint (`diagnose::service`).
+        PairTarget::Host { .. } | PairTarget::Service { .. } => return None,
     };
     let flow = Flow {
         from: Endpoint::Pod(from.clone()),

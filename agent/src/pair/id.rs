@@ -62,9 +62,24 @@ pub enum PairTarget {
     },
     /// A DNS name to resolve from the source pod with its own resolv.conf.
     Dns { name: Arc<str> },
+    /// A Service port: probed through the ClusterIP, and each ready endpoint directly.
+    Service {
+        service: ObjectRef,
+        /// The Service port (not a targetPort).
+        port: u16,
+        protocol: Protocol,
+    },
 }
 
 impl PairTarget {
+    /// The Service, for Service targets.
+    pub fn service(&self) -> Option<&ObjectRef> {
+        match self {
+            PairTarget::Service { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+
     /// The destination pod, for pod targets.
     pub fn pod(&self) -> Option<&ObjectRef> {
         match self {
@@ -77,7 +92,7 @@ impl PairTarget {
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             PairTarget::Pod { ip, .. } | PairTarget::Ip { ip, .. } => Some(*ip),
-            PairTarget::Host { .. } | PairTarget::Dns { .. } => None,
+            PairTarget::Host { .. } | PairTarget::Dns { .. } | PairTarget::Service { .. } => None,
         }
     }
 
@@ -85,7 +100,7 @@ impl PairTarget {
     pub fn name(&self) -> Option<&str> {
         match self {
             PairTarget::Host { name, .. } | PairTarget::Dns { name } => Some(name),
-            PairTarget::Pod { .. } | PairTarget::Ip { .. } => None,
+            PairTarget::Pod { .. } | PairTarget::Ip { .. } | PairTarget::Service { .. } => None,
         }
     }
 
@@ -94,7 +109,8 @@ impl PairTarget {
         match self {
             PairTarget::Pod { port, protocol, .. }
             | PairTarget::Ip { port, protocol, .. }
-            | PairTarget::Host { port, protocol, .. } => Some((*port, *protocol)),
+            | PairTarget::Host { port, protocol, .. }
+            | PairTarget::Service { port, protocol, .. } => Some((*port, *protocol)),
             PairTarget::Dns { .. } => None,
         }
     }
@@ -130,6 +146,16 @@ impl PairTarget {
                 .u64(u64::from(*port))
                 .str(protocol.as_str()),
             PairTarget::Dns { name } => h.str("dns").str(name),
+            PairTarget::Service {
+                service,
+                port,
+                protocol,
+            } => h
+                .str("service")
+                .str(&service.namespace)
+                .str(&service.name)
+                .u64(u64::from(*port))
+                .str(protocol.as_str()),
         };
         h.finish()
     }
@@ -157,6 +183,11 @@ impl fmt::Display for PairTarget {
                 protocol,
             } => write!(f, "{name}:{port}/{protocol}"),
             PairTarget::Dns { name } => write!(f, "dns {name}"),
+            PairTarget::Service {
+                service,
+                port,
+                protocol,
+            } => write!(f, "svc {service}:{port}/{protocol}"),
         }
     }
 }

@@ -26,6 +26,6 @@ mod wire;
 pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};
-pub use report::{Destination, PairReport, PublishedPairs};
+pub use report::{Destination, EndpointReport, PairReport, PublishedPairs};
 pub use text::{SharedText, StrPool, Text};
 pub use wire::{PairReportWire, WireError};

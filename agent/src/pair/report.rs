@@ -62,6 +62,20 @@ pub struct PairReport {
     pub expect: Option<Expectation>,
     /// Whether the verdict meets `expect`; `None` without an intent or a decision.
     pub meets_expectation: Option<bool>,
+    /// A Service pair's ready endpoints, each probed directly (empty for other pairs).
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// One endpoint of a Service pair: where it was probed, and its own verdict as a pod pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndpointReport {
+    pub pod: Option<ObjectRef>,
+    pub ip: IpAddr,
+    /// The targetPort resolved for this endpoint.
+    pub port: u16,
+    pub verdict: PairVerdict,
+    pub reason: Option<PairReason>,
+    pub policies: Vec<PolicyRef>,
 }
 
 /// A node's pairs as last published (`/v1/pairs`, the status writer): the reports are shared
@@ -79,6 +93,8 @@ pub enum Destination<'a> {
     Ip(IpAddr),
     /// A host name that did not resolve, or the name a DNS probe looked up.
     Name(&'a str),
+    /// A Service (`svc/namespace/name`).
+    Service(&'a ObjectRef),
 }
 
 impl Destination<'_> {
@@ -90,6 +106,10 @@ impl Destination<'_> {
                 .is_ok_and(|wanted| wanted == **pod),
             Destination::Ip(ip) => text.parse::<IpAddr>().is_ok_and(|wanted| wanted == *ip),
             Destination::Name(name) => *name == text,
+            Destination::Service(service) => text
+                .strip_prefix("svc/")
+                .and_then(|t| t.parse::<ObjectRef>().ok())
+                .is_some_and(|wanted| wanted == **service),
         }
     }
 }
@@ -100,6 +120,7 @@ impl fmt::Display for Destination<'_> {
             Destination::Pod(pod) => pod.fmt(f),
             Destination::Ip(ip) => ip.fmt(f),
             Destination::Name(name) => f.write_str(name),
+            Destination::Service(service) => write!(f, "svc/{service}"),
         }
     }
 }
@@ -112,6 +133,7 @@ impl PairReport {
             PairTarget::Pod { pod, .. } => Some(Destination::Pod(pod)),
             PairTarget::Ip { ip, .. } => Some(Destination::Ip(*ip)),
             PairTarget::Host { name, .. } => Some(Destination::Name(name)),
+            PairTarget::Service { service, .. } => Some(Destination::Service(service)),
             PairTarget::Dns { .. } => None,
         }
     }

@@ -18,7 +18,7 @@ use probe_spec::{Direction, Expectation, PairVerdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::report::PROBE_LINE;
-use super::{PairReason, PairReport, PairTarget, UnknownReason};
+use super::{Destination, EndpointReport, PairReason, PairReport, PairTarget, UnknownReason};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::probe::Outcome;
@@ -43,6 +43,9 @@ pub struct PairReportWire {
     pub to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// A Service pair's Service, `namespace/name` (then `port` is the Service port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The address probed, when known (a pod target's IP, an IP target, a resolved host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
@@ -78,6 +81,62 @@ pub struct PairReportWire {
     pub expect: Option<Expectation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meets_expectation: Option<bool>,
+    /// A Service pair's ready endpoints, each probed directly on its resolved targetPort.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointWire>,
+}
+
+/// One endpoint of a Service pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    pub ip: IpAddr,
+    pub port: u16,
+    pub verdict: PairVerdict,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+impl From<&EndpointReport> for EndpointWire {
+    fn from(e: &EndpointReport) -> Self {
+        Self {
+            pod: e.pod.as_ref().map(ToString::to_string),
+            ip: e.ip,
+            port: e.port,
+            verdict: e.verdict,
+            reason: e.reason.map_or("", PairReason::as_str).to_string(),
+            policies: e.policies.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl TryFrom<EndpointWire> for EndpointReport {
+    type Error = WireError;
+    fn try_from(e: EndpointWire) -> Result<Self, WireError> {
+        Ok(Self {
+            pod: e
+                .pod
+                .map(|pod| pod.parse::<ObjectRef>())
+                .transpose()
+                .map_err(WireError::Source)?,
+            ip: e.ip,
+            port: e.port,
+            verdict: e.verdict,
+            reason: Some(e.reason)
+                .filter(|code| !code.is_empty())
+                .map(|code| code.parse::<PairReason>())
+                .transpose()?,
+            policies: e
+                .policies
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()
+                .map_err(WireError::Policy)?,
+        })
+    }
 }
 
 /// Why a JSON pair is not a [`PairReport`].
@@ -91,7 +150,7 @@ pub enum WireError {
     Policy(String),
     #[error("reason: {0}")]
     Reason(#[from] UnknownReason),
-    #[error("neither to nor dns is set")]
+    #[error("none of to, service and dns is set")]
     NoDestination,
     #[error("to {0:?} has no port")]
     NoPort(String),
@@ -105,8 +164,12 @@ impl From<&PairReport> for PairReportWire {
             spec: report.spec.as_ref().map(ToString::to_string),
             from: report.from.to_string(),
             mesh: report.mesh.clone(),
-            to: report.to().map(|to| to.to_string()),
+            to: report
+                .to()
+                .filter(|to| !matches!(to, Destination::Service(_)))
+                .map(|to| to.to_string()),
             host: report.host.as_ref().map(ToString::to_string),
+            service: report.target.service().map(ToString::to_string),
             ip: report.ip(),
             dns: report.dns().map(str::to_string),
             port: report.port(),
@@ -124,6 +187,7 @@ impl From<&PairReport> for PairReportWire {
             last_probe: report.last_probe,
             expect: report.expect,
             meets_expectation: report.meets_expectation,
+            endpoints: report.endpoints.iter().map(EndpointWire::from).collect(),
         }
     }
 }
@@ -138,6 +202,7 @@ impl TryFrom<PairReportWire> for PairReport {
             mesh,
             to,
             host,
+            service,
             ip,
             dns,
             port,
@@ -155,11 +220,17 @@ impl TryFrom<PairReportWire> for PairReport {
             last_probe,
             expect,
             meets_expectation,
+            endpoints,
         } = wire;
-        let target = match (dns, to) {
-            (Some(name), _) => PairTarget::Dns { name: name.into() },
-            (None, Some(to)) => target(to, ip, port, protocol)?,
-            (None, None) => return Err(WireError::NoDestination),
+        let target = match (dns, service, to) {
+            (Some(name), _, _) => PairTarget::Dns { name: name.into() },
+            (None, Some(service), _) => PairTarget::Service {
+                port: port.ok_or_else(|| WireError::NoPort(service.clone()))?,
+                service: service.parse().map_err(WireError::Source)?,
+                protocol: protocol.unwrap_or(Protocol::Tcp),
+            },
+            (None, None, Some(to)) => target(to, ip, port, protocol)?,
+            (None, None, None) => return Err(WireError::NoDestination),
         };
         let (explanation, probe_detail) = explanation
             .rsplit_once(PROBE_LINE)
@@ -194,6 +265,10 @@ impl TryFrom<PairReportWire> for PairReport {
             last_probe,
             expect,
             meets_expectation,
+            endpoints: endpoints
+                .into_iter()
+                .map(EndpointReport::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -113,7 +113,7 @@ pub fn reason_for(
         return None;
     }
     match (current, expect) {
-        (PairVerdict::BlockedByPolicy, Expectation::Allow) => {
+        (PairVerdict::BlockedByPolicy | PairVerdict::PartiallyBlocked, Expectation::Allow) => {
             Some(EventReason::NetworkPolicyDenied)
         }
         (PairVerdict::UnexpectedBlock, _) => Some(EventReason::ProbeFailed),

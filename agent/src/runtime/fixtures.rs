@@ -109,5 +109,6 @@ pub(crate) fn report_to(
         last_probe: Timestamp::UNIX_EPOCH,
         expect: Some(Expectation::Allow),
         meets_expectation: Some(meets_expectation),
+        endpoints: vec![],
     }
 }

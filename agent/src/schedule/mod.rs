@@ -67,6 +67,11 @@ pub enum Error {
     )]
     InvalidTarget { spec: SpecRef, index: usize },
     #[error(
+        "{} {spec}: spec.to[{index}].service.namespace is required: a cluster-scoped spec has no namespace of its own",
+        spec.kind()
+    )]
+    ServiceNamespace { spec: SpecRef, index: usize },
+    #[error(
         "{} {spec}: {field}: {value} is not a port number in 1..65535 (named ports need a pod target)",
         spec.kind()
     )]
@@ -95,7 +100,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InvalidSelector { .. } => "invalid_selector",
-            Error::InvalidTarget { .. } => "invalid_target",
+            Error::InvalidTarget { .. } | Error::ServiceNamespace { .. } => "invalid_target",
             Error::InvalidPort { .. } => "invalid_port",
             Error::InvalidDuration { .. } => "invalid_duration",
             Error::RefusedTarget { .. } => "refused_target",

@@ -21,7 +21,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use probe_spec::{Expectation, PortSpec, ProbeSpecSpec, TargetKind};
 
-use crate::cluster::model::{ObjectRef, Pod, PodPhase, Protocol};
+use crate::cluster::model::{ObjectRef, Pod, PodPhase, PortRef, Protocol};
 use crate::cluster::{Index, Selector, Spec, SpecRef};
 
 use super::sources::{Narrowed, namespaces, selector, source_namespaces};
@@ -334,6 +334,44 @@ fn select_destinations(
                         name: host.into(),
                         port: port_number(spec_ref, t, p, port)?,
                         protocol: Protocol::from(port.protocol),
+                    });
+                }
+            }
+            TargetKind::Service { service, ports } => {
+                let namespace = match (&service.namespace, spec_ref.namespace()) {
+                    (Some(ns), _) => ns.as_str(),
+                    (None, Some(own)) => own,
+                    (None, None) => {
+                        return Err(Error::ServiceNamespace {
+                            spec: spec_ref.clone(),
+                            index: t,
+                        });
+                    }
+                };
+                let key = ObjectRef::new(namespace, service.name.as_str());
+                for (p, port) in ports.iter().enumerate() {
+                    let protocol = Protocol::from(port.protocol);
+                    let number = match &port.port {
+                        // A Service port name resolves on the Service, when it is known.
+                        IntOrString::String(name) => {
+                            let resolved = index.service(&key).and_then(|svc| {
+                                svc.port(&PortRef::Name(name.clone()), protocol)
+                                    .map(|p| p.port)
+                            });
+                            match resolved {
+                                Some(number) => number,
+                                None => {
+                                    skipped.unresolved_ports += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        IntOrString::Int(_) => port_number(spec_ref, t, p, port)?,
+                    };
+                    push(PairTarget::Service {
+                        service: key.clone(),
+                        port: number,
+                        protocol,
                     });
                 }
             }

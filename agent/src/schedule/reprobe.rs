@@ -88,7 +88,7 @@ fn destination_pod(index: &Index, target: &PairTarget) -> Option<ObjectRef> {
     match target {
         PairTarget::Pod { pod, .. } => Some(pod.clone()),
         PairTarget::Ip { ip, .. } => index.pod_by_ip(*ip).map(Pod::key),
-        PairTarget::Host { .. } | PairTarget::Dns { .. } => None,
+        PairTarget::Host { .. } | PairTarget::Dns { .. } | PairTarget::Service { .. } => None,
     }
 }
 

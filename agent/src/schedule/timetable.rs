@@ -440,6 +440,9 @@ fn path_key(pair: &Pair) -> u64 {
         PairTarget::Pod { ip, .. } | PairTarget::Ip { ip, .. } => h.str("ip").str(&ip.to_string()),
         PairTarget::Host { name, .. } => h.str("host").str(name),
         PairTarget::Dns { name } => h.str("dns").str(name),
+        PairTarget::Service { service, .. } => {
+            h.str("service").str(&service.namespace).str(&service.name)
+        }
     };
     h.finish()
 }

@@ -15,18 +15,18 @@ use crate::{
     },
 };
 
-/// One destination: exactly one of pods (`podSelector` and/or `namespaceSelector`), `dns`, `ip` or `host`. Pod, ip and host targets need `ports`; a dns target takes none.
+/// One destination: exactly one of pods (`podSelector` and/or `namespaceSelector`), `service`, `dns`, `ip` or `host`. Pod, service, ip and host targets need `ports`; a dns target takes none.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[x_kube(
     validation = Rule::new(
-        "(has(self.podSelector) || has(self.namespaceSelector) ? 1 : 0) + (has(self.dns) ? 1 : 0) + (has(self.ip) ? 1 : 0) + (has(self.host) ? 1 : 0) == 1"
-    ).message("a target sets exactly one of: podSelector/namespaceSelector, dns, ip, host"),
+        "(has(self.podSelector) || has(self.namespaceSelector) ? 1 : 0) + (has(self.service) ? 1 : 0) + (has(self.dns) ? 1 : 0) + (has(self.ip) ? 1 : 0) + (has(self.host) ? 1 : 0) == 1"
+    ).message("a target sets exactly one of: podSelector/namespaceSelector, service, dns, ip, host"),
     validation = Rule::new(
         "has(self.dns) ? (!has(self.ports) || size(self.ports) == 0) : (has(self.ports) && size(self.ports) > 0)"
     ).message("pod, ip and host targets need ports; a dns target takes none").field_path(".ports"),
     validation = Rule::new(
-        "has(self.podSelector) || has(self.namespaceSelector) || !has(self.ports) || self.ports.all(p, type(p.port) == int)"
-    ).message("named ports need a pod target; give port numbers for ip and host targets").field_path(".ports"),
+        "has(self.podSelector) || has(self.namespaceSelector) || has(self.service) || !has(self.ports) || self.ports.all(p, type(p.port) == int)"
+    ).message("named ports need a pod or service target; give port numbers for ip and host targets").field_path(".ports"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeTarget {
@@ -36,6 +36,9 @@ pub struct ProbeTarget {
     /// Selects the namespaces of destination pods; `{}` means every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// A Service: probed through its ClusterIP on each of `ports` (a Service port number or name), and each of its ready endpoints directly on the targetPort resolved for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
     /// A DNS name to resolve from each source pod, with that pod's own resolv.conf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = DNS_NAME_MAX_LENGTH), regex(pattern = DNS_NAME_PATTERN))]
@@ -55,6 +58,25 @@ pub struct ProbeTarget {
     pub ports: Vec<PortSpec>,
 }
 
+/// A Service by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRef {
+    /// The Service's name.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The Service's namespace; the ProbeSpec's own when absent (required in a ClusterProbeSpec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+}
+
 /// A borrowed, typed view of a [`ProbeTarget`] that sets exactly one kind.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TargetKind<'a> {
@@ -66,6 +88,11 @@ pub enum TargetKind<'a> {
         /// for a ClusterProbeSpec).
         namespace_selector: Option<&'a LabelSelector>,
         /// Ports to probe on each pod.
+        ports: &'a [PortSpec],
+    },
+    /// A Service, on its ports (numbers or Service port names).
+    Service {
+        service: &'a ServiceRef,
         ports: &'a [PortSpec],
     },
     /// A DNS name to resolve.
@@ -91,6 +118,13 @@ impl ProbeTarget {
     /// ([`ProbeSpecSpec::validate`](super::ProbeSpecSpec::validate) says which).
     pub fn kind(&self) -> Option<TargetKind<'_>> {
         let ports = self.ports.as_slice();
+        if let Some(service) = &self.service {
+            return (!self.has_pods()
+                && self.dns.is_none()
+                && self.ip.is_none()
+                && self.host.is_none())
+            .then_some(TargetKind::Service { service, ports });
+        }
         match (self.has_pods(), &self.dns, &self.ip, &self.host) {
             (true, None, None, None) => Some(TargetKind::Pods {
                 pod_selector: self.pod_selector.as_ref(),
@@ -111,6 +145,7 @@ impl ProbeTarget {
     pub(super) fn check(&self, path: &str, problems: &mut Problems) {
         let kinds: Vec<&str> = [
             (self.has_pods(), "podSelector/namespaceSelector"),
+            (self.service.is_some(), "service"),
             (self.dns.is_some(), "dns"),
             (self.ip.is_some(), "ip"),
             (self.host.is_some(), "host"),
@@ -121,7 +156,7 @@ impl ProbeTarget {
         match kinds.as_slice() {
             [] => problems.push(
                 path,
-                "set one of podSelector/namespaceSelector, dns, ip or host",
+                "set one of podSelector/namespaceSelector, service, dns, ip or host",
             ),
             [_] => {}
             several => problems.push(
@@ -138,6 +173,16 @@ impl ProbeTarget {
         }
         if let Some(selector) = &self.namespace_selector {
             check_label_selector(selector, &format!("{path}.namespaceSelector"), problems);
+        }
+        if let Some(service) = &self.service {
+            for (field, value) in [
+                ("name", Some(&service.name)),
+                ("namespace", service.namespace.as_ref()),
+            ] {
+                if let Some(problem) = value.and_then(|v| dns_label_problem(v)) {
+                    problems.push(format!("{path}.service.{field}"), problem);
+                }
+            }
         }
         if let Some(problem) = self.dns.as_deref().and_then(dns_name_problem) {
             problems.push(format!("{path}.dns"), problem);
@@ -160,7 +205,7 @@ impl ProbeTarget {
         } else if self.ports.is_empty() {
             problems.push(
                 format!("{path}.ports"),
-                "pod, ip and host targets need at least one port",
+                "pod, service, ip and host targets need at least one port",
             );
         } else if self.ports.len() > MAX_PORTS_PER_TARGET {
             problems.push(
@@ -174,10 +219,24 @@ impl ProbeTarget {
         for (index, port) in self.ports.iter().enumerate() {
             check_port(
                 &port.port,
-                self.has_pods(),
+                self.has_pods() || self.service.is_some(),
                 &format!("{path}.ports[{index}].port"),
                 problems,
             );
         }
     }
+}
+
+/// Why `value` is not a DNS label (a Service's name, a namespace), if it is not.
+fn dns_label_problem(value: &str) -> Option<String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    (!valid).then(|| {
+        format!("{value:?} is not a DNS label (1-63 lowercase letters, digits or '-', not starting or ending with '-')")
+    })
 }

@@ -176,7 +176,7 @@ fn invalid_specs_are_rejected_by_validate_and_the_schema() {
         (
             "a target with no kind",
             "to: [{ports: [{port: 80}]}]",
-            "spec.to[0]: set one of podSelector/namespaceSelector, dns, ip or host",
+            "spec.to[0]: set one of podSelector/namespaceSelector, service, dns, ip or host",
             Cel("exactly one of"),
         ),
         (
@@ -207,18 +207,18 @@ fn invalid_specs_are_rejected_by_validate_and_the_schema() {
             "a named port on an ip target",
             "to: [{ip: 192.0.2.1, ports: [{port: https}]}]",
             "spec.to[0].ports[0].port: named port \"https\" needs a pod target",
-            CelWithType("spec.to[]", "named ports need a pod target"),
+            CelWithType("spec.to[]", "named ports need a pod or service target"),
         ),
         (
             "an ip target without ports",
             "to: [{ip: 192.0.2.1}]",
-            "spec.to[0].ports: pod, ip and host targets need at least one port",
+            "spec.to[0].ports: pod, service, ip and host targets need at least one port",
             Cel("need ports"),
         ),
         (
             "a pod target without ports",
             "to: [{podSelector: {}}]",
-            "spec.to[0].ports: pod, ip and host targets need at least one port",
+            "spec.to[0].ports: pod, service, ip and host targets need at least one port",
             Cel("need ports"),
         ),
         (
@@ -232,6 +232,12 @@ fn invalid_specs_are_rejected_by_validate_and_the_schema() {
             "to: [{ip: 300.1.1.1, ports: [{port: 80}]}]",
             "spec.to[0].ip: \"300.1.1.1\" is not an IPv4 or IPv6 address",
             Cel("ip must be an IPv4 or IPv6 address"),
+        ),
+        (
+            "a service name that is not a DNS label",
+            "to: [{service: {name: Api_1}, ports: [{port: 80}]}]",
+            "spec.to[0].service.name: \"Api_1\" is not a DNS label",
+            OpenApi("spec.to[].service.name", "pattern"),
         ),
         (
             "an invalid dns name",

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1 as corev1;
+use k8s_openapi::api::discovery::v1 as discoveryv1;
 use k8s_openapi::api::networking::v1 as netv1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -36,6 +37,7 @@ use crate::cluster::convert::{
 };
 use crate::cluster::index::{Apply, Index, PodOwner};
 use crate::cluster::model::{Namespace, NetworkPolicy, Node, ObjectRef, Pod};
+use crate::cluster::service::{EndpointSlice, Service};
 
 use super::cni::CniAgentMatcher;
 use super::store::SpecStore;
@@ -245,6 +247,25 @@ impl Strip for netv1::NetworkPolicy {
     }
 }
 
+impl Strip for corev1::Service {
+    fn strip(&mut self) {
+        strip_meta(&mut self.metadata);
+        self.status = None;
+    }
+}
+
+impl Strip for discoveryv1::EndpointSlice {
+    fn strip(&mut self) {
+        strip_meta(&mut self.metadata);
+        for endpoint in &mut self.endpoints {
+            endpoint.hints = None;
+            endpoint.deprecated_topology = None;
+            endpoint.hostname = None;
+            endpoint.zone = None;
+        }
+    }
+}
+
 /// The CRs also lose `resourceVersion`, so an object whose only change is its status (the
 /// agents' own writes) compares equal in the [`SpecStore`].
 fn strip_spec<K: Resource + HasStatus>(guard: &mut DeserializeGuard<K>) {
@@ -299,6 +320,14 @@ impl CoreObject for corev1::Node {
 
 impl CoreObject for netv1::NetworkPolicy {
     type Model = PolicyItem;
+}
+
+impl CoreObject for corev1::Service {
+    type Model = Service;
+}
+
+impl CoreObject for discoveryv1::EndpointSlice {
+    type Model = EndpointSlice;
 }
 
 /// Core objects into the [`Index`], with changes into the [`ChangeLog`].
@@ -513,6 +542,49 @@ impl Sink<corev1::Node> for CoreSink<'_> {
         self.index.reset(items);
     }
 }
+
+// === Services and EndpointSlices ===
+
+/// A kind kept in the index as it is, keyed by namespace/name: no change-log entries (a
+/// Service pair re-reads its Service and slices at every probe).
+macro_rules! plain_namespaced_sink {
+    ($api:ty, $model:ty) => {
+        impl Sink<$api> for CoreSink<'_> {
+            type Item = $model;
+            type Key = ObjectRef;
+
+            fn convert(&self, obj: $api) -> Converted<$model, ObjectRef> {
+                <$model>::try_from(&obj).map_or_else(
+                    |e| {
+                        warn_skipped(&e);
+                        Converted::Invalid(namespaced_key(&obj.metadata))
+                    },
+                    Converted::Item,
+                )
+            }
+
+            fn key_of(obj: &$api) -> Option<ObjectRef> {
+                namespaced_key(&obj.metadata)
+            }
+
+            fn apply(&mut self, item: $model, _at: SystemTime) -> bool {
+                self.index.apply(item);
+                true
+            }
+
+            fn remove(&mut self, key: &ObjectRef, _at: SystemTime) {
+                Apply::<$model>::delete(self.index, key);
+            }
+
+            fn reset(&mut self, items: Vec<$model>, _first: bool, _at: SystemTime) {
+                self.index.reset(items);
+            }
+        }
+    };
+}
+
+plain_namespaced_sink!(corev1::Service, Service);
+plain_namespaced_sink!(discoveryv1::EndpointSlice, EndpointSlice);
 
 // === NetworkPolicies ===
 

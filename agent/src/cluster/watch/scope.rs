@@ -154,6 +154,8 @@ pub enum Fallback {
     TooManySelectors { needed: usize, bound: usize },
     /// A spec selects every pod of the cluster (e.g. a ClusterProbeSpec `from: {}`).
     SelectsEverything { spec: SpecRef },
+    /// A spec probes a Service: its endpoints may be any pod (each is predicted as a pod).
+    ServiceTarget { spec: SpecRef },
 }
 
 impl fmt::Display for Fallback {
@@ -166,6 +168,11 @@ impl fmt::Display for Fallback {
             Fallback::SelectsEverything { spec } => {
                 write!(f, "{} {spec} selects every pod of the cluster", spec.kind())
             }
+            Fallback::ServiceTarget { spec } => write!(
+                f,
+                "{} {spec} probes a Service, whose endpoints may be any pod",
+                spec.kind()
+            ),
         }
     }
 }
@@ -208,6 +215,17 @@ pub fn plan_pod_watches(
 ) -> PodWatchPlan {
     let mut needs: BTreeMap<SpecRef, BTreeSet<PodWatch>> = BTreeMap::new();
     for spec in specs {
+        let probes_service = spec
+            .spec
+            .to
+            .iter()
+            .any(|t| matches!(t.kind(), Some(TargetKind::Service { .. })));
+        if probes_service {
+            let fallback = Fallback::ServiceTarget {
+                spec: spec.key.clone(),
+            };
+            return PodWatchPlan::everything(specs, Some(fallback));
+        }
         let watches = spec_watches(spec);
         if watches.iter().any(PodWatch::is_everything) {
             let fallback = Fallback::SelectsEverything {
@@ -272,7 +290,8 @@ fn spec_watches(spec: &Spec) -> BTreeSet<PodWatch> {
             Some(TargetKind::Ip { ip, .. }) => {
                 out.insert(PodWatch::address(ip));
             }
-            Some(TargetKind::Dns(_) | TargetKind::Host { .. }) | None => {}
+            Some(TargetKind::Dns(_) | TargetKind::Host { .. } | TargetKind::Service { .. })
+            | None => {}
         }
     }
     out

@@ -93,6 +93,8 @@ struct Feeds {
     cluster_specs: Feed<(String, ClusterProbeSpec)>,
     requests: Feed<(crate::cluster::model::ObjectRef, ProbeRequest)>,
     tiered: BTreeMap<TieredKind, Feed<TieredPolicy>>,
+    services: Feed<crate::cluster::service::Service>,
+    endpoint_slices: Feed<crate::cluster::service::EndpointSlice>,
     cni: BTreeMap<CniPolicyKind, Feed<CniPolicy>>,
 }
 
@@ -109,6 +111,8 @@ fn watched_kind(object: &Value) -> Option<WatchedKind> {
         ("netreach.dev", "ProbeSpec") => WatchedKind::ProbeSpecs,
         ("netreach.dev", "ClusterProbeSpec") => WatchedKind::ClusterProbeSpecs,
         ("netreach.dev", "ProbeRequest") => WatchedKind::ProbeRequests,
+        ("", "Service") => WatchedKind::Services,
+        ("discovery.k8s.io", "EndpointSlice") => WatchedKind::EndpointSlices,
         _ => match optional_kind(object)? {
             OptionalKind::Tiered(_) => WatchedKind::ClusterPolicies,
             OptionalKind::Cni(_) => WatchedKind::CniPolicies,
@@ -168,6 +172,8 @@ impl fmt::Display for ObjectKey {
             WatchedKind::ProbeSpecs => "ProbeSpec",
             WatchedKind::ClusterProbeSpecs => "ClusterProbeSpec",
             WatchedKind::ProbeRequests => "ProbeRequest",
+            WatchedKind::Services => "Service",
+            WatchedKind::EndpointSlices => "EndpointSlice",
             WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => match self.optional {
                 Some(OptionalKind::Tiered(kind)) => kind.as_str(),
                 Some(OptionalKind::Cni(kind)) => kind.as_str(),
@@ -333,6 +339,24 @@ impl SnapshotSource {
             ),
             WatchedKind::ClusterPolicies | WatchedKind::CniPolicies => {
                 play_optional(feeds, view, kind, first, (applies, deletes), at)
+            }
+            WatchedKind::Services => play_core::<corev1::Service>(
+                &mut feeds.services,
+                view,
+                kind,
+                first,
+                (applies, deletes),
+                at,
+            ),
+            WatchedKind::EndpointSlices => {
+                play_core::<k8s_openapi::api::discovery::v1::EndpointSlice>(
+                    &mut feeds.endpoint_slices,
+                    view,
+                    kind,
+                    first,
+                    (applies, deletes),
+                    at,
+                )
             }
         }
     }

@@ -128,6 +128,7 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
         last_probe: "2025-06-01T12:00:00Z".parse().expect("time"),
         expect: Some(Expectation::Allow),
         meets_expectation: Some(false),
+        endpoints: vec![],
     };
     let json = serde_json::to_string(&report).expect("json");
     assert_eq!(
@@ -150,7 +151,16 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
 #[test]
 fn json_that_names_no_valid_pair_is_refused() {
     let cases = [
-        ("no destination", pair(json!({})), "neither to nor dns"),
+        (
+            "no destination",
+            pair(json!({})),
+            "none of to, service and dns",
+        ),
+        (
+            "a Service without a port",
+            pair(json!({"service": "shop/api"})),
+            "no port",
+        ),
         (
             "a source without namespace",
             pair(json!({"from": "web", "dns": "a.example"})),

@@ -35,7 +35,7 @@ use super::{NAMESPACE, ProtocolLabel};
 use crate::pair::{PairReason, PairReport, StrPool};
 
 /// The labels that identify a pair.
-pub const PAIR_LABELS: [&str; 6] = ["spec", "src", "dst", "host", "port", "protocol"];
+pub const PAIR_LABELS: [&str; 7] = ["spec", "src", "dst", "host", "port", "protocol", "service"];
 /// The labels `netreach_pair_verdict` adds to [`PAIR_LABELS`].
 pub const VERDICT_LABELS: [&str; 4] = ["verdict", "reason", "direction", "policy"];
 
@@ -51,9 +51,11 @@ pub struct PairKey {
     /// The host name of a host target, whose resolved addresses are the `dst`s of its series
     /// (it tells them apart from a pod target's series with the same `dst`).
     pub host: Option<String>,
-    /// The destination port; `None` for DNS lookups.
+    /// The destination port (a Service pair's: the Service port); `None` for DNS lookups.
     pub port: Option<u16>,
     pub protocol: ProtocolLabel,
+    /// A Service pair's Service, `namespace/name` (its `dst` is `svc/namespace/name`).
+    pub service: Option<String>,
 }
 
 impl PairKey {
@@ -68,6 +70,7 @@ impl PairKey {
             protocol: report
                 .protocol()
                 .map_or(ProtocolLabel::Dns, ProtocolLabel::from),
+            service: report.target.service().map(ToString::to_string),
         })
     }
 }
@@ -284,6 +287,7 @@ impl Table {
             host: self.labels.get(key.host.as_deref().unwrap_or_default()),
             port: self.labels.get(&port),
             protocol: key.protocol,
+            service: self.labels.get(key.service.as_deref().unwrap_or_default()),
             spec: self.labels.get(&key.spec),
             src: self.labels.get(&key.src),
         }
@@ -309,6 +313,8 @@ struct RowKey {
     /// The port as its label value (empty for DNS), so rows sort like label values do.
     port: Arc<str>,
     protocol: ProtocolLabel,
+    /// Empty unless the pair is a Service pair.
+    service: Arc<str>,
     spec: Arc<str>,
     src: Arc<str>,
 }
@@ -322,6 +328,7 @@ impl RowKey {
             host: Some(self.host.to_string()).filter(|host| !host.is_empty()),
             port: self.port.parse().ok(),
             protocol: self.protocol,
+            service: Some(self.service.to_string()).filter(|s| !s.is_empty()),
         }
     }
 
@@ -422,6 +429,7 @@ impl PairMetrics {
                     ("port", &row.port),
                     ("protocol", row.protocol.as_str()),
                     ("reason", state.reason.map_or("", PairReason::as_str)),
+                    ("service", &row.service),
                     ("spec", &row.spec),
                     ("src", &row.src),
                     ("verdict", state.verdict.as_str()),
@@ -450,12 +458,13 @@ impl PairMetrics {
 }
 
 /// The labels of a pair's series, in label-name order.
-fn pair_labels(row: &RowKey) -> [(&'static str, &str); 6] {
+fn pair_labels(row: &RowKey) -> [(&'static str, &str); 7] {
     [
         ("dst", &row.dst),
         ("host", &row.host),
         ("port", &row.port),
         ("protocol", row.protocol.as_str()),
+        ("service", &row.service),
         ("spec", &row.spec),
         ("src", &row.src),
     ]

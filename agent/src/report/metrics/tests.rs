@@ -51,6 +51,7 @@ fn key(spec: &str, src: &str, dst: &str, port: u16) -> PairKey {
         host: None,
         port: Some(port),
         protocol: ProtocolLabel::Tcp,
+        service: None,
     }
 }
 
@@ -127,7 +128,7 @@ fn pair_series_appear_with_every_label() {
         .set(&frontend, &blocked_by("payments/default-deny"));
     let text = render(&registry);
 
-    let pair = r#"dst="payments/gateway",host="",port="8443",protocol="TCP",spec="shop/paths",src="shop/frontend""#;
+    let pair = r#"dst="payments/gateway",host="",port="8443",protocol="TCP",service="",spec="shop/paths",src="shop/frontend""#;
     assert_eq!(
         samples(&text, "netreach_pair_up"),
         [format!("netreach_pair_up{{{pair}}} 0")]
@@ -143,7 +144,7 @@ fn pair_series_appear_with_every_label() {
     assert_eq!(
         samples(&text, "netreach_pair_verdict"),
         [
-            r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",host="",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",spec="shop/paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#
+            r#"netreach_pair_verdict{direction="ingress",dst="payments/gateway",host="",policy="payments/default-deny",port="8443",protocol="TCP",reason="default_deny",service="",spec="shop/paths",src="shop/frontend",verdict="blocked_by_policy"} 1"#
         ]
     );
     assert_eq!(
@@ -395,7 +396,7 @@ fn undecided_pairs_have_no_reachability_or_expectation_series() {
     assert_eq!(
         samples(&text, "netreach_pair_verdict"),
         [
-            r#"netreach_pair_verdict{direction="",dst="payments/gateway",host="",policy="",port="8443",protocol="TCP",reason="netns_not_found",spec="shop/paths",src="shop/frontend",verdict="not_probed"} 1"#
+            r#"netreach_pair_verdict{direction="",dst="payments/gateway",host="",policy="",port="8443",protocol="TCP",reason="netns_not_found",service="",spec="shop/paths",src="shop/frontend",verdict="not_probed"} 1"#
         ]
     );
     assert!(samples(&text, "netreach_probes_total").is_empty());
@@ -545,6 +546,7 @@ fn pair_text_is_what_the_prometheus_encoder_writes_for_the_same_samples() {
     for (key, state) in &pairs {
         let port = key.port.map(|p| p.to_string()).unwrap_or_default();
         let host = key.host.clone().unwrap_or_default();
+        let service = key.service.clone().unwrap_or_default();
         let values = [
             key.spec.as_str(),
             key.src.as_str(),
@@ -552,6 +554,7 @@ fn pair_text_is_what_the_prometheus_encoder_writes_for_the_same_samples() {
             host.as_str(),
             port.as_str(),
             key.protocol.as_str(),
+            service.as_str(),
         ];
         if state.verdict.is_decided() {
             up.with_label_values(&values)

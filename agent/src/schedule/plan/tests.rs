@@ -618,3 +618,53 @@ fn targets_render_for_humans() {
     }
     assert_eq!(PairId(0xab).to_string(), "00000000000000ab");
 }
+
+/// A Service target: one pair per (source, Service port), the port named by number or by the
+/// Service port's name; a name the Service does not have, or a Service not (yet) known, leaves
+/// that port out (counted); a ClusterProbeSpec must name the Service's namespace.
+#[test]
+fn service_targets_are_one_pair_per_source_and_service_port() {
+    let mut index = shop();
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {"clusterIP": "10.244.255.10", "selector": {"app": "api"},
+                 "ports": [{"name": "web", "port": 80, "targetPort": 8080},
+                           {"name": "dns", "port": 53, "protocol": "UDP"}]}
+    });
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(service).unwrap();
+    index.apply(crate::cluster::service::Service::try_from(&service).unwrap());
+    let spec = probe_spec(
+        "shop",
+        "api-service",
+        "  from: {podSelector: {matchLabels: {app: frontend}}}
+  to:
+    - service: {name: api}
+      ports: [{port: 80}, {port: web}, {port: dns, protocol: UDP}, {port: grpc}]
+    - service: {name: other, namespace: payments}
+      ports: [{port: 443}, {port: https}]
+",
+    );
+    let planned = plan(&index, &spec, "node-1").unwrap();
+    assert_eq!(
+        rendered(&planned),
+        [
+            "shop/frontend-1 -> svc payments/other:443/TCP",
+            "shop/frontend-1 -> svc shop/api:53/UDP",
+            "shop/frontend-1 -> svc shop/api:80/TCP",
+        ],
+        "80 and web are one pair; grpc and https do not resolve"
+    );
+    assert_eq!(planned.skipped.unresolved_ports, 2);
+    let cluster = cluster_probe_spec(
+        "api-everywhere",
+        "  from: {podSelector: {}}
+  to: [{service: {name: api}, ports: [{port: 80}]}]
+",
+    );
+    let error = plan(&index, &cluster, "node-1").unwrap_err().to_string();
+    assert!(
+        error.contains("spec.to[0].service.namespace is required"),
+        "{error}"
+    );
+}

@@ -40,8 +40,8 @@ fn probe_spec(name: &str) -> Value {
     })
 }
 
-fn service() -> Value {
-    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}})
+fn deployment() -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"}})
 }
 
 fn objects() -> Vec<Value> {
@@ -50,7 +50,7 @@ fn objects() -> Vec<Value> {
         pod("web", "web", "10.244.1.10"),
         pod("api", "api", "10.244.1.11"),
         probe_spec("paths"),
-        service(),
+        deployment(),
     ]
 }
 
@@ -67,7 +67,7 @@ fn the_first_play_lists_every_kind_and_makes_the_view_ready() {
         view.readiness.is_ready(),
         "every kind listed, even empty ones"
     );
-    assert_eq!(played.ignored, 1, "the Service is not watched");
+    assert_eq!(played.ignored, 1, "the Deployment is not watched");
     assert!(played.problems.is_empty(), "{:?}", played.problems);
     assert_eq!(
         played.applied,

@@ -897,13 +897,16 @@ fn assess(
 /// The most endpoints of one Service pair probed per round (the rest are named as left out).
 pub const MAX_SERVICE_ENDPOINTS: usize = 16;
 
-/// What the ClusterIP probe says, for the Service verdict.
-fn cluster_ip_state(observation: Option<&Observation>) -> ClusterIpProbe {
+/// What the ClusterIP probe says, for the Service verdict. A refusal is the load balancer's
+/// own reject when there is no endpoint (kube-proxy rejects a Service without endpoints), and
+/// an endpoint's answer when there are some.
+fn cluster_ip_state(observation: Option<&Observation>, endpoints: usize) -> ClusterIpProbe {
     match observation {
         None => ClusterIpProbe::Absent,
         Some(o) if o.outcome == Outcome::NotProbed => ClusterIpProbe::NotProbed(
             crate::pair::PairReason::NotProbed(o.not_probed.unwrap_or(NotProbedReason::ProbeError)),
         ),
+        Some(o) if o.outcome == Outcome::Refused && endpoints == 0 => ClusterIpProbe::Blocked,
         Some(o) if o.outcome.is_reachable() => ClusterIpProbe::Reachable,
         Some(o) if o.outcome == Outcome::OpenOrFiltered && !o.expects_reply => {
             ClusterIpProbe::Undecided
@@ -929,7 +932,10 @@ fn service_report(
             policies: r.policies.clone(),
         })
         .collect();
-    let decided = diagnose::service::decide(cluster_ip_state(cluster.as_ref()), &verdicts);
+    let decided = diagnose::service::decide(
+        cluster_ip_state(cluster.as_ref(), verdicts.len()),
+        &verdicts,
+    );
     let outcome = match &cluster {
         Some(o) => o.outcome,
         // Headless: what the endpoints saw, the first reachable one's if any.
@@ -942,6 +948,12 @@ fn service_report(
     };
     let head = format!("{} -> {}", pair.from, pair.target);
     let total = endpoints.len();
+    // "all 3 endpoints" / "its only endpoint".
+    let all = if total == 1 {
+        "its only endpoint".to_string()
+    } else {
+        format!("all {total} endpoints")
+    };
     let named = |indexes: &[usize]| -> String {
         indexes
             .iter()
@@ -960,7 +972,7 @@ fn service_report(
             named(&decided.blocked)
         ),
         PairVerdict::BlockedByPolicy => format!(
-            "{head} blocked by {} ({reason}) on all {total} endpoints",
+            "{head} blocked by {} ({reason}) on {all}",
             policies.join(", ")
         ),
         PairVerdict::PolicyNotEnforced => format!(
@@ -977,7 +989,7 @@ fn service_report(
                 }
             ),
             Some(crate::pair::PairReason::ServicePathBroken) => format!(
-                "{head} blocked ({outcome}) through ClusterIP {}, although all {total} endpoints answer directly: the Service path is broken (kube-proxy or the eBPF load balancer; {reason})",
+                "{head} blocked ({outcome}) through ClusterIP {}, although {all} answer(s) directly: the Service path is broken (kube-proxy or the eBPF load balancer; {reason})",
                 resolved
                     .cluster_ip
                     .map_or("-".to_string(), |ip| ip.to_string())

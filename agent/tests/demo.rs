@@ -31,7 +31,9 @@ fn expectations(scenario: &Path) -> Vec<Value> {
 
 /// Whether a report is the pair an expectation names.
 fn same_pair(expect: &Value, report: &Value) -> bool {
-    let keys = ["spec", "from", "to", "host", "dns", "port", "protocol"];
+    let keys = [
+        "spec", "from", "to", "service", "host", "dns", "port", "protocol",
+    ];
     keys.iter()
         .all(|k| expect.get(*k).is_none() || expect[*k] == report[*k])
 }
@@ -154,6 +156,13 @@ fn host_targets_scenario() {
     check_scenario("examples/scenarios/host-targets.yaml");
 }
 
+/// Service pairs: partially blocked, ok, blocked by policy, no ready endpoints and a broken
+/// Service path, each endpoint reported on its own targetPort.
+#[test]
+fn services_scenario_matches_its_expectations() {
+    check_scenario("examples/scenarios/services.yaml");
+}
+
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream =
         TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
@@ -250,7 +259,7 @@ fn live_mode_serves_verdicts_on_metrics_and_the_api() {
     let (code, body) = pairs.expect("/v1/pairs answered");
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).expect("json");
-    assert!(v["pairs"].as_array().is_some_and(|p| p.len() == 10), "{v}");
+    assert!(v["pairs"].as_array().is_some_and(|p| p.len() == 11), "{v}");
     assert_eq!(ready.map(|(c, _)| c), Some(200));
 }
 

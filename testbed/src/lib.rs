@@ -31,6 +31,7 @@ mod names;
 mod nft;
 mod plan;
 pub mod scenario;
+mod services;
 mod testbed;
 
 pub use cgroup::{CgroupHierarchy, CgroupLayout, cgroup_hierarchies};

@@ -15,6 +15,7 @@ use crate::{
         Action, DnsAnswer, Fault, Ipv4Cidr, MeshKind, Peer, PodRef, Protocol, Rule, RuleProtocol,
         Scenario,
     },
+    services::{ServicePlan, plan_services},
 };
 
 // Defined here rather than in `scenario` so that `scenario` (the file format) never imports
@@ -36,6 +37,10 @@ pub(crate) struct Plan {
     pub dns: Option<DnsPlan>,
     pub rules: Vec<RulePlan>,
     pub faults: Vec<FaultPlan>,
+    /// ClusterIP Services and their ready endpoints.
+    pub services: Vec<ServicePlan>,
+    /// Services whose programming a `service-path-broken` fault removed (`namespace/name`).
+    pub broken_services: BTreeSet<String>,
     /// The scenario's objects; after [`plan`] every object with metadata has a `uid`.
     pub objects: Vec<Value>,
     /// Indexes into `objects` of those that had no `metadata.uid`.
@@ -149,12 +154,16 @@ pub(crate) fn analyze(scenario: &Scenario) -> Result<Plan> {
         "dataplane.rules",
     )?;
     let faults = resolve_faults(scenario, &nodes, scenario.all_faults())?;
+    let services = plan_services(scenario, &objects)?;
+    let broken_services = broken_services(scenario, &services, scenario.all_faults())?;
     Ok(Plan {
         nodes,
         pods,
         dns,
         rules,
         faults,
+        services,
+        broken_services,
         objects,
         uid_missing,
     })
@@ -487,6 +496,31 @@ pub(crate) fn resolve_rules<'a>(
 }
 
 /// Resolves faults against the nodes.
+/// The Services `service-path-broken` faults name; each must be a planned ClusterIP Service.
+pub(crate) fn broken_services<'a>(
+    scenario: &Scenario,
+    services: &[ServicePlan],
+    faults: impl Iterator<Item = &'a Fault>,
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (i, f) in faults.enumerate() {
+        if let Fault::ServicePathBroken { service } = f {
+            if !services.iter().any(|s| s.key == *service) {
+                let known: Vec<&str> = services.iter().map(|s| s.key.as_str()).collect();
+                return Err(scenario.invalid(
+                    format!("faults[{i}] (service-path-broken)"),
+                    format!(
+                        "service `{service}` is not a ClusterIP Service of the scenario (Services: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                ));
+            }
+            out.insert(service.clone());
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn resolve_faults<'a>(
     scenario: &Scenario,
     nodes: &[NodePlan],
@@ -494,10 +528,13 @@ pub(crate) fn resolve_faults<'a>(
 ) -> Result<Vec<FaultPlan>> {
     let mut out = Vec::new();
     for (i, f) in faults.enumerate() {
-        let Some(node) = nodes.iter().position(|n| n.name == f.node()) else {
+        let Some(wanted) = f.node() else {
+            continue;
+        };
+        let Some(node) = nodes.iter().position(|n| n.name == wanted) else {
             return Err(scenario.invalid(
                 format!("faults[{i}] ({f:?})"),
-                format!("unknown node `{}`", f.node()),
+                format!("unknown node `{wanted}`"),
             ));
         };
         out.push(FaultPlan {

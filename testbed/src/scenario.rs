@@ -225,13 +225,20 @@ pub enum Fault {
         /// The node.
         node: String,
     },
+    /// One Service's ClusterIP loses its programming (kube-proxy or the eBPF load balancer
+    /// fails it): its endpoints still answer directly, the ClusterIP does not.
+    ServicePathBroken {
+        /// The Service, `namespace/name`.
+        service: String,
+    },
 }
 
 impl Fault {
-    /// The node the fault applies to.
-    pub fn node(&self) -> &str {
+    /// The node the fault applies to (`None` for a Service fault).
+    pub fn node(&self) -> Option<&str> {
         match self {
-            Fault::NodeIsolated { node } | Fault::BridgeDropAll { node } => node,
+            Fault::NodeIsolated { node } | Fault::BridgeDropAll { node } => Some(node),
+            Fault::ServicePathBroken { .. } => None,
         }
     }
 }

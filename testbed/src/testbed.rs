@@ -56,6 +56,8 @@ pub struct Testbed {
     pods: Vec<PodHandle>,
     dns: Option<DnsHandle>,
     rules: Mutex<Vec<RulePlan>>,
+    /// The Services a `service-path-broken` fault currently removes.
+    broken_services: Mutex<std::collections::BTreeSet<String>>,
     setup_time: Duration,
     counter: AtomicU32,
 }
@@ -72,7 +74,8 @@ impl Testbed {
             return Err(Error::NotRoot { euid });
         }
         let plan = plan::plan(scenario)?;
-        let need_nft = !plan.rules.is_empty() || !plan.faults.is_empty();
+        let need_nft =
+            !plan.rules.is_empty() || !plan.faults.is_empty() || !plan.services.is_empty();
         let tools = Tools::find(need_nft, plan.dns.is_some())?;
         let hier = cgroup::cgroup_hierarchies()?;
         let leftovers = crate::cleanup::scan_leftovers();
@@ -98,6 +101,7 @@ impl Testbed {
             })
             .collect();
         let rules = Mutex::new(plan.rules.clone());
+        let broken_services = Mutex::new(plan.broken_services.clone());
         let mut tb = Testbed {
             live,
             scenario: scenario.clone(),
@@ -109,6 +113,7 @@ impl Testbed {
             pods: Vec::new(),
             dns: None,
             rules,
+            broken_services,
             setup_time: Duration::ZERO,
             counter: AtomicU32::new(0),
         };
@@ -280,7 +285,15 @@ impl Testbed {
     /// Replaces the injected faults (same format and checks as `dataplane.faults`).
     pub fn set_faults(&self, faults: &[Fault]) -> Result<()> {
         let plans = plan::resolve_faults(&self.scenario, &self.plan.nodes, faults.iter())?;
-        self.load_faults(&plans)
+        let broken = plan::broken_services(&self.scenario, &self.plan.services, faults.iter())?;
+        self.load_faults(&plans)?;
+        if !self.plan.services.is_empty() {
+            *self.broken_services.lock() = broken;
+            for k in self.netns_pods() {
+                self.load_services(k)?;
+            }
+        }
+        Ok(())
     }
 
     /// Tears everything down now, reporting anything that could not be removed. (Dropping

@@ -180,7 +180,7 @@ impl Testbed {
     }
 
     /// Indexes of pods with a netns of their own.
-    fn netns_pods(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn netns_pods(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.plan.pods.len()).filter(|&k| !self.plan.pods[k].host_network)
     }
 
@@ -250,6 +250,14 @@ impl Testbed {
         self.nft_load(&self.router_netns(), "faults", &ruleset)
     }
 
+    /// The Services' kube-proxy-like rules in pod `k`'s netns (see [`crate::services`]).
+    pub(super) fn load_services(&self, k: usize) -> Result<()> {
+        let ns = names::pod_netns(self.prefix(), k);
+        let ruleset =
+            crate::services::services_ruleset(&self.plan.services, &self.broken_services.lock());
+        self.nft_load(&ns, &format!("services-{ns}"), &ruleset)
+    }
+
     pub(super) fn load_pod_rules(&self, k: usize, rules: &[RulePlan]) -> Result<()> {
         let mine: Vec<&RulePlan> = rules.iter().filter(|r| r.dst == k).collect();
         let ns = names::pod_netns(self.prefix(), k);
@@ -308,6 +316,9 @@ impl Testbed {
             let rules = self.rules.lock().clone();
             if rules.iter().any(|r| r.dst == k) {
                 self.load_pod_rules(k, &rules)?;
+            }
+            if !self.plan.services.is_empty() {
+                self.load_services(k)?;
             }
             let dir = Path::new(names::ETC_NETNS_DIR).join(ns);
             fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;

@@ -106,16 +106,16 @@ pub struct RequestSource {
     pub pod: String,
 }
 
-/// The destination of a ProbeRequest: exactly one of pod, ip or dns; pod and ip need a port.
+/// The destination of a ProbeRequest: exactly one of pod, service, ip or dns; pod, service and ip need a port.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[x_kube(
-    validation = Rule::new("(has(self.pod) ? 1 : 0) + (has(self.ip) ? 1 : 0) + (has(self.dns) ? 1 : 0) == 1")
-        .message("to sets exactly one of: pod, ip, dns"),
+    validation = Rule::new("(has(self.pod) ? 1 : 0) + (has(self.service) ? 1 : 0) + (has(self.ip) ? 1 : 0) + (has(self.dns) ? 1 : 0) == 1")
+        .message("to sets exactly one of: pod, service, ip, dns"),
     validation = Rule::new("has(self.dns) ? !has(self.port) : has(self.port)")
-        .message("pod and ip targets need a port; a dns target takes none")
+        .message("pod, service and ip targets need a port; a dns target takes none")
         .field_path(".port"),
-    validation = Rule::new("has(self.pod) || !has(self.port) || type(self.port) == int")
-        .message("a named port needs a pod target; give a port number for an ip target")
+    validation = Rule::new("has(self.pod) || has(self.service) || !has(self.port) || type(self.port) == int")
+        .message("a named port needs a pod or service target; give a port number for an ip target")
         .field_path(".port"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -123,6 +123,9 @@ pub struct RequestTarget {
     /// A destination pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodRef>,
+    /// A Service (its namespace defaults to the request's): probed through its ClusterIP on the Service port, and each ready endpoint directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::ServiceRef>,
     /// An IPv4 or IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 45))]
@@ -132,7 +135,7 @@ pub struct RequestTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = DNS_NAME_MAX_LENGTH), regex(pattern = DNS_NAME_PATTERN))]
     pub dns: Option<String>,
-    /// Port number (1..65535), or a container-port name of the destination pod; required for pod and ip targets.
+    /// Port number (1..65535), or a container-port name of the destination pod (a Service port name for a service); required for pod, service and ip targets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::port")]
     pub port: Option<IntOrString>,
@@ -234,6 +237,15 @@ pub enum RequestTargetKind<'a> {
         /// The protocol.
         protocol: Protocol,
     },
+    /// A Service, probed on a Service port (number or name).
+    Service {
+        /// The Service; its namespace defaults to the request's.
+        service: &'a crate::ServiceRef,
+        /// The Service port number or name.
+        port: &'a IntOrString,
+        /// The protocol.
+        protocol: Protocol,
+    },
     /// A DNS name to resolve.
     Dns(&'a str),
 }
@@ -243,6 +255,16 @@ impl RequestTarget {
     /// says why).
     pub fn kind(&self) -> Option<RequestTargetKind<'_>> {
         let protocol = self.protocol;
+        if let Some(service) = &self.service {
+            return match (&self.pod, &self.ip, &self.dns, &self.port) {
+                (None, None, None, Some(port)) => Some(RequestTargetKind::Service {
+                    service,
+                    port,
+                    protocol,
+                }),
+                _ => None,
+            };
+        }
         match (&self.pod, &self.ip, &self.dns, &self.port) {
             (Some(pod), None, None, Some(port)) => Some(RequestTargetKind::Pod {
                 pod,
@@ -262,6 +284,7 @@ impl RequestTarget {
     fn check(&self, path: &str, problems: &mut Problems) {
         let kinds: Vec<&str> = [
             (self.pod.is_some(), "pod"),
+            (self.service.is_some(), "service"),
             (self.ip.is_some(), "ip"),
             (self.dns.is_some(), "dns"),
         ]
@@ -269,7 +292,7 @@ impl RequestTarget {
         .filter_map(|(set, name)| set.then_some(name))
         .collect();
         match kinds.as_slice() {
-            [] => problems.push(path, "set one of pod, ip or dns"),
+            [] => problems.push(path, "set one of pod, service, ip or dns"),
             [_] => {}
             several => problems.push(
                 path,
@@ -285,6 +308,14 @@ impl RequestTarget {
                 problems.push(format!("{path}.pod.name"), problem);
             }
         }
+        if let Some(service) = &self.service {
+            if let Some(problem) = object_name_problem(&service.name) {
+                problems.push(format!("{path}.service.name"), problem);
+            }
+            if let Some(problem) = service.namespace.as_deref().and_then(namespace_problem) {
+                problems.push(format!("{path}.service.namespace"), problem);
+            }
+        }
         if let Some(problem) = self
             .ip
             .as_deref()
@@ -298,12 +329,16 @@ impl RequestTarget {
 
         match (&self.port, self.dns.is_some()) {
             (Some(_), true) => problems.push(format!("{path}.port"), "a dns target takes no port"),
-            (None, false) => {
-                problems.push(format!("{path}.port"), "pod and ip targets need a port")
-            }
-            (Some(port), false) => {
-                check_port(port, self.pod.is_some(), &format!("{path}.port"), problems)
-            }
+            (None, false) => problems.push(
+                format!("{path}.port"),
+                "pod, service and ip targets need a port",
+            ),
+            (Some(port), false) => check_port(
+                port,
+                self.pod.is_some() || self.service.is_some(),
+                &format!("{path}.port"),
+                problems,
+            ),
             (None, true) => {}
         }
     }

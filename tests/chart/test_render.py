@@ -328,3 +328,5 @@ def test_admission_policy_checks_get_pods_in_a_destination_namespace(default: Re
     assert "authorizer.group('').resource('pods').namespace(variables.destinationNamespace).check('get').allowed()" in expression
     # CEL escapes the reserved word: the field is spec.to.pod.namespace.
     assert "object.spec.to.pod.__namespace__" in policy["variables"][0]["expression"]
+    # A Service target's endpoints are pods of its namespace: the same check applies there.
+    assert "object.spec.to.service.__namespace__" in policy["variables"][0]["expression"]

@@ -93,6 +93,9 @@ impl ProbeBody {
                     namespace: Some(to.namespace.to_string()),
                     name: to.name.to_string(),
                 }),
+                // The HTTP API probes pods, IPs and DNS names; Services go through a
+                // ProbeRequest (`netreach probe --to svc/NS/NAME`).
+                service: None,
                 ip: self.ip,
                 dns: self.dns,
                 port: self.port,
@@ -296,6 +299,7 @@ fn resolve(
 fn api_error(error: RequestError) -> ApiError {
     match error {
         RequestError::InvalidSpec(message) => ApiError::InvalidRequest(message),
+        RequestError::Service(error) => ApiError::InvalidRequest(error.to_string()),
         RequestError::NoTarget => {
             ApiError::InvalidRequest("set exactly one of to, ip or dns".into())
         }

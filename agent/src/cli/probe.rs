@@ -41,13 +41,16 @@ use crate::probe::{DnsConfig, NotProbedReason, Observation, Outcome, Prober};
 /// target with --to IP:PORT[/PROTO] or --dns NAME. Every probe's socket is created inside that
 /// namespace, so it meets exactly the NetworkPolicy the pod's own traffic meets.
 ///
-/// Cluster mode: --from NS/POD and a target, --to NS/POD|IP with --port PORT[/PROTO], or
-/// --dns NAME. Creates a ProbeRequest through the kubeconfig, waits for the agent on the source
-/// pod's node, and prints its diagnosis.
+/// Cluster mode: --from NS/POD and a target, --to NS/POD|svc/NS/NAME|IP with --port
+/// PORT[/PROTO], or --dns NAME. Creates a ProbeRequest through the kubeconfig, waits for the
+/// agent on the source pod's node, and prints its diagnosis. A Service is probed through its
+/// ClusterIP and at each ready endpoint (partially_blocked names the blocked ones).
 ///
 /// Example (local): netreach probe --pod-uid 6b1f4a52-... --to 10.244.2.12:8443/TCP --count 10
 ///
 /// Example (cluster): netreach probe --from shop/frontend --to payments/gateway --port 8443
+///
+/// Example (a Service): netreach probe --from shop/frontend --to svc/shop/api --port 80
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["netns", "pid", "pod_uid", "from"])))]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "dns"])))]
@@ -70,11 +73,13 @@ pub struct Args {
     #[arg(long, short = 'n', value_name = "NS", conflicts_with_all = LOCAL_FLAGS)]
     namespace: Option<String>,
     /// Target. Local mode: `10.244.1.3:80`, `10.244.1.3:53/UDP`, `[fd00::3]:443/TCP`.
-    /// Cluster mode: a pod `payments/gateway` or an IP `10.244.1.3`, with --port.
-    #[arg(long, value_name = "IP:PORT[/PROTO] | NS/POD | IP")]
+    /// Cluster mode: a pod `payments/gateway`, a Service `svc/shop/api` or an IP
+    /// `10.244.1.3`, with --port.
+    #[arg(long, value_name = "IP:PORT[/PROTO] | NS/POD | svc/NS/NAME | IP")]
     to: Option<String>,
-    /// Cluster mode: the target port, a number or (for pods) a container-port name, with an
-    /// optional protocol: `8443`, `53/UDP`, `http`. Default protocol TCP.
+    /// Cluster mode: the target port, a number or (for pods) a container-port name (for a
+    /// Service: its port number or name), with an optional protocol: `8443`, `53/UDP`, `http`.
+    /// Default protocol TCP.
     #[arg(long, value_name = "PORT[/PROTO]", conflicts_with_all = LOCAL_FLAGS)]
     port: Option<PortArg>,
     /// A DNS name to resolve (A records) with the source's own resolv.conf (locally, needs

@@ -319,3 +319,34 @@ fn one_or_more_keeps_its_order_and_is_never_empty() {
     assert_eq!(values.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(OneOrMore::one(7).into_first(), 7);
 }
+
+/// The ClusterIP probe as the Service verdict reads it: a refusal is the load balancer's own
+/// reject only when the Service has no endpoint to answer.
+#[test]
+fn a_cluster_ip_probe_reads_as_reachable_blocked_or_undecided() {
+    use crate::diagnose::service::ClusterIpProbe;
+    let cases = [
+        (None, 2, ClusterIpProbe::Absent),
+        (Some(Outcome::Open), 2, ClusterIpProbe::Reachable),
+        (Some(Outcome::Refused), 2, ClusterIpProbe::Reachable),
+        (Some(Outcome::Refused), 0, ClusterIpProbe::Blocked),
+        (Some(Outcome::Timeout), 2, ClusterIpProbe::Blocked),
+        (Some(Outcome::Unreachable), 2, ClusterIpProbe::Blocked),
+        (Some(Outcome::OpenOrFiltered), 2, ClusterIpProbe::Undecided),
+    ];
+    for (outcome, endpoints, want) in cases {
+        let observation = outcome.map(observed);
+        assert_eq!(
+            cluster_ip_state(observation.as_ref(), endpoints),
+            want,
+            "{outcome:?} with {endpoints} endpoints"
+        );
+    }
+    let not_probed = Observation::not_probed(NotProbedReason::AgentOverloaded, "busy");
+    assert_eq!(
+        cluster_ip_state(Some(&not_probed), 1),
+        ClusterIpProbe::NotProbed(crate::pair::PairReason::NotProbed(
+            NotProbedReason::AgentOverloaded
+        ))
+    );
+}

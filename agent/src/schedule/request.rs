@@ -17,7 +17,7 @@ use probe_spec::{ProbeRequestSpec, RequestTargetKind};
 
 use super::plan::{SkipReason, eligibility};
 use crate::cluster::Index;
-use crate::cluster::model::{ObjectRef, PodPhase, Protocol};
+use crate::cluster::model::{ObjectRef, PodPhase, PortRef, Protocol};
 use crate::pair::PairTarget;
 
 /// A request resolved against the index, ready to probe.
@@ -38,8 +38,10 @@ pub enum RequestError {
     SourceNotFound(ObjectRef),
     #[error("source pod {pod} {}", not_probeable(*reason))]
     SourceNotProbeable { pod: ObjectRef, reason: SkipReason },
-    #[error("invalid spec.to: set exactly one of pod, ip or dns")]
+    #[error("invalid spec.to: set exactly one of pod, service, ip or dns")]
     NoTarget,
+    #[error("{0}")]
+    Service(#[from] crate::cluster::service::ServiceError),
     #[error("destination pod {0} not found")]
     DestinationNotFound(ObjectRef),
     #[error("destination pod {pod} has no IP or has finished ({phase:?})")]
@@ -137,6 +139,30 @@ pub fn resolve_request(
                 ip,
                 port,
                 protocol: Protocol::from(protocol),
+            }
+        }
+        RequestTargetKind::Service {
+            service,
+            port,
+            protocol,
+        } => {
+            let key = ObjectRef::new(
+                service.namespace.as_deref().unwrap_or(namespace),
+                service.name.as_str(),
+            );
+            let protocol = Protocol::from(protocol);
+            let port = match port {
+                IntOrString::Int(number) => PortRef::Number(
+                    u16::try_from(*number).map_err(|_| RequestError::PortOutOfRange(*number))?,
+                ),
+                IntOrString::String(name) => PortRef::Name(name.clone()),
+            };
+            // Known now, with the port: a request for a missing Service fails at once.
+            let resolved = crate::cluster::service::resolve(index, &key, &port, protocol)?;
+            PairTarget::Service {
+                service: key,
+                port: resolved.port.port,
+                protocol,
             }
         }
         RequestTargetKind::Dns(name) => PairTarget::Dns { name: name.into() },

@@ -111,19 +111,19 @@ fn invalid_requests_are_rejected_by_validate_and_the_schema() {
         (
             "no target",
             "{from: {pod: frontend}, to: {port: 80}}",
-            "spec.to: set one of pod, ip or dns",
-            Cel("exactly one of: pod, ip, dns"),
+            "spec.to: set one of pod, service, ip or dns",
+            Cel("exactly one of: pod, service, ip, dns"),
         ),
         (
             "two targets",
             "{from: {pod: frontend}, to: {pod: {name: api}, ip: 192.0.2.1, port: 80}}",
             "spec.to: sets pod and ip; to is exactly one of them",
-            Cel("exactly one of: pod, ip, dns"),
+            Cel("exactly one of: pod, service, ip, dns"),
         ),
         (
             "a pod target without a port",
             "{from: {pod: frontend}, to: {pod: {name: api}}}",
-            "spec.to.port: pod and ip targets need a port",
+            "spec.to.port: pod, service and ip targets need a port",
             Cel("need a port"),
         ),
         (
@@ -142,7 +142,7 @@ fn invalid_requests_are_rejected_by_validate_and_the_schema() {
             "a named port on an ip target",
             "{from: {pod: frontend}, to: {ip: 192.0.2.1, port: https}}",
             "spec.to.port: named port \"https\" needs a pod target",
-            CelWithType("spec.to", "a named port needs a pod target"),
+            CelWithType("spec.to", "a named port needs a pod or service target"),
         ),
         (
             "an invalid ip",

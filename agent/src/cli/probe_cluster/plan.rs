@@ -96,6 +96,14 @@ impl Plan {
             Some(IntOrString::String(name)) => name.clone(),
             None => String::new(),
         };
+        if let Some(service) = &to.service {
+            return format!(
+                "svc {}/{}:{port}/{}",
+                service.namespace.as_deref().unwrap_or(""),
+                service.name,
+                to.protocol
+            );
+        }
         match (&to.pod, &to.ip, &to.dns) {
             (Some(pod), _, _) => format!(
                 "{}/{}:{port}/{}",
@@ -177,9 +185,26 @@ fn target(
             ..RequestTarget::default()
         });
     }
-    let pod: ObjectRef = to
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--to {to}: expected NS/POD or an IP address"))?;
+    if let Some(service) = to.strip_prefix("svc/") {
+        let service: ObjectRef = service
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--to {to}: expected svc/NAMESPACE/NAME"))?;
+        return Ok(RequestTarget {
+            service: Some(probe_spec::ServiceRef {
+                namespace: Some(service.namespace.to_string()),
+                name: service.name.to_string(),
+            }),
+            port: Some(match &port.port {
+                PortValue::Number(n) => IntOrString::Int(i32::from(*n)),
+                PortValue::Name(name) => IntOrString::String(name.clone()),
+            }),
+            protocol,
+            ..RequestTarget::default()
+        });
+    }
+    let pod: ObjectRef = to.parse().map_err(|_| {
+        anyhow::anyhow!("--to {to}: expected NS/POD, svc/NAMESPACE/NAME or an IP address")
+    })?;
     Ok(RequestTarget {
         pod: Some(PodRef {
             namespace: Some(pod.namespace.to_string()),

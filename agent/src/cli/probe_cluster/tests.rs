@@ -98,6 +98,14 @@ fn plan_targets_from_flags() {
     );
     assert_eq!(pod.spec.timeout, "2s");
 
+    let service = Plan::parse(&to("svc/shop/api", Some("web"))).unwrap();
+    assert_eq!(
+        serde_json::to_value(&service.spec.to).unwrap(),
+        json!({"service": {"namespace": "shop", "name": "api"}, "port": "web", "protocol": "TCP"})
+    );
+    assert_eq!(service.target_label(), "svc shop/api:web/TCP");
+    service.spec.validate().expect("a valid request");
+
     let ip = Plan::parse(&to("10.244.1.3", Some("53/UDP"))).unwrap();
     assert_eq!(
         serde_json::to_value(&ip.spec.to).unwrap(),
@@ -144,7 +152,7 @@ fn plan_errors_name_the_flag() {
         ),
         (
             to("gateway", Some("80")),
-            "--to gateway: expected NS/POD or an IP address",
+            "--to gateway: expected NS/POD, svc/NAMESPACE/NAME or an IP address",
         ),
         (
             to("10.0.0.1", Some("http")),

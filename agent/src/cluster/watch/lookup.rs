@@ -97,7 +97,11 @@ pub fn missing(index: &Index, namespace: &str, to: &RequestTarget) -> Option<Mis
             (!watched).then_some(Missing::Pod(key))
         }
         RequestTargetKind::Ip { ip, .. } if !index.address_known(ip) => Some(Missing::Address(ip)),
-        RequestTargetKind::Ip { .. } | RequestTargetKind::Dns(_) => None,
+        // Services and EndpointSlices are watched cluster-wide; an endpoint pod the partial
+        // view lacks is predicted by its address.
+        RequestTargetKind::Ip { .. }
+        | RequestTargetKind::Dns(_)
+        | RequestTargetKind::Service { .. } => None,
     }
 }
 

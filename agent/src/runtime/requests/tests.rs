@@ -16,6 +16,21 @@ use std::collections::BTreeMap;
 /// shop/web runs on node-1, shop/api on node-2; shop/done has finished, shop/host uses the
 /// host network (both on node-1).
 fn cluster() -> Index {
+    let mut index = pods();
+    let service: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "api"},
+                 "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}
+    }))
+    .expect("a Service");
+    crate::cluster::index::Apply::apply(
+        &mut index,
+        crate::cluster::service::Service::try_from(&service).expect("converts"),
+    );
+    index
+}
+
+fn pods() -> Index {
     let mut finished = pod("shop", "done", &[], "10.0.1.9", "node-1");
     finished.phase = PodPhase::Succeeded;
     let mut host = pod("shop", "host", &[], "192.168.0.1", "node-1");
@@ -120,6 +135,20 @@ fn requests_resolve_against_the_index() {
             Ok(PairTarget::Dns {
                 name: "api.shop.svc.cluster.local".into(),
             }),
+        ),
+        (
+            "service by port name",
+            "  from: {pod: web}\n  to: {service: {name: api}, port: web}\n",
+            Ok(PairTarget::Service {
+                service: ObjectRef::new("shop", "api"),
+                port: 80,
+                protocol: Protocol::Tcp,
+            }),
+        ),
+        (
+            "unknown service",
+            "  from: {pod: web}\n  to: {service: {name: ghost}, port: 80}\n",
+            Err("Service shop/ghost is not in the loaded objects"),
         ),
         (
             "unknown destination",

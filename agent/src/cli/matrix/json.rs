@@ -22,6 +22,8 @@ pub(super) struct JsonMatrixWriter<'e, W: Write> {
     pods: Vec<PodFields>,
     /// The port of the previous row and its `,"port":…,"protocol":"…"` fields.
     port_fields: Option<(MatrixPort, String)>,
+    /// By tiered policy id: its `"Kind/name"`, JSON-escaped once.
+    tier_keys: Vec<String>,
     rows: usize,
 }
 
@@ -55,12 +57,16 @@ impl<'e, W: Write> JsonMatrixWriter<'e, W> {
                 }
             })
             .collect();
+        let tier_keys = (0..engine.tiered_count())
+            .map(|id| json_string(&engine.tiered_key(id)))
+            .collect();
         Self {
             engine,
             out,
             buffer,
             pods,
             port_fields: None,
+            tier_keys,
             rows: 0,
         }
     }
@@ -105,9 +111,7 @@ impl<'e, W: Write> JsonMatrixWriter<'e, W> {
             let egress = denial.denies(Direction::Egress);
             if egress {
                 match denial.tiered_policy(Direction::Egress) {
-                    Some(id) => {
-                        b.extend_from_slice(json_string(&self.engine.tiered_key(id)).as_bytes())
-                    }
+                    Some(id) => b.extend_from_slice(self.tier_keys[id].as_bytes()),
                     None => b.extend_from_slice(from.egress_policies.as_bytes()),
                 }
             }
@@ -116,9 +120,7 @@ impl<'e, W: Write> JsonMatrixWriter<'e, W> {
                     b.push(b',');
                 }
                 match denial.tiered_policy(Direction::Ingress) {
-                    Some(id) => {
-                        b.extend_from_slice(json_string(&self.engine.tiered_key(id)).as_bytes())
-                    }
+                    Some(id) => b.extend_from_slice(self.tier_keys[id].as_bytes()),
                     None => b.extend_from_slice(to.ingress_policies.as_bytes()),
                 }
             }

@@ -134,7 +134,7 @@ impl Engine {
             }
         }
 
-        let (tiered, tier_subject_of) =
+        let (tiered, tier_subject_of, tier_peer_pods) =
             Self::compile_tiered(index, &pods, &pod_namespace, &namespace_labels);
         let namespace_warnings = namespaces
             .iter()
@@ -174,6 +174,7 @@ impl Engine {
             egress_policies,
             tiered,
             tier_subject_of,
+            tier_peer_pods,
         }
     }
 

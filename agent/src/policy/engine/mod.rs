@@ -175,6 +175,8 @@ pub struct Engine {
     pub(crate) tiered: Vec<crate::cluster::tiered::TieredPolicy>,
     /// Per pod: the tiered policies whose subject selects it, in evaluation order.
     pub(crate) tier_subject_of: Vec<Vec<usize>>,
+    /// Per tiered policy: the pods its rules' pod peers match.
+    pub(crate) tier_peer_pods: Vec<tiers::TierPeerPods>,
 }
 
 impl fmt::Debug for Engine {

@@ -75,9 +75,55 @@ impl Engine {
         pods: &[Pod],
         pod_namespace: &[usize],
         namespace_labels: &[Labels],
-    ) -> (Vec<TieredPolicy>, Vec<Vec<usize>>) {
+    ) -> (Vec<TieredPolicy>, Vec<Vec<usize>>, Vec<TierPeerPods>) {
         let mut policies: Vec<TieredPolicy> = index.tiered_policies().cloned().collect();
         policies.sort_by_cached_key(|p| (p.tier, p.priority, p.key()));
+        // The pod-network pods each `namespaces` / `pods` peer matches, once, so a walk over
+        // a million cells reads a bit instead of matching labels.
+        let peer_pods = |rules: &[crate::cluster::tiered::TieredRule]| -> Vec<Vec<Option<BitSet>>> {
+            rules
+                .iter()
+                .map(|rule| {
+                    rule.peers
+                        .iter()
+                        .map(|peer| {
+                            let matches = |i: usize, pod: &Pod| {
+                                let ns = &namespace_labels[pod_namespace[i]];
+                                match peer {
+                                    TieredPeer::Namespaces(sel) => Some(sel.matches(ns)),
+                                    TieredPeer::Pods {
+                                        namespace_selector,
+                                        pod_selector,
+                                    } => Some(
+                                        namespace_selector.matches(ns)
+                                            && pod_selector.matches(&pod.labels),
+                                    ),
+                                    _ => None,
+                                }
+                            };
+                            if !matches!(peer, TieredPeer::Namespaces(_) | TieredPeer::Pods { .. })
+                            {
+                                return None;
+                            }
+                            let mut set = BitSet::empty(pods.len());
+                            for (i, pod) in pods.iter().enumerate() {
+                                if matches(i, pod) == Some(true) {
+                                    set.insert(i);
+                                }
+                            }
+                            Some(set)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let peer_sets: Vec<TierPeerPods> = policies
+            .iter()
+            .map(|policy| TierPeerPods {
+                ingress: peer_pods(&policy.ingress),
+                egress: peer_pods(&policy.egress),
+            })
+            .collect();
         let mut subject_of = vec![Vec::new(); pods.len()];
         for (pid, policy) in policies.iter().enumerate() {
             for (i, pod) in pods.iter().enumerate() {
@@ -97,7 +143,7 @@ impl Engine {
                 }
             }
         }
-        (policies, subject_of)
+        (policies, subject_of, peer_sets)
     }
 
     /// Whether any tiered policy applies to the pod in either direction.
@@ -171,15 +217,22 @@ impl Engine {
                 Direction::Ingress => &policy.ingress,
                 Direction::Egress => &policy.egress,
             };
+            let peer_sets = match direction {
+                Direction::Ingress => &self.tier_peer_pods[pid].ingress,
+                Direction::Egress => &self.tier_peer_pods[pid].egress,
+            };
             for (index, rule) in rules.iter().enumerate() {
                 let matched = if rule.invalid.is_some() {
                     rule.action != TierAction::Accept
                 } else {
                     self.tier_ports_match(rule.ports.as_deref(), port, protocol, port_pod)
-                        && rule
-                            .peers
-                            .iter()
-                            .any(|p| self.tier_peer_matches(p, peer, notes))
+                        && rule.peers.iter().zip(&peer_sets[index]).any(|(p, set)| {
+                            match (set, peer) {
+                                // Precomputed: a pod-network pod against a pod peer.
+                                (Some(set), Side::Pod(pod)) => set.contains(*pod),
+                                _ => self.tier_peer_matches(p, peer, notes),
+                            }
+                        })
                 };
                 if !matched {
                     continue;
@@ -219,6 +272,11 @@ impl Engine {
     }
 
     /// `Kind/name` of a tiered policy.
+    /// How many tiered policies the engine holds (their ids are `0..count`).
+    pub fn tiered_count(&self) -> usize {
+        self.tiered.len()
+    }
+
     pub fn tiered_key(&self, id: usize) -> String {
         self.tiered[id].key()
     }
@@ -299,4 +357,12 @@ impl Engine {
             (TieredPeer::DomainNames(_), _) => false,
         }
     }
+}
+
+/// The pods each `namespaces` / `pods` peer of a tiered policy's rules matches (`None` for
+/// the other peer kinds), per direction, rule and peer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TierPeerPods {
+    pub(crate) ingress: Vec<Vec<Option<BitSet>>>,
+    pub(crate) egress: Vec<Vec<Option<BitSet>>>,
 }

@@ -989,10 +989,11 @@ fn service_report(
                 }
             ),
             Some(crate::pair::PairReason::ServicePathBroken) => format!(
-                "{head} blocked ({outcome}) through ClusterIP {}, although {all} answer(s) directly: the Service path is broken (kube-proxy or the eBPF load balancer; {reason})",
+                "{head} blocked ({outcome}) through ClusterIP {}, although {all} {} directly: the Service path is broken (kube-proxy or the eBPF load balancer; {reason})",
                 resolved
                     .cluster_ip
-                    .map_or("-".to_string(), |ip| ip.to_string())
+                    .map_or("-".to_string(), |ip| ip.to_string()),
+                if total == 1 { "answers" } else { "answer" }
             ),
             _ => format!("{head} blocked ({outcome}) although the policies allow it ({reason})"),
         },

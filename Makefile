@@ -1,6 +1,7 @@
 # netreach task runner. `make help` lists the targets.
 .DEFAULT_GOAL := help
 CARGO ?= cargo
+PREFIX ?= /usr/local
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +52,12 @@ bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and 
 bench-matrix: ## Offline JSON matrix, whole process: this build vs the baseline (1,000 pods) and vs nca (200 pods).
 	./scripts/bench-matrix.sh
 
+install: ## Install netreach into $(PREFIX)/bin, with the kubectl plugin link kubectl-netreach.
+	$(CARGO) build --release --locked -p netreach
+	install -D -m 0755 target/release/netreach $(DESTDIR)$(PREFIX)/bin/netreach
+	ln -sf netreach $(DESTDIR)$(PREFIX)/bin/kubectl-netreach
+
+.PHONY: install
 .PHONY: help test clean-testbed build bench bench-agent-rss bench-memory bench-probe bench-matrix demo-rss generate demo example
 
 alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).

@@ -544,3 +544,55 @@ fn explain_a_service_evaluates_each_ready_endpoint() {
         stderr(&out)
     );
 }
+
+/// The binary is also the kubectl plugin: started as `kubectl-netreach` (the link `make
+/// install` creates), it runs the same commands and its usage says `kubectl netreach`.
+#[test]
+fn answers_as_the_kubectl_plugin() {
+    let dir = std::env::temp_dir().join(format!("netreach-plugin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let plugin = dir.join("kubectl-netreach");
+    let _ = std::fs::remove_file(&plugin);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_netreach"), &plugin).expect("symlink");
+    let run = |args: &[&str]| {
+        Command::new(&plugin)
+            .args(args)
+            .current_dir(repo_root())
+            .output()
+            .expect("run kubectl-netreach")
+    };
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    assert!(
+        stdout(&help).contains("Usage: kubectl netreach <COMMAND>"),
+        "{}",
+        stdout(&help)
+    );
+    let explain = run(&[
+        "explain",
+        "-f",
+        "examples/services",
+        "--from",
+        "shop/frontend",
+        "--to",
+        "svc/shop/api",
+        "--port",
+        "80",
+    ]);
+    assert!(
+        stdout(&explain).contains("PARTIALLY DENIED"),
+        "{}",
+        stdout(&explain)
+    );
+    let bad = run(&["explain", "--bogus"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("Usage: kubectl netreach explain"),
+        "{}",
+        stderr(&bad)
+    );
+    // The plain name keeps its own usage.
+    let plain = netreach(&["--help"]);
+    assert!(stdout(&plain).contains("Usage: netreach <COMMAND>"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

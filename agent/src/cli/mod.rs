@@ -46,8 +46,32 @@ pub const EXIT_DENIED: u8 = 1;
 /// --keep-going), invalid objects (with --strict), unknown pods, bad flags.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// The name the binary answers to as a kubectl plugin (`kubectl netreach ...` runs it).
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl-netreach";
+
+/// Whether the process was started as the kubectl plugin (through a `kubectl-netreach` link
+/// or copy), from its first argument.
+fn invoked_as_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| path.file_name().map(|name| name == KUBECTL_PLUGIN_NAME))
+        .unwrap_or(false)
+}
+
+/// Parses the command line; as the kubectl plugin, usage and help say `kubectl netreach`.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    if invoked_as_plugin() {
+        command = command.bin_name("kubectl netreach");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     // The agent is a long-running service: its lifecycle is logged at info by default.
     let default_level = match cli.command {
         Command::Agent(_) => "info",

@@ -241,16 +241,11 @@ fn fault(input: &Input<'_>, reason: PairReason) -> String {
             other => format!("the DNS server answered {other}"),
         },
         PairReason::CniNativePolicy => {
-            let names = input
+            let may_apply = input
                 .prediction
-                .map(|p| p.verdict.cni_policies.as_slice())
+                .and_then(|p| p.verdict.cni_policies_may_apply())
                 .unwrap_or_default();
-            let mut named: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
-            let more = names.len().saturating_sub(named.len());
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-            let which = if names.len() == 1 { "a CNI-native policy may apply" } else { "CNI-native policies may apply" };
-            named.dedup();
-            format!("no CNI, node or destination fault found; {which} ({}{more})", named.join(", "))
+            format!("no CNI, node or destination fault found; {may_apply}")
         }
         PairReason::NoReadyEndpoints => "the Service has no ready endpoint".to_string(),
         PairReason::ServicePathBroken => {

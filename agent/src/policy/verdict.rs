@@ -470,6 +470,31 @@ impl Verdict {
         out
     }
 
+    /// `a CNI-native policy may apply (CiliumNetworkPolicy shop/l7)`, naming at most five
+    /// (`... and 2 more`); `None` when none may apply.
+    pub fn cni_policies_may_apply(&self) -> Option<String> {
+        const NAMED: usize = 5;
+        let names = &self.cni_policies;
+        if names.is_empty() {
+            return None;
+        }
+        let mut named = names
+            .iter()
+            .take(NAMED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > NAMED {
+            named.push_str(&format!(" and {} more", names.len() - NAMED));
+        }
+        let which = if names.len() == 1 {
+            "a CNI-native policy may apply"
+        } else {
+            "CNI-native policies may apply"
+        };
+        Some(format!("{which} ({named})"))
+    }
+
     /// The closest rule of the denying direction, if any rule exists.
     pub fn closest_rule(&self) -> Option<(&ObjectRef, &RuleMiss)> {
         let part = match self.direction? {

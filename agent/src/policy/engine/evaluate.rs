@@ -116,12 +116,14 @@ impl Engine {
                 }
             }
         }
-        if !cni_policies.is_empty() {
-            notes.push(cni_policies_note(&cni_policies));
-        }
         notes.dedup();
         let mut verdict = Verdict::new(self_traffic, egress, ingress, notes);
         verdict.cni_policies = cni_policies;
+        if let Some(may_apply) = verdict.cni_policies_may_apply() {
+            verdict.notes.push(format!(
+                "incomplete: {may_apply}; netreach does not evaluate CNI-native policies, so they may block or allow what this prediction says"
+            ));
+        }
         verdict
     }
 
@@ -541,28 +543,4 @@ impl Engine {
             notes,
         })
     }
-}
-
-/// How many CNI-native policies a note names before it counts the rest.
-const NAMED_CNI_POLICIES: usize = 5;
-
-/// `incomplete: a CNI-native policy may apply (CiliumNetworkPolicy shop/l7): ...`.
-fn cni_policies_note(names: &[String]) -> String {
-    let mut named = names
-        .iter()
-        .take(NAMED_CNI_POLICIES)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > NAMED_CNI_POLICIES {
-        named.push_str(&format!(" and {} more", names.len() - NAMED_CNI_POLICIES));
-    }
-    let which = if names.len() == 1 {
-        "a CNI-native policy may apply"
-    } else {
-        "CNI-native policies may apply"
-    };
-    format!(
-        "incomplete: {which} ({named}); netreach does not evaluate CNI-native policies, so they may block or allow what this prediction says"
-    )
 }

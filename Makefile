@@ -52,13 +52,16 @@ bench-probe: ## Cost of one TCP probe: netreach vs a plain connect loop, nc and 
 bench-matrix: ## Offline JSON matrix, whole process: this build vs the baseline (1,000 pods) and vs nca (200 pods).
 	./scripts/bench-matrix.sh
 
+bench-whatif: ## whatif on the 1,000-pod x 200-policy dump with one policy edited, whole process (target: under 3 s).
+	$(CARGO) bench -q --locked -p netreach --bench matrix_json -- --only d
+
 install: ## Install netreach into $(PREFIX)/bin, with the kubectl plugin link kubectl-netreach.
 	$(CARGO) build --release --locked -p netreach
 	install -D -m 0755 target/release/netreach $(DESTDIR)$(PREFIX)/bin/netreach
 	ln -sf netreach $(DESTDIR)$(PREFIX)/bin/kubectl-netreach
 
 .PHONY: install
-.PHONY: help test clean-testbed build bench bench-agent-rss bench-memory bench-probe bench-matrix demo-rss generate demo example
+.PHONY: help test clean-testbed build bench bench-agent-rss bench-memory bench-probe bench-matrix bench-whatif demo-rss generate demo example
 
 alerts-test: ## Alert rules (promtool check + unit tests), dashboard checks, live Prometheus on the demo (as root).
 	./scripts/alerts-test.sh

@@ -8,6 +8,9 @@
 //! - (c) the same 1,000 x 200 cluster with 50 generated ClusterNetworkPolicies
 //!   (`synthetic::cluster_policies_yaml`), table and JSON, against the cluster without them
 //!   (target: under 2 s whole process);
+//! - (d) `netreach whatif -f DUMP --apply CHANGE` on the same 1,000 x 200 dump with one
+//!   policy edited (issue 12, target: under 3 s whole process), text and JSON, all ports and
+//!   one port, with how many pairs flip;
 //! - (b) `netreach matrix -f DUMP --format json` (all ports: no `--port`) against
 //!   `nca --connectivity -r DUMP -o txt_no_fw_rules --output_endpoints pods`
 //!   (network-config-analyzer 2.1.0) on the synthetic 200 pods / 10 namespaces / 40 policies,
@@ -26,10 +29,12 @@
 //! make bench-matrix               # = scripts/bench-matrix.sh: builds the baseline, installs nca
 //! NETREACH_BASELINE_BIN=PATH NCA_BIN=PATH cargo bench -p netreach --bench matrix_json
 //! cargo bench -p netreach --bench matrix_json -- --runs 9 --keep /tmp/dumps
+//! cargo bench -p netreach --bench matrix_json -- --only d    # make bench-whatif
 //! ```
 //!
 //! Flags (after `--`): `--runs N` (runs per figure, default 5), `--keep DIR` (write the dumps
-//! there and leave them, to rerun a command by hand). Environment: `NETREACH_BIN` (the binary
+//! there and leave them, to rerun a command by hand), `--only LETTERS` (the sections to run,
+//! e.g. `d` or `ac`; default all). Environment: `NETREACH_BIN` (the binary
 //! measured as "this build"; default the one cargo built), `NETREACH_BASELINE_BIN` (the old
 //! binary; without it (a) prints only this build), `NCA_BIN` (default `nca` on PATH, then
 //! `.venv-bench/bin/nca`; without it (b) is skipped with the install command).
@@ -58,18 +63,28 @@ const CLUSTER_POLICIES: usize = 50;
 /// (c)'s target, seconds of wall clock for the whole process.
 const TIERED_TARGET_S: f64 = 2.0;
 const NCA_TARGET: f64 = 50.0;
+/// (d)'s target, seconds of wall clock for the whole process.
+const WHATIF_TARGET_S: f64 = 3.0;
 const NCA_INSTALL: &str =
     "python3 -m venv .venv-bench && .venv-bench/bin/pip install network-config-analyzer==2.1.0";
 
 struct Options {
     runs: usize,
     keep: Option<PathBuf>,
+    only: Option<String>,
+}
+
+impl Options {
+    fn section(&self, letter: char) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(letter))
+    }
 }
 
 fn options() -> Options {
     let mut options = Options {
         runs: 5,
         keep: None,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -82,6 +97,7 @@ fn options() -> Options {
                     .expect("--runs N, N > 0");
             }
             "--keep" => options.keep = Some(args.next().expect("--keep DIR").into()),
+            "--only" => options.only = Some(args.next().expect("--only LETTERS")),
             // cargo bench passes `--bench`; other flags are criterion's, not ours.
             _ => {}
         }
@@ -262,7 +278,7 @@ fn main() -> io::Result<()> {
     let runs = options.runs;
     let netreach =
         env_path("NETREACH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_netreach").into());
-    let dumps = DumpDir::new(options.keep)?;
+    let dumps = DumpDir::new(options.keep.clone())?;
     let big = dumps.write("cluster-1000x200.yaml", SyntheticSpec::BENCH)?;
     let small = dumps.write("cluster-200x40.yaml", NCA_SPEC)?;
     let (big, small) = (big.display().to_string(), small.display().to_string());
@@ -279,6 +295,9 @@ fn main() -> io::Result<()> {
         ("--port 8080/TCP", &["--port", "8080/TCP"]),
     ];
     for (variant, port_args) in variants {
+        if !options.section('a') {
+            break;
+        }
         let mut args = vec!["matrix", "-f", &big, "--format", "json"];
         args.extend_from_slice(port_args);
         println!("\n(a) 1,000 pods x 200 policies, JSON, {variant}");
@@ -317,54 +336,62 @@ fn main() -> io::Result<()> {
 
     // (c) The same 1,000 x 200 cluster with 50 ClusterNetworkPolicies (issue 11's target: the
     // whole process under 2 s), table and JSON, against the cluster without them.
-    let tiered_path = dumps.path.join("cluster-1000x200-cnp50.yaml");
-    let mut tiered = cluster_yaml(SyntheticSpec::BENCH);
-    tiered.push_str(&cluster_policies_yaml(
-        CLUSTER_POLICIES,
-        SyntheticSpec::BENCH.namespaces,
-        SyntheticSpec::BENCH.seed,
-    ));
-    std::fs::write(&tiered_path, tiered)?;
-    let tiered_path = tiered_path.display().to_string();
-    println!("\n(c) 1,000 pods x 200 policies + {CLUSTER_POLICIES} ClusterNetworkPolicies");
-    let variants: [(&str, &[&str]); 3] = [
-        (
-            "table, 8080/TCP",
-            &["--port", "8080/TCP", "--format", "table"],
-        ),
-        (
-            "JSON, 8080/TCP",
-            &["--port", "8080/TCP", "--format", "json"],
-        ),
-        ("JSON, all ports", &["--format", "json"]),
-    ];
-    for (variant, variant_args) in variants {
-        let command = |dump: &str| {
-            let mut args = vec!["matrix", "-f", dump];
-            args.extend_from_slice(variant_args);
-            Cmd::new(&netreach, &args)
-        };
-        let (without, with) = (command(&big), command(&tiered_path));
-        let without_s = without.median(runs);
-        let with_s = with.median(runs);
-        println!(
-            "{}",
-            without_s.line(&format!("{variant}, without"), &without)
-        );
-        println!(
-            "{}",
-            with_s.line(&format!("{variant}, with {CLUSTER_POLICIES}"), &with)
-        );
-        println!(
-            "  {} (target: under {TIERED_TARGET_S} s whole process)",
-            if with_s.wall < TIERED_TARGET_S {
-                "PASS"
-            } else {
-                "MISS"
-            }
-        );
+    if options.section('c') {
+        let tiered_path = dumps.path.join("cluster-1000x200-cnp50.yaml");
+        let mut tiered = cluster_yaml(SyntheticSpec::BENCH);
+        tiered.push_str(&cluster_policies_yaml(
+            CLUSTER_POLICIES,
+            SyntheticSpec::BENCH.namespaces,
+            SyntheticSpec::BENCH.seed,
+        ));
+        std::fs::write(&tiered_path, tiered)?;
+        let tiered_path = tiered_path.display().to_string();
+        println!("\n(c) 1,000 pods x 200 policies + {CLUSTER_POLICIES} ClusterNetworkPolicies");
+        let variants: [(&str, &[&str]); 3] = [
+            (
+                "table, 8080/TCP",
+                &["--port", "8080/TCP", "--format", "table"],
+            ),
+            (
+                "JSON, 8080/TCP",
+                &["--port", "8080/TCP", "--format", "json"],
+            ),
+            ("JSON, all ports", &["--format", "json"]),
+        ];
+        for (variant, variant_args) in variants {
+            let command = |dump: &str| {
+                let mut args = vec!["matrix", "-f", dump];
+                args.extend_from_slice(variant_args);
+                Cmd::new(&netreach, &args)
+            };
+            let (without, with) = (command(&big), command(&tiered_path));
+            let without_s = without.median(runs);
+            let with_s = with.median(runs);
+            println!(
+                "{}",
+                without_s.line(&format!("{variant}, without"), &without)
+            );
+            println!(
+                "{}",
+                with_s.line(&format!("{variant}, with {CLUSTER_POLICIES}"), &with)
+            );
+            println!(
+                "  {} (target: under {TIERED_TARGET_S} s whole process)",
+                if with_s.wall < TIERED_TARGET_S {
+                    "PASS"
+                } else {
+                    "MISS"
+                }
+            );
+        }
     }
 
+    if options.section('d') {
+        whatif_section(&netreach, &dumps, &big, runs)?;
+    }
+    if !options.section('b') {
+        return Ok(());
+    }
     // (b) netreach against network-config-analyzer on the 200-pod all-ports matrix.
     println!("\n(b) 200 pods x 40 policies, all ports, against network-config-analyzer");
     let ours = Cmd::new(&netreach, &["matrix", "-f", &small, "--format", "json"]);
@@ -390,5 +417,58 @@ fn main() -> io::Result<()> {
         }
         None => println!("  nca skipped: not installed ({NCA_INSTALL}, or set NCA_BIN)"),
     }
+    Ok(())
+}
+
+/// (d) `whatif` on the 1,000 x 200 dump with one policy edited: pol-0 replaced by an ingress
+/// allow-list that admits only its own namespace on 8080/TCP.
+fn whatif_section(netreach: &Path, dumps: &DumpDir, big: &str, runs: usize) -> io::Result<()> {
+    let text = std::fs::read_to_string(big)?;
+    let namespace = text
+        .split("  name: pol-0\n  namespace: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the dump has pol-0")
+        .to_string();
+    let change = dumps.path.join("pol-0-edited.yaml");
+    std::fs::write(
+        &change,
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: pol-0\n  namespace: {namespace}\nspec:\n  podSelector: {{}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{podSelector: {{}}}}]\n    ports: [{{port: 8080}}]\n"
+        ),
+    )?;
+    let change = change.display().to_string();
+    println!("\n(d) whatif: 1,000 pods x 200 policies, pol-0 ({namespace}) edited");
+    let variants: [(&str, &[&str]); 3] = [
+        ("text, all ports", &["--format", "text"]),
+        ("JSON, all ports", &["--format", "json"]),
+        (
+            "JSON, 8080/TCP",
+            &["--format", "json", "--port", "8080/TCP"],
+        ),
+    ];
+    for (variant, variant_args) in variants {
+        let mut args = vec!["whatif", "-f", big, "--apply", &change];
+        args.extend_from_slice(variant_args);
+        let command = Cmd::new(netreach, &args);
+        let seconds = command.median(runs);
+        println!("{}", seconds.line(variant, &command));
+        println!(
+            "  {} (target: under {WHATIF_TARGET_S} s whole process)",
+            if seconds.wall < WHATIF_TARGET_S {
+                "PASS"
+            } else {
+                "MISS"
+            }
+        );
+    }
+    let out = Command::new(netreach)
+        .args(["whatif", "-f", big, "--apply", &change, "--format", "json"])
+        .output()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("whatif JSON");
+    println!(
+        "  {} pairs compared, {} allowed -> denied, {} denied -> allowed",
+        json["compared"], json["newly_denied"], json["newly_allowed"]
+    );
     Ok(())
 }

@@ -286,7 +286,7 @@ fn crd_command_prints_the_committed_crds() {
 fn help_explains_every_subcommand() {
     let out = netreach(&["--help"]);
     let text = stdout(&out);
-    for sub in ["explain", "matrix", "crd"] {
+    for sub in ["explain", "matrix", "whatif", "crd"] {
         assert!(text.contains(sub), "{text}");
     }
     for sub in ["explain", "matrix"] {
@@ -584,6 +584,19 @@ fn answers_as_the_kubectl_plugin() {
         "{}",
         stdout(&explain)
     );
+    let whatif = run(&[
+        "whatif",
+        "-f",
+        "examples/shop",
+        "--delete",
+        "netpol/shop/api-from-frontend",
+        "-q",
+    ]);
+    assert!(
+        stdout(&whatif).starts_with("5 pairs flip"),
+        "{}",
+        stdout(&whatif)
+    );
     let bad = run(&["explain", "--bogus"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
@@ -595,4 +608,179 @@ fn answers_as_the_kubectl_plugin() {
     let plain = netreach(&["--help"]);
     assert!(stdout(&plain).contains("Usage: netreach <COMMAND>"));
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+// === whatif ===
+
+/// `whatif` on the shop example plus its ProbeSpec, with `change` and --exit-code.
+fn whatif(change: &[&str], format: &str) -> (Output, Value) {
+    let mut args = vec![
+        "whatif",
+        "-f",
+        SHOP,
+        "-f",
+        "examples/probespecs/frontend-paths.yaml",
+        "--format",
+        format,
+        "--exit-code",
+    ];
+    args.extend_from_slice(change);
+    let out = netreach(&args);
+    let json = if format == "json" {
+        serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
+    } else {
+        Value::Null
+    };
+    (out, json)
+}
+
+/// `from -> to port before->after` of each change in the JSON.
+fn flips(json: &Value) -> Vec<String> {
+    json["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} -> {} {}/{} {}->{}",
+                c["from"].as_str().expect("from"),
+                c["to"].as_str().expect("to"),
+                c["port"],
+                c["protocol"].as_str().expect("protocol"),
+                c["before"],
+                c["after"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn whatif_lists_exactly_the_pairs_a_change_flips() {
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<i32>);
+    let cases: &[Case] = &[
+        (
+            "a deleted policy opens shop/api to everyone",
+            &["--delete", "networkpolicy/shop/api-from-frontend"],
+            &[
+                "kube-system/coredns -> shop/api 8080/TCP false->true",
+                "payments/gateway -> shop/api 8080/TCP false->true",
+                "kube-system/coredns -> shop/api 9090/TCP false->true",
+                "payments/gateway -> shop/api 9090/TCP false->true",
+                "shop/frontend -> shop/api 9090/TCP false->true",
+            ],
+            Some(0),
+        ),
+        (
+            "an edited rule moves the frontend from http to metrics",
+            &["--apply", "examples/whatif/api-metrics-only.yaml"],
+            &[
+                "shop/frontend -> shop/api 8080/TCP true->false",
+                "shop/frontend -> shop/api 9090/TCP false->true",
+            ],
+            Some(1),
+        ),
+        (
+            "a relabelled pod loses the access its old labels had",
+            &["--apply", "examples/whatif/frontend-relabelled.yaml"],
+            &["shop/frontend -> shop/api 8080/TCP true->false"],
+            Some(1),
+        ),
+        (
+            "re-applying today's objects flips nothing",
+            &["--apply", "examples/shop/cluster.yaml"],
+            &[],
+            Some(0),
+        ),
+    ];
+    for (name, change, want, code) in cases {
+        let (out, json) = whatif(change, "json");
+        assert_eq!(out.status.code(), *code, "{name}: {}", stderr(&out));
+        assert_eq!(flips(&json), *want, "{name}");
+        assert_eq!(json["compared"], 18, "{name}");
+        assert!(stderr(&out).contains("whatif: 18 pairs compared"), "{name}");
+    }
+}
+
+#[test]
+fn whatif_json_names_reason_direction_and_policies_of_the_new_verdict() {
+    let (_, json) = whatif(
+        &["--apply", "examples/whatif/api-metrics-only.yaml"],
+        "json",
+    );
+    let closed = &json["changes"][0];
+    assert_eq!(closed["reason"], "port_not_allowed");
+    assert_eq!(closed["direction"], "ingress");
+    assert_eq!(
+        closed["policies"],
+        serde_json::json!(["shop/api-from-frontend"])
+    );
+    let opened = &json["changes"][1];
+    assert_eq!(opened["reason"], Value::Null);
+    assert_eq!(
+        opened["policies"],
+        serde_json::json!(["shop/api-from-frontend"])
+    );
+    assert_eq!(opened["previous"]["reason"], "port_not_allowed");
+    // The ProbeSpec pair the change breaks.
+    let spec = &json["probespecs"]["changes"][0];
+    assert_eq!(spec["spec"], "ProbeSpec shop/frontend-paths");
+    assert_eq!(spec["to"], "shop/api:8080/TCP");
+    assert_eq!(
+        (spec["before"].as_str(), spec["after"].as_str()),
+        (Some("allowed"), Some("denied"))
+    );
+}
+
+#[test]
+fn whatif_text_explains_the_new_verdict_closed_paths_first() {
+    let (out, _) = whatif(
+        &["--apply", "examples/whatif/api-metrics-only.yaml"],
+        "text",
+    );
+    let text = stdout(&out);
+    let closed = text
+        .find("ALLOWED -> DENIED  shop/frontend -> shop/api 8080/TCP: DENIED")
+        .unwrap_or_else(|| panic!("{text}"));
+    let opened = text
+        .find("DENIED -> ALLOWED  shop/frontend -> shop/api 9090/TCP: ALLOWED")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(closed < opened, "{text}");
+    assert!(
+        text.contains("port 8080/TCP is not in [metrics/TCP (= 9090)]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "ProbeSpec shop/frontend-paths  shop/frontend -> shop/api:8080/TCP  allowed -> denied"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn whatif_refuses_what_it_cannot_answer() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--delete", "pod/shop/nope"],
+            "--delete Pod/shop/nope: no such object",
+        ),
+        (
+            &["--delete", "deployment/shop/api"],
+            "not a kind whatif can delete",
+        ),
+        (
+            &["--apply", "agent/tests/data/cli/unparsable.yaml"],
+            "could not be parsed",
+        ),
+        (&[], "nothing to change"),
+    ];
+    for (change, message) in cases {
+        let (out, _) = whatif(change, "text");
+        assert_eq!(out.status.code(), Some(2), "{change:?}");
+        assert!(
+            stderr(&out).contains(message),
+            "{change:?}: {}",
+            stderr(&out)
+        );
+    }
 }

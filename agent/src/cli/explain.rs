@@ -77,7 +77,7 @@ impl Args {
         }
         let loaded = sources.load()?;
         let skipped = loaded.parse_errors.len();
-        let engine = Engine::new(&loaded.index, sources.profile.clone());
+        let engine = Engine::new(&loaded.index, sources.options.profile.clone());
         let to = match to {
             Destination::Endpoint(to) => to,
             Destination::Service(service) => {

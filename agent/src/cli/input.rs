@@ -18,6 +18,13 @@ pub struct Sources {
     /// NetworkPolicies): multi-document files, `kind: List`, `kubectl get -A -o yaml` output.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub options: LoadOptions,
+}
+
+/// How objects are loaded and their problems reported, whatever they are read from.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LoadOptions {
     /// Fail (exit 2) when any object is invalid, instead of loading the valid ones.
     #[arg(long)]
     pub strict: bool,
@@ -43,6 +50,16 @@ impl Sources {
     /// call a denied pair allowed.
     pub fn load(&self) -> anyhow::Result<Loaded> {
         let loaded = load_paths(&self.paths).context("reading Kubernetes objects")?;
+        self.options.check(&loaded, "loaded")?;
+        Ok(loaded)
+    }
+}
+
+impl LoadOptions {
+    /// Reports what a load found on stderr (`what` starts the summary line: `loaded`,
+    /// `applied`) and refuses input that did not parse (unless `--keep-going`) or, with
+    /// `--strict`, invalid objects.
+    pub fn check(&self, loaded: &Loaded, what: &str) -> anyhow::Result<()> {
         let mut stderr = std::io::stderr().lock();
         // Always shown, even with --quiet: they are why the result is refused or incomplete.
         for error in &loaded.parse_errors {
@@ -56,7 +73,7 @@ impl Sources {
             }
         }
         if !self.quiet {
-            let _ = writeln!(stderr, "loaded {}", loaded.summary);
+            let _ = writeln!(stderr, "{what} {}", loaded.summary);
         }
         if let (false, Some(first)) = (self.keep_going, loaded.parse_errors.first()) {
             bail!(
@@ -73,7 +90,7 @@ impl Sources {
                 loaded.problems.len()
             );
         }
-        Ok(loaded)
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::Format;
 use super::input::{PortArg, Sources, incomplete_line, require_numeric};
+use super::progress::Progress;
 use crate::policy::{Engine, MatrixCell, MatrixPort};
 use json::JsonMatrixWriter;
 
@@ -39,12 +40,18 @@ impl Args {
             .collect::<anyhow::Result<_>>()?;
         let loaded = sources.load()?;
         let skipped = loaded.parse_errors.len();
-        let engine = Engine::new(&loaded.index, sources.profile.clone());
+        let engine = Engine::new(&loaded.index, sources.options.profile.clone());
         let stdout = std::io::stdout().lock();
+        let mut rows = Rows::new(&engine, &ports, sources.options.quiet);
         let counts = match format {
-            Format::Json => write_json(stdout, &engine, &ports, skipped > 0)?,
+            Format::Json => write_json(stdout, &engine, &ports, skipped > 0, &mut rows)?,
             Format::Table | Format::Text => {
-                let cells = engine.matrix(&ports);
+                let mut cells = Vec::new();
+                engine.for_each_cell(&ports, |cell| {
+                    rows.see(&cell);
+                    cells.push(cell);
+                });
+                rows.finish();
                 let mut out = BufWriter::new(stdout);
                 if skipped > 0 {
                     writeln!(out, "{}", incomplete_line(skipped))?;
@@ -57,7 +64,7 @@ impl Args {
                 }
             }
         };
-        if !sources.quiet {
+        if !sources.options.quiet {
             eprintln!(
                 "{} pairs, {} allowed, {} denied",
                 counts.pairs,
@@ -66,6 +73,41 @@ impl Args {
             );
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Progress through the matrix: a row is one source's cells on one port.
+struct Rows {
+    bar: Progress,
+    done: usize,
+    last: Option<(MatrixPort, usize)>,
+}
+
+impl Rows {
+    fn new(engine: &Engine, ports: &[MatrixPort], quiet: bool) -> Self {
+        let ports = if ports.is_empty() {
+            engine.container_ports().len()
+        } else {
+            ports.len()
+        };
+        Self {
+            bar: Progress::new(ports * engine.endpoint_ids().len(), "matrix", quiet),
+            done: 0,
+            last: None,
+        }
+    }
+
+    fn see(&mut self, cell: &MatrixCell) {
+        let row = (cell.port, cell.from);
+        if self.last != Some(row) {
+            self.last = Some(row);
+            self.done += 1;
+            self.bar.set(self.done);
+        }
+    }
+
+    fn finish(&mut self) {
+        std::mem::replace(&mut self.bar, Progress::hidden()).finish();
     }
 }
 
@@ -82,6 +124,7 @@ fn write_json(
     engine: &Engine,
     ports: &[MatrixPort],
     incomplete: bool,
+    rows: &mut Rows,
 ) -> anyhow::Result<PairCounts> {
     let mut counts = PairCounts {
         pairs: 0,
@@ -89,11 +132,13 @@ fn write_json(
     };
     let mut writer = JsonMatrixWriter::begin(engine, out, incomplete);
     engine.try_for_each_cell(ports, |cell| {
+        rows.see(&cell);
         counts.pairs += 1;
         counts.denied += usize::from(!cell.allowed);
         writer.row(&cell)
     })?;
     writer.finish()?.flush()?;
+    rows.finish();
     Ok(counts)
 }
 

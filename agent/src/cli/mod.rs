@@ -12,6 +12,8 @@ mod input;
 mod matrix;
 mod probe;
 mod probe_cluster;
+mod progress;
+mod whatif;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ use clap::{Parser, Subcommand};
 
 /// netreach: is this pod-to-pod path open, and if not, which NetworkPolicy rule blocks it?
 ///
-/// Offline commands (explain, matrix) read Kubernetes objects from YAML/JSON files, for
+/// Offline commands (explain, matrix, whatif) read Kubernetes objects from YAML/JSON files, for
 /// example the output of `kubectl get pods,namespaces,networkpolicies -A -o yaml`.
 #[derive(Debug, Parser)]
 #[command(name = "netreach", version, about, long_about)]
@@ -33,6 +35,7 @@ pub struct Cli {
 enum Command {
     Explain(explain::Args),
     Matrix(matrix::Args),
+    Whatif(whatif::Args),
     Probe(probe::Args),
     Crd(crd::Args),
     #[cfg(feature = "demo")]
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Explain(args) => args.run(),
         Command::Matrix(args) => args.run(),
+        Command::Whatif(args) => args.run(),
         Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
         #[cfg(feature = "demo")]

@@ -88,11 +88,7 @@ impl Engine {
         ports: &[MatrixPort],
         mut f: impl FnMut(MatrixCell) -> Result<(), E>,
     ) -> Result<(), E> {
-        let endpoints = self.endpoint_ids();
-        let peer_sets = self.peer_sets();
-        let has_v4: Vec<bool> = (0..self.pods.len())
-            .map(|i| self.has_v4(&Side::Pod(i)))
-            .collect();
+        let walk = MatrixWalk::new(self);
         let per_destination = ports.is_empty();
         let ports = if per_destination {
             self.container_ports()
@@ -100,66 +96,118 @@ impl Engine {
             ports.to_vec()
         };
         for port in ports {
-            let destinations: Vec<usize> = if per_destination {
-                endpoints
-                    .iter()
-                    .copied()
-                    .filter(|&d| {
-                        self.pods[d]
-                            .ports
-                            .iter()
-                            .any(|p| p.port == port.port && p.protocol == port.protocol)
-                    })
-                    .collect()
-            } else {
-                endpoints.clone()
-            };
-            let ingress: Vec<BitSet> = destinations
+            walk.try_for_each_on_port(port, per_destination, &mut f)?;
+        }
+        Ok(())
+    }
+}
+
+/// What every port of a matrix shares, computed once: the endpoint pods, each rule's peer
+/// set, which pods have IPv4. Walks one port at a time, so a caller can interleave two
+/// engines port by port (`whatif`) or report progress.
+pub struct MatrixWalk<'e> {
+    engine: &'e Engine,
+    endpoints: Vec<usize>,
+    peer_sets: PeerSets,
+    has_v4: Vec<bool>,
+}
+
+impl std::fmt::Debug for MatrixWalk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixWalk")
+            .field("endpoints", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'e> MatrixWalk<'e> {
+    pub fn new(engine: &'e Engine) -> Self {
+        Self {
+            engine,
+            endpoints: engine.endpoint_ids(),
+            peer_sets: engine.peer_sets(),
+            has_v4: (0..engine.pods.len())
+                .map(|i| engine.has_v4(&Side::Pod(i)))
+                .collect(),
+        }
+    }
+
+    /// The endpoint pods (sources of every port), in key order.
+    pub fn endpoints(&self) -> &[usize] {
+        &self.endpoints
+    }
+
+    /// The cells of one port in order (source, destination). `per_destination`: only the
+    /// destinations that declare the port as a container port, else every endpoint pod.
+    pub fn try_for_each_on_port<E>(
+        &self,
+        port: MatrixPort,
+        per_destination: bool,
+        f: &mut impl FnMut(MatrixCell) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let engine = self.engine;
+        let (endpoints, peer_sets, has_v4) = (&self.endpoints, &self.peer_sets, &self.has_v4);
+        let destinations: Vec<usize> = if per_destination {
+            endpoints
                 .iter()
-                .map(|&d| self.ingress_sources(d, port, &peer_sets))
-                .collect();
-            for &s in &endpoints {
-                let egress = self.egress_destinations(s, port, &peer_sets);
-                for (&d, admitted) in destinations.iter().zip(&ingress) {
-                    let mut rules_allowed = egress.contains(d) && admitted.contains(s);
-                    if has_v4[s] != has_v4[d] {
-                        // The peer sets match ipBlocks on each pod's IPv4 address when it has one,
-                        // but this pair can only talk IPv6 (E19): evaluate it on its own.
-                        let (src, dst) = (self.side_of_pod(s), self.side_of_pod(d));
-                        rules_allowed = self
-                            .evaluate_sides(&src, &dst, port.port, port.protocol)
-                            .rules_allowed;
-                    } else if self.is_tier_subject(s) || self.is_tier_subject(d) {
-                        // A cluster-scoped tier applies: the tiers decide around what the peer
-                        // sets say NetworkPolicy decides.
-                        let sides = (&self.side_of_pod(s), &self.side_of_pod(d));
-                        rules_allowed = self.tiered_direction_allows(
-                            Direction::Egress,
-                            sides,
-                            port,
-                            egress.contains(d),
-                        ) && self.tiered_direction_allows(
-                            Direction::Ingress,
-                            sides,
-                            port,
-                            admitted.contains(s),
-                        );
-                    }
-                    let self_traffic = s == d;
-                    f(MatrixCell {
-                        from: s,
-                        to: d,
+                .copied()
+                .filter(|&d| {
+                    engine.pods[d]
+                        .ports
+                        .iter()
+                        .any(|p| p.port == port.port && p.protocol == port.protocol)
+                })
+                .collect()
+        } else {
+            endpoints.clone()
+        };
+        let ingress: Vec<BitSet> = destinations
+            .iter()
+            .map(|&d| engine.ingress_sources(d, port, peer_sets))
+            .collect();
+        for &s in endpoints {
+            let egress = engine.egress_destinations(s, port, peer_sets);
+            for (&d, admitted) in destinations.iter().zip(&ingress) {
+                let mut rules_allowed = egress.contains(d) && admitted.contains(s);
+                if has_v4[s] != has_v4[d] {
+                    // The peer sets match ipBlocks on each pod's IPv4 address when it has one,
+                    // but this pair can only talk IPv6 (E19): evaluate it on its own.
+                    let (src, dst) = (engine.side_of_pod(s), engine.side_of_pod(d));
+                    rules_allowed = engine
+                        .evaluate_sides(&src, &dst, port.port, port.protocol)
+                        .rules_allowed;
+                } else if engine.is_tier_subject(s) || engine.is_tier_subject(d) {
+                    // A cluster-scoped tier applies: the tiers decide around what the peer
+                    // sets say NetworkPolicy decides.
+                    let sides = (&engine.side_of_pod(s), &engine.side_of_pod(d));
+                    rules_allowed = engine.tiered_direction_allows(
+                        Direction::Egress,
+                        sides,
                         port,
-                        allowed: rules_allowed || self_traffic,
-                        self_traffic,
-                        rules_allowed,
-                    })?;
+                        egress.contains(d),
+                    ) && engine.tiered_direction_allows(
+                        Direction::Ingress,
+                        sides,
+                        port,
+                        admitted.contains(s),
+                    );
                 }
+                let self_traffic = s == d;
+                f(MatrixCell {
+                    from: s,
+                    to: d,
+                    port,
+                    allowed: rules_allowed || self_traffic,
+                    self_traffic,
+                    rules_allowed,
+                })?;
             }
         }
         Ok(())
     }
+}
 
+impl Engine {
     fn peer_sets(&self) -> PeerSets {
         let sets = |rules: &[crate::cluster::model::Rule],
                     compiled: &[Vec<CompiledPeer>],

@@ -16,9 +16,10 @@ pub mod explain;
 mod matrix;
 mod profile;
 mod verdict;
+pub mod whatif;
 
 pub use engine::{Denial, Endpoint, Engine, Flow, ResolveError};
-pub use matrix::{MatrixCell, MatrixPort};
+pub use matrix::{MatrixCell, MatrixPort, MatrixWalk};
 pub use profile::Profile;
 pub use verdict::{
     Direction, DirectionVerdict, PeerMiss, PolicyMisses, PortMiss, Reason, RuleMiss, RuleRef, Tier,

@@ -426,3 +426,73 @@ fn evaluating_by_pod_ip_equals_evaluating_by_pod_name() {
         }
     }
 }
+
+#[test]
+fn whatif_flips_equal_evaluating_every_pair_before_and_after() {
+    let ports: Vec<MatrixPort> = [(80, Tcp), (8080, Tcp), (53, Udp)]
+        .into_iter()
+        .map(|(port, protocol)| MatrixPort { port, protocol })
+        .collect();
+    let mut flipped = 0usize;
+    for seed in 1..=12_u64 {
+        let before = random_cluster(seed);
+        // The change: one policy gone and every pod of one namespace relabelled.
+        let mut after = before.clone();
+        let gone = after.policies().nth(seed as usize % 3).map(|p| p.key());
+        if let Some(gone) = gone {
+            Apply::<NetworkPolicy>::delete(&mut after, &gone);
+        }
+        let mut rng = Rng(seed * 7919);
+        let relabelled: Vec<Pod> = after
+            .pods_in(NAMESPACES[seed as usize % NAMESPACES.len()])
+            .map(|pod| {
+                let mut pod = pod.clone();
+                pod.labels = random_labels(&mut rng);
+                pod
+            })
+            .collect();
+        for pod in relabelled {
+            after.apply(pod);
+        }
+        let (b, a) = (
+            Engine::new(&before, Profile::UPSTREAM),
+            Engine::new(&after, Profile::UPSTREAM),
+        );
+        let comparison = whatif::compare(&b, &a, &ports, |_| {});
+        let got: Vec<(usize, usize, MatrixPort, bool)> = comparison
+            .flips
+            .iter()
+            .map(|f| (f.after.from, f.after.to, f.after.port, f.after.allowed))
+            .collect();
+        let mut want = Vec::new();
+        for &port in &ports {
+            for &s in &a.endpoint_ids() {
+                for &d in &a.endpoint_ids() {
+                    if s == d {
+                        continue;
+                    }
+                    let flow = |engine: &Engine| {
+                        let pod = |i: usize| Endpoint::Pod(a.pods()[i].key());
+                        engine
+                            .evaluate(&Flow {
+                                from: pod(s),
+                                to: pod(d),
+                                port: port.port,
+                                protocol: port.protocol,
+                            })
+                            .unwrap()
+                            .allowed
+                    };
+                    let (was, is) = (flow(&b), flow(&a));
+                    if was != is {
+                        want.push((s, d, port, is));
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "seed {seed}");
+        assert_eq!(comparison.only_before + comparison.only_after, 0);
+        flipped += want.len();
+    }
+    assert!(flipped > 20, "the changes flip something: {flipped}");
+}

@@ -1086,6 +1086,7 @@ fn service_report(
                 policies: r.policies.clone(),
             })
             .collect(),
+        history: None,
     }
 }
 
@@ -1143,6 +1144,7 @@ fn report(
         expect: Some(expect),
         meets_expectation: diagnosis.meets_expectation,
         endpoints: Vec::new(),
+        history: None,
     }
 }
 

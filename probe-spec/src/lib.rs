@@ -48,8 +48,9 @@ pub use probe_request::{
     RequestTargetKind,
 };
 pub use probe_spec::{
-    Expectation, FailingPair, NodeContribution, ProbeSource, ProbeSpec, ProbeSpecSpec,
-    ProbeSpecStatus, ProbeTarget, ServiceRef, TargetKind, VerdictCounts,
+    Expectation, FailingPair, MAX_RECENT_CHANGES, NodeContribution, ProbeSource, ProbeSpec,
+    ProbeSpecSpec, ProbeSpecStatus, ProbeTarget, ServiceRef, TargetKind, VerdictChange,
+    VerdictCounts,
 };
 pub use validation::{FieldError, ValidationErrors};
 pub use verdict::{Direction, PairVerdict};

@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 mod status;
 mod target;
 
-pub use status::{FailingPair, NodeContribution, ProbeSpecStatus, VerdictCounts};
+pub use status::{
+    FailingPair, MAX_RECENT_CHANGES, NodeContribution, ProbeSpecStatus, VerdictChange,
+    VerdictCounts,
+};
 pub use target::{ProbeTarget, ServiceRef, TargetKind};
 
 use crate::{

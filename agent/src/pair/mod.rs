@@ -17,12 +17,14 @@
 //! [`SharedText`], and the published list ([`PublishedPairs`]) shares the reports themselves.
 
 pub(crate) mod hash;
+pub mod history;
 mod id;
 mod reason;
 mod report;
 mod text;
 mod wire;
 
+pub use history::PairHistory;
 pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};

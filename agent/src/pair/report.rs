@@ -64,6 +64,9 @@ pub struct PairReport {
     pub meets_expectation: Option<bool>,
     /// A Service pair's ready endpoints, each probed directly (empty for other pairs).
     pub endpoints: Vec<EndpointReport>,
+    /// The pair's verdict periods and probe counts, as the agent that probes it keeps them
+    /// (shared with its record; `None` for one-off probes).
+    pub history: Option<Arc<super::PairHistory>>,
 }
 
 /// One endpoint of a Service pair: where it was probed, and its own verdict as a pod pair.

@@ -17,6 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Direction, Expectation, PairVerdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::history::{self, PairHistory, VerdictPeriod};
 use super::report::PROBE_LINE;
 use super::{Destination, EndpointReport, PairReason, PairReport, PairTarget, UnknownReason};
 use crate::cluster::SpecRef;
@@ -84,6 +85,88 @@ pub struct PairReportWire {
     /// A Service pair's ready endpoints, each probed directly on its resolved targetPort.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointWire>,
+    /// The pair's verdict periods and probe counts since the agent started probing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryWire>,
+}
+
+/// A pair's outage history: `{"since", "probes": {"open": 41, "timeout": 3},
+/// "periods": [{"start", "end", "verdict", "reason", "policies"}]}`, oldest period first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryWire {
+    pub since: Timestamp,
+    /// Probes by outcome (only the outcomes seen).
+    pub probes: std::collections::BTreeMap<String, u64>,
+    pub periods: Vec<PeriodWire>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodWire {
+    pub start: Timestamp,
+    /// Absent while the period lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Timestamp>,
+    pub verdict: PairVerdict,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+}
+
+impl From<&PairHistory> for HistoryWire {
+    fn from(history: &PairHistory) -> Self {
+        Self {
+            since: history.since,
+            probes: history
+                .probes
+                .iter()
+                .map(|(outcome, n)| (outcome.as_str().to_string(), n))
+                .collect(),
+            periods: history
+                .periods
+                .iter()
+                .map(|p| PeriodWire {
+                    start: p.start,
+                    end: p.end,
+                    verdict: p.verdict,
+                    reason: p.reason.map_or("", PairReason::as_str).to_string(),
+                    policies: p.policies.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<HistoryWire> for PairHistory {
+    type Error = WireError;
+    fn try_from(wire: HistoryWire) -> Result<Self, WireError> {
+        let mut history = PairHistory::new(wire.since);
+        for (code, n) in wire.probes {
+            let outcome = Outcome::ALL
+                .into_iter()
+                .find(|o| o.as_str() == code)
+                .ok_or(WireError::Outcome(code))?;
+            history.probes.set(outcome, n);
+        }
+        for p in wire.periods.into_iter().take(history::MAX_PERIODS) {
+            history.periods.push_back(VerdictPeriod {
+                start: p.start,
+                end: p.end,
+                verdict: p.verdict,
+                reason: Some(p.reason)
+                    .filter(|code| !code.is_empty())
+                    .map(|code| code.parse::<PairReason>())
+                    .transpose()?,
+                policies: p
+                    .policies
+                    .iter()
+                    .map(|policy| policy.parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(WireError::Policy)?,
+            });
+        }
+        Ok(history)
+    }
 }
 
 /// One endpoint of a Service pair.
@@ -150,6 +233,8 @@ pub enum WireError {
     Policy(String),
     #[error("reason: {0}")]
     Reason(#[from] UnknownReason),
+    #[error("history: unknown outcome {0:?}")]
+    Outcome(String),
     #[error("none of to, service and dns is set")]
     NoDestination,
     #[error("to {0:?} has no port")]
@@ -188,6 +273,7 @@ impl From<&PairReport> for PairReportWire {
             expect: report.expect,
             meets_expectation: report.meets_expectation,
             endpoints: report.endpoints.iter().map(EndpointWire::from).collect(),
+            history: report.history.as_deref().map(HistoryWire::from),
         }
     }
 }
@@ -221,6 +307,7 @@ impl TryFrom<PairReportWire> for PairReport {
             expect,
             meets_expectation,
             endpoints,
+            history,
         } = wire;
         let target = match (dns, service, to) {
             (Some(name), _, _) => PairTarget::Dns { name: name.into() },
@@ -269,6 +356,10 @@ impl TryFrom<PairReportWire> for PairReport {
                 .into_iter()
                 .map(EndpointReport::try_from)
                 .collect::<Result<_, _>>()?,
+            history: history
+                .map(PairHistory::try_from)
+                .transpose()?
+                .map(Arc::new),
         })
     }
 }

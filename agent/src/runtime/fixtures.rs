@@ -110,5 +110,14 @@ pub(crate) fn report_to(
         expect: Some(Expectation::Allow),
         meets_expectation: Some(meets_expectation),
         endpoints: vec![],
+        history: None,
     }
+}
+
+/// A report of one probe at `at` with `verdict` and `outcome` (for histories).
+pub(crate) fn report_at(at: Timestamp, verdict: PairVerdict, outcome: Outcome) -> PairReport {
+    let mut report = report("shop/paths", "shop/a", "shop/b", verdict, true);
+    report.last_probe = at;
+    report.outcome = outcome;
+    report
 }

@@ -49,7 +49,7 @@ use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
 use super::transitions::{Transition, transition};
 use crate::cluster::SpecRef;
 use crate::cluster::watch::ClusterView;
-use crate::pair::{Pair, PairId, PairReport, PublishedPairs};
+use crate::pair::{Pair, PairHistory, PairId, PairReport, PublishedPairs};
 use crate::pipeline::PairReports;
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey, PairState};
@@ -191,6 +191,26 @@ struct PairRecord {
     last_decided: LastDecided,
     /// Probes of this pair that completed.
     probes: u64,
+    /// The outage history of each report slot ([`report_slot`]).
+    histories: Vec<(Option<IpAddr>, Arc<PairHistory>)>,
+}
+
+impl PairRecord {
+    /// Counts `report` into its slot's history and hands the report that history.
+    fn record_history(&mut self, report: &mut PairReport) {
+        let slot = report_slot(report);
+        let at = match self.histories.iter().position(|(s, _)| *s == slot) {
+            Some(at) => at,
+            None => {
+                let history = Arc::new(PairHistory::new(report.last_probe));
+                self.histories.push((slot, history));
+                self.histories.len() - 1
+            }
+        };
+        let history = &mut self.histories[at].1;
+        Arc::make_mut(history).observe(report);
+        report.history = Some(history.clone());
+    }
 }
 
 /// The last deciding verdict of a pair's report slots: the pair's own, and a host pair's per
@@ -376,8 +396,14 @@ impl ProbeLoop {
     pub fn finish(&mut self, now: Now, id: PairId, reports: PairReports) -> Option<Finished> {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
-        let reports: Vec<Arc<PairReport>> = reports.into_iter().map(Arc::new).collect();
         let mut record = self.records.remove(&id).unwrap_or_default();
+        let reports: Vec<Arc<PairReport>> = reports
+            .into_iter()
+            .map(|mut report| {
+                record.record_history(&mut report);
+                Arc::new(report)
+            })
+            .collect();
         let transitions: Vec<Transition> = reports
             .iter()
             .map(|report| {
@@ -433,6 +459,7 @@ impl ProbeLoop {
         if reports.iter().any(|report| report_slot(report).is_some()) {
             let slots: Vec<Option<IpAddr>> = reports.iter().map(|r| report_slot(r)).collect();
             record.last_decided.retain(&slots);
+            record.histories.retain(|(slot, _)| slots.contains(slot));
         }
         record.reports = reports;
         record.probes += 1;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use probe_spec::{FailingPair, VerdictCounts};
+use probe_spec::{FailingPair, MAX_RECENT_CHANGES, VerdictChange, VerdictCounts};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -107,6 +107,17 @@ pub fn node_report(
             reason: report.reason.map(|reason| reason.as_str().to_string()),
             policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
             since,
+            recent_changes: recent_changes(report),
+            probes: report
+                .history
+                .as_ref()
+                .map(|h| {
+                    h.probes
+                        .iter()
+                        .map(|(outcome, n)| (outcome.as_str().to_string(), n))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     last_failing_pairs.sort_by(|a, b| {
@@ -124,6 +135,25 @@ pub fn node_report(
         problem: summary.problem.clone(),
         sources_narrowed: summary.sources_narrowed.clone(),
     }
+}
+
+/// The last [`MAX_RECENT_CHANGES`] periods of the pair's history, oldest first.
+fn recent_changes(report: &PairReport) -> Vec<VerdictChange> {
+    let Some(history) = &report.history else {
+        return Vec::new();
+    };
+    let skip = history.periods.len().saturating_sub(MAX_RECENT_CHANGES);
+    history
+        .periods
+        .iter()
+        .skip(skip)
+        .map(|p| VerdictChange {
+            start: Time(p.start),
+            end: p.end.map(Time),
+            verdict: p.verdict,
+            reason: p.reason.map(|r| r.as_str().to_string()),
+        })
+        .collect()
 }
 
 /// The reports of `spec`.

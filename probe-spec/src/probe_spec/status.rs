@@ -158,4 +158,30 @@ pub struct FailingPair {
     pub policy: Option<String>,
     /// When the pair stopped meeting expect.
     pub since: Time,
+    /// The pair's latest verdict changes as the agent that probes it keeps them, oldest first
+    /// (at most 5; the agent's /v1/pairs has up to 20 per pair and 7 days).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_RECENT_CHANGES))]
+    pub recent_changes: Vec<VerdictChange>,
+    /// Probes of the pair since the agent started probing it, by outcome (open, refused,
+    /// timeout, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, u64>,
+}
+
+/// The most entries in a failing pair's `recentChanges`.
+pub const MAX_RECENT_CHANGES: usize = 5;
+
+/// A stretch of time a pair had one verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerdictChange {
+    /// When a probe first found this verdict.
+    pub start: Time,
+    /// When a probe first found another; absent while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Time>,
+    pub verdict: PairVerdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

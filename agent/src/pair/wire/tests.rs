@@ -129,6 +129,7 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
         expect: Some(Expectation::Allow),
         meets_expectation: Some(false),
         endpoints: vec![],
+        history: Some(std::sync::Arc::new(history())),
     };
     let json = serde_json::to_string(&report).expect("json");
     assert_eq!(
@@ -141,11 +142,41 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
             r#""policies":["payments/gateway-ingress"],"summary":"blocked","#,
             r#""explanation":"why\n\nprobe: connect timed out","hints":["a hint"],"#,
             r#""latency_seconds":2.0,"last_probe":"2025-06-01T12:00:00Z","expect":"Allow","#,
-            r#""meets_expectation":false}"#
+            r#""meets_expectation":false,"history":{"since":"2025-06-01T11:00:00Z","#,
+            r#""probes":{"open":3,"timeout":1},"periods":[{"start":"2025-06-01T11:00:00Z","#,
+            r#""end":"2025-06-01T12:00:00Z","verdict":"ok","reason":""},"#,
+            r#"{"start":"2025-06-01T12:00:00Z","verdict":"blocked_by_policy","#,
+            r#""reason":"namespace_selector_mismatch","policies":["payments/gateway-ingress"]}]}}"#
         )
     );
     let back: PairReport = serde_json::from_str(&json).expect("reads back");
     assert_eq!(back, report);
+}
+
+/// Three open probes, then a block: two periods.
+fn history() -> crate::pair::PairHistory {
+    use crate::pair::history::VerdictPeriod;
+    let time = |t: &str| t.parse().expect("time");
+    let mut history = crate::pair::PairHistory::new(time("2025-06-01T11:00:00Z"));
+    history.probes.set(Outcome::Open, 3);
+    history.probes.set(Outcome::Timeout, 1);
+    history.periods.push_back(VerdictPeriod {
+        start: time("2025-06-01T11:00:00Z"),
+        end: Some(time("2025-06-01T12:00:00Z")),
+        verdict: PairVerdict::Ok,
+        reason: None,
+        policies: vec![],
+    });
+    history.periods.push_back(VerdictPeriod {
+        start: time("2025-06-01T12:00:00Z"),
+        end: None,
+        verdict: PairVerdict::BlockedByPolicy,
+        reason: Some(PairReason::Policy(
+            policy::Reason::NamespaceSelectorMismatch,
+        )),
+        policies: vec![ObjectRef::new("payments", "gateway-ingress").into()],
+    });
+    history
 }
 
 #[test]

@@ -44,6 +44,8 @@ fn failing(from: &str, since: u64) -> FailingPair {
         reason: Some("default_deny".into()),
         policy: Some("pay/default-deny".into()),
         since: time(at(since)),
+        recent_changes: vec![],
+        probes: Default::default(),
     }
 }
 

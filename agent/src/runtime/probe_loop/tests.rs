@@ -306,6 +306,30 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
         "no Event without a transition"
     );
 
+    // The pair's history: ok, then blocked from the re-probe on; three probes counted.
+    h.scheduler.publish(h.clock.at(40.1).instant, true);
+    let published = h.pairs.borrow().clone();
+    let api_report = published
+        .iter()
+        .find(|r| r.to().is_some_and(|to| to.to_string() == "shop/api"))
+        .expect("the api pair");
+    let history = api_report.history.as_ref().expect("a history");
+    let periods: Vec<(PairVerdict, bool)> = history
+        .periods
+        .iter()
+        .map(|p| (p.verdict, p.end.is_some()))
+        .collect();
+    assert_eq!(
+        periods,
+        [
+            (PairVerdict::Ok, true),
+            (PairVerdict::BlockedByPolicy, false)
+        ]
+    );
+    assert_eq!(history.probes.total(), 3);
+    assert_eq!(history.periods[1].policies, api_report.policies);
+    assert!(!api_report.policies.is_empty());
+
     // The spec goes away: its pairs, series and published reports go too.
     h.view
         .specs

@@ -185,3 +185,42 @@ fn a_spec_is_first_reported_once_every_planned_pair_was_probed() {
     assert!(!report.is_empty(), "keeps this node's entry");
     assert!(ready_to_report(&narrowed, &report, 0, false));
 }
+
+#[test]
+fn a_failing_pair_carries_its_recent_changes_and_probe_counts() {
+    use crate::pair::PairHistory;
+    use crate::probe::Outcome;
+    let mut history = PairHistory::new(at(0));
+    // Seven alternations: only the last five periods go to the status.
+    for i in 0..7 {
+        let verdict = if i % 2 == 0 {
+            PairVerdict::Ok
+        } else {
+            PairVerdict::BlockedByPolicy
+        };
+        let outcome = if i % 2 == 0 {
+            Outcome::Open
+        } else {
+            Outcome::Timeout
+        };
+        history.observe(&crate::runtime::fixtures::report_at(
+            at(i * 10),
+            verdict,
+            outcome,
+        ));
+    }
+    let mut pair = report("shop/paths", "shop/web", "shop/db", PairVerdict::Ok, false);
+    pair.history = Some(std::sync::Arc::new(history));
+    let mut since = FailingSince::default();
+    let report = node_report(&paths(), &summary(), &[pair], &mut since, 5);
+    let failing = &report.last_failing_pairs[0];
+    let starts: Vec<Timestamp> = failing.recent_changes.iter().map(|c| c.start.0).collect();
+    assert_eq!(starts, [at(20), at(30), at(40), at(50), at(60)]);
+    assert_eq!(failing.recent_changes[4].end, None);
+    assert_eq!(
+        failing.recent_changes[3].reason.as_deref(),
+        Some("default_deny")
+    );
+    assert_eq!(failing.probes.get("open"), Some(&4));
+    assert_eq!(failing.probes.get("timeout"), Some(&3));
+}

@@ -1033,3 +1033,56 @@ async fn probing_a_pod_in_another_namespace_needs_get_pods_there() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(harness.probes.calls().len(), 3);
 }
+
+// === The web page ===
+
+#[tokio::test]
+async fn the_web_page_is_served_without_data_and_its_data_keeps_the_token_check() {
+    let harness = Harness::new();
+    let cases = [
+        ("/", "text/html; charset=utf-8", "<title>netreach</title>"),
+        (
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+            "fetch(\"v1/pairs\"",
+        ),
+        (
+            "/ui/app.css",
+            "text/css; charset=utf-8",
+            ".v-blocked_by_policy",
+        ),
+    ];
+    for (uri, content_type, contains) in cases {
+        let reply = harness.get_as(None, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert_eq!(
+            reply.header(header::CONTENT_TYPE),
+            Some(content_type),
+            "{uri}"
+        );
+        assert!(reply.text().contains(contains), "{uri}");
+        let policy = reply
+            .header(header::CONTENT_SECURITY_POLICY)
+            .expect("a Content-Security-Policy");
+        assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
+        assert_eq!(
+            reply.header(header::X_CONTENT_TYPE_OPTIONS),
+            Some("nosniff")
+        );
+        // No pair, pod or policy name is in the page itself.
+        assert!(!reply.text().contains("shop/"), "{uri}");
+    }
+    // The page's assets are small enough to embed.
+    let total: usize = netreach::api::ui::assets().iter().map(|(_, n)| n).sum();
+    assert!(total < 48 * 1024, "{total} bytes");
+    // What the page reads still needs a token.
+    harness
+        .get_as(None, "/v1/pairs")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "missing_token");
+    // Paths under /ui/ other than the two assets are 404s, not files.
+    harness
+        .get_as(None, "/ui/../../etc/passwd")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}

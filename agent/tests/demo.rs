@@ -417,3 +417,159 @@ fn live_mode_applies_edits_of_the_scenario_file_as_watch_events() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Where the browser test leaves its screenshot (a CI artefact).
+fn artifact_dir() -> PathBuf {
+    repo().join("target").join("test-artifacts")
+}
+
+/// Debian's Chromium, if installed. `.ci/run` installs it; on CI its absence is a failure, not
+/// a skip, so the browser test cannot pass by not running.
+fn chromium() -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("chromium is not installed (apt-get install chromium; .ci/run does)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with its own profile and no background networking (the
+/// machine has no uplink); `extra` picks the output. Killed after 90 s.
+fn headless(chromium: &Path, url: &str, extra: &[String]) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "netreach-chromium-{}-{}",
+        std::process::id(),
+        extra.len()
+    ));
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1400,1800",
+            // Long enough for the page's fetch of /v1/pairs and its render.
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(90));
+        // By the PID of the browser this test started (a no-op once it has exited).
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let mut out = String::new();
+    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    let _ = child.wait();
+    drop(watchdog);
+    let _ = std::fs::remove_dir_all(&profile);
+    out
+}
+
+/// The web page of `netreach demo`, rendered by a real browser: its counts, its pairs with
+/// verdicts, reasons and policy names, the explanation of the worst pair, the matrix, and a
+/// screenshot kept in target/test-artifacts/.
+#[test]
+fn the_web_page_renders_the_pairs_in_headless_chromium() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: chromium is not installed");
+        return;
+    };
+    let addr = format!("127.0.0.1:{}", 20000 + (std::process::id() + 4099) % 20000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netreach"))
+        .args(["demo", "--interval", "2s", "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start demo");
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // By the PID of the child this test started.
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let stop = Stop(child.id());
+    let all_in = eventually(Duration::from_secs(60), || {
+        http_get(&addr, "/v1/pairs").is_some_and(|(code, body)| {
+            code == 200
+                && serde_json::from_str::<Value>(&body)
+                    .is_ok_and(|v| v["pairs"].as_array().is_some_and(|p| p.len() == 11))
+        })
+    });
+    assert!(all_in, "the demo published its 11 pairs");
+
+    let url = format!("http://{addr}/");
+    let dom = headless(&chromium, &url, &["--dump-dom".to_string()]);
+    let dir = artifact_dir();
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    std::fs::write(dir.join("web-page.html"), &dom).expect("keep the DOM");
+    let screenshot = dir.join("web-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    headless(
+        &chromium,
+        &url,
+        &[format!("--screenshot={}", screenshot.display())],
+    );
+
+    drop(stop);
+    let _ = child.wait();
+
+    // What the page rendered from /v1/pairs (not in the page's own bytes).
+    for wanted in [
+        "billing/invoices",     // a destination
+        "blocked by policy",    // a verdict, in words
+        "default_deny",         // a reason code
+        "billing/default-deny", // a policy name
+        "Pairs by verdict",
+        "Outage history",
+        "Probed since",
+        "sources x", // a matrix per spec
+    ] {
+        assert!(
+            dom.contains(wanted),
+            "{wanted:?} not rendered; DOM kept in {}",
+            dir.display()
+        );
+    }
+    // The worst pair's explanation, in the words `explain` uses.
+    assert!(
+        dom.contains("not isolated (no policy selects it for"),
+        "no explanation rendered; DOM kept in {}",
+        dir.display()
+    );
+    // The counts: eleven pairs in all.
+    assert!(
+        dom.contains("11 of 11"),
+        "the pair count; DOM in {}",
+        dir.display()
+    );
+    let png = std::fs::read(&screenshot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+}

@@ -5,6 +5,7 @@
 //! | `GET /metrics` | `get` on the non-resource URL `/metrics` | the Prometheus registry, text exposition format |
 //! | `GET /v1/pairs` | `get` on `/v1/pairs` | this node's pairs with diagnoses; filters `spec`, `verdict`, `from`, `to`, `namespace` |
 //! | `POST /v1/probe` | `create proberequests` in the source namespace (+ `get pods` in another destination namespace) | one on-demand probe |
+//! | `GET /`, `/ui/app.js`, `/ui/app.css` | anyone (static, no cluster data) | the web page; its data comes from `/v1/pairs` |
 //! | `GET /healthz` | anyone | 200 `ok` while the server runs |
 //! | `GET /readyz` | anyone | 503 until the first full sync of the cluster view, then 200 |
 //!
@@ -27,6 +28,7 @@ mod rate_limit;
 pub mod serve;
 mod service;
 pub mod tls;
+pub mod ui;
 
 use std::fmt;
 use std::sync::Arc;
@@ -210,6 +212,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/probe", post(probe::probe))
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(

@@ -192,6 +192,7 @@ async fn serve_api(
         );
     }
     eprintln!("serving /metrics, /healthz, /readyz and /v1/pairs on http://{listen}");
+    eprintln!("web page: http://{listen}/");
     let config = ServeConfig {
         shutdown_grace: SHUTDOWN_GRACE,
         ..ServeConfig::default()

@@ -286,7 +286,7 @@ fn crd_command_prints_the_committed_crds() {
 fn help_explains_every_subcommand() {
     let out = netreach(&["--help"]);
     let text = stdout(&out);
-    for sub in ["explain", "matrix", "whatif", "crd"] {
+    for sub in ["explain", "matrix", "whatif", "ui", "crd"] {
         assert!(text.contains(sub), "{text}");
     }
     for sub in ["explain", "matrix"] {
@@ -596,6 +596,12 @@ fn answers_as_the_kubectl_plugin() {
         stdout(&whatif).starts_with("5 pairs flip"),
         "{}",
         stdout(&whatif)
+    );
+    let ui = run(&["ui", "--help"]);
+    assert!(
+        stdout(&ui).contains("Usage: kubectl netreach ui"),
+        "{}",
+        stdout(&ui)
     );
     let bad = run(&["explain", "--bogus"]);
     assert_eq!(bad.status.code(), Some(2));

@@ -294,6 +294,17 @@ def test_the_agent_reads_the_certificate_secret(rendered_sets: dict[str, Rendere
         assert mount == {"name": volume["name"], "mountPath": "/etc/netreach/tls", "readOnly": True}
 
 
+def test_pairs_reader_service_account_for_netreach_ui() -> None:
+    rendered = render({"metricsReader": {"pairsReaderServiceAccount": True}})
+    bindings = {b["metadata"]["name"]: b for b in rendered.all("ClusterRoleBinding")}
+    reader = bindings["netreach-pairs-reader"]
+    assert reader["roleRef"]["name"] == "netreach-pairs-reader"
+    assert reader["subjects"] == [{"kind": "ServiceAccount", "name": "netreach-pairs-reader", "namespace": NAMESPACE}]
+    accounts = {a["metadata"]["name"]: a for a in rendered.all("ServiceAccount")}
+    assert accounts["netreach-pairs-reader"]["automountServiceAccountToken"] is False
+    assert accounts["netreach-pairs-reader"]["metadata"]["namespace"] == NAMESPACE
+
+
 def test_reader_roles_grant_get_on_their_url_only(rendered_sets: dict[str, Rendered]) -> None:
     rendered = rendered_sets["tls"]
     roles = {role["metadata"]["name"]: role["rules"] for role in rendered.all("ClusterRole")}

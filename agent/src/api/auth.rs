@@ -292,9 +292,15 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
+/// The header `netreach ui` sends the token in: the API server's pod proxy removes
+/// `Authorization` from what it forwards, and passes this one. Read only when `Authorization`
+/// is absent, and checked exactly like it.
+pub const PROXIED_AUTHORIZATION: &str = "x-netreach-authorization";
+
 pub(super) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
+        .or_else(|| headers.get(PROXIED_AUTHORIZATION))
         .ok_or(ApiError::MissingToken)?;
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::MissingToken)?;
@@ -370,6 +376,17 @@ mod tests {
             }
             let parsed = bearer_token(&headers).map_err(|e| e.code());
             assert_eq!(parsed, expected, "{value:?}");
+            // The same through the proxied header, and Authorization wins when both are sent.
+            let mut proxied = HeaderMap::new();
+            if let Some(value) = value {
+                proxied.insert(PROXIED_AUTHORIZATION, value.parse().expect("header"));
+            }
+            assert_eq!(bearer_token(&proxied).map_err(|e| e.code()), expected);
+            proxied.insert(
+                header::AUTHORIZATION,
+                "Bearer first".parse().expect("header"),
+            );
+            assert_eq!(bearer_token(&proxied).map_err(|e| e.code()), Ok("first"));
         }
     }
 }

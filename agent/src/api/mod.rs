@@ -207,14 +207,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             require_url_access,
         ));
-    Router::new()
+    ui::routes(Router::new())
         .merge(readers)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/probe", post(probe::probe))
-        .route("/", get(ui::index))
-        .route("/ui/app.js", get(ui::script))
-        .route("/ui/app.css", get(ui::style))
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(

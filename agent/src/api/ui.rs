@@ -17,15 +17,15 @@ const STYLE: &str = include_str!("ui/app.css");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub(super) async fn index() -> Response {
+pub async fn index() -> Response {
     asset(INDEX, "text/html; charset=utf-8")
 }
 
-pub(super) async fn script() -> Response {
+pub async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
 }
 
-pub(super) async fn style() -> Response {
+pub async fn style() -> Response {
     asset(STYLE, "text/css; charset=utf-8")
 }
 
@@ -50,7 +50,15 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// The bytes the page is made of, for the size check and for `netreach ui`.
+/// The page and its assets on `router` (the agent's, or `netreach ui`'s own).
+pub fn routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
+    router
+        .route("/", axum::routing::get(index))
+        .route("/ui/app.js", axum::routing::get(script))
+        .route("/ui/app.css", axum::routing::get(style))
+}
+
+/// The bytes the page is made of, for the size check.
 pub fn assets() -> [(&'static str, usize); 3] {
     [
         ("index.html", INDEX.len()),

@@ -13,6 +13,7 @@ mod matrix;
 mod probe;
 mod probe_cluster;
 mod progress;
+mod ui;
 mod whatif;
 
 use std::io::Write;
@@ -36,6 +37,7 @@ enum Command {
     Explain(explain::Args),
     Matrix(matrix::Args),
     Whatif(whatif::Args),
+    Ui(ui::Args),
     Probe(probe::Args),
     Crd(crd::Args),
     #[cfg(feature = "demo")]
@@ -94,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => args.run(),
         Command::Matrix(args) => args.run(),
         Command::Whatif(args) => args.run(),
+        Command::Ui(args) => args.run(),
         Command::Probe(args) => args.run(),
         Command::Crd(args) => args.run(),
         #[cfg(feature = "demo")]

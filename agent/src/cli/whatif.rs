@@ -20,6 +20,8 @@ mod change;
 mod live;
 mod specs;
 
+pub(crate) use live::client as kube_client;
+
 /// Show which pod pairs a change would flip between allowed and denied, before you make it.
 ///
 /// The objects of today come from dumps (-f) or a live cluster (--kubeconfig, read-only). The

@@ -95,8 +95,11 @@ async function load() {
   $("auth").hidden = true;
   state.pairs = (body.pairs || []).slice().sort(order);
   state.node = body.node || "";
-  $("source").textContent = state.node ? `node ${state.node}` : "";
-  status(`updated ${new Date().toLocaleTimeString()}, ${state.pairs.length} pairs`);
+  $("source").textContent = state.node ? (body.nodes ? state.node : `node ${state.node}`) : "";
+  // Gathered from many agents (`netreach ui`): say which did not answer, never hide it.
+  const missing = (body.nodes || []).filter((n) => n.error).map((n) => `${n.node}: ${n.error}`);
+  status(`updated ${new Date().toLocaleTimeString()}, ${state.pairs.length} pairs`
+    + (missing.length ? `; no answer from ${missing.join("; ")}` : ""));
   render();
 }
 
@@ -216,6 +219,7 @@ function renderDetail(pair, focus) {
     el("p", {}, badge(pair.verdict), " ", el("strong", { text: `${pair.from} \u2192 ${destination(pair)}` })),
     el("p", { class: "summary", text: pair.summary }),
     el("dl", {},
+      pair.node ? el("dt", { text: "Node" }) : null, pair.node ? el("dd", { text: pair.node }) : null,
       el("dt", { text: "Observed" }), el("dd", { text: `${pair.outcome} (${(pair.latency_seconds * 1000).toFixed(1)} ms) at ${time(pair.last_probe)}` }),
       el("dt", { text: "Policy allows" }), el("dd", { text: pair.policy_allowed ? "yes" : "no" }),
       el("dt", { text: "Reason" }), el("dd", { text: pair.reason || "-" }),

@@ -38,20 +38,21 @@ pub struct VerdictPeriod {
     pub policies: Vec<PolicyRef>,
 }
 
-/// Probes counted by outcome, in [`Outcome::ALL`] order.
+/// Probes counted by outcome, in [`Outcome::ALL`] order. 32 bits each: a pair probed every
+/// second takes 136 years to fill one, and every pair holds these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OutcomeCounts([u64; Outcome::ALL.len()]);
+pub struct OutcomeCounts([u32; Outcome::ALL.len()]);
 
 impl OutcomeCounts {
     pub fn add(&mut self, outcome: Outcome) {
         if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
-            self.0[i] += 1;
+            self.0[i] = self.0[i].saturating_add(1);
         }
     }
 
     pub fn set(&mut self, outcome: Outcome, count: u64) {
         if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
-            self.0[i] = count;
+            self.0[i] = u32::try_from(count).unwrap_or(u32::MAX);
         }
     }
 
@@ -61,11 +62,11 @@ impl OutcomeCounts {
             .iter()
             .zip(self.0)
             .filter(|(_, n)| *n > 0)
-            .map(|(o, n)| (*o, n))
+            .map(|(o, n)| (*o, u64::from(n)))
     }
 
     pub fn total(&self) -> u64 {
-        self.0.iter().sum()
+        self.0.iter().map(|&n| u64::from(n)).sum()
     }
 }
 
@@ -101,6 +102,9 @@ impl PairHistory {
             if let Some(current) = self.periods.back_mut() {
                 current.end = Some(at);
             }
+            // Exactly one more: most pairs hold one period all their life, and every pair
+            // has a history.
+            self.periods.reserve_exact(1);
             self.periods.push_back(VerdictPeriod {
                 start: at,
                 end: None,

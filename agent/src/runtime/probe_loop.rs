@@ -192,24 +192,45 @@ struct PairRecord {
     /// Probes of this pair that completed.
     probes: u64,
     /// The outage history of each report slot ([`report_slot`]).
-    histories: Vec<(Option<IpAddr>, Arc<PairHistory>)>,
+    histories: Histories,
 }
 
-impl PairRecord {
-    /// Counts `report` into its slot's history and hands the report that history.
-    fn record_history(&mut self, report: &mut PairReport) {
-        let slot = report_slot(report);
-        let at = match self.histories.iter().position(|(s, _)| *s == slot) {
-            Some(at) => at,
-            None => {
-                let history = Arc::new(PairHistory::new(report.last_probe));
-                self.histories.push((slot, history));
-                self.histories.len() - 1
+/// The histories of a pair's report slots: the pair's own, and a host pair's per resolved
+/// address (held apart, so the common pair needs no allocation beyond its history).
+#[derive(Clone, Debug, Default)]
+struct Histories {
+    own: Option<Arc<PairHistory>>,
+    by_address: Vec<(IpAddr, Arc<PairHistory>)>,
+}
+
+impl Histories {
+    /// Counts `report` into its slot's history and returns that history, shared.
+    fn observe(&mut self, report: &PairReport) -> Arc<PairHistory> {
+        let new = || Arc::new(PairHistory::new(report.last_probe));
+        let history = match report_slot(report) {
+            None => self.own.get_or_insert_with(new),
+            Some(ip) => {
+                let at = match self.by_address.iter().position(|(a, _)| *a == ip) {
+                    Some(at) => at,
+                    None => {
+                        self.by_address.push((ip, new()));
+                        self.by_address.len() - 1
+                    }
+                };
+                &mut self.by_address[at].1
             }
         };
-        let history = &mut self.histories[at].1;
         Arc::make_mut(history).observe(report);
-        report.history = Some(history.clone());
+        history.clone()
+    }
+
+    /// Keeps the slots in `slots`.
+    fn retain(&mut self, slots: &[Option<IpAddr>]) {
+        if !slots.contains(&None) {
+            self.own = None;
+        }
+        self.by_address
+            .retain(|(address, _)| slots.contains(&Some(*address)));
     }
 }
 
@@ -400,7 +421,7 @@ impl ProbeLoop {
         let reports: Vec<Arc<PairReport>> = reports
             .into_iter()
             .map(|mut report| {
-                record.record_history(&mut report);
+                report.history = Some(record.histories.observe(&report));
                 Arc::new(report)
             })
             .collect();
@@ -459,7 +480,7 @@ impl ProbeLoop {
         if reports.iter().any(|report| report_slot(report).is_some()) {
             let slots: Vec<Option<IpAddr>> = reports.iter().map(|r| report_slot(r)).collect();
             record.last_decided.retain(&slots);
-            record.histories.retain(|(slot, _)| slots.contains(slot));
+            record.histories.retain(&slots);
         }
         record.reports = reports;
         record.probes += 1;

@@ -168,6 +168,13 @@ struct State {
     requests: Vec<String>,
     /// Custom kinds served beside the built-in ones, with discovery documents.
     served: Vec<ServedKind>,
+    /// Down: every request is answered 503, as by an API server that is restarting.
+    down: bool,
+    /// Watches from a resourceVersion below this get 410 Gone: the history a restarted API
+    /// server no longer has.
+    history_floor: u64,
+    /// Added before every answer.
+    latency: std::time::Duration,
 }
 
 impl State {
@@ -403,6 +410,16 @@ fn not_found(what: &str) -> Response {
     json_response(StatusCode::NOT_FOUND, status.to_string().into_bytes())
 }
 
+/// The watch event an API server sends for a resourceVersion it no longer has.
+fn gone_event(current: u64) -> Bytes {
+    let event = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+        "status": "Failure", "reason": "Expired", "code": 410,
+        "message": format!("too old resource version (current {current})")}});
+    let mut line = event.to_string().into_bytes();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
 impl FakeApi {
     pub fn new() -> Self {
         Self::default()
@@ -554,8 +571,48 @@ impl FakeApi {
         let api = self.clone();
         Router::new().fallback(move |request: Request| {
             let api = api.clone();
-            async move { Ok::<_, Infallible>(api.serve(request)) }
+            async move {
+                let latency = api.state.lock().latency;
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
+                Ok::<_, Infallible>(api.serve(request))
+            }
         })
+    }
+
+    // === Faults ===
+
+    /// The API server goes away: open watches end, and every request gets 503 until
+    /// [`FakeApi::come_back`].
+    pub fn go_down(&self) {
+        let mut state = self.state.lock();
+        state.down = true;
+        state.subscribers.clear();
+    }
+
+    /// The API server is back. `history_lost`: like a restarted one, it has no watch history,
+    /// so a watch from an earlier resourceVersion gets 410 Gone (and the client relists).
+    pub fn come_back(&self, history_lost: bool) {
+        let mut state = self.state.lock();
+        state.down = false;
+        if history_lost {
+            state.history_floor = state.resource_version;
+        }
+    }
+
+    /// Every open watch gets a 410 Gone error event and ends (a compacted history).
+    pub fn expire_watches(&self) {
+        let mut state = self.state.lock();
+        let event = gone_event(state.resource_version);
+        for subscriber in state.subscribers.drain(..) {
+            let _ = subscriber.tx.send(event.clone());
+        }
+    }
+
+    /// Every answer waits this long first.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.state.lock().latency = latency;
     }
 
     fn serve(&self, request: Request) -> Response {
@@ -566,6 +623,15 @@ impl FakeApi {
         }
         let params = query_params(request.uri().query().unwrap_or(""));
         self.log(request.method(), &path, &params);
+        if self.state.lock().down {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "the server is currently unable to handle the request",
+                "reason": "ServiceUnavailable", "code": 503});
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                status.to_string().into_bytes(),
+            );
+        }
         if request.method() != http::Method::GET {
             return json_response(StatusCode::METHOD_NOT_ALLOWED, b"{}".to_vec());
         }
@@ -606,6 +672,16 @@ impl FakeApi {
         }
         let watch = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
         if watch {
+            let from: Option<u64> = params.get("resourceVersion").and_then(|rv| rv.parse().ok());
+            let floor = self.state.lock().history_floor;
+            if from.is_some_and(|rv| rv < floor) {
+                let body = gone_event(floor);
+                return Response::builder()
+                    .status(StatusCode::OK)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap_or_default();
+            }
             self.watch(asked.collection, filter)
         } else {
             let page = Page {

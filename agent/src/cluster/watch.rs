@@ -67,6 +67,7 @@ use super::changes::ChangeLog;
 use super::index::{Index, PodCoverage, PodOwner};
 use super::spec::{Spec, SpecRef};
 
+pub mod backoff;
 pub mod cni;
 pub mod feed;
 pub mod lookup;
@@ -254,6 +255,32 @@ pub struct KindStats {
     pub events: AtomicU64,
     /// Objects skipped because they failed conversion.
     pub skipped: AtomicU64,
+    /// Since when the watch has been failing (milliseconds since the Unix epoch); 0 while it
+    /// is served. Set by the first error, cleared by the next event.
+    pub failing_since_ms: AtomicU64,
+}
+
+impl KindStats {
+    fn failed(&self, at: SystemTime) {
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis().max(1) as u64);
+        let _ = self
+            .failing_since_ms
+            .compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn served(&self) {
+        self.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Since when the watch has been failing, if it is.
+    pub fn failing_since(&self) -> Option<SystemTime> {
+        match self.failing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// Counters per watched resource, read at scrape time by the metrics collector.
@@ -725,13 +752,14 @@ where
     K: Resource + Clone + DeserializeOwned + fmt::Debug + Send + Strip + 'static,
 {
     let mut on_synced = Some(on_synced);
-    let stream = watcher::watcher(api, config)
-        .modify(Strip::strip)
-        .default_backoff();
+    let stream = watcher::watcher(api, config).modify(Strip::strip);
     let mut stream = pin!(stream);
+    let mut backoff = backoff::WatchBackoff::new(backoff::WatchBackoff::seed(kind.slot() as u64));
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
+                backoff.reset();
+                view.stats.get(kind).served();
                 let handled = handle(event, SystemTime::now());
                 view.stats.record(kind, handled);
                 match handled {
@@ -749,15 +777,23 @@ where
                 }
             }
             Err(error) => {
-                view.stats
-                    .get(kind)
-                    .restarts
-                    .fetch_add(1, Ordering::Relaxed);
+                let stats = view.stats.get(kind);
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                stats.failed(SystemTime::now());
+                // 410: the API answered that the resourceVersion expired; the watcher relists
+                // on its next poll, at once.
+                let delay = if backoff::is_gone(&error) {
+                    std::time::Duration::ZERO
+                } else {
+                    backoff.next_delay()
+                };
                 warn!(
                     reason = watcher_error_label(&error),
                     %error,
-                    "watch failed; retrying after backoff"
+                    ?delay,
+                    "watch failed; retrying"
                 );
+                tokio::time::sleep(delay).await;
             }
         }
     }

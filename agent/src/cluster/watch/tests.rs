@@ -995,3 +995,135 @@ async fn cluster_scoped_pods_are_one_watch_of_every_pod() {
     assert_eq!(index_pods(&view), ["pay/noise"]);
     run.abort();
 }
+
+/// A 60 s outage of the API server that loses its watch history, with a NetworkPolicy and a
+/// ProbeSpec deleted while it is down: every watch fails and says since when; once the API is
+/// back, every watch is served again and the deletions are in the view within 15 s (the
+/// backoff's 5 s cap, then a relist after the 410). Virtual time: the 60 s pass at once.
+#[tokio::test(start_paused = true)]
+async fn after_an_outage_every_watch_is_back_and_deletions_are_seen_within_seconds() {
+    use crate::cluster::fake_api::FakeApi;
+
+    let api = FakeApi::new();
+    api.apply(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"team": "shop"}}}));
+    api.apply(pod_on(
+        "shop",
+        "web-1",
+        &[("app", "web")],
+        "10.0.1.1",
+        "node-1",
+    ));
+    let deny = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "deny", "namespace": "shop"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}});
+    api.apply(deny.clone());
+    let spec = spec_json(
+        "a",
+        json!([{"podSelector": {"matchLabels": {"app": "web"}}, "ports": [{"port": 80}]}]),
+    );
+    api.apply(spec.clone());
+
+    let client = Client::new(api.router(), "default");
+    let view = ClusterView::new(CniAgentMatcher::builtin());
+    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
+    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
+        .await
+        .expect("ready");
+    let watches = api.open_watches();
+    assert!(watches >= 6, "{watches} watches open");
+    let restarts = |view: &ClusterView| -> u64 {
+        WatchedKind::ALL
+            .iter()
+            .map(|k| view.stats.restarts(*k))
+            .sum()
+    };
+    let restarts_before = restarts(&view);
+
+    // Down for 60 s; the policy and the spec are deleted half-way.
+    api.go_down();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    api.delete(&deny);
+    api.delete(&spec);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let failing: Vec<WatchedKind> = WatchedKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| view.stats.get(*k).failing_since().is_some())
+        .collect();
+    for kind in [
+        WatchedKind::Pods,
+        WatchedKind::Namespaces,
+        WatchedKind::NetworkPolicies,
+        WatchedKind::ProbeSpecs,
+    ] {
+        assert!(failing.contains(&kind), "{kind:?} not failing: {failing:?}");
+    }
+    assert!(
+        view.index
+            .read()
+            .policy(&ObjectRef::new("shop", "deny"))
+            .is_some()
+    );
+
+    api.come_back(true);
+    let back = tokio::time::Instant::now();
+    let complete = |view: &ClusterView| {
+        view.index
+            .read()
+            .policy(&ObjectRef::new("shop", "deny"))
+            .is_none()
+            && view.specs().is_empty()
+            && WatchedKind::ALL
+                .iter()
+                .all(|k| view.stats.get(*k).failing_since().is_none())
+            && api.open_watches() == watches
+    };
+    while !complete(&view) {
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "the view was not complete 15 s after the API came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = back.elapsed();
+    eprintln!(
+        "outage recovery: complete view {:.1} s after the API came back",
+        took.as_secs_f64()
+    );
+    assert!(restarts(&view) > restarts_before, "restart counters rise");
+    run.abort();
+}
+
+/// A 410 Gone on an open watch (a compacted history) relists at once: no backoff.
+#[tokio::test(start_paused = true)]
+async fn a_410_on_a_watch_relists_at_once() {
+    use crate::cluster::fake_api::FakeApi;
+
+    let api = FakeApi::new();
+    api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    let client = Client::new(api.router(), "default");
+    let view = ClusterView::new(CniAgentMatcher::builtin());
+    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
+    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
+        .await
+        .expect("ready");
+    let relists = |view: &ClusterView| {
+        view.stats
+            .get(WatchedKind::Namespaces)
+            .relists
+            .load(Ordering::Relaxed)
+    };
+    let before = relists(&view);
+    api.expire_watches();
+    let started = tokio::time::Instant::now();
+    while relists(&view) == before {
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "no relist within 100 ms of the 410"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(view.stats.restarts(WatchedKind::Namespaces) >= 1);
+    run.abort();
+}

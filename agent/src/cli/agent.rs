@@ -164,6 +164,17 @@ pub struct Args {
         value_parser = positive_duration
     )]
     status_interval: Duration,
+    /// How long a watch may fail before the view of its resource counts as stale: then
+    /// `netreach_view_stale` is 1, pairs are flagged, and no new blocked_by_policy or
+    /// policy_not_enforced is raised from the stale prediction.
+    #[arg(
+        long,
+        env = "NETREACH_VIEW_STALE_AFTER",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    view_stale_after: Duration,
     /// Where the reason of a fatal exit is written (Kubernetes shows it in the pod's status).
     #[arg(
         long,
@@ -244,6 +255,7 @@ impl Args {
             cni_selector,
             events,
             status_interval,
+            view_stale_after,
             termination_log,
             shutdown_grace,
             pair_metrics,
@@ -284,6 +296,7 @@ impl Args {
             cni_selector: cni_selector.filter(|s| !s.trim().is_empty()),
             events,
             status_interval,
+            view_stale_after,
             termination_log,
             shutdown_grace,
             pair_metrics,

@@ -298,6 +298,19 @@ impl WatchStats {
         self.get(kind).restarts.load(Ordering::Relaxed)
     }
 
+    /// The resources whose watch has been failing for longer than `after` at `now`: the
+    /// view of them may be stale (deletions and changes since then are not in it).
+    pub fn stale(&self, now: SystemTime, after: std::time::Duration) -> Vec<WatchedKind> {
+        WatchedKind::ALL
+            .into_iter()
+            .filter(|kind| {
+                self.get(*kind)
+                    .failing_since()
+                    .is_some_and(|since| now.duration_since(since).unwrap_or_default() > after)
+            })
+            .collect()
+    }
+
     fn record(&self, kind: WatchedKind, handled: Handled) {
         let stats = self.get(kind);
         let counter = match handled {

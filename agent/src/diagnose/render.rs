@@ -254,7 +254,8 @@ fn fault(input: &Input<'_>, reason: PairReason) -> String {
         PairReason::NotProbed(_)
         | PairReason::UdpSilence
         | PairReason::MeshRedirect
-        | PairReason::DestinationUnknown => String::new(),
+        | PairReason::DestinationUnknown
+        | PairReason::ViewStale => String::new(),
         PairReason::Policy(_) | PairReason::Unknown => match input.outcome {
             _ if input.rejected_by_policy => {
                 "rejected with ICMP administratively prohibited by an enforcement layer other than NetworkPolicy".to_string()

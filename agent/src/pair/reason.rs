@@ -40,11 +40,14 @@ pub enum PairReason {
     /// `inconclusive`: the probe was blocked, and the destination address is not known to the
     /// agent's partial view (node-scoped watches), so no policy prediction can say why.
     DestinationUnknown,
+    /// `inconclusive`: the prediction came from a stale view (a watch of the API has been
+    /// failing) and would have raised a policy verdict the pair never had.
+    ViewStale,
 }
 
 impl PairReason {
     /// The diagnosis's own reasons (the policy engine's and the prober's come on top).
-    const OWN: [PairReason; 12] = [
+    const OWN: [PairReason; 13] = [
         PairReason::NoReadyEndpoints,
         PairReason::ServicePathBroken,
         PairReason::CniUnhealthy,
@@ -57,6 +60,7 @@ impl PairReason {
         PairReason::UdpSilence,
         PairReason::MeshRedirect,
         PairReason::DestinationUnknown,
+        PairReason::ViewStale,
     ];
 
     /// Every reason, each code once.
@@ -84,6 +88,7 @@ impl PairReason {
             PairReason::UdpSilence => "udp_silence",
             PairReason::MeshRedirect => "mesh_redirect",
             PairReason::DestinationUnknown => "destination_unknown",
+            PairReason::ViewStale => "view_stale",
         }
     }
 

@@ -67,6 +67,9 @@ pub struct PairReport {
     /// The pair's verdict periods and probe counts, as the agent that probes it keeps them
     /// (shared with its record; `None` for one-off probes).
     pub history: Option<Arc<super::PairHistory>>,
+    /// The resources whose watch had been failing for too long when this report was made
+    /// (`pods`, `networkpolicies`, ...): its prediction rests on a stale view.
+    pub view_stale: Vec<&'static str>,
 }
 
 /// One endpoint of a Service pair: where it was probed, and its own verdict as a pod pair.

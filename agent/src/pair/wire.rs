@@ -88,6 +88,10 @@ pub struct PairReportWire {
     /// The pair's verdict periods and probe counts since the agent started probing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryWire>,
+    /// The resources whose watch had been failing too long: the prediction rests on a stale
+    /// view, and a new policy verdict was held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub view_stale: Vec<String>,
 }
 
 /// A pair's outage history: `{"since", "probes": {"open": 41, "timeout": 3},
@@ -274,6 +278,7 @@ impl From<&PairReport> for PairReportWire {
             meets_expectation: report.meets_expectation,
             endpoints: report.endpoints.iter().map(EndpointWire::from).collect(),
             history: report.history.as_deref().map(HistoryWire::from),
+            view_stale: report.view_stale.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -308,6 +313,7 @@ impl TryFrom<PairReportWire> for PairReport {
             meets_expectation,
             endpoints,
             history,
+            view_stale,
         } = wire;
         let target = match (dns, service, to) {
             (Some(name), _, _) => PairTarget::Dns { name: name.into() },
@@ -360,6 +366,15 @@ impl TryFrom<PairReportWire> for PairReport {
                 .map(PairHistory::try_from)
                 .transpose()?
                 .map(Arc::new),
+            view_stale: view_stale
+                .iter()
+                .filter_map(|name| {
+                    crate::cluster::watch::WatchedKind::ALL
+                        .into_iter()
+                        .map(crate::cluster::watch::WatchedKind::as_str)
+                        .find(|known| *known == name.as_str())
+                })
+                .collect(),
         })
     }
 }

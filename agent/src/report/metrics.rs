@@ -184,6 +184,8 @@ pub struct Metrics {
     cni_agents: Mutex<BTreeSet<(String, String)>>,
     /// `netreach_watch_restarts_total{resource}`.
     watch_restarts: IntCounterVec,
+    /// `netreach_view_stale{resource}`.
+    view_stale: IntGaugeVec,
     /// `netreach_policy_change_to_effect_seconds`.
     policy_change_to_effect: Histogram,
 }
@@ -229,6 +231,13 @@ impl Metrics {
             ),
             &["resource"],
         )?;
+        let view_stale = IntGaugeVec::new(
+            opts(
+                "view_stale",
+                "1 while the watch of a resource has been failing for longer than --view-stale-after: the agent's view of it may miss changes, and predictions are held.",
+            ),
+            &["resource"],
+        )?;
         let policy_change_to_effect = Histogram::with_opts(
             HistogramOpts::new(
                 "policy_change_to_effect_seconds",
@@ -250,6 +259,7 @@ impl Metrics {
         registry.register(Box::new(probe_errors.clone()))?;
         registry.register(Box::new(cni_agent_ready.clone()))?;
         registry.register(Box::new(watch_restarts.clone()))?;
+        registry.register(Box::new(view_stale.clone()))?;
         registry.register(Box::new(policy_change_to_effect.clone()))?;
         registry.register(Box::new(build_info))?;
 
@@ -262,6 +272,7 @@ impl Metrics {
             cni_agent_ready,
             cni_agents: Mutex::default(),
             watch_restarts,
+            view_stale,
             policy_change_to_effect,
         })
     }
@@ -356,7 +367,15 @@ impl Metrics {
     pub fn init_watch_restarts(&self, resources: &[&'static str]) {
         for resource in resources {
             self.watch_restarts.with_label_values(&[*resource]);
+            self.view_stale.with_label_values(&[*resource]).set(0);
         }
+    }
+
+    /// Sets `netreach_view_stale{resource}`.
+    pub fn set_view_stale(&self, resource: &str, stale: bool) {
+        self.view_stale
+            .with_label_values(&[resource])
+            .set(i64::from(stale));
     }
 
     /// Counts a restart of the watch on `resource` (`pods`, `networkpolicies`, ...).

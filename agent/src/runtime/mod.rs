@@ -86,6 +86,8 @@ pub struct AgentConfig {
     pub events: bool,
     /// How often ProbeSpec statuses are written.
     pub status_interval: Duration,
+    /// How long a watch may fail before its resource's view counts as stale.
+    pub view_stale_after: Duration,
     /// Where the reason of a fatal exit is written.
     pub termination_log: PathBuf,
     /// How long probes in flight may take after SIGTERM.
@@ -190,6 +192,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         cni_selector,
         events,
         status_interval,
+        view_stale_after,
         termination_log: _,
         shutdown_grace,
         pair_metrics,
@@ -268,6 +271,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             status_interval,
             shutdown_grace,
             timetable: TimetableConfig::default(),
+            view_stale_after,
         },
         &shutdown_rx,
     );
@@ -292,7 +296,7 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         .instrument(info_span!("proberequests")),
     );
 
-    spawn_view_metrics(&mut tasks, &view, metrics, &shutdown_rx);
+    spawn_view_metrics(&mut tasks, &view, metrics, view_stale_after, &shutdown_rx);
     spawn_malloc_trim(&mut tasks, &shutdown_rx);
 
     // HTTP API.
@@ -388,6 +392,8 @@ pub struct NodeTasks {
     /// How long probes in flight may take after shutdown.
     pub shutdown_grace: Duration,
     pub timetable: TimetableConfig,
+    /// How long a watch may fail before the scheduler holds new policy verdicts.
+    pub view_stale_after: Duration,
 }
 
 /// What one node's scheduler publishes.
@@ -432,6 +438,7 @@ pub fn spawn_node(
 
     let mut config = ProbeLoopConfig::new(&node.node, node.concurrency, node.shutdown_grace);
     config.timetable = node.timetable;
+    config.view_stale_after = node.view_stale_after;
     let scheduler = ProbeLoop::new(
         config,
         shared.view.clone(),
@@ -483,13 +490,14 @@ pub fn spawn_view_metrics(
     tasks: &mut CriticalTasks,
     view: &ClusterView,
     metrics: Arc<Metrics>,
+    stale_after: Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
     let (view, stop) = (view.clone(), shutdown.clone());
     tasks.spawn(
         "view-metrics",
         async move {
-            view_metrics::refresh_view_metrics(view, metrics, stop).await;
+            view_metrics::refresh_view_metrics(view, metrics, stale_after, stop).await;
             Err("the view metrics task stopped".into())
         }
         .instrument(info_span!("view_metrics")),

@@ -76,6 +76,9 @@ pub struct ProbeLoopConfig {
     pub max_snapshot_age: Duration,
     /// On shutdown, how long to wait for probes in flight.
     pub shutdown_grace: Duration,
+    /// How long a watch may fail before the view counts as stale: then a probe whose
+    /// prediction would newly raise a policy verdict keeps the pair's last one.
+    pub view_stale_after: Duration,
 }
 
 impl ProbeLoopConfig {
@@ -89,6 +92,7 @@ impl ProbeLoopConfig {
             min_snapshot_interval: Duration::from_secs(1),
             max_snapshot_age: Duration::from_secs(60),
             shutdown_grace,
+            view_stale_after: super::view_metrics::STALE_AFTER,
         }
     }
 }
@@ -278,6 +282,58 @@ impl LastDecided {
     }
 }
 
+/// A report made while the view is stale (`stale`: the resources whose watch has failed too
+/// long). Its prediction may rest on objects deleted since (a policy deleted during an API
+/// outage still predicts a block), so a policy verdict the pair did not already have is not
+/// raised from it: the pair keeps its last report, or without one reads `inconclusive`
+/// (`view_stale`). Either way the report says which resources were stale.
+fn hold_if_stale(report: PairReport, record: &PairRecord, stale: &[&'static str]) -> PairReport {
+    let raises_policy_verdict = matches!(
+        report.verdict,
+        PairVerdict::BlockedByPolicy
+            | PairVerdict::PolicyNotEnforced
+            | PairVerdict::PartiallyBlocked
+    );
+    let slot = report_slot(&report);
+    let already = record.last_decided.get(slot) == Some(report.verdict);
+    let mut held = if !raises_policy_verdict || already {
+        report
+    } else {
+        match record.reports.iter().find(|r| report_slot(r) == slot) {
+            Some(last) => {
+                let mut last = (**last).clone();
+                // Held once already: its summary says so.
+                if last.view_stale.is_empty() {
+                    last.summary = format!(
+                        "{} (held: the cluster view is stale, {} not watched; this probe observed {})",
+                        last.summary,
+                        stale.join(", "),
+                        report.outcome
+                    )
+                    .into();
+                }
+                last
+            }
+            None if report.verdict == PairVerdict::Inconclusive => report,
+            None => {
+                let mut first = report;
+                first.summary = format!(
+                    "{}: no verdict (the cluster view is stale, {} not watched; the prediction may rest on deleted objects)",
+                    first.summary,
+                    stale.join(", ")
+                )
+                .into();
+                first.verdict = PairVerdict::Inconclusive;
+                first.reason = Some(crate::pair::PairReason::ViewStale);
+                first.meets_expectation = None;
+                first
+            }
+        }
+    };
+    held.view_stale = stale.to_vec();
+    held
+}
+
 /// Which of a pair's reports this is, from one probe to the next: a host target's resolved
 /// address; `None` for the one report of any other pair (or of a name that did not resolve).
 fn report_slot(report: &PairReport) -> Option<IpAddr> {
@@ -418,9 +474,21 @@ impl ProbeLoop {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
         let mut record = self.records.remove(&id).unwrap_or_default();
+        let stale: Vec<&'static str> = self
+            .view
+            .stats
+            .stale(now.wall, self.config.view_stale_after)
+            .into_iter()
+            .map(|kind| kind.as_str())
+            .collect();
         let reports: Vec<Arc<PairReport>> = reports
             .into_iter()
-            .map(|mut report| {
+            .map(|report| {
+                let mut report = if stale.is_empty() {
+                    report
+                } else {
+                    hold_if_stale(report, &record, &stale)
+                };
                 report.history = Some(record.histories.observe(&report));
                 Arc::new(report)
             })

@@ -10,6 +10,7 @@ fn config() -> AgentConfig {
         concurrency: 4,
         cni_selector: None,
         events: true,
+        view_stale_after: Duration::from_secs(30),
         status_interval: Duration::from_secs(30),
         termination_log: std::env::temp_dir().join("netreach-agent-test-termination-log"),
         shutdown_grace: Duration::from_secs(1),

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! WatchStats (atomic counters per resource) ──new restarts──> netreach_watch_restarts_total{resource}
+//!            (failing since) ──longer than stale_after──> netreach_view_stale{resource}
 //! Index ──cni_agents_by_node()──> netreach_cni_agent_ready{cni_node,cni_pod} (vanished agents removed)
 //! ```
 //!
@@ -18,6 +19,9 @@ use crate::report::metrics::{CniAgentState, Metrics};
 
 /// How often the view metrics are refreshed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// The default of `--view-stale-after`: how long a watch may fail before the view of its
+/// resource counts as stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 /// Watch restarts already carried into the counters, per resource.
 #[derive(Debug, Default)]
@@ -45,6 +49,7 @@ impl RestartsSeen {
 pub async fn refresh_view_metrics(
     view: ClusterView,
     metrics: Arc<Metrics>,
+    stale_after: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let resources: Vec<&'static str> = WatchedKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -61,6 +66,10 @@ pub async fn refresh_view_metrics(
             for _ in 0..new {
                 metrics.record_watch_restart(kind.as_str());
             }
+        }
+        let stale = view.stats.stale(std::time::SystemTime::now(), stale_after);
+        for kind in WatchedKind::ALL {
+            metrics.set_view_stale(kind.as_str(), stale.contains(&kind));
         }
         let agents: Vec<CniAgentState> = cni_agents_by_node(&view.index.read(), &view.cni)
             .into_iter()

@@ -150,7 +150,7 @@ pub struct FailingPair {
     pub protocol: Option<Protocol>,
     /// ok, blocked_by_policy, policy_not_enforced, unexpected_block, not_probed or inconclusive.
     pub verdict: PairVerdict,
-    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown), why a probe did not run (netns_not_found, host_network_source, unsupported_protocol, pod_file_unreadable, resolve_failed, refused_target, agent_overloaded, probe_error) or why an observation cannot decide (udp_silence, mesh_redirect, destination_unknown).
+    /// Why: a policy reason (default_deny, port_not_allowed, pod_selector_mismatch, namespace_selector_mismatch, ip_block_mismatch, named_port_unresolved) a fault reason (cni_unhealthy, node_not_ready, destination_not_ready, not_listening, dns_failure, unknown), why a probe did not run (netns_not_found, host_network_source, unsupported_protocol, pod_file_unreadable, resolve_failed, refused_target, agent_overloaded, probe_error) or why an observation cannot decide (udp_silence, mesh_redirect, destination_unknown, view_stale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The NetworkPolicy that decides the pair, as namespace/name.

@@ -44,7 +44,7 @@ fn every_flag_reads_an_environment_variable() {
         assert!(arg.get_help().is_some(), "--{id} has no help");
         checked += 1;
     }
-    assert_eq!(checked, 20, "every AgentConfig field has a flag");
+    assert_eq!(checked, 21, "every AgentConfig field has a flag");
 }
 
 #[test]
@@ -60,6 +60,7 @@ fn defaults_match_the_contract() {
     assert_eq!(config.cni_selector, None);
     assert!(config.events);
     assert_eq!(config.status_interval, Duration::from_secs(30));
+    assert_eq!(config.view_stale_after, Duration::from_secs(30));
     assert_eq!(
         config.termination_log,
         PathBuf::from("/dev/termination-log")

@@ -102,11 +102,18 @@ pub(super) async fn run(args: Args, bed: &testbed::Testbed) -> anyhow::Result<()
                 status_interval: STATUS_INTERVAL,
                 shutdown_grace: SHUTDOWN_GRACE,
                 timetable: timetable.clone(),
+                view_stale_after: crate::runtime::view_metrics::STALE_AFTER,
             };
             runtime::spawn_node(&mut tasks, &shared, tasks_of_node, &shutdown_rx)
         })
         .collect();
-    runtime::spawn_view_metrics(&mut tasks, &view, metrics, &shutdown_rx);
+    runtime::spawn_view_metrics(
+        &mut tasks,
+        &view,
+        metrics,
+        crate::runtime::view_metrics::STALE_AFTER,
+        &shutdown_rx,
+    );
     runtime::spawn_malloc_trim(&mut tasks, &shutdown_rx);
     if !once {
         serve_api(&mut tasks, &view, exposition, &nodes, listen, &shutdown_rx).await?;

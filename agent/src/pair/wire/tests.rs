@@ -130,6 +130,7 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
         meets_expectation: Some(false),
         endpoints: vec![],
         history: Some(std::sync::Arc::new(history())),
+        view_stale: vec![],
     };
     let json = serde_json::to_string(&report).expect("json");
     assert_eq!(

@@ -13,7 +13,7 @@ use super::*;
 use crate::cluster::changes::ChangeKind;
 use crate::cluster::index::Apply;
 use crate::cluster::model::{ObjectRef, Protocol};
-use crate::cluster::watch::{CniAgentMatcher, Readiness};
+use crate::cluster::watch::{CniAgentMatcher, Readiness, WatchedKind};
 use crate::pair::{PairReason, PairTarget, PublishedPairs};
 use crate::probe::NotProbedReason;
 use crate::report::events::EventReason;
@@ -619,4 +619,78 @@ async fn a_host_pair_reports_each_address_and_forgets_the_vanished_ones() {
         [("192.0.2.10".to_string(), PairVerdict::BlockedByPolicy)]
     );
     assert_eq!(h.metrics.pairs.len(), 1, "the not_probed series went");
+}
+
+/// While the view is stale (a watch failing for longer than `view_stale_after`), a probe
+/// whose prediction would newly raise blocked_by_policy keeps the pair's last verdict, flagged,
+/// and raises no Event; once the watch is served again the verdict comes through.
+#[tokio::test]
+async fn a_stale_view_holds_new_policy_verdicts() {
+    let mut h = harness(64);
+    h.scheduler.step(h.clock.at(0.0));
+    h.scheduler.step(h.clock.at(13.0));
+    h.finish_all(h.clock.at(13.1)).await;
+    let api = h.pair_to("shop/api");
+
+    // The policy watch has been failing for a minute; a deny policy is in the (stale) index.
+    let minute_ago = h.clock.at(14.0).wall - Duration::from_secs(60);
+    let ms = minute_ago
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as u64;
+    h.view
+        .stats
+        .get(WatchedKind::NetworkPolicies)
+        .failing_since_ms
+        .store(ms, std::sync::atomic::Ordering::Relaxed);
+    let deny = policy("shop", "deny-api", &[("app", "api")], true, false);
+    h.view.index.write().apply(deny.clone());
+    h.view.changes.write().push(
+        h.clock.at(14.0).wall,
+        ChangeKind::PolicyCreated {
+            policy: ObjectRef::new("shop", "deny-api"),
+            new: Some(Arc::new(deny)),
+        },
+    );
+    let step = h.scheduler.step(h.clock.at(14.2));
+    assert_eq!(step.started, [api]);
+    let finished = h.finish_all(h.clock.at(14.3)).await;
+    let transition = &finished[0].1.as_ref().expect("planned").transitions[0];
+    assert_eq!(transition.event, None, "no Event from a stale prediction");
+    h.scheduler.publish(h.clock.at(14.3).instant, true);
+    let held = h
+        .pairs
+        .borrow()
+        .iter()
+        .find(|r| r.to().is_some_and(|to| to.to_string() == "shop/api"))
+        .cloned()
+        .expect("the api pair");
+    assert_eq!(held.verdict, PairVerdict::Ok, "the last verdict is kept");
+    assert_eq!(held.view_stale, ["networkpolicies"]);
+    assert!(
+        held.summary.contains("held: the cluster view is stale"),
+        "{}",
+        held.summary
+    );
+    let wire = serde_json::to_value(&*held).expect("json");
+    assert_eq!(wire["view_stale"], serde_json::json!(["networkpolicies"]));
+
+    // Served again: the next probe raises the verdict, with its Event.
+    h.view
+        .stats
+        .get(WatchedKind::NetworkPolicies)
+        .failing_since_ms
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let step = h.scheduler.step(h.clock.at(40.0));
+    assert!(step.started.contains(&api));
+    let finished = h.finish_all(h.clock.at(40.1)).await;
+    let api_finished = finished
+        .iter()
+        .find(|(id, _)| *id == api)
+        .and_then(|(_, f)| f.as_ref())
+        .expect("api probed");
+    assert_eq!(
+        api_finished.transitions[0].event,
+        Some(EventReason::NetworkPolicyDenied)
+    );
 }

@@ -69,6 +69,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether publishing again later may succeed (the API was away or overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Create { source, .. } | Error::UpdateSeries { source, .. } => {
+                crate::cluster::watch::backoff::is_transient(source)
+            }
+        }
+    }
+
     /// A bounded label for failure counters.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -357,6 +366,14 @@ impl EventRecorder {
         }
     }
 
+    /// Gives back the token a write that did not happen took.
+    fn refund_token(&self, pod: &ObjectRef) {
+        let burst = f64::from(self.config.burst.max(1));
+        if let Some(bucket) = self.state.lock().buckets.get_mut(pod) {
+            bucket.tokens = (bucket.tokens + 1.0).min(burst);
+        }
+    }
+
     fn remember(&self, key: &Key, name: &str, now: SystemTime) {
         let mut state = self.state.lock();
         let sent = state.sent.entry(key.clone()).or_insert(Sent {
@@ -414,8 +431,11 @@ impl EventRecorder {
                 Ok(Published::PodGone)
             }
             Err(source) => {
-                // Not sent: let the next attempt try again instead of deduplicating.
+                // Not sent: let the next attempt try again instead of deduplicating, and give
+                // its token back (an outage must not use up the pod's budget, or the Event
+                // would be rate limited away once the API is back).
                 self.forget(key);
+                self.refund_token(&key.pod);
                 Err(Error::Create {
                     pod: target.pod.clone(),
                     reason,

@@ -108,6 +108,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether writing again later may succeed (the API was away or overloaded, or another
+    /// writer kept winning), as opposed to a refusal that would only repeat.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Get { source, .. }
+            | Error::Patch { source, .. }
+            | Error::Delete { source, .. } => crate::cluster::watch::backoff::is_transient(source),
+            Error::Conflict { .. } => true,
+            Error::Encode { .. } => false,
+        }
+    }
+
     /// A bounded label for failure counters.
     pub fn metric_label(&self) -> &'static str {
         match self {

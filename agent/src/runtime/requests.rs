@@ -48,6 +48,7 @@ pub use self::decide::{
 };
 use crate::api::OnDemandProber;
 use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::watch::backoff::WatchBackoff;
 use crate::cluster::watch::{ClusterView, lookup};
 use crate::pair::PairReport;
 use crate::report::status::{RequestStatusWriter, Written};
@@ -56,8 +57,9 @@ use crate::report::status::{RequestStatusWriter, Written};
 pub const UDP_PROBE_SPACING: Duration = Duration::from_secs(1);
 /// How often the store is scanned even when nothing wakes the runner.
 const RESCAN_EVERY: Duration = Duration::from_secs(5);
-/// Attempts at writing the final status.
-const STATUS_WRITE_ATTEMPTS: u32 = 3;
+/// How long the final status is retried through an API outage before it is given up (with an
+/// error in the log): the requester's CLI waits at most a minute, the ProbeRequest's TTL longer.
+const FINAL_STATUS_DEADLINE: Duration = Duration::from_secs(600);
 /// Expired requests deleted per scan, so a backlog never floods the API server.
 pub const MAX_DELETES_PER_SCAN: usize = 16;
 /// A deletion that did not take is sent again after this long.
@@ -294,11 +296,12 @@ async fn handle(shared: Arc<Shared>, key: ObjectRef, prepared: Result<PreparedRe
             failed_status(&shared.node, None, message, &started, &now())
         }
         Ok(request) => {
+            // Once: the final status supersedes it, so it is not worth waiting for.
             write_status(
                 &shared.writer,
                 &key,
                 &running_status(&shared.node, &request.target, &started),
-                1,
+                Duration::ZERO,
             )
             .await;
             info!(from = %request.from, target = %request.target, count = request.count, "running ProbeRequest");
@@ -311,7 +314,7 @@ async fn handle(shared: Arc<Shared>, key: ObjectRef, prepared: Result<PreparedRe
             }
         }
     };
-    write_status(&shared.writer, &key, &status, STATUS_WRITE_ATTEMPTS).await;
+    write_status(&shared.writer, &key, &status, FINAL_STATUS_DEADLINE).await;
 }
 
 /// Probes `count` times (on the on-demand prober's shared snapshot); `Err` when the first
@@ -342,14 +345,19 @@ async fn probe_all(shared: &Shared, request: &PreparedRequest) -> Result<Vec<Pai
     Ok(reports)
 }
 
-/// Writes a status, retrying API errors with a short back-off.
+/// Writes a status; a transient failure (the API away or overloaded) is retried with the write
+/// backoff (1 s doubling to 30 s, jittered) until `retry_for` has passed, then given up with an
+/// error in the log, never silently. A refusal (403, 422) is not retried.
 async fn write_status(
     writer: &RequestStatusWriter,
     key: &ObjectRef,
     status: &ProbeRequestStatus,
-    attempts: u32,
+    retry_for: Duration,
 ) {
-    for attempt in 1..=attempts.max(1) {
+    let deadline = tokio::time::Instant::now() + retry_for;
+    let mut backoff =
+        WatchBackoff::for_writes(WatchBackoff::seed(u64::from(key.name.len() as u32)));
+    loop {
         match writer.write(key, status).await {
             Ok(Written::Gone) => {
                 info!(phase = ?status.phase, "ProbeRequest deleted before its status was written");
@@ -359,12 +367,19 @@ async fn write_status(
                 info!(phase = ?status.phase, verdict = ?status.verdict, "ProbeRequest status written");
                 return;
             }
-            Err(error) if attempt < attempts => {
-                warn!(%error, attempt, "cannot write ProbeRequest status; retrying");
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-            }
             Err(error) => {
-                warn!(%error, error.kind = error.metric_label(), phase = ?status.phase, "cannot write ProbeRequest status");
+                let delay = backoff.next_delay();
+                if !error.is_transient() || tokio::time::Instant::now() + delay > deadline {
+                    let level_error = !retry_for.is_zero();
+                    if level_error {
+                        tracing::error!(%error, error.kind = error.metric_label(), phase = ?status.phase, "cannot write ProbeRequest status; giving up");
+                    } else {
+                        warn!(%error, error.kind = error.metric_label(), phase = ?status.phase, "cannot write ProbeRequest status");
+                    }
+                    return;
+                }
+                warn!(%error, ?delay, "cannot write ProbeRequest status; retrying");
+                tokio::time::sleep(delay).await;
             }
         }
     }

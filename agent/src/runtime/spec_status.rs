@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 use super::probe_loop::{SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::watch::backoff::WatchBackoff;
 use crate::pair::{Destination, PairReport, PublishedPairs};
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
@@ -220,14 +221,21 @@ pub async fn write_spec_statuses(
     let mut reported: HashSet<SpecRef> = HashSet::new();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Specs whose last write failed for a transient reason: written again (with the newest
+    // report) after the write backoff, before the next tick.
+    let mut retry: HashSet<SpecRef> = HashSet::new();
+    let mut backoff = WatchBackoff::for_writes(WatchBackoff::seed(0x5747));
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let retrying = tokio::select! {
             () = super::stop_requested(&mut shutdown) => break,
-            _ = ticks.tick() => {}
-        }
+            _ = ticks.tick() => false,
+            () = sleep_until(retry_at) => true,
+        };
         let summaries = specs.borrow_and_update().clone();
         let pairs = pairs.borrow().clone();
         let mut failing: Vec<PairName> = Vec::new();
+        let mut failed: HashSet<SpecRef> = HashSet::new();
         for (spec, summary) in summaries.iter() {
             let report = node_report(
                 spec,
@@ -241,27 +249,65 @@ pub async fn write_spec_statuses(
                     .filter(|r| r.meets_expectation == Some(false))
                     .filter_map(pair_name),
             );
+            if retrying && !retry.contains(spec) {
+                continue;
+            }
             let probed = probed_pairs(spec, &pairs);
             if !ready_to_report(summary, &report, probed, reported.contains(spec)) {
                 continue;
             }
             reported.insert(spec.clone());
-            publish(&writer, spec, &report).await;
+            if publish(&writer, spec, &report).await == Publish::Retry {
+                failed.insert(spec.clone());
+            }
         }
         failing_since.retain(&failing);
         reported.retain(|spec| summaries.contains_key(spec));
+        // A spec gone from the summaries is not retried; one written since is done.
+        retry = failed;
+        retry.retain(|spec| summaries.contains_key(spec));
+        retry_at = if retry.is_empty() {
+            backoff.reset();
+            None
+        } else {
+            let delay = backoff.next_delay();
+            debug!(specs = retry.len(), ?delay, "spec status writes to retry");
+            Some(tokio::time::Instant::now() + delay)
+        };
     }
     info!("status writer stopped");
 }
 
-async fn publish(writer: &SpecStatusWriter, spec: &SpecRef, report: &NodeReport) {
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What became of one status write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publish {
+    Done,
+    /// A transient failure: write it again soon.
+    Retry,
+}
+
+async fn publish(writer: &SpecStatusWriter, spec: &SpecRef, report: &NodeReport) -> Publish {
     match writer.publish(spec, report).await {
         Ok(Written::Patched) => {
             debug!(%spec, kind = spec.kind(), failing = report.failing, "spec status written");
+            Publish::Done
         }
-        Ok(Written::Unchanged | Written::Gone) => {}
+        Ok(Written::Unchanged | Written::Gone) => Publish::Done,
+        Err(error) if error.is_transient() => {
+            warn!(%spec, kind = spec.kind(), %error, error.kind = error.metric_label(), "cannot write spec status; retrying");
+            Publish::Retry
+        }
         Err(error) => {
             warn!(%spec, kind = spec.kind(), %error, error.kind = error.metric_label(), "cannot write spec status");
+            Publish::Done
         }
     }
 }

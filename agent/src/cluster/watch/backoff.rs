@@ -17,19 +17,39 @@ pub const BASE: Duration = Duration::from_millis(250);
 /// The largest delay.
 pub const CAP: Duration = Duration::from_secs(5);
 
-/// The retry delays of one watch.
+/// The first delay of a write's retries (status patches, Events).
+pub const WRITE_BASE: Duration = Duration::from_secs(1);
+/// The largest delay between a write's retries.
+pub const WRITE_CAP: Duration = Duration::from_secs(30);
+
+/// Retry delays: exponential from a base to a cap, with equal jitter.
 #[derive(Clone, Debug)]
 pub struct WatchBackoff {
     attempt: u32,
+    base: Duration,
+    cap: Duration,
     /// xorshift64 state: the jitter needs no cryptographic randomness.
     state: u64,
 }
 
 impl WatchBackoff {
-    /// A backoff whose jitter starts from `seed` (different per watch and per process).
+    /// A watch's backoff ([`BASE`] to [`CAP`]) whose jitter starts from `seed` (different per
+    /// watch and per process).
     pub fn new(seed: u64) -> Self {
+        Self::between(seed, BASE, CAP)
+    }
+
+    /// A write's backoff ([`WRITE_BASE`] to [`WRITE_CAP`]): writes that failed during an
+    /// outage come back spread out, never as a storm.
+    pub fn for_writes(seed: u64) -> Self {
+        Self::between(seed, WRITE_BASE, WRITE_CAP)
+    }
+
+    fn between(seed: u64, base: Duration, cap: Duration) -> Self {
         Self {
             attempt: 0,
+            base,
+            cap,
             state: seed | 1,
         }
     }
@@ -44,7 +64,10 @@ impl WatchBackoff {
 
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
-        let step = BASE.saturating_mul(1u32 << self.attempt.min(16)).min(CAP);
+        let step = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         let half = step / 2;
         let spread = half.as_micros() as u64;
@@ -65,6 +88,15 @@ impl WatchBackoff {
         self.state ^= self.state >> 7;
         self.state ^= self.state << 17;
         self.state
+    }
+}
+
+/// Whether a failed write is worth retrying: the API was unreachable, overloaded or failing
+/// (5xx, 429, a timeout), not refusing this write (403, 404, 422: retrying changes nothing).
+pub fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code >= 500 || status.code == 429 || status.code == 408,
+        _ => true,
     }
 }
 
@@ -123,6 +155,35 @@ mod tests {
                 .filter(|d| (start..start + 250).contains(*d))
                 .count();
             assert!((50..150).contains(&n), "{n} agents retry at {start} ms");
+        }
+    }
+
+    #[test]
+    fn writes_back_off_from_a_second_to_half_a_minute() {
+        let mut backoff = WatchBackoff::for_writes(7);
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= WRITE_BASE / 2 && delays[0] <= WRITE_BASE);
+        assert!(delays.iter().all(|d| *d <= WRITE_CAP));
+        assert!(delays[7] >= WRITE_CAP / 2);
+    }
+
+    #[test]
+    fn transient_write_errors() {
+        let api = |code| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..Default::default()
+            }))
+        };
+        for (code, transient) in [
+            (500, true),
+            (503, true),
+            (429, true),
+            (403, false),
+            (404, false),
+            (422, false),
+        ] {
+            assert_eq!(is_transient(&api(code)), transient, "{code}");
         }
     }
 

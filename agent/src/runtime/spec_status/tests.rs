@@ -224,3 +224,97 @@ fn a_failing_pair_carries_its_recent_changes_and_probe_counts() {
     assert_eq!(failing.probes.get("open"), Some(&4));
     assert_eq!(failing.probes.get("timeout"), Some(&3));
 }
+
+/// A status write that fails while the API is down is written again after the write backoff
+/// (at most 30 s), not only at the next interval, and with the newest report.
+#[tokio::test(start_paused = true)]
+async fn a_status_write_that_failed_is_retried_within_the_backoff() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use axum::routing::get;
+
+    use crate::report::status::{SpecStatusWriter, StatusConfig};
+    use crate::runtime::probe_loop::SpecSummaries;
+
+    let down = Arc::new(AtomicBool::new(true));
+    let patched = Arc::new(AtomicUsize::new(0));
+    let object = serde_json::json!({"apiVersion": "netreach.dev/v1alpha1", "kind": "ProbeSpec",
+        "metadata": {"name": "paths", "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"from": {"podSelector": {}}, "to": []}});
+    let unavailable = (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503}"#
+            .to_string(),
+    );
+    let router = {
+        let (down_get, down_patch, patched) = (down.clone(), down.clone(), patched.clone());
+        let (object, unavailable_get, unavailable_patch) =
+            (object.clone(), unavailable.clone(), unavailable.clone());
+        let base = "/apis/netreach.dev/v1alpha1/namespaces/shop/probespecs/paths";
+        axum::Router::new()
+            .route(
+                base,
+                get(move || {
+                    let (down, object, unavailable) =
+                        (down_get.clone(), object.clone(), unavailable_get.clone());
+                    async move {
+                        if down.load(Ordering::Relaxed) {
+                            return unavailable;
+                        }
+                        (http::StatusCode::OK, object.to_string())
+                    }
+                }),
+            )
+            .route(
+                &format!("{base}/status"),
+                axum::routing::patch(move |body: axum::body::Bytes| {
+                    let (down, patched, unavailable) = (
+                        down_patch.clone(),
+                        patched.clone(),
+                        unavailable_patch.clone(),
+                    );
+                    async move {
+                        if down.load(Ordering::Relaxed) {
+                            return unavailable;
+                        }
+                        patched.fetch_add(1, Ordering::Relaxed);
+                        (
+                            http::StatusCode::OK,
+                            String::from_utf8_lossy(&body).into_owned(),
+                        )
+                    }
+                }),
+            )
+    };
+    let writer = SpecStatusWriter::new(
+        kube::Client::new(router, "default"),
+        StatusConfig::for_node("node-1"),
+    );
+    let mut summaries = SpecSummaries::new();
+    summaries.insert(paths(), summary());
+    let (_specs_tx, specs) = watch::channel(Arc::new(summaries));
+    let pairs: Vec<Arc<PairReport>> = ["shop/a", "shop/b", "shop/c"]
+        .into_iter()
+        .map(|to| Arc::new(report("shop/paths", "shop/web", to, PairVerdict::Ok, true)))
+        .collect();
+    let (_pairs_tx, pairs) = watch::channel(Arc::new(pairs));
+    let (_ready_tx, ready) = watch::channel(true);
+    let (_stop_tx, stop) = watch::channel(false);
+    let interval = Duration::from_secs(300);
+    let task = tokio::spawn(write_spec_statuses(
+        writer, specs, pairs, ready, interval, stop,
+    ));
+
+    // The first write is due at 300 s and fails; the API comes back at 310 s.
+    tokio::time::sleep(Duration::from_secs(310)).await;
+    assert_eq!(patched.load(Ordering::Relaxed), 0);
+    down.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        patched.load(Ordering::Relaxed),
+        1,
+        "written within the backoff, long before the next interval"
+    );
+    task.abort();
+}

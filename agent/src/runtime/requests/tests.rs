@@ -389,3 +389,59 @@ fn finished_requests_expire_after_their_ttl_on_the_node_that_ran_them() {
     let (_, running) = with_phase(request("r", TO_API), ProbeRequestPhase::Running);
     assert!(!expired(&running, "node-1", &at("2030-01-01T00:00:00Z")));
 }
+
+/// The final status of a request that finished during an API outage is written once the API is
+/// back (retried with the write backoff), and a refusal (403) is not retried.
+#[tokio::test(start_paused = true)]
+async fn a_final_status_is_written_after_an_outage_and_a_refusal_is_not_retried() {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+    let answer = Arc::new(AtomicU16::new(503));
+    let (attempts, written) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let router = {
+        let (answer, attempts, written) = (answer.clone(), attempts.clone(), written.clone());
+        axum::Router::new().route(
+            "/apis/netreach.dev/v1alpha1/namespaces/shop/proberequests/check/status",
+            axum::routing::patch(move || {
+                let (answer, attempts, written) = (answer.clone(), attempts.clone(), written.clone());
+                async move {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    let code = answer.load(Ordering::Relaxed);
+                    if code != 200 {
+                        let body = format!(
+                            r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","code":{code}}}"#
+                        );
+                        return (http::StatusCode::from_u16(code).expect("code"), body);
+                    }
+                    written.fetch_add(1, Ordering::Relaxed);
+                    (http::StatusCode::OK, r#"{"apiVersion":"netreach.dev/v1alpha1","kind":"ProbeRequest","metadata":{"name":"check","namespace":"shop"}}"#.to_string())
+                }
+            }),
+        )
+    };
+    let writer = RequestStatusWriter::new(kube::Client::new(router, "default"));
+    let key = ObjectRef::new("shop", "check");
+    let status = ProbeRequestStatus::default();
+    let write = tokio::spawn({
+        let (writer, key, status) = (writer.clone(), key.clone(), status.clone());
+        async move { write_status(&writer, &key, &status, FINAL_STATUS_DEADLINE).await }
+    });
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    answer.store(200, Ordering::Relaxed);
+    write.await.expect("the write ends once it lands");
+    assert_eq!(written.load(Ordering::Relaxed), 1);
+    let during = attempts.load(Ordering::Relaxed);
+    assert!(
+        (4..=10).contains(&during),
+        "{during} attempts for a minute's outage"
+    );
+
+    answer.store(403, Ordering::Relaxed);
+    let before = attempts.load(Ordering::Relaxed);
+    write_status(&writer, &key, &status, FINAL_STATUS_DEADLINE).await;
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        before + 1,
+        "403 is not retried"
+    );
+}

@@ -1087,7 +1087,7 @@ fn service_report(
             })
             .collect(),
         history: None,
-        view_stale: Vec::new(),
+        view_stale: crate::cluster::watch::WatchedKinds::default(),
     }
 }
 
@@ -1146,7 +1146,7 @@ fn report(
         meets_expectation: diagnosis.meets_expectation,
         endpoints: Vec::new(),
         history: None,
-        view_stale: Vec::new(),
+        view_stale: crate::cluster::watch::WatchedKinds::default(),
     }
 }
 

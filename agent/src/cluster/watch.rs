@@ -176,6 +176,56 @@ impl WatchedKind {
     }
 }
 
+/// A set of [`WatchedKind`]s in two bytes (a report names the resources stale when it was
+/// made; every report holds one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WatchedKinds(u16);
+
+impl WatchedKinds {
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn contains(self, kind: WatchedKind) -> bool {
+        self.0 & (1 << kind.slot()) != 0
+    }
+
+    /// In [`WatchedKind::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = WatchedKind> {
+        WatchedKind::ALL
+            .into_iter()
+            .filter(move |kind| self.contains(*kind))
+    }
+
+    /// The kinds' names ([`WatchedKind::as_str`]), in [`WatchedKind::ALL`] order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.iter().map(WatchedKind::as_str)
+    }
+}
+
+impl FromIterator<WatchedKind> for WatchedKinds {
+    fn from_iter<I: IntoIterator<Item = WatchedKind>>(kinds: I) -> Self {
+        Self(
+            kinds
+                .into_iter()
+                .fold(0, |set, kind| set | (1 << kind.slot())),
+        )
+    }
+}
+
+/// `pods, networkpolicies`.
+impl fmt::Display for WatchedKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in self.names().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for WatchedKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

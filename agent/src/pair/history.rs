@@ -5,13 +5,18 @@
 //! Bounded twice: at most [`MAX_PERIODS`] periods, and periods that ended more than
 //! [`MAX_AGE`] ago are dropped; the current period is always kept. Every verdict is a period,
 //! `not_probed` and `inconclusive` too (they say when nothing could be observed, never that
-//! traffic was blocked). A pair's record owns its history; each report shares it (`Arc`), and
-//! the next probe copies it only when a published report still holds the old one.
+//! traffic was blocked). A pair's record and its reports share one history
+//! ([`SharedHistory`]), updated in place by each probe: copying it on every probe, because the
+//! published report still held the old one, kept a second history per pair alive between
+//! publishes.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use parking_lot::{Mutex, MutexGuard};
 use probe_spec::PairVerdict;
 
 use super::{PairReason, PairReport};
@@ -154,6 +159,35 @@ impl PairHistory {
                 )
             })
             .count()
+    }
+}
+
+/// One pair's history, shared by its record (which updates it in place at each probe) and its
+/// reports (which read it when they are shown). A published report may thus show a probe more
+/// than its own, for the second at most until the next publish; it never shows one less.
+#[derive(Clone)]
+pub struct SharedHistory(Arc<Mutex<PairHistory>>);
+
+impl SharedHistory {
+    pub fn new(history: PairHistory) -> Self {
+        Self(Arc::new(Mutex::new(history)))
+    }
+
+    /// The history as it is now; hold the guard briefly (the scheduler waits for it).
+    pub fn lock(&self) -> MutexGuard<'_, PairHistory> {
+        self.0.lock()
+    }
+}
+
+impl PartialEq for SharedHistory {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.lock() == *other.lock()
+    }
+}
+
+impl fmt::Debug for SharedHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.lock().fmt(f)
     }
 }
 

@@ -24,7 +24,7 @@ mod report;
 mod text;
 mod wire;
 
-pub use history::PairHistory;
+pub use history::{PairHistory, SharedHistory};
 pub(crate) use id::source_hash;
 pub use id::{Pair, PairId, PairTarget, pair_id};
 pub use reason::{PairReason, UnknownReason};

@@ -65,11 +65,11 @@ pub struct PairReport {
     /// A Service pair's ready endpoints, each probed directly (empty for other pairs).
     pub endpoints: Vec<EndpointReport>,
     /// The pair's verdict periods and probe counts, as the agent that probes it keeps them
-    /// (shared with its record; `None` for one-off probes).
-    pub history: Option<Arc<super::PairHistory>>,
+    /// (shared with its record, which updates it; `None` for one-off probes).
+    pub history: Option<super::SharedHistory>,
     /// The resources whose watch had been failing for too long when this report was made
     /// (`pods`, `networkpolicies`, ...): its prediction rests on a stale view.
-    pub view_stale: Vec<&'static str>,
+    pub view_stale: crate::cluster::watch::WatchedKinds,
 }
 
 /// One endpoint of a Service pair: where it was probed, and its own verdict as a pod pair.

@@ -17,7 +17,7 @@ use k8s_openapi::jiff::Timestamp;
 use probe_spec::{Direction, Expectation, PairVerdict};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::history::{self, PairHistory, VerdictPeriod};
+use super::history::{self, PairHistory, SharedHistory, VerdictPeriod};
 use super::report::PROBE_LINE;
 use super::{Destination, EndpointReport, PairReason, PairReport, PairTarget, UnknownReason};
 use crate::cluster::SpecRef;
@@ -277,8 +277,11 @@ impl From<&PairReport> for PairReportWire {
             expect: report.expect,
             meets_expectation: report.meets_expectation,
             endpoints: report.endpoints.iter().map(EndpointWire::from).collect(),
-            history: report.history.as_deref().map(HistoryWire::from),
-            view_stale: report.view_stale.iter().map(ToString::to_string).collect(),
+            history: report
+                .history
+                .as_ref()
+                .map(|h| HistoryWire::from(&*h.lock())),
+            view_stale: report.view_stale.names().map(str::to_string).collect(),
         }
     }
 }
@@ -365,14 +368,13 @@ impl TryFrom<PairReportWire> for PairReport {
             history: history
                 .map(PairHistory::try_from)
                 .transpose()?
-                .map(Arc::new),
+                .map(SharedHistory::new),
             view_stale: view_stale
                 .iter()
                 .filter_map(|name| {
                     crate::cluster::watch::WatchedKind::ALL
                         .into_iter()
-                        .map(crate::cluster::watch::WatchedKind::as_str)
-                        .find(|known| *known == name.as_str())
+                        .find(|known| known.as_str() == name.as_str())
                 })
                 .collect(),
         })

@@ -111,7 +111,7 @@ pub(crate) fn report_to(
         meets_expectation: Some(meets_expectation),
         endpoints: vec![],
         history: None,
-        view_stale: Vec::new(),
+        view_stale: crate::cluster::watch::WatchedKinds::default(),
     }
 }
 

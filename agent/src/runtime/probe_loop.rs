@@ -48,8 +48,8 @@ use super::event_queue::EventNotice;
 use super::prober::{Now, PairProber, ProbeJob, ViewSnapshot};
 use super::transitions::{Transition, transition};
 use crate::cluster::SpecRef;
-use crate::cluster::watch::ClusterView;
-use crate::pair::{Pair, PairHistory, PairId, PairReport, PublishedPairs};
+use crate::cluster::watch::{ClusterView, WatchedKinds};
+use crate::pair::{Pair, PairHistory, PairId, PairReport, PublishedPairs, SharedHistory};
 use crate::pipeline::PairReports;
 use crate::report::events::EventTarget;
 use crate::report::metrics::{Metrics, PairKey, PairState};
@@ -199,32 +199,71 @@ struct PairRecord {
     histories: Histories,
 }
 
+/// Per-address values of a host pair's report slots, boxed: the common pair has none and
+/// pays one pointer, not an empty vector's three words (twice per pair, at 10,000 pairs).
+#[derive(Clone, Debug)]
+#[expect(
+    clippy::box_collection,
+    reason = "one pointer for the common pair without addresses; a Box<[_]> takes two"
+)]
+struct ByAddress<T>(Option<Box<Vec<(IpAddr, T)>>>);
+
+impl<T> Default for ByAddress<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T> ByAddress<T> {
+    fn get(&self, ip: IpAddr) -> Option<&T> {
+        self.0
+            .as_deref()?
+            .iter()
+            .find(|(address, _)| *address == ip)
+            .map(|(_, value)| value)
+    }
+
+    /// The value of `ip`, made with `new` when it has none.
+    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> T) -> &mut T {
+        let slots = self.0.get_or_insert_with(Box::default);
+        let at = match slots.iter().position(|(address, _)| *address == ip) {
+            Some(at) => at,
+            None => {
+                slots.push((ip, new()));
+                slots.len() - 1
+            }
+        };
+        &mut slots[at].1
+    }
+
+    /// Keeps the addresses in `slots`.
+    fn retain(&mut self, slots: &[Option<IpAddr>]) {
+        if let Some(values) = &mut self.0 {
+            values.retain(|(address, _)| slots.contains(&Some(*address)));
+            if values.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
 /// The histories of a pair's report slots: the pair's own, and a host pair's per resolved
-/// address (held apart, so the common pair needs no allocation beyond its history).
+/// address.
 #[derive(Clone, Debug, Default)]
 struct Histories {
-    own: Option<Arc<PairHistory>>,
-    by_address: Vec<(IpAddr, Arc<PairHistory>)>,
+    own: Option<SharedHistory>,
+    by_address: ByAddress<SharedHistory>,
 }
 
 impl Histories {
-    /// Counts `report` into its slot's history and returns that history, shared.
-    fn observe(&mut self, report: &PairReport) -> Arc<PairHistory> {
-        let new = || Arc::new(PairHistory::new(report.last_probe));
+    /// Counts `report` into its slot's history, in place, and returns that history, shared.
+    fn observe(&mut self, report: &PairReport) -> SharedHistory {
+        let new = || SharedHistory::new(PairHistory::new(report.last_probe));
         let history = match report_slot(report) {
             None => self.own.get_or_insert_with(new),
-            Some(ip) => {
-                let at = match self.by_address.iter().position(|(a, _)| *a == ip) {
-                    Some(at) => at,
-                    None => {
-                        self.by_address.push((ip, new()));
-                        self.by_address.len() - 1
-                    }
-                };
-                &mut self.by_address[at].1
-            }
+            Some(ip) => self.by_address.get_or_insert_with(ip, new),
         };
-        Arc::make_mut(history).observe(report);
+        history.lock().observe(report);
         history.clone()
     }
 
@@ -233,42 +272,30 @@ impl Histories {
         if !slots.contains(&None) {
             self.own = None;
         }
-        self.by_address
-            .retain(|(address, _)| slots.contains(&Some(*address)));
+        self.by_address.retain(slots);
     }
 }
 
 /// The last deciding verdict of a pair's report slots: the pair's own, and a host pair's per
-/// resolved address (held apart, so the common pair needs no allocation).
+/// resolved address.
 #[derive(Clone, Debug, Default)]
 struct LastDecided {
     own: Option<PairVerdict>,
-    by_address: Vec<(IpAddr, PairVerdict)>,
+    by_address: ByAddress<PairVerdict>,
 }
 
 impl LastDecided {
     fn get(&self, slot: Option<IpAddr>) -> Option<PairVerdict> {
         match slot {
             None => self.own,
-            Some(ip) => self
-                .by_address
-                .iter()
-                .find(|(address, _)| *address == ip)
-                .map(|(_, verdict)| *verdict),
+            Some(ip) => self.by_address.get(ip).copied(),
         }
     }
 
     fn insert(&mut self, slot: Option<IpAddr>, verdict: PairVerdict) {
         match slot {
             None => self.own = Some(verdict),
-            Some(ip) => match self
-                .by_address
-                .iter_mut()
-                .find(|(address, _)| *address == ip)
-            {
-                Some((_, known)) => *known = verdict,
-                None => self.by_address.push((ip, verdict)),
-            },
+            Some(ip) => *self.by_address.get_or_insert_with(ip, || verdict) = verdict,
         }
     }
 
@@ -277,8 +304,7 @@ impl LastDecided {
         if !slots.contains(&None) {
             self.own = None;
         }
-        self.by_address
-            .retain(|(address, _)| slots.contains(&Some(*address)));
+        self.by_address.retain(slots);
     }
 }
 
@@ -287,7 +313,7 @@ impl LastDecided {
 /// outage still predicts a block), so a policy verdict the pair did not already have is not
 /// raised from it: the pair keeps its last report, or without one reads `inconclusive`
 /// (`view_stale`). Either way the report says which resources were stale.
-fn hold_if_stale(report: PairReport, record: &PairRecord, stale: &[&'static str]) -> PairReport {
+fn hold_if_stale(report: PairReport, record: &PairRecord, stale: WatchedKinds) -> PairReport {
     let raises_policy_verdict = matches!(
         report.verdict,
         PairVerdict::BlockedByPolicy
@@ -307,7 +333,7 @@ fn hold_if_stale(report: PairReport, record: &PairRecord, stale: &[&'static str]
                     last.summary = format!(
                         "{} (held: the cluster view is stale, {} not watched; this probe observed {})",
                         last.summary,
-                        stale.join(", "),
+                        stale,
                         report.outcome
                     )
                     .into();
@@ -320,7 +346,7 @@ fn hold_if_stale(report: PairReport, record: &PairRecord, stale: &[&'static str]
                 first.summary = format!(
                     "{}: no verdict (the cluster view is stale, {} not watched; the prediction may rest on deleted objects)",
                     first.summary,
-                    stale.join(", ")
+                    stale
                 )
                 .into();
                 first.verdict = PairVerdict::Inconclusive;
@@ -330,7 +356,7 @@ fn hold_if_stale(report: PairReport, record: &PairRecord, stale: &[&'static str]
             }
         }
     };
-    held.view_stale = stale.to_vec();
+    held.view_stale = stale;
     held
 }
 
@@ -474,12 +500,11 @@ impl ProbeLoop {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
         let mut record = self.records.remove(&id).unwrap_or_default();
-        let stale: Vec<&'static str> = self
+        let stale: WatchedKinds = self
             .view
             .stats
             .stale(now.wall, self.config.view_stale_after)
             .into_iter()
-            .map(|kind| kind.as_str())
             .collect();
         let reports: Vec<Arc<PairReport>> = reports
             .into_iter()
@@ -487,7 +512,7 @@ impl ProbeLoop {
                 let mut report = if stale.is_empty() {
                     report
                 } else {
-                    hold_if_stale(report, &record, &stale)
+                    hold_if_stale(report, &record, stale)
                 };
                 report.history = Some(record.histories.observe(&report));
                 Arc::new(report)

@@ -31,7 +31,7 @@ use super::probe_loop::{SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::cluster::watch::backoff::WatchBackoff;
-use crate::pair::{Destination, PairReport, PublishedPairs};
+use crate::pair::{PairReport, PublishedPairs};
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 
@@ -57,7 +57,7 @@ pub struct FailingSince {
 
 impl FailingSince {
     /// Keeps only the pairs in `failing` (those that recovered or vanished are forgotten).
-    fn retain(&mut self, failing: &[PairName]) {
+    fn retain(&mut self, failing: &HashSet<PairName>) {
         self.since.retain(|name, _| failing.contains(name));
     }
 }
@@ -84,7 +84,10 @@ pub fn node_report(
 ) -> NodeReport {
     let mut counts = VerdictCounts::default();
     let mut failing = 0u32;
-    let mut last_failing_pairs = Vec::new();
+    // The newest failing pairs first: ranked on their names, and only the first
+    // `max_failing` made into status entries (at 1,000 failing pairs, making every entry to
+    // keep five took half a megabyte on each tick).
+    let mut candidates: Vec<(Time, String, String, Option<u16>, &PairReport)> = Vec::new();
     for report in of_spec(spec, pairs) {
         counts.add(report.verdict);
         if report.meets_expectation != Some(false) {
@@ -99,10 +102,26 @@ pub fn node_report(
             .entry(name)
             .or_insert_with(|| Time(report.last_probe))
             .clone();
-        last_failing_pairs.push(FailingPair {
-            from: report.from.to_string(),
-            to: report.destination().to_string(),
-            port: report.port(),
+        candidates.push((
+            since,
+            report.from.to_string(),
+            report.destination().to_string(),
+            report.port(),
+            report,
+        ));
+    }
+    candidates.sort_by(|a, b| {
+        b.0.0
+            .cmp(&a.0.0)
+            .then_with(|| (&a.1, &a.2, a.3).cmp(&(&b.1, &b.2, b.3)))
+    });
+    candidates.truncate(max_failing);
+    let last_failing_pairs = candidates
+        .into_iter()
+        .map(|(since, from, to, port, report)| FailingPair {
+            from,
+            to,
+            port,
             protocol: report.protocol().map(probe_spec::Protocol::from),
             verdict: report.verdict,
             reason: report.reason.map(|reason| reason.as_str().to_string()),
@@ -113,21 +132,15 @@ pub fn node_report(
                 .history
                 .as_ref()
                 .map(|h| {
-                    h.probes
+                    h.lock()
+                        .probes
                         .iter()
                         .map(|(outcome, n)| (outcome.as_str().to_string(), n))
                         .collect()
                 })
                 .unwrap_or_default(),
-        });
-    }
-    last_failing_pairs.sort_by(|a, b| {
-        b.since
-            .0
-            .cmp(&a.since.0)
-            .then_with(|| (&a.from, &a.to, a.port).cmp(&(&b.from, &b.to, b.port)))
-    });
-    last_failing_pairs.truncate(max_failing);
+        })
+        .collect();
     NodeReport {
         observed_generation: summary.generation,
         counts,
@@ -143,6 +156,7 @@ fn recent_changes(report: &PairReport) -> Vec<VerdictChange> {
     let Some(history) = &report.history else {
         return Vec::new();
     };
+    let history = history.lock();
     let skip = history.periods.len().saturating_sub(MAX_RECENT_CHANGES);
     history
         .periods
@@ -182,24 +196,23 @@ fn ready_to_report(
 }
 
 /// How many planned pairs of `spec` the published reports cover: a host pair's reports (one
-/// per resolved address) count once.
+/// per resolved address) count once. Every other pair has exactly one report, so only host
+/// reports need a set (a set of every pair's identity took a megabyte at 10,000 pairs, on
+/// every status tick).
 fn probed_pairs(spec: &SpecRef, pairs: &[impl Borrow<PairReport>]) -> usize {
-    // Source, destination (a host pair's name), port, protocol.
-    type Identity<'a> = (
-        &'a ObjectRef,
-        Destination<'a>,
-        Option<u16>,
-        Option<Protocol>,
-    );
-    let mut seen: HashSet<Identity<'_>> = HashSet::new();
+    // Source, host name, port, protocol.
+    type HostIdentity<'a> = (&'a ObjectRef, &'a str, Option<u16>, Option<Protocol>);
+    let mut single = 0;
+    let mut hosts: HashSet<HostIdentity<'_>> = HashSet::new();
     for report in of_spec(spec, pairs) {
-        let destination = report
-            .host
-            .as_deref()
-            .map_or_else(|| report.destination(), Destination::Name);
-        seen.insert((&report.from, destination, report.port(), report.protocol()));
+        match report.host.as_deref() {
+            Some(host) => {
+                hosts.insert((&report.from, host, report.port(), report.protocol()));
+            }
+            None => single += 1,
+        }
     }
-    seen.len()
+    single + hosts.len()
 }
 
 /// Writes every spec's report each `interval` until `shutdown` turns true. Waits for the
@@ -234,7 +247,7 @@ pub async fn write_spec_statuses(
         };
         let summaries = specs.borrow_and_update().clone();
         let pairs = pairs.borrow().clone();
-        let mut failing: Vec<PairName> = Vec::new();
+        let mut failing: HashSet<PairName> = HashSet::new();
         let mut failed: HashSet<SpecRef> = HashSet::new();
         for (spec, summary) in summaries.iter() {
             let report = node_report(

@@ -1127,3 +1127,28 @@ async fn a_410_on_a_watch_relists_at_once() {
     assert!(view.stats.restarts(WatchedKind::Namespaces) >= 1);
     run.abort();
 }
+
+#[test]
+fn a_set_of_watched_kinds_names_its_members_in_order() {
+    let cases: [(&[WatchedKind], &str); 3] = [
+        (&[], ""),
+        (&[WatchedKind::NetworkPolicies], "networkpolicies"),
+        (
+            &[
+                WatchedKind::EndpointSlices,
+                WatchedKind::Pods,
+                WatchedKind::Pods,
+            ],
+            "pods, endpointslices",
+        ),
+    ];
+    for (kinds, shown) in cases {
+        let set: WatchedKinds = kinds.iter().copied().collect();
+        assert_eq!(set.to_string(), shown);
+        assert_eq!(set.is_empty(), kinds.is_empty());
+        for kind in WatchedKind::ALL {
+            assert_eq!(set.contains(kind), kinds.contains(&kind), "{kind:?}");
+        }
+    }
+    assert!(WatchedKind::ALL.len() <= 16, "the set is 16 bits");
+}

@@ -129,8 +129,8 @@ fn a_typed_report_writes_the_contract_names_and_codes() {
         expect: Some(Expectation::Allow),
         meets_expectation: Some(false),
         endpoints: vec![],
-        history: Some(std::sync::Arc::new(history())),
-        view_stale: vec![],
+        history: Some(crate::pair::SharedHistory::new(history())),
+        view_stale: crate::cluster::watch::WatchedKinds::default(),
     };
     let json = serde_json::to_string(&report).expect("json");
     assert_eq!(

@@ -313,7 +313,7 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
         .iter()
         .find(|r| r.to().is_some_and(|to| to.to_string() == "shop/api"))
         .expect("the api pair");
-    let history = api_report.history.as_ref().expect("a history");
+    let history = api_report.history.as_ref().expect("a history").lock();
     let periods: Vec<(PairVerdict, bool)> = history
         .periods
         .iter()
@@ -329,6 +329,7 @@ async fn a_step_plans_probes_reports_and_reprobes_on_a_policy_change() {
     assert_eq!(history.probes.total(), 3);
     assert_eq!(history.periods[1].policies, api_report.policies);
     assert!(!api_report.policies.is_empty());
+    drop(history);
 
     // The spec goes away: its pairs, series and published reports go too.
     h.view
@@ -666,7 +667,10 @@ async fn a_stale_view_holds_new_policy_verdicts() {
         .cloned()
         .expect("the api pair");
     assert_eq!(held.verdict, PairVerdict::Ok, "the last verdict is kept");
-    assert_eq!(held.view_stale, ["networkpolicies"]);
+    assert_eq!(
+        held.view_stale.names().collect::<Vec<_>>(),
+        ["networkpolicies"]
+    );
     assert!(
         held.summary.contains("held: the cluster view is stale"),
         "{}",

@@ -83,7 +83,7 @@ fn a_node_report_counts_verdicts_and_lists_failing_pairs_newest_first() {
     assert_eq!(report.failing, 2, "the count is not capped");
 
     // Once it recovers and fails again, the streak starts anew.
-    since.retain(&[]);
+    since.retain(&std::collections::HashSet::new());
     let report = node_report(&paths(), &summary(), &pairs, &mut since, 5);
     assert_eq!(report.last_failing_pairs[0].to, "shop/db");
     assert_eq!(report.last_failing_pairs[0].since.0, at(300));
@@ -210,7 +210,7 @@ fn a_failing_pair_carries_its_recent_changes_and_probe_counts() {
         ));
     }
     let mut pair = report("shop/paths", "shop/web", "shop/db", PairVerdict::Ok, false);
-    pair.history = Some(std::sync::Arc::new(history));
+    pair.history = Some(crate::pair::SharedHistory::new(history));
     let mut since = FailingSince::default();
     let report = node_report(&paths(), &summary(), &[pair], &mut since, 5);
     let failing = &report.last_failing_pairs[0];

@@ -429,6 +429,11 @@ impl Index {
         self.unloadable_policies.insert(key, reason);
     }
 
+    /// Every policy that could not be loaded, with why.
+    pub fn unloadable_policies(&self) -> impl Iterator<Item = (&ObjectRef, &String)> {
+        self.unloadable_policies.iter()
+    }
+
     /// Policies of a namespace that could not be loaded, with why.
     pub fn unloadable_policies_in<'a>(
         &'a self,

@@ -290,6 +290,7 @@ impl EventRecorder {
                     }
                     Err(source) => {
                         self.forget(&key);
+                        self.refund_token(&key.pod);
                         Err(Error::UpdateSeries {
                             pod: target.pod.clone(),
                             event: name,

@@ -196,12 +196,10 @@ pub fn after_change(
         count(after.policy(&policy.key()).is_some());
         after.apply(policy.clone());
     }
-    for namespace in new.namespace_names() {
-        for (key, reason) in new.unloadable_policies_in(&namespace) {
-            count(after.policy(key).is_some());
-            Apply::<NetworkPolicy>::delete(&mut after, key);
-            after.mark_unloadable_policy(key.clone(), reason.clone());
-        }
+    for (key, reason) in new.unloadable_policies() {
+        count(after.policy(key).is_some());
+        Apply::<NetworkPolicy>::delete(&mut after, key);
+        after.mark_unloadable_policy(key.clone(), reason.clone());
     }
     for policy in new.tiered_policies() {
         count(after.tiered_policy(&policy.key()).is_some());
@@ -354,6 +352,29 @@ fn delete_namespace(index: &mut Index, namespace: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::PolicyExt;
+
+    /// An applied file with nothing but a policy that cannot be loaded replaces the loaded
+    /// one of that name (its namespace is in no other object of the file).
+    #[test]
+    fn an_unloadable_policy_alone_in_the_applied_file_replaces_the_loaded_one() {
+        let key = ObjectRef::new("shop", "deny-all");
+        let mut before = Index::default();
+        before.apply(crate::testing::policy("shop", "deny-all").deny_ingress());
+        assert!(before.policy(&key).is_some());
+        let mut applied = Loaded::default();
+        applied
+            .index
+            .mark_unloadable_policy(key.clone(), "spec: invalid".to_string());
+
+        let (after, summary) = after_change(&before, &applied, &[]).expect("applied");
+        assert!(after.policy(&key).is_none());
+        assert_eq!(
+            after.unloadable_policies_in("shop").collect::<Vec<_>>(),
+            [(&key, &"spec: invalid".to_string())]
+        );
+        assert_eq!(summary.replaced, 1);
+    }
 
     #[test]
     fn delete_ref_table() {

@@ -194,6 +194,33 @@ async fn a_token_bucket_per_pod_limits_the_rate() {
     );
 }
 
+/// A series update that fails gives its token back, as a failed creation does: failures
+/// during an outage do not use up the pod's budget.
+#[tokio::test]
+async fn a_failed_write_gives_its_token_back() {
+    let (client, mut server) = mock_client();
+    let recorder = EventRecorder::new(client, config()); // burst 2, one token a minute
+    let frontend = target("frontend");
+    let publish = |msg: &'static str, secs| {
+        recorder.publish_at(&frontend, EventReason::ProbeFailed, msg, at(secs))
+    };
+    let (result, _) = tokio::join!(publish("a", 0), server.respond(201, json!({})));
+    assert_eq!(result.unwrap(), Published::Created);
+    // Past the dedupe window (the bucket full again) the series is bumped, and that fails.
+    let (result, patch) = tokio::join!(
+        publish("a", 700),
+        server.respond(503, api_error(503, "ServiceUnavailable"))
+    );
+    assert_eq!(result.unwrap_err().metric_label(), "update_series");
+    assert_eq!(patch.method, http::Method::PATCH);
+    // Both tokens are still there (the failed update was not sent, so "a" is a new Event).
+    for msg in ["a", "b"] {
+        let (result, _) = tokio::join!(publish(msg, 702), server.respond(201, json!({})));
+        assert_eq!(result.unwrap(), Published::Created, "{msg}");
+    }
+    assert_eq!(publish("c", 703).await.unwrap(), Published::RateLimited);
+}
+
 #[tokio::test]
 async fn api_errors_are_returned_and_a_vanished_namespace_is_tolerated() {
     let (client, mut server) = mock_client();

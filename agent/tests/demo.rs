@@ -318,6 +318,19 @@ fn verdict_towards(addr: &str, to: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Stops a demo this test started (SIGINT: the testbed tears down and exits) however the
+/// test ends.
+struct InterruptOnDrop(u32);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        // By the PID of the child this test started.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .status();
+    }
+}
+
 /// Polls `check` every 200 ms until it holds or `within` passes.
 fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
@@ -348,17 +361,7 @@ fn live_mode_applies_edits_of_the_scenario_file_as_watch_events() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start demo");
-    // Stops the demo (SIGINT: the testbed tears down and exits) however the test ends.
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            // By the PID of the child this test started.
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.to_string()])
-                .status();
-        }
-    }
-    let stop = Stop(child.id());
+    let stop = InterruptOnDrop(child.id());
 
     let both_ok = eventually(Duration::from_secs(30), || {
         verdict_towards(&addr, "live/server-a").as_deref() == Some("ok")
@@ -502,16 +505,7 @@ fn the_web_page_renders_the_pairs_in_headless_chromium() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start demo");
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            // By the PID of the child this test started.
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.to_string()])
-                .status();
-        }
-    }
-    let stop = Stop(child.id());
+    let stop = InterruptOnDrop(child.id());
     let all_in = eventually(Duration::from_secs(60), || {
         http_get(&addr, "/v1/pairs").is_some_and(|(code, body)| {
             code == 200

@@ -291,12 +291,13 @@ fn digest(token: &str) -> [u8; 32] {
     bytes
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
 /// The header `netreach ui` sends the token in: the API server's pod proxy removes
 /// `Authorization` from what it forwards, and passes this one. Read only when `Authorization`
 /// is absent, and checked exactly like it.
 pub const PROXIED_AUTHORIZATION: &str = "x-netreach-authorization";
 
+/// The token of an `Authorization: Bearer <token>` header, or of
+/// [`PROXIED_AUTHORIZATION`] when `Authorization` is absent.
 pub(super) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)

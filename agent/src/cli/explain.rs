@@ -13,6 +13,8 @@ use crate::policy::{Endpoint, Engine, Flow, explain};
 
 mod service_explain;
 
+pub(super) use service_explain::ServiceFlowVerdict;
+
 /// What `--to` names: a pod or an address, or a Service.
 #[derive(Clone, Debug)]
 pub enum Destination {

@@ -9,6 +9,7 @@ mod crd;
 mod demo;
 mod explain;
 mod input;
+mod kube_client;
 mod matrix;
 mod probe;
 mod probe_cluster;

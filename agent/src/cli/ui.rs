@@ -98,15 +98,12 @@ impl Args {
         };
         let runtime = super::runtime("netreach-ui").context("starting the async runtime")?;
         runtime.block_on(async {
-            let client = match &self.kubeconfig {
-                Some(path) => super::whatif::kube_client(path, self.context.clone()).await?,
-                None => kube::Client::try_default()
-                    .await
-                    .context("no kubeconfig found (--kubeconfig, $KUBECONFIG, ~/.kube/config)")?,
-            };
+            let client =
+                super::kube_client::client(self.kubeconfig.as_deref(), self.context.clone())
+                    .await?;
             let state = Arc::new(UiState::new(client, agents, token));
             if self.once {
-                let gathered = state.gathered().await?;
+                let gathered = state.gathered().await?.gathered;
                 let mut stdout = std::io::stdout().lock();
                 serde_json::to_writer_pretty(&mut stdout, &gathered.json())?;
                 writeln!(stdout)?;
@@ -133,9 +130,16 @@ pub struct UiState {
     pub client: kube::Client,
     pub agents: Agents,
     pub token: TokenSource,
-    /// The last gather and when: a page refresh within [`REUSE_FOR`] reuses it, and one gather
-    /// runs at a time whatever the number of open tabs.
-    last: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Gathered>)>>,
+    /// The last gather, when, and its JSON as served: a page refresh within [`REUSE_FOR`]
+    /// reuses it, and one gather runs at a time whatever the number of open tabs.
+    last: tokio::sync::Mutex<Option<LastGather>>,
+}
+
+#[derive(Clone)]
+struct LastGather {
+    at: std::time::Instant,
+    gathered: Arc<Gathered>,
+    json: axum::body::Bytes,
 }
 
 /// How long a gather answers page refreshes.
@@ -151,16 +155,19 @@ impl UiState {
         }
     }
 
-    async fn gathered(&self) -> anyhow::Result<Arc<Gathered>> {
+    async fn gathered(&self) -> anyhow::Result<LastGather> {
         let mut last = self.last.lock().await;
-        if let Some((at, gathered)) = last.as_ref()
-            && at.elapsed() < REUSE_FOR
-        {
-            return Ok(gathered.clone());
+        if let Some(reused) = last.as_ref().filter(|l| l.at.elapsed() < REUSE_FOR) {
+            return Ok(reused.clone());
         }
-        let gathered = Arc::new(gather(&self.client, &self.agents, &self.token).await?);
-        *last = Some((std::time::Instant::now(), gathered.clone()));
-        Ok(gathered)
+        let gathered = gather(&self.client, &self.agents, &self.token).await?;
+        let fresh = LastGather {
+            at: std::time::Instant::now(),
+            json: serde_json::to_vec(&gathered.json())?.into(),
+            gathered: Arc::new(gathered),
+        };
+        *last = Some(fresh.clone());
+        Ok(fresh)
     }
 }
 
@@ -181,9 +188,13 @@ pub fn router(state: Arc<UiState>) -> axum::Router {
 
 async fn pairs(
     State(state): State<Arc<UiState>>,
-) -> Result<Json<serde_json::Value>, (http::StatusCode, Json<serde_json::Value>)> {
+) -> Result<impl axum::response::IntoResponse, (http::StatusCode, Json<serde_json::Value>)> {
     match state.gathered().await {
-        Ok(gathered) => Ok(Json(gathered.json())),
+        // Rendered once per gather, not per refresh of each tab.
+        Ok(last) => Ok((
+            [(http::header::CONTENT_TYPE, "application/json")],
+            last.json,
+        )),
         Err(error) => Err((
             http::StatusCode::BAD_GATEWAY,
             Json(serde_json::json!({"error": "gather_failed", "message": format!("{error:#}")})),

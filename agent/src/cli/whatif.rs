@@ -20,8 +20,6 @@ mod change;
 mod live;
 mod specs;
 
-pub(crate) use live::client as kube_client;
-
 /// Show which pod pairs a change would flip between allowed and denied, before you make it.
 ///
 /// The objects of today come from dumps (-f) or a live cluster (--kubeconfig, read-only). The
@@ -179,7 +177,7 @@ impl Args {
             .build()
             .context("starting the async runtime")?;
         runtime.block_on(async {
-            let client = live::client(kubeconfig, self.context.clone()).await?;
+            let client = super::kube_client::client(Some(kubeconfig), self.context.clone()).await?;
             live::load(&client).await
         })
     }
@@ -195,8 +193,9 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// The flow of a flip and its verdicts before and after.
-    fn verdicts(&self, flip: &Flip) -> (Flow, Verdict, Verdict) {
+    /// The flow of a flip and its new verdict (the old one, when needed, is
+    /// `self.before.evaluate_cell(&flip.before)`).
+    fn verdict(&self, flip: &Flip) -> (Flow, Verdict) {
         let (from, to) = flip_keys(self.after, flip);
         let flow = Flow {
             from: Endpoint::Pod(from),
@@ -204,11 +203,7 @@ impl Report<'_> {
             port: flip.after.port.port,
             protocol: flip.after.port.protocol,
         };
-        (
-            flow,
-            self.before.evaluate_cell(&flip.before),
-            self.after.evaluate_cell(&flip.after),
-        )
+        (flow, self.after.evaluate_cell(&flip.after))
     }
 
     fn json(&self) -> Value {
@@ -217,20 +212,21 @@ impl Report<'_> {
             .flips
             .iter()
             .map(|flip| {
-                let (flow, was, is) = self.verdicts(flip);
+                let (flow, is) = self.verdict(flip);
                 let mut change = json!({
                     "from": flow.from.to_string(),
                     "to": flow.to.to_string(),
                     "port": flow.port,
                     "protocol": flow.protocol,
-                    "before": was.allowed,
+                    "before": flip.before.allowed,
                     "after": is.allowed,
                     "reason": is.reason,
                     "direction": is.direction,
                     "policies": policies_of(&is),
                     "summary": explain::summary(&flow, &is),
                 });
-                if !was.allowed {
+                if !flip.before.allowed {
+                    let was = self.before.evaluate_cell(&flip.before);
                     change["previous"] = json!({
                         "reason": was.reason,
                         "direction": was.direction,
@@ -280,7 +276,7 @@ impl Report<'_> {
             .filter(|f| f.newly_denied())
             .chain(comparison.flips.iter().filter(|f| !f.newly_denied()));
         for (i, flip) in ordered.enumerate() {
-            let (flow, _, is) = self.verdicts(flip);
+            let (flow, is) = self.verdict(flip);
             let change = if is.allowed {
                 "DENIED -> ALLOWED"
             } else {
@@ -338,10 +334,9 @@ impl Report<'_> {
     fn compared(&self) -> String {
         let c = self.comparison;
         let mut text = format!(
-            "{} pairs compared on {} port{}",
+            "{} pairs compared on {}",
             c.compared,
-            c.ports,
-            if c.ports == 1 { "" } else { "s" }
+            count(c.ports, "port", "ports")
         );
         if c.only_before + c.only_after > 0 {
             text.push_str(&format!(

@@ -81,7 +81,8 @@ pub struct Index {
 pub trait Apply<T> {
     type Key;
     fn apply(&mut self, obj: T);
-    fn delete(&mut self, key: &Self::Key);
+    /// Deletes the object; whether there was one.
+    fn delete(&mut self, key: &Self::Key) -> bool;
     /// Replaces every object of this kind with `objs` (a full relist).
     fn reset(&mut self, objs: Vec<T>);
 }
@@ -94,10 +95,12 @@ macro_rules! impl_apply {
                 self.revision += 1;
                 self.$field.insert($key_of, $o);
             }
-            fn delete(&mut self, key: &$key) {
-                if self.$field.remove(key).is_some() {
+            fn delete(&mut self, key: &$key) -> bool {
+                let removed = self.$field.remove(key).is_some();
+                if removed {
                     self.revision += 1;
                 }
+                removed
             }
             fn reset(&mut self, objs: Vec<$ty>) {
                 self.revision += 1;
@@ -120,10 +123,12 @@ impl Apply<CniPolicy> for Index {
             self.revision += 1;
         }
     }
-    fn delete(&mut self, key: &CniPolicy) {
-        if self.cni_policies.remove(key) {
+    fn delete(&mut self, key: &CniPolicy) -> bool {
+        let removed = self.cni_policies.remove(key);
+        if removed {
             self.revision += 1;
         }
+        removed
     }
     fn reset(&mut self, policies: Vec<CniPolicy>) {
         self.revision += 1;
@@ -137,8 +142,8 @@ impl Apply<Pod> for Index {
     fn apply(&mut self, pod: Pod) {
         self.apply_pod_from(PodOwner::ALL, pod);
     }
-    fn delete(&mut self, key: &ObjectRef) {
-        self.remove_pod_from(PodOwner::ALL, key);
+    fn delete(&mut self, key: &ObjectRef) -> bool {
+        self.remove_pod_from(PodOwner::ALL, key)
     }
     fn reset(&mut self, pods: Vec<Pod>) {
         self.reset_pods_from(PodOwner::ALL, pods);
@@ -151,12 +156,13 @@ impl Apply<NetworkPolicy> for Index {
         self.unloadable_policies.remove(&policy.key());
         self.policies.insert(policy.key(), policy);
     }
-    fn delete(&mut self, key: &ObjectRef) {
+    fn delete(&mut self, key: &ObjectRef) -> bool {
         let removed =
             self.policies.remove(key).is_some() | self.unloadable_policies.remove(key).is_some();
         if removed {
             self.revision += 1;
         }
+        removed
     }
     fn reset(&mut self, policies: Vec<NetworkPolicy>) {
         self.revision += 1;
@@ -293,19 +299,20 @@ impl Index {
     }
 
     /// `owner` no longer holds the pod (deleted, or no longer selected); it leaves the index
-    /// when no other owner holds it.
-    pub fn remove_pod_from(&mut self, owner: PodOwner, key: &ObjectRef) {
+    /// when no other owner holds it. Whether `owner` held it.
+    pub fn remove_pod_from(&mut self, owner: PodOwner, key: &ObjectRef) -> bool {
         let Some(held) = self.pods.get_mut(key) else {
-            return;
+            return false;
         };
         let Ok(at) = held.owners.binary_search(&owner) else {
-            return;
+            return false;
         };
         held.owners.remove(at);
         if held.owners.is_empty() {
             self.pods.remove(key);
         }
         self.revision += 1;
+        true
     }
 
     /// Replaces what `owner` holds with `pods` (its relist): pods it no longer lists are

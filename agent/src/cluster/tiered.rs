@@ -199,7 +199,12 @@ pub struct TieredPolicy {
 impl TieredPolicy {
     /// `ClusterNetworkPolicy/name`: cluster-scoped, so named by kind.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.kind.as_str(), self.name)
+        Self::key_of(self.kind, &self.name)
+    }
+
+    /// The key of the policy of `kind` named `name` ([`Self::key`]).
+    pub fn key_of(kind: TieredKind, name: &str) -> String {
+        format!("{}/{name}", kind.as_str())
     }
 }
 

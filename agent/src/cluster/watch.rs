@@ -350,7 +350,7 @@ impl WatchStats {
 
     /// The resources whose watch has been failing for longer than `after` at `now`: the
     /// view of them may be stale (deletions and changes since then are not in it).
-    pub fn stale(&self, now: SystemTime, after: std::time::Duration) -> Vec<WatchedKind> {
+    pub fn stale(&self, now: SystemTime, after: std::time::Duration) -> WatchedKinds {
         WatchedKind::ALL
             .into_iter()
             .filter(|kind| {

@@ -70,6 +70,14 @@ impl OutcomeCounts {
             .map(|(o, n)| (*o, u64::from(n)))
     }
 
+    /// The counts by outcome code (`{"open": 41, "timeout": 3}`), as the JSON and the
+    /// ProbeSpec status show them.
+    pub fn by_code(&self) -> std::collections::BTreeMap<String, u64> {
+        self.iter()
+            .map(|(outcome, n)| (outcome.as_str().to_string(), n))
+            .collect()
+    }
+
     pub fn total(&self) -> u64 {
         self.0.iter().map(|&n| u64::from(n)).sum()
     }
@@ -143,9 +151,9 @@ impl PairHistory {
         }
     }
 
-    /// Periods in which the pair did not meet its spec's expectation, as decided verdicts
-    /// (`blocked_by_policy` under `expect: Allow`, `unexpected_block`, `policy_not_enforced`):
-    /// the outages the history still holds.
+    /// Periods whose verdict is `blocked_by_policy`, `unexpected_block`,
+    /// `policy_not_enforced` or `partially_blocked` (whatever the spec expected).
+    #[cfg(test)]
     pub fn outages(&self) -> usize {
         self.periods
             .iter()

@@ -21,7 +21,7 @@ use super::history::{self, PairHistory, SharedHistory, VerdictPeriod};
 use super::report::PROBE_LINE;
 use super::{Destination, EndpointReport, PairReason, PairReport, PairTarget, UnknownReason};
 use crate::cluster::SpecRef;
-use crate::cluster::model::{ObjectRef, Protocol};
+use crate::cluster::model::{ObjectRef, PolicyRef, Protocol};
 use crate::probe::Outcome;
 
 /// One diagnosed pair as JSON has it. DNS lookups carry `dns` instead of `to`/`port`/
@@ -121,11 +121,7 @@ impl From<&PairHistory> for HistoryWire {
     fn from(history: &PairHistory) -> Self {
         Self {
             since: history.since,
-            probes: history
-                .probes
-                .iter()
-                .map(|(outcome, n)| (outcome.as_str().to_string(), n))
-                .collect(),
+            probes: history.probes.by_code(),
             periods: history
                 .periods
                 .iter()
@@ -146,10 +142,7 @@ impl TryFrom<HistoryWire> for PairHistory {
     fn try_from(wire: HistoryWire) -> Result<Self, WireError> {
         let mut history = PairHistory::new(wire.since);
         for (code, n) in wire.probes {
-            let outcome = Outcome::ALL
-                .into_iter()
-                .find(|o| o.as_str() == code)
-                .ok_or(WireError::Outcome(code))?;
+            let outcome = Outcome::from_code(&code).ok_or(WireError::Outcome(code))?;
             history.probes.set(outcome, n);
         }
         for p in wire.periods.into_iter().take(history::MAX_PERIODS) {
@@ -157,16 +150,8 @@ impl TryFrom<HistoryWire> for PairHistory {
                 start: p.start,
                 end: p.end,
                 verdict: p.verdict,
-                reason: Some(p.reason)
-                    .filter(|code| !code.is_empty())
-                    .map(|code| code.parse::<PairReason>())
-                    .transpose()?,
-                policies: p
-                    .policies
-                    .iter()
-                    .map(|policy| policy.parse())
-                    .collect::<Result<_, _>>()
-                    .map_err(WireError::Policy)?,
+                reason: reason_from_wire(&p.reason)?,
+                policies: policies_from_wire(&p.policies)?,
             });
         }
         Ok(history)
@@ -212,18 +197,27 @@ impl TryFrom<EndpointWire> for EndpointReport {
             ip: e.ip,
             port: e.port,
             verdict: e.verdict,
-            reason: Some(e.reason)
-                .filter(|code| !code.is_empty())
-                .map(|code| code.parse::<PairReason>())
-                .transpose()?,
-            policies: e
-                .policies
-                .iter()
-                .map(|p| p.parse())
-                .collect::<Result<_, _>>()
-                .map_err(WireError::Policy)?,
+            reason: reason_from_wire(&e.reason)?,
+            policies: policies_from_wire(&e.policies)?,
         })
     }
+}
+
+/// A reason code as the JSON writes it: `""` for none.
+fn reason_from_wire(code: &str) -> Result<Option<PairReason>, WireError> {
+    if code.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(code.parse::<PairReason>()?))
+}
+
+/// Policies as the JSON names them (`ns/name`, or a tiered policy's key).
+fn policies_from_wire(names: &[String]) -> Result<Vec<PolicyRef>, WireError> {
+    names
+        .iter()
+        .map(|name| name.parse())
+        .collect::<Result<_, _>>()
+        .map_err(WireError::Policy)
 }
 
 /// Why a JSON pair is not a [`PairReport`].
@@ -343,16 +337,9 @@ impl TryFrom<PairReportWire> for PairReport {
             outcome,
             policy_allowed,
             verdict,
-            reason: Some(reason)
-                .filter(|code| !code.is_empty())
-                .map(|code| code.parse::<PairReason>())
-                .transpose()?,
+            reason: reason_from_wire(&reason)?,
             direction,
-            policies: policies
-                .iter()
-                .map(|policy| policy.parse())
-                .collect::<Result<_, _>>()
-                .map_err(WireError::Policy)?,
+            policies: policies_from_wire(&policies)?,
             summary: summary.into(),
             explanation: explanation.into(),
             probe_detail: probe_detail.into(),
@@ -443,9 +430,7 @@ mod outcome_code {
         deserializer: D,
     ) -> Result<Outcome, D::Error> {
         let code = String::deserialize(deserializer)?;
-        Outcome::ALL
-            .into_iter()
-            .find(|outcome| outcome.as_str() == code)
+        Outcome::from_code(&code)
             .ok_or_else(|| D::Error::custom(format!("unknown outcome {code:?}")))
     }
 }

@@ -161,6 +161,11 @@ impl<'e> MatrixWalk<'e> {
         } else {
             endpoints.clone()
         };
+        if destinations.is_empty() {
+            // No cell on this port: skip each source's egress set (whatif walks the ports of
+            // both sides, so a port only one side declares is empty on the other).
+            return Ok(());
+        }
         let ingress: Vec<BitSet> = destinations
             .iter()
             .map(|&d| engine.ingress_sources(d, port, peer_sets))

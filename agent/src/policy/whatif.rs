@@ -275,7 +275,9 @@ mod tests {
             ("nothing changes", |_| {}, &[], &[]),
             (
                 "a deleted policy opens the db to everyone",
-                |index| Apply::<NetworkPolicy>::delete(index, &key("shop/db-ingress")),
+                |index| {
+                    Apply::<NetworkPolicy>::delete(index, &key("shop/db-ingress"));
+                },
                 &[],
                 &["web/ui -> shop/db 5432: deny -> allow"],
             ),
@@ -310,7 +312,9 @@ mod tests {
             ),
             (
                 "on a given port, every pair counts, not just declared ports",
-                |index| Apply::<NetworkPolicy>::delete(index, &key("shop/db-ingress")),
+                |index| {
+                    Apply::<NetworkPolicy>::delete(index, &key("shop/db-ingress"));
+                },
                 &on_5432,
                 &["web/ui -> shop/db 5432: deny -> allow"],
             ),

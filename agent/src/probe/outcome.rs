@@ -55,6 +55,13 @@ impl Outcome {
     ];
 
     /// The label used in metrics and JSON.
+    /// The outcome with this code (`open`, `timeout`, ...).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Open => "open",

@@ -289,8 +289,7 @@ impl EventRecorder {
                             .await
                     }
                     Err(source) => {
-                        self.forget(&key);
-                        self.refund_token(&key.pod);
+                        self.not_sent(&key);
                         Err(Error::UpdateSeries {
                             pod: target.pod.clone(),
                             event: name,
@@ -368,9 +367,14 @@ impl EventRecorder {
     }
 
     /// Gives back the token a write that did not happen took.
-    fn refund_token(&self, pod: &ObjectRef) {
+    /// Undoes what [`Self::plan`] reserved for a write that failed: the next attempt tries
+    /// again instead of deduplicating, and the token goes back (an outage must not use up the
+    /// pod's budget, or the Event would be rate limited away once the API is back).
+    fn not_sent(&self, key: &Key) {
         let burst = f64::from(self.config.burst.max(1));
-        if let Some(bucket) = self.state.lock().buckets.get_mut(pod) {
+        let mut state = self.state.lock();
+        state.sent.remove(key);
+        if let Some(bucket) = state.buckets.get_mut(&key.pod) {
             bucket.tokens = (bucket.tokens + 1.0).min(burst);
         }
     }
@@ -432,11 +436,7 @@ impl EventRecorder {
                 Ok(Published::PodGone)
             }
             Err(source) => {
-                // Not sent: let the next attempt try again instead of deduplicating, and give
-                // its token back (an outage must not use up the pod's budget, or the Event
-                // would be rate limited away once the API is back).
-                self.forget(key);
-                self.refund_token(&key.pod);
+                self.not_sent(key);
                 Err(Error::Create {
                     pod: target.pod.clone(),
                     reason,

@@ -75,7 +75,7 @@ pub async fn publish_events(recorder: EventRecorder, mut queue: mpsc::Receiver<E
                 }
                 None => open = false,
             },
-            () = sleep_until(retry_at), if retry_at.is_some() => {}
+            () = super::sleep_until(retry_at), if retry_at.is_some() => {}
         }
     }
 }
@@ -109,13 +109,6 @@ async fn publish(recorder: &EventRecorder, notice: &EventNotice) -> Outcome {
             warn!(pod = %target.pod, %reason, %error, error.kind = error.metric_label(), "cannot publish event");
             Outcome::Done
         }
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

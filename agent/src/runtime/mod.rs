@@ -176,6 +176,14 @@ impl Error {
     }
 }
 
+/// Sleeps until `at` (a retry's time); never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once `shutdown` turns true, or its sender is gone.
 pub(crate) async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     // An error means the sender is gone: nobody can ask for a stop any more, so stop.

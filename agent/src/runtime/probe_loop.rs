@@ -192,119 +192,86 @@ struct PairRecord {
     /// The last verdict that decided something (not `not_probed`/`inconclusive`) per report
     /// ([`report_slot`]), so a probe that could not run between two blocks raises no second
     /// Event.
-    last_decided: LastDecided,
+    last_decided: BySlot<PairVerdict>,
     /// Probes of this pair that completed.
     probes: u64,
     /// The outage history of each report slot ([`report_slot`]).
-    histories: Histories,
+    histories: BySlot<SharedHistory>,
 }
 
-/// Per-address values of a host pair's report slots, boxed: the common pair has none and
-/// pays one pointer, not an empty vector's three words (twice per pair, at 10,000 pairs).
+/// A value per report slot ([`report_slot`]): the pair's own, and a host pair's per resolved
+/// address. The addresses are boxed: the common pair has none and pays one pointer, not an
+/// empty vector's three words (twice per pair, at 10,000 pairs).
 #[derive(Clone, Debug)]
 #[expect(
     clippy::box_collection,
     reason = "one pointer for the common pair without addresses; a Box<[_]> takes two"
 )]
-struct ByAddress<T>(Option<Box<Vec<(IpAddr, T)>>>);
+struct BySlot<T> {
+    own: Option<T>,
+    by_address: Option<Box<Vec<(IpAddr, T)>>>,
+}
 
-impl<T> Default for ByAddress<T> {
+impl<T> Default for BySlot<T> {
     fn default() -> Self {
-        Self(None)
+        Self {
+            own: None,
+            by_address: None,
+        }
     }
 }
 
-impl<T> ByAddress<T> {
-    fn get(&self, ip: IpAddr) -> Option<&T> {
-        self.0
-            .as_deref()?
-            .iter()
-            .find(|(address, _)| *address == ip)
-            .map(|(_, value)| value)
+impl<T> BySlot<T> {
+    fn get(&self, slot: Option<IpAddr>) -> Option<&T> {
+        match slot {
+            None => self.own.as_ref(),
+            Some(ip) => self
+                .by_address
+                .as_deref()?
+                .iter()
+                .find(|(address, _)| *address == ip)
+                .map(|(_, value)| value),
+        }
     }
 
-    /// The value of `ip`, made with `new` when it has none.
-    fn get_or_insert_with(&mut self, ip: IpAddr, new: impl FnOnce() -> T) -> &mut T {
-        let slots = self.0.get_or_insert_with(Box::default);
-        let at = match slots.iter().position(|(address, _)| *address == ip) {
+    /// The value of `slot`, made with `new` when it has none.
+    fn get_or_insert_with(&mut self, slot: Option<IpAddr>, new: impl FnOnce() -> T) -> &mut T {
+        let Some(ip) = slot else {
+            return self.own.get_or_insert_with(new);
+        };
+        let values = self.by_address.get_or_insert_with(Box::default);
+        let at = match values.iter().position(|(address, _)| *address == ip) {
             Some(at) => at,
             None => {
-                slots.push((ip, new()));
-                slots.len() - 1
+                values.push((ip, new()));
+                values.len() - 1
             }
         };
-        &mut slots[at].1
+        &mut values[at].1
     }
 
-    /// Keeps the addresses in `slots`.
+    /// Keeps the slots in `slots`.
     fn retain(&mut self, slots: &[Option<IpAddr>]) {
-        if let Some(values) = &mut self.0 {
+        if !slots.contains(&None) {
+            self.own = None;
+        }
+        if let Some(values) = &mut self.by_address {
             values.retain(|(address, _)| slots.contains(&Some(*address)));
             if values.is_empty() {
-                self.0 = None;
+                self.by_address = None;
             }
         }
     }
 }
 
-/// The histories of a pair's report slots: the pair's own, and a host pair's per resolved
-/// address.
-#[derive(Clone, Debug, Default)]
-struct Histories {
-    own: Option<SharedHistory>,
-    by_address: ByAddress<SharedHistory>,
-}
-
-impl Histories {
+impl BySlot<SharedHistory> {
     /// Counts `report` into its slot's history, in place, and returns that history, shared.
     fn observe(&mut self, report: &PairReport) -> SharedHistory {
-        let new = || SharedHistory::new(PairHistory::new(report.last_probe));
-        let history = match report_slot(report) {
-            None => self.own.get_or_insert_with(new),
-            Some(ip) => self.by_address.get_or_insert_with(ip, new),
-        };
+        let history = self.get_or_insert_with(report_slot(report), || {
+            SharedHistory::new(PairHistory::new(report.last_probe))
+        });
         history.lock().observe(report);
         history.clone()
-    }
-
-    /// Keeps the slots in `slots`.
-    fn retain(&mut self, slots: &[Option<IpAddr>]) {
-        if !slots.contains(&None) {
-            self.own = None;
-        }
-        self.by_address.retain(slots);
-    }
-}
-
-/// The last deciding verdict of a pair's report slots: the pair's own, and a host pair's per
-/// resolved address.
-#[derive(Clone, Debug, Default)]
-struct LastDecided {
-    own: Option<PairVerdict>,
-    by_address: ByAddress<PairVerdict>,
-}
-
-impl LastDecided {
-    fn get(&self, slot: Option<IpAddr>) -> Option<PairVerdict> {
-        match slot {
-            None => self.own,
-            Some(ip) => self.by_address.get(ip).copied(),
-        }
-    }
-
-    fn insert(&mut self, slot: Option<IpAddr>, verdict: PairVerdict) {
-        match slot {
-            None => self.own = Some(verdict),
-            Some(ip) => *self.by_address.get_or_insert_with(ip, || verdict) = verdict,
-        }
-    }
-
-    /// Keeps the slots in `slots`.
-    fn retain(&mut self, slots: &[Option<IpAddr>]) {
-        if !slots.contains(&None) {
-            self.own = None;
-        }
-        self.by_address.retain(slots);
     }
 }
 
@@ -321,7 +288,7 @@ fn hold_if_stale(report: PairReport, record: &PairRecord, stale: WatchedKinds) -
             | PairVerdict::PartiallyBlocked
     );
     let slot = report_slot(&report);
-    let already = record.last_decided.get(slot) == Some(report.verdict);
+    let already = record.last_decided.get(slot) == Some(&report.verdict);
     let mut held = if !raises_policy_verdict || already {
         report
     } else {
@@ -340,7 +307,6 @@ fn hold_if_stale(report: PairReport, record: &PairRecord, stale: WatchedKinds) -
                 }
                 last
             }
-            None if report.verdict == PairVerdict::Inconclusive => report,
             None => {
                 let mut first = report;
                 first.summary = format!(
@@ -500,12 +466,10 @@ impl ProbeLoop {
         self.timetable.complete(id, now.instant);
         let pair = self.timetable.pair(id)?.clone();
         let mut record = self.records.remove(&id).unwrap_or_default();
-        let stale: WatchedKinds = self
+        let stale = self
             .view
             .stats
-            .stale(now.wall, self.config.view_stale_after)
-            .into_iter()
-            .collect();
+            .stale(now.wall, self.config.view_stale_after);
         let reports: Vec<Arc<PairReport>> = reports
             .into_iter()
             .map(|report| {
@@ -522,7 +486,7 @@ impl ProbeLoop {
             .iter()
             .map(|report| {
                 let slot = report_slot(report);
-                let previous = record.last_decided.get(slot);
+                let previous = record.last_decided.get(slot).copied();
                 let transition =
                     transition(report.expect.unwrap_or_default(), previous, report.verdict);
                 if previous.is_some_and(|p| p != report.verdict) {
@@ -532,7 +496,7 @@ impl ProbeLoop {
                     self.notify(&pair, reason, &report.summary);
                 }
                 if report.verdict.is_decided() {
-                    record.last_decided.insert(slot, report.verdict);
+                    *record.last_decided.get_or_insert_with(slot, || report.verdict) = report.verdict;
                 }
                 transition
             })

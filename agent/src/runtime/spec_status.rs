@@ -31,7 +31,7 @@ use super::probe_loop::{SpecSummaries, SpecSummary};
 use crate::cluster::SpecRef;
 use crate::cluster::model::{ObjectRef, Protocol};
 use crate::cluster::watch::backoff::WatchBackoff;
-use crate::pair::{PairReport, PublishedPairs};
+use crate::pair::{PairHistory, PairReport, PublishedPairs, SharedHistory};
 use crate::report::metrics::PairState;
 use crate::report::status::{NodeReport, SpecStatusWriter, Written};
 
@@ -49,16 +49,28 @@ type PairName = (
     Option<Protocol>,
 );
 
-/// When each failing pair was first seen failing.
+/// When each failing pair was first seen failing, and the status tick it was last seen in.
 #[derive(Debug, Default)]
 pub struct FailingSince {
-    since: HashMap<PairName, Time>,
+    since: HashMap<PairName, (Time, u64)>,
+    tick: u64,
 }
 
 impl FailingSince {
-    /// Keeps only the pairs in `failing` (those that recovered or vanished are forgotten).
-    fn retain(&mut self, failing: &HashSet<PairName>) {
-        self.since.retain(|name, _| failing.contains(name));
+    /// When `name` started failing (`now` if it was not failing), and that it still fails
+    /// in this tick.
+    fn failing(&mut self, name: PairName, now: k8s_openapi::jiff::Timestamp) -> Time {
+        let tick = self.tick;
+        let (since, seen) = self.since.entry(name).or_insert_with(|| (Time(now), tick));
+        *seen = tick;
+        since.clone()
+    }
+
+    /// Ends a tick: the pairs not seen failing in it (recovered or gone) are forgotten.
+    fn end_tick(&mut self) {
+        let tick = self.tick;
+        self.since.retain(|_, (_, seen)| *seen == tick);
+        self.tick += 1;
     }
 }
 
@@ -97,11 +109,7 @@ pub fn node_report(
         let Some(name) = pair_name(report) else {
             continue;
         };
-        let since = failing_since
-            .since
-            .entry(name)
-            .or_insert_with(|| Time(report.last_probe))
-            .clone();
+        let since = failing_since.failing(name, report.last_probe);
         candidates.push((
             since,
             report.from.to_string(),
@@ -118,27 +126,20 @@ pub fn node_report(
     candidates.truncate(max_failing);
     let last_failing_pairs = candidates
         .into_iter()
-        .map(|(since, from, to, port, report)| FailingPair {
-            from,
-            to,
-            port,
-            protocol: report.protocol().map(probe_spec::Protocol::from),
-            verdict: report.verdict,
-            reason: report.reason.map(|reason| reason.as_str().to_string()),
-            policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
-            since,
-            recent_changes: recent_changes(report),
-            probes: report
-                .history
-                .as_ref()
-                .map(|h| {
-                    h.lock()
-                        .probes
-                        .iter()
-                        .map(|(outcome, n)| (outcome.as_str().to_string(), n))
-                        .collect()
-                })
-                .unwrap_or_default(),
+        .map(|(since, from, to, port, report)| {
+            let history = report.history.as_ref().map(SharedHistory::lock);
+            FailingPair {
+                from,
+                to,
+                port,
+                protocol: report.protocol().map(probe_spec::Protocol::from),
+                verdict: report.verdict,
+                reason: report.reason.map(|reason| reason.as_str().to_string()),
+                policy: Some(PairState::policy_label(&report.policies)).filter(|p| !p.is_empty()),
+                since,
+                recent_changes: history.as_deref().map(recent_changes).unwrap_or_default(),
+                probes: history.map(|h| h.probes.by_code()).unwrap_or_default(),
+            }
         })
         .collect();
     NodeReport {
@@ -152,11 +153,7 @@ pub fn node_report(
 }
 
 /// The last [`MAX_RECENT_CHANGES`] periods of the pair's history, oldest first.
-fn recent_changes(report: &PairReport) -> Vec<VerdictChange> {
-    let Some(history) = &report.history else {
-        return Vec::new();
-    };
-    let history = history.lock();
+fn recent_changes(history: &PairHistory) -> Vec<VerdictChange> {
     let skip = history.periods.len().saturating_sub(MAX_RECENT_CHANGES);
     history
         .periods
@@ -243,11 +240,10 @@ pub async fn write_spec_statuses(
         let retrying = tokio::select! {
             () = super::stop_requested(&mut shutdown) => break,
             _ = ticks.tick() => false,
-            () = sleep_until(retry_at) => true,
+            () = super::sleep_until(retry_at) => true,
         };
         let summaries = specs.borrow_and_update().clone();
         let pairs = pairs.borrow().clone();
-        let mut failing: HashSet<PairName> = HashSet::new();
         let mut failed: HashSet<SpecRef> = HashSet::new();
         for (spec, summary) in summaries.iter() {
             let report = node_report(
@@ -256,11 +252,6 @@ pub async fn write_spec_statuses(
                 &pairs,
                 &mut failing_since,
                 NODE_FAILING_PAIRS,
-            );
-            failing.extend(
-                of_spec(spec, &pairs)
-                    .filter(|r| r.meets_expectation == Some(false))
-                    .filter_map(pair_name),
             );
             if retrying && !retry.contains(spec) {
                 continue;
@@ -274,11 +265,11 @@ pub async fn write_spec_statuses(
                 failed.insert(spec.clone());
             }
         }
-        failing_since.retain(&failing);
+        failing_since.end_tick();
         reported.retain(|spec| summaries.contains_key(spec));
-        // A spec gone from the summaries is not retried; one written since is done.
+        // Only this pass's failures are retried: a spec written since is done, and one gone
+        // from the summaries is not in this pass.
         retry = failed;
-        retry.retain(|spec| summaries.contains_key(spec));
         retry_at = if retry.is_empty() {
             backoff.reset();
             None
@@ -289,14 +280,6 @@ pub async fn write_spec_statuses(
         };
     }
     info!("status writer stopped");
-}
-
-/// Sleeps until `at`; never wakes without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What became of one status write.

@@ -69,7 +69,7 @@ pub async fn refresh_view_metrics(
         }
         let stale = view.stats.stale(std::time::SystemTime::now(), stale_after);
         for kind in WatchedKind::ALL {
-            metrics.set_view_stale(kind.as_str(), stale.contains(&kind));
+            metrics.set_view_stale(kind.as_str(), stale.contains(kind));
         }
         let agents: Vec<CniAgentState> = cni_agents_by_node(&view.index.read(), &view.cni)
             .into_iter()

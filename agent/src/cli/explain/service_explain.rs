@@ -27,7 +27,8 @@ pub struct ServiceExplained {
 }
 
 /// The offline verdict of a Service flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ServiceFlowVerdict {
     Allowed,
     Denied,
@@ -36,6 +37,17 @@ pub enum ServiceFlowVerdict {
 }
 
 impl ServiceFlowVerdict {
+    /// The verdict of a Service port with `endpoints` ready endpoints, `allowed` of them
+    /// allowed.
+    pub fn of(endpoints: usize, allowed: usize) -> Self {
+        match (endpoints, allowed) {
+            (0, _) => ServiceFlowVerdict::NoReadyEndpoints,
+            (n, a) if a == n => ServiceFlowVerdict::Allowed,
+            (_, 0) => ServiceFlowVerdict::Denied,
+            _ => ServiceFlowVerdict::PartiallyDenied,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceFlowVerdict::Allowed => "allowed",
@@ -110,12 +122,7 @@ pub fn explain(
 impl ServiceExplained {
     pub fn verdict(&self) -> ServiceFlowVerdict {
         let allowed = self.endpoints.iter().filter(|e| e.verdict.allowed).count();
-        match (self.endpoints.len(), allowed) {
-            (0, _) => ServiceFlowVerdict::NoReadyEndpoints,
-            (n, a) if a == n => ServiceFlowVerdict::Allowed,
-            (_, 0) => ServiceFlowVerdict::Denied,
-            _ => ServiceFlowVerdict::PartiallyDenied,
-        }
+        ServiceFlowVerdict::of(self.endpoints.len(), allowed)
     }
 
     pub fn all_allowed(&self) -> bool {

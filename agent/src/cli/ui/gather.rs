@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError};
 use serde_json::{Value, json};
 
 use crate::api::auth::PROXIED_AUTHORIZATION;
@@ -262,22 +263,29 @@ async fn pairs_of(
         agents.namespace, agents.port
     ))
     .header(PROXIED_AUTHORIZATION, format!("Bearer {token}"))
-    .body(Vec::new())?;
-    let text = client
-        .request_text(request)
+    .body(kube::client::Body::from(Vec::new()))?;
+    let response = client.send(request).await?;
+    let status = response.status();
+    // Read at most the limit: an agent's answer is hostile input like any other.
+    let body = http_body_util::Limited::new(response.into_body(), MAX_AGENT_BYTES)
+        .collect()
         .await
-        .map_err(|error| match error {
-            kube::Error::Api(status) => {
-                anyhow::anyhow!("{} ({})", status.message, status.code)
-            }
-            other => anyhow::Error::new(other),
-        })?;
-    if text.len() > MAX_AGENT_BYTES {
-        bail!("answer of {} bytes is over the limit", text.len());
+        .map_err(|error| match error.downcast::<LengthLimitError>() {
+            Ok(_) => anyhow::anyhow!("answer over the limit of {MAX_AGENT_BYTES} bytes"),
+            Err(error) => anyhow::anyhow!("reading the answer: {error}"),
+        })?
+        .to_bytes();
+    if !status.is_success() {
+        // The API server's (or the agent's) Status, as kube's own requests report it.
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        bail!("{message} ({})", status.as_u16());
     }
-    let value: Value = serde_json::from_str(&text).context("the answer is not JSON")?;
-    match value.get("pairs") {
-        Some(Value::Array(pairs)) => Ok(pairs.clone()),
+    let mut value: Value = serde_json::from_slice(&body).context("the answer is not JSON")?;
+    match value.get_mut("pairs").map(Value::take) {
+        Some(Value::Array(pairs)) => Ok(pairs),
         _ => bail!("the answer has no pairs"),
     }
 }

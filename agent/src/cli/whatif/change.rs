@@ -253,41 +253,14 @@ fn delete_one(index: &mut Index, delete: &DeleteRef) -> anyhow::Result<usize> {
             }
             return Ok(1 + delete_namespace(index, &delete.name));
         }
-        DeleteKind::Node => {
-            let found = index.node(&delete.name).is_some();
-            Apply::<Node>::delete(index, &delete.name);
-            found
-        }
-        DeleteKind::Pod => {
-            let found = index.pod(&key()).is_some();
-            Apply::<Pod>::delete(index, &key());
-            found
-        }
-        DeleteKind::NetworkPolicy => {
-            let key = key();
-            let found = index.policy(&key).is_some()
-                || index
-                    .unloadable_policies_in(&key.namespace)
-                    .any(|(k, _)| *k == key);
-            Apply::<NetworkPolicy>::delete(index, &key);
-            found
-        }
-        DeleteKind::Service => {
-            let found = index.service(&key()).is_some();
-            Apply::<Service>::delete(index, &key());
-            found
-        }
-        DeleteKind::EndpointSlice => {
-            let key = key();
-            let found = index.endpoint_slices().any(|s| s.key() == key);
-            Apply::<EndpointSlice>::delete(index, &key);
-            found
-        }
+        DeleteKind::Node => Apply::<Node>::delete(index, &delete.name.to_string()),
+        DeleteKind::Pod => Apply::<Pod>::delete(index, &key()),
+        // An unloadable policy counts: it is in the input, and deleting it is a change.
+        DeleteKind::NetworkPolicy => Apply::<NetworkPolicy>::delete(index, &key()),
+        DeleteKind::Service => Apply::<Service>::delete(index, &key()),
+        DeleteKind::EndpointSlice => Apply::<EndpointSlice>::delete(index, &key()),
         DeleteKind::Tiered(kind) => {
-            let key = format!("{}/{}", kind.as_str(), delete.name);
-            let found = index.tiered_policy(&key).is_some();
-            Apply::<TieredPolicy>::delete(index, &key);
-            found
+            Apply::<TieredPolicy>::delete(index, &TieredPolicy::key_of(kind, &delete.name))
         }
     };
     if !found {
@@ -306,8 +279,7 @@ fn delete_namespace(index: &mut Index, namespace: &str) -> usize {
     Apply::<Namespace>::delete(index, &namespace.to_string());
     let pods: Vec<ObjectRef> = index.pods_in(namespace).map(Pod::key).collect();
     let policies: Vec<ObjectRef> = index
-        .policies()
-        .filter(|p| *p.namespace == *namespace)
+        .policies_in(namespace)
         .map(NetworkPolicy::key)
         .chain(
             index

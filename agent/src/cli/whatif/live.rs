@@ -1,11 +1,7 @@
 //! `whatif --kubeconfig`: today's objects read from a live cluster, read-only (list requests
 //! only), into the same [`Loaded`] a dump gives.
-
-use std::path::Path;
-
 use anyhow::{Context, bail};
 use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 
 use crate::cluster::cni_policy::CniPolicyKind;
@@ -54,20 +50,6 @@ fn collections() -> Vec<Collection> {
         });
     }
     all
-}
-
-/// A client for `kubeconfig` (its current context, or `context`).
-pub async fn client(kubeconfig: &Path, context: Option<String>) -> anyhow::Result<Client> {
-    let file = Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let options = KubeConfigOptions {
-        context,
-        ..KubeConfigOptions::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(file, &options)
-        .await
-        .with_context(|| format!("kubeconfig {}", kubeconfig.display()))?;
-    Client::try_from(config).context("building a client from the kubeconfig")
 }
 
 /// Lists every collection whatif reads. A required one that fails is an error (a missing
@@ -185,41 +167,5 @@ mod tests {
             requests.iter().all(|r| r.starts_with("GET")),
             "{requests:?}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_kubeconfig_context_is_chosen_by_name() {
-        let dir = std::env::temp_dir().join(format!("netreach-whatif-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("kubeconfig");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\ncurrent-context: a\n\
-             clusters:\n- name: c\n  cluster: {server: 'http://10.244.250.1:6443'}\n\
-             users:\n- name: u\n  user: {token: t}\n\
-             contexts:\n- name: a\n  context: {cluster: c, user: u}\n\
-             - name: b\n  context: {cluster: c, user: u, namespace: shop}\n",
-        )
-        .unwrap();
-        assert_eq!(
-            client(&path, None).await.unwrap().default_namespace(),
-            "default"
-        );
-        assert_eq!(
-            client(&path, Some("b".into()))
-                .await
-                .unwrap()
-                .default_namespace(),
-            "shop"
-        );
-        let Err(missing) = client(&path, Some("nope".into())).await else {
-            panic!("a context that is not there")
-        };
-        assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
-        let Err(unreadable) = client(&dir.join("absent"), None).await else {
-            panic!("a kubeconfig that is not there")
-        };
-        assert!(format!("{unreadable:#}").contains("reading kubeconfig"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

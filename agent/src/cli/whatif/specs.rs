@@ -7,6 +7,7 @@ use probe_spec::{ClusterProbeSpec, ProbeSpec};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cli::explain::ServiceFlowVerdict;
 use crate::cluster::model::{PortRef, Protocol};
 use crate::cluster::service::resolve;
 use crate::cluster::{Index, ObjectRef, Spec};
@@ -35,25 +36,9 @@ impl SpecPairChange {
     }
 }
 
-/// A pair's predicted verdict; a Service's is over its ready endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Prediction {
-    Allowed,
-    Denied,
-    /// Some of a Service's ready endpoints are denied.
-    PartiallyDenied,
-}
-
-impl Prediction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Prediction::Allowed => "allowed",
-            Prediction::Denied => "denied",
-            Prediction::PartiallyDenied => "partially_denied",
-        }
-    }
-}
+/// A pair's predicted verdict: that of a Service port for a Service pair, never
+/// `NoReadyEndpoints` (such a pair has no prediction).
+pub type Prediction = ServiceFlowVerdict;
 
 /// What the spec pass found.
 #[derive(Clone, Debug, Default)]
@@ -157,11 +142,7 @@ fn predict_pair(engine: &Engine, index: &Index, pair: &Pair) -> Option<(Predicti
         target => vec![predict(engine, &pair.from, target, None)?.1],
     };
     let allowed = verdicts.iter().filter(|v| v.allowed).count();
-    let prediction = match allowed {
-        n if n == verdicts.len() => Prediction::Allowed,
-        0 => Prediction::Denied,
-        _ => Prediction::PartiallyDenied,
-    };
+    let prediction = Prediction::of(verdicts.len(), allowed);
     let mut policies: Vec<String> = Vec::new();
     for verdict in &verdicts {
         let refs = if prediction == Prediction::Allowed {

@@ -140,7 +140,9 @@ impl PodLookup {
             })?;
         match pod.as_ref().and_then(convert) {
             Some(pod) => self.hold(pod),
-            None => self.index.write().remove_pod_from(ON_DEMAND, key),
+            None => {
+                self.index.write().remove_pod_from(ON_DEMAND, key);
+            }
         }
         Ok(())
     }

@@ -962,6 +962,19 @@ async fn node_scoped_watches_follow_the_specs() {
     run.abort();
 }
 
+/// Watchers over `api`, once their first full sync is done (abort the handle to stop them).
+async fn watching(
+    api: &crate::cluster::fake_api::FakeApi,
+) -> (ClusterView, tokio::task::JoinHandle<Error>) {
+    let client = Client::new(api.router(), "default");
+    let view = ClusterView::new(CniAgentMatcher::builtin());
+    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
+    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
+        .await
+        .expect("ready");
+    (view, run)
+}
+
 /// The cluster scope is the single watch of every pod it always was.
 #[tokio::test]
 async fn cluster_scoped_pods_are_one_watch_of_every_pod() {
@@ -975,12 +988,7 @@ async fn cluster_scoped_pods_are_one_watch_of_every_pod() {
         "10.0.2.4",
         "node-2",
     ));
-    let client = Client::new(api.router(), "default");
-    let view = ClusterView::new(CniAgentMatcher::builtin());
-    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
-    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
-        .await
-        .expect("ready");
+    let (view, run) = watching(&api).await;
     let pod_requests: Vec<String> = api
         .requests()
         .into_iter()
@@ -1024,12 +1032,7 @@ async fn after_an_outage_every_watch_is_back_and_deletions_are_seen_within_secon
     );
     api.apply(spec.clone());
 
-    let client = Client::new(api.router(), "default");
-    let view = ClusterView::new(CniAgentMatcher::builtin());
-    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
-    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
-        .await
-        .expect("ready");
+    let (view, run) = watching(&api).await;
     let watches = api.open_watches();
     assert!(watches >= 6, "{watches} watches open");
     let restarts = |view: &ClusterView| -> u64 {
@@ -1102,12 +1105,7 @@ async fn a_410_on_a_watch_relists_at_once() {
 
     let api = FakeApi::new();
     api.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
-    let client = Client::new(api.router(), "default");
-    let view = ClusterView::new(CniAgentMatcher::builtin());
-    let run = tokio::spawn(Watchers::new(client, view.clone()).run());
-    tokio::time::timeout(Duration::from_secs(10), view.readiness.wait())
-        .await
-        .expect("ready");
+    let (view, run) = watching(&api).await;
     let relists = |view: &ClusterView| {
         view.stats
             .get(WatchedKind::Namespaces)
